@@ -1,0 +1,286 @@
+"""What goes into the engine (inputs, past tense) and what comes out
+(commands, imperative).  Both are frozen dataclasses with slots.
+
+The driver (daemon or simulator) calls `Engine.step(now_ms, input)` and
+gets a `Ready`:
+
+- `commands` must be carried out **in the order given**.  The engine emits
+  them so that order is always safe:
+
+  1. `SendHeartbeat` announcing a change of role comes first, so that a
+     dual-active pair settles within one link latency;
+  2. going active: `RunCommand(active_cmd)` is last; before it come
+     `AddVip` (each VIP, then the `nat_router` address), `SendGratuitousArp`
+     for each, `SetTimeouts`, `StartSyncDaemon`, then the table operations;
+  3. going standby is the reverse, in reverse order: `RunCommand
+     (inactive_cmd)` first, then the table operations that empty the table,
+     `StopSyncDaemon`, `DelVip` (nat_router first, then VIPs in reverse);
+  4. table operations come in the order `engine.diff` documents (services
+     added, services edited, destinations added, edited, deleted, services
+     deleted);
+  5. `StartCheck` / `ReadLoad` / `Notify` / `RunCommand(notify_*)` last.
+
+- `next_deadline_ms` is when the engine next needs a `Tick` (None: only
+  inputs will wake it).  Waking late is harmless; waking early is a no-op.
+- `status` is a snapshot of everything the engine knows.
+
+Every command that fails is reported back as `CommandFailed`; table
+commands are then reconciled after the driver feeds a `TableRead`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, Union
+
+from engine.model import Config
+from engine.table import Dest, DestKey, Service, ServiceKey, Table
+
+Path = Literal["public", "private"]
+
+
+# --------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time has passed (a deadline may be due)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReceived:
+    """A datagram arrived on the heartbeat port.  `payload` is untrusted."""
+
+    path: Path
+    source: str  # the sender's address
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCompleted:
+    """A `StartCheck` finished (ok, or failed with a reason: timeout, refused, mismatch...)."""
+
+    check_id: int
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRead:
+    """A `ReadLoad` finished: the host's 1-minute load average, None if unreadable."""
+
+    load_id: int
+    load: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLoaded:
+    """A new configuration (SIGHUP, or a scenario's reload)."""
+
+    config: Config
+    heartbeat_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFailed:
+    command: "Command"
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableRead:
+    """What the kernel really holds (at start, after a failure, or on drift)."""
+
+    table: Table
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRequested:
+    """An operator's request.
+
+    action: "failover" (the active router hands over), "drain" (weight 0,
+    connections kept), "undrain", "force_down", "force_up", "auto".
+    `virtual` may be "" to mean every virtual holding `server`.
+    """
+
+    action: Literal["failover", "drain", "undrain", "force_down", "force_up", "auto"]
+    server: str = ""
+    virtual: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownRequested:
+    """SIGTERM: give up the VIPs cleanly and tell the partner."""
+
+
+Input = Union[
+    Tick, HeartbeatReceived, CheckCompleted, LoadRead, ConfigLoaded,
+    CommandFailed, TableRead, AdminRequested, ShutdownRequested,
+]
+
+
+# --------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class SendHeartbeat:
+    path: Path
+    address: str  # the partner's address on that path
+    port: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AddVip:
+    address: str
+    prefix: int  # from vip_nmask / nat_nmask; 32 (128) when unset
+    device: str  # the interface ("eth0")
+    label: str  # the alias ("eth0:1"), or the device when none
+
+
+@dataclass(frozen=True, slots=True)
+class DelVip:
+    address: str
+    prefix: int
+    device: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendGratuitousArp:
+    """One gratuitous ARP (IPv4) or unsolicited neighbour advertisement (IPv6)."""
+
+    address: str
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddService:
+    service: Service
+
+
+@dataclass(frozen=True, slots=True)
+class EditService:
+    service: Service
+
+
+@dataclass(frozen=True, slots=True)
+class DelService:
+    key: ServiceKey
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddDest:
+    service: ServiceKey
+    dest: Dest
+
+
+@dataclass(frozen=True, slots=True)
+class EditDest:
+    service: ServiceKey
+    dest: Dest
+
+
+@dataclass(frozen=True, slots=True)
+class DelDest:
+    service: ServiceKey
+    dest: DestKey
+    name: str = ""
+
+
+TableOp = Union[AddService, EditService, DelService, AddDest, EditDest, DelDest]
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimeouts:
+    tcp_s: int
+    tcpfin_s: int
+    udp_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartSyncDaemon:
+    state: Literal["master", "backup"]
+    iface: str
+    syncid: int
+
+
+@dataclass(frozen=True, slots=True)
+class StopSyncDaemon:
+    state: Literal["master", "backup"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTable:
+    """Read back what the kernel holds; answer with `TableRead`."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One health check of one (address, port): shared by every virtual
+    that checks the same thing the same way."""
+
+    address: str
+    port: int
+    kind: Literal["tcp", "udp", "http", "https"]
+    send: str | None = None
+    expect: str | None = None
+    use_regex: bool = False
+    send_program: str | None = None
+    timeout_ms: int = 10_000
+    http_path: str = "/"
+    http_status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class StartCheck:
+    """Run one check, with a hard timeout of `spec.timeout_ms`; answer with
+    `CheckCompleted(check_id, ...)`."""
+
+    check_id: int
+    spec: CheckSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLoad:
+    """Read a real server's 1-minute load; answer with `LoadRead(load_id, ...)`."""
+
+    load_id: int
+    address: str
+    method: str  # "uptime" | "rup" | "ruptime" | "command"
+    command: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunCommand:
+    """Run an operator's command (active_cmd, inactive_cmd, notify_up...).
+    Commands run in order, one at a time, each with the configured timeout."""
+
+    command: str
+    reason: str
+    timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A state change, for the log and the notify FIFO (one JSON line).
+
+    kind: "role" (from, to, reason), "health" (service, server, from, to,
+    detail), "weight" (service, server, weight), "partner" (alive, reason),
+    "drift" (ours, theirs), "heartbeat_lost" (path), "quorum" (service, ok),
+    "config" (serial_no), "error" (what).
+    """
+
+    kind: str
+    data: Mapping[str, str | int | float | bool | None]
+
+
+Command = Union[
+    SendHeartbeat, AddVip, DelVip, SendGratuitousArp,
+    AddService, EditService, DelService, AddDest, EditDest, DelDest,
+    SetTimeouts, StartSyncDaemon, StopSyncDaemon, ReadTable,
+    StartCheck, ReadLoad, RunCommand, Notify,
+]
+
+TABLE_OPS = (AddService, EditService, DelService, AddDest, EditDest, DelDest)
