@@ -1,0 +1,629 @@
+"""The engine: one router's decisions, driven by `step(now_ms, input)`.
+
+    engine = Engine(config, "primary")
+    ready = engine.step(now_ms, Tick())   # -> Ready(commands, next_deadline_ms, status)
+
+The engine composes the state machines (`failover`, `health`, `pool`,
+`diff`) and turns their verdicts into commands; the rules that depend on
+several of them at once (going active, a reload, a check result fanned out
+to every virtual sharing it) live here.  Command order: see
+`engine.events`.  Time is an input and never goes backwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Hashable, Iterable
+
+from engine import health as nanny
+from engine.diff import diff, diff_service
+from engine.events import (
+    AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed, ConfigLoaded, DelVip,
+    HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
+    SetTimeouts, ShutdownRequested, StartCheck, StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
+    TABLE_OPS,
+)
+from engine.failover import Failover, Verdict
+from engine.model import Config, Node, Server, Virtual
+from engine.pool import Member, desired_entry, dest_port, prefix_of, quorum_state, service_key
+from engine.status import PartnerStatus, ServerStatus, ServiceStatus, Status
+from engine.table import ServiceEntry, ServiceKey, Table
+from engine.timers import Timers
+
+LOAD_PERIOD_MS = 20_000  # nanny reads load_monitor about every 20 s
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    commands: tuple[Command, ...]
+    next_deadline_ms: int | None
+    status: Status
+
+
+class EngineMisuse(Exception):
+    """The caller broke the engine's contract (time going backwards, unknown names...)."""
+
+
+@dataclass(slots=True)
+class _Check:
+    spec: CheckSpec
+    health: nanny.Health
+    rise: int
+    fall: int
+    interval_ms: int
+    members: list[tuple[str, str]]
+    in_flight: bool = False
+
+
+@dataclass(slots=True)
+class _Member:
+    virtual: Virtual
+    server: Server
+    check_id: int | None  # None: `check = none`, always up
+    load_id: int | None
+    weight: int
+    admin: nanny.Admin = "auto"
+
+
+def check_spec(virtual: Virtual, server: Server) -> CheckSpec | None:
+    if virtual.check == "none" or server.address is None:
+        return None
+    kind = virtual.check if virtual.check != "auto" else virtual.protocol
+    port = server.port if server.port is not None else virtual.port
+    return CheckSpec(
+        address=server.address, port=port, kind=kind, send=virtual.send, expect=virtual.expect,
+        use_regex=virtual.use_regex, send_program=virtual.send_program,
+        timeout_ms=virtual.timeout_ms, http_path=virtual.http_path, http_status=virtual.http_status,
+    )
+
+
+class Engine:
+    def __init__(
+        self, config: Config, node: Node, *, heartbeat_key: bytes | None = None, seq_start: int = 0,
+    ) -> None:
+        if node not in ("primary", "backup"):
+            raise EngineMisuse(f"node must be 'primary' or 'backup', not {node!r}")
+        self.node: Node = node
+        self.config = config
+        self.failover = Failover(config, node, key=heartbeat_key, seq_start=seq_start)
+        self.timers = Timers()
+        self.now_ms: int | None = None
+        self.stopped = False
+        self._expected_ms: int | None = None
+        self._checks: dict[int, _Check] = {}
+        self._check_ids: dict[CheckSpec, int] = {}
+        self._loads: dict[int, tuple[str, str, str | None, list[tuple[str, str]]]] = {}
+        self._members: dict[tuple[str, str], _Member] = {}
+        self._next_id = 1
+        self._entries: dict[str, ServiceEntry | None] = {}  # desired, by virtual name
+        self._quorum: dict[str, bool] = {}
+        self.applied: dict[ServiceKey, ServiceEntry] = {}
+        self.vips: tuple[tuple[str, int, str, str], ...] = ()  # held: (address, prefix, device, label)
+        self._arp_left: dict[str, tuple[str, int]] = {}  # address -> (device, ARPs still to send)
+        self._sync_state: str | None = None
+        self._status_cache: dict[str, ServiceStatus] = {}
+        self._status: Status | None = None
+        self._build(config, previous=None)
+        self._recompute_all([])
+
+    # ================================================================ step
+
+    def step(self, now_ms: int, event: Input) -> Ready:
+        if self.now_ms is not None and now_ms < self.now_ms:
+            raise EngineMisuse(f"time went backwards: {now_ms} ms after {self.now_ms} ms")
+        first = self.now_ms is None
+        stalled = self._expected_ms is not None and now_ms > self._expected_ms + self.config.keepalive_ms
+        self.now_ms = now_ms
+        out: list[Command] = []
+        if self.stopped:
+            return self._ready(out)
+        if first:
+            adopted = isinstance(event, TableRead) and bool(event.table)
+            if isinstance(event, TableRead):
+                self.applied = dict(event.table)
+            self._start(now_ms, adopted, out)
+            if isinstance(event, TableRead):
+                event = Tick()
+        match event:
+            case Tick():
+                pass
+            case HeartbeatReceived(path, source, payload):
+                self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
+            case CheckCompleted(check_id, ok, detail):
+                self._check_completed(check_id, ok, detail, out)
+            case LoadRead(load_id, load):
+                self._load_read(load_id, load, out)
+            case ConfigLoaded(config, key):
+                self._reload(config, key, out)
+            case CommandFailed(command, error):
+                self._failed(command, error, out)
+            case TableRead(table):
+                self._table_read(table, out)
+            case AdminRequested():
+                self._admin(event, out)
+            case ShutdownRequested():
+                self._shutdown(out)
+                return self._ready(out)
+            case _:
+                raise EngineMisuse(f"not an engine input: {event!r}")
+        self._due(now_ms, stalled, out)
+        return self._ready(out)
+
+    def _ready(self, out: list[Command]) -> Ready:
+        deadline = None if self.stopped else self._next_deadline()
+        self._expected_ms = deadline
+        return Ready(tuple(self._ordered(out)), deadline, self.status)
+
+    @staticmethod
+    def _ordered(out: list[Command]) -> list[Command]:
+        # Heartbeats first: a change of role is announced before it is carried out.
+        first = [c for c in out if type(c).__name__ == "SendHeartbeat"]
+        if not first:
+            return out
+        return first + [c for c in out if type(c).__name__ != "SendHeartbeat"]
+
+    def _next_deadline(self) -> int | None:
+        times = [t for t in (self.timers.next(), self.failover.next_deadline()) if t is not None]
+        return min(times) if times else None
+
+    def _start(self, now_ms: int, adopted: bool, out: list[Command]) -> None:
+        for check_id in self._checks:
+            self.timers.set(("check", check_id), now_ms)
+        for load_id in self._loads:
+            self.timers.set(("load", load_id), now_ms)
+        if self.config.syncdaemon:
+            out.append(StartSyncDaemon("backup", self.config.syncd_iface, self.config.syncd_id))
+            self._sync_state = "backup"
+        verdicts = self.failover.start(now_ms)
+        if adopted and self.failover.enabled:
+            verdicts = [Verdict("go_active", "adopted the table the kernel holds")]
+        self._verdicts(verdicts, out)
+
+    def _due(self, now_ms: int, stalled: bool, out: list[Command]) -> None:
+        verdicts, notes = self.failover.tick(now_ms, stalled)
+        for note in notes:
+            if note.startswith("heartbeat_lost:"):
+                out.append(Notify("heartbeat_lost", {"path": note.split(":", 1)[1]}))
+            elif note == "partner_dead":
+                out.append(Notify("partner", {"alive": False, "reason": "no heartbeat for deadtime"}))
+            elif note == "stall":
+                out.append(Notify("stall", {"reason": "step late: listening one more keepalive"}))
+        self._verdicts(verdicts, out)
+        out.extend(self.failover.due_heartbeats(now_ms))
+        for name in self.timers.pop_due(now_ms):
+            self._timer(name, now_ms, out)
+
+    def _timer(self, name: Hashable, now_ms: int, out: list[Command]) -> None:
+        assert isinstance(name, tuple)
+        kind, ident = name
+        if kind == "check":
+            check = self._checks.get(ident)
+            if check is None:
+                return
+            self.timers.set(name, now_ms + check.interval_ms)
+            if not check.in_flight:
+                check.in_flight = True
+                out.append(StartCheck(ident, check.spec))
+        elif kind == "load":
+            load = self._loads.get(ident)
+            if load is None:
+                return
+            self.timers.set(name, now_ms + LOAD_PERIOD_MS)
+            out.append(ReadLoad(ident, load[0], load[1], load[2]))
+        elif kind == "arp":
+            self._arp_round(now_ms, out)
+
+    # ================================================================ role
+
+    def _verdicts(self, verdicts: Iterable[Verdict], out: list[Command]) -> None:
+        for verdict in verdicts:
+            if verdict.decision == "go_active" and self.failover.role == "standby":
+                self._go_active(verdict.reason, out)
+            elif verdict.decision == "go_standby" and self.failover.role == "active":
+                self._go_standby(verdict.reason, out)
+            elif verdict.decision == "rearp" and self.failover.role == "active":
+                self._schedule_arps(out)
+
+    def _go_active(self, reason: str, out: list[Command]) -> None:
+        assert self.now_ms is not None
+        self.failover.set_role("active", self.now_ms)
+        out.append(Notify("role", {"from": "standby", "to": "active", "reason": reason}))
+        self._set_vips(self._wanted_vips(), out)
+        self._schedule_arps(out)
+        c = self.config
+        if c.tcp_timeout_s or c.tcpfin_timeout_s or c.udp_timeout_s:
+            out.append(SetTimeouts(c.tcp_timeout_s, c.tcpfin_timeout_s, c.udp_timeout_s))
+        self._sync("master", out)
+        self._apply(self._desired(), out)
+        if c.active_cmd:
+            out.append(RunCommand(c.active_cmd, "active_cmd", c.command_timeout_ms))
+
+    def _go_standby(self, reason: str, out: list[Command], *, hand_over: bool = False) -> None:
+        assert self.now_ms is not None
+        if hand_over:
+            out.extend(self.failover.hand_over(self.now_ms))
+        else:
+            self.failover.set_role("standby", self.now_ms)
+        out.append(Notify("role", {"from": "active", "to": "standby", "reason": reason}))
+        self._release(out)
+
+    def _release(self, out: list[Command]) -> None:
+        c = self.config
+        if c.inactive_cmd:
+            out.append(RunCommand(c.inactive_cmd, "inactive_cmd", c.command_timeout_ms))
+        self._apply({}, out)
+        self._sync("backup" if not self.failover.leaving else None, out)
+        self._set_vips((), out)
+        self._arp_left.clear()
+        self.timers.cancel(("arp", 0))
+
+    def _sync(self, state: str | None, out: list[Command]) -> None:
+        if not self.config.syncdaemon or state == self._sync_state:
+            return
+        if self._sync_state is not None:
+            out.append(StopSyncDaemon("master" if self._sync_state == "master" else "backup"))
+        if state is not None:
+            out.append(StartSyncDaemon("master" if state == "master" else "backup",
+                                       self.config.syncd_iface, self.config.syncd_id))
+        self._sync_state = state
+
+    def _wanted_vips(self) -> tuple[tuple[str, int, str, str], ...]:
+        wanted: list[tuple[str, int, str, str]] = []
+        seen: set[str] = set()
+        for virtual in self.config.virtuals:
+            if virtual.active and virtual.address and virtual.address not in seen:
+                seen.add(virtual.address)
+                wanted.append(_vip(virtual.address, virtual.vip_nmask, virtual.device))
+        c = self.config
+        if c.nat_router and c.nat_router not in seen:
+            wanted.append(_vip(c.nat_router, c.nat_nmask, c.nat_router_device))
+        return tuple(wanted)
+
+    def _set_vips(self, wanted: tuple[tuple[str, int, str, str], ...], out: list[Command]) -> None:
+        """Add what is wanted and not held (in order), remove the rest (reverse order)."""
+        held = set(self.vips)
+        for vip in reversed(self.vips):
+            if vip not in wanted:
+                out.append(DelVip(*vip))
+                self._arp_left.pop(vip[0], None)
+        for vip in wanted:
+            if vip not in held:
+                out.append(AddVip(*vip))
+        self.vips = wanted
+
+    def _schedule_arps(self, out: list[Command]) -> None:
+        """A new round of gratuitous ARPs for every held VIP: the first now."""
+        for address, _, device, _ in self.vips:
+            self._arp_left[address] = (device, self.config.arp_count)
+        assert self.now_ms is not None
+        self._arp_round(self.now_ms, out)
+
+    def _arp_round(self, now_ms: int, out: list[Command]) -> None:
+        for address in list(self._arp_left):
+            device, left = self._arp_left[address]
+            out.append(SendGratuitousArp(address, device))
+            if left <= 1:
+                del self._arp_left[address]
+            else:
+                self._arp_left[address] = (device, left - 1)
+        if self._arp_left:
+            self.timers.set(("arp", 0), now_ms + self.config.arp_interval_ms)
+        else:
+            self.timers.cancel(("arp", 0))
+
+    # ================================================================ table
+
+    def _desired(self) -> dict[ServiceKey, ServiceEntry]:
+        return {e.service.key: e for e in self._entries.values() if e is not None}
+
+    def _apply(self, desired: Table, out: list[Command]) -> None:
+        ops = diff(self.applied, desired)
+        out.extend(ops)
+        self.applied = dict(desired)
+
+    def _refresh(self, virtual_name: str, out: list[Command]) -> None:
+        """Recompute one virtual's service; update the kernel if active."""
+        virtual = self.config.virtual(virtual_name)
+        old = self._entries.get(virtual_name)
+        members = [self._member_view(m) for m in self._members_of(virtual)]
+        was_ok = self._quorum.get(virtual_name, True)
+        ok = quorum_state(virtual, members, was_ok)
+        if ok != was_ok:
+            self._quorum[virtual_name] = ok
+            out.append(Notify("quorum", {"service": virtual_name, "ok": ok}))
+        new = desired_entry(self.config, virtual, members, ok)
+        self._entries[virtual_name] = new
+        self._status_cache.pop(virtual_name, None)
+        self._status = None
+        if self.failover.role != "active" or new == old:
+            return
+        key = (new or old).service.key  # type: ignore[union-attr]
+        ops = diff_service(key, self.applied.get(key), new)
+        out.extend(ops)
+        if new is None:
+            self.applied.pop(key, None)
+        else:
+            self.applied[key] = new
+
+    def _members_of(self, virtual: Virtual) -> list[_Member]:
+        return [self._members[(virtual.name, s.name)] for s in virtual.servers
+                if (virtual.name, s.name) in self._members]
+
+    def _standing(self, member: _Member) -> str:
+        checked = self._checks[member.check_id].health.status if member.check_id is not None else "up"
+        status = nanny.effective(checked, member.admin)
+        if member.admin == "drain" and status == "up":
+            return "drained"
+        return status
+
+    def _member_view(self, member: _Member) -> Member:
+        server, virtual = member.server, member.virtual
+        assert server.address is not None
+        return Member(
+            name=server.name, address=server.address, port=dest_port(virtual, server.port),
+            standing=self._standing(member), weight=member.weight,  # type: ignore[arg-type]
+            configured_weight=server.weight,
+        )
+
+    # ================================================================ health
+
+    def _check_completed(self, check_id: int, ok: bool, detail: str, out: list[Command]) -> None:
+        check = self._checks.get(check_id)
+        if check is None or not check.in_flight:
+            return  # a result for a check that a reload removed, or a duplicate
+        check.in_flight = False
+        before = check.health.status
+        check.health = nanny.observe(check.health, ok, detail, rise=check.rise, fall=check.fall)
+        after = check.health.status
+        for key in check.members:
+            member = self._members[key]
+            self._status_cache.pop(key[0], None)
+            self._status = None
+            if after != before:
+                self._health_changed(member, before, after, detail, out)
+            elif after == "up" and member.weight < member.server.weight and member.virtual.load_monitor == "none":
+                member.weight = nanny.slow_start_next(member.weight, member.server.weight)
+                self._refresh(member.virtual.name, out)
+
+    def _health_changed(self, member: _Member, before: str, after: str, detail: str, out: list[Command]) -> None:
+        virtual, server = member.virtual, member.server
+        if after == "up":
+            member.weight = server.weight if before == "unknown" else nanny.slow_start_weight(server.weight)
+        out.append(Notify("health", {
+            "service": virtual.name, "server": server.name, "from": before, "to": after, "detail": detail,
+        }))
+        self._refresh(virtual.name, out)
+        command = server.notify_up if after == "up" else server.notify_down if after == "down" else None
+        if command:
+            out.append(RunCommand(command, f"notify_{after} {virtual.name}/{server.name}",
+                                  self.config.command_timeout_ms))
+
+    def _load_read(self, load_id: int, load: float | None, out: list[Command]) -> None:
+        entry = self._loads.get(load_id)
+        if entry is None:
+            return
+        for key in entry[3]:
+            member = self._members[key]
+            if self._standing(member) != "up":
+                continue
+            new = nanny.load_adjust(member.weight, member.server.weight, load)
+            if new is not None and new != member.weight:
+                member.weight = new
+                out.append(Notify("weight", {"service": key[0], "server": key[1], "weight": new}))
+                self._refresh(key[0], out)
+
+    def _admin(self, request: AdminRequested, out: list[Command]) -> None:
+        if request.action == "failover":
+            if self.failover.role == "active":
+                self._go_standby("operator: failover", out, hand_over=True)
+            else:
+                out.append(Notify("error", {"what": "failover requested on a standby router: nothing to do"}))
+            return
+        targets = self._find_members(request.server, request.virtual)
+        admin: nanny.Admin = {"drain": "drain", "undrain": "auto", "force_down": "force_down",
+                              "force_up": "force_up", "auto": "auto"}[request.action]  # type: ignore[assignment]
+        for key in targets:
+            member = self._members[key]
+            before = self._standing(member)
+            member.admin = admin
+            if self._standing(member) == "up" and before in ("down", "unknown"):
+                member.weight = member.server.weight
+            self._refresh(key[0], out)
+
+    def _find_members(self, server: str, virtual: str) -> list[tuple[str, str]]:
+        if "/" in server and not virtual:
+            virtual, server = server.split("/", 1)
+        found = [k for k in self._members if k[1] == server and (not virtual or k[0] == virtual)]
+        if not found:
+            where = f" in virtual {virtual!r}" if virtual else ""
+            raise EngineMisuse(f"no real server named {server!r}{where}")
+        return found
+
+    # ================================================================ config
+
+    def _build(self, config: Config, previous: Config | None) -> None:
+        """(Re)build checks and members from `config`, keeping what is unchanged."""
+        old_checks, old_ids, old_members = self._checks, self._check_ids, self._members
+        old_health = {key: old_checks[m.check_id].health for key, m in old_members.items()
+                      if m.check_id is not None}
+        self._checks, self._check_ids, self._members, self._loads = {}, {}, {}, {}
+        loads: dict[tuple[str, str, str | None], int] = {}
+        for virtual in config.virtuals:
+            if not virtual.active:
+                continue
+            for server in virtual.servers:
+                if not server.active or server.address is None:
+                    continue
+                key = (virtual.name, server.name)
+                spec = check_spec(virtual, server)
+                check_id = None
+                if spec is not None:
+                    check_id = self._check_id(spec, virtual, old_ids, old_checks, old_health.get(key))
+                    self._checks[check_id].members.append(key)
+                load_id = None
+                if virtual.load_monitor != "none" or virtual.load_command:
+                    method = "command" if virtual.load_command else virtual.load_monitor
+                    lkey = (server.address, method, virtual.load_command)
+                    if lkey not in loads:
+                        loads[lkey] = self._new_id()
+                        self._loads[loads[lkey]] = (*lkey, [])
+                    load_id = loads[lkey]
+                    self._loads[load_id][3].append(key)
+                old = old_members.get(key)
+                weight = server.weight
+                admin: nanny.Admin = "auto"
+                if old is not None:
+                    admin = old.admin
+                    if old.server.weight == server.weight:
+                        weight = old.weight
+                self._members[key] = _Member(virtual, server, check_id, load_id, weight, admin)
+        self._entries = {}
+        self._status_cache.clear()
+        self._status = None
+
+    def _check_id(self, spec: CheckSpec, virtual: Virtual, old_ids: dict[CheckSpec, int],
+                  old_checks: dict[int, _Check], inherited: nanny.Health | None) -> int:
+        if spec in self._check_ids:
+            return self._check_ids[spec]
+        check_id = old_ids.get(spec)
+        if check_id is not None:
+            old = old_checks[check_id]
+            check = replace_check(old, rise=virtual.rise_count, fall=virtual.fall_count,
+                                  interval_ms=virtual.interval_ms)
+        else:
+            check_id = self._new_id()
+            # A changed check of a known server keeps its health: a down server stays down.
+            health = replace(inherited, run=0) if inherited is not None else nanny.Health()
+            check = _Check(spec, health, virtual.rise_count, virtual.fall_count, virtual.interval_ms, [])
+        self._check_ids[spec] = check_id
+        self._checks[check_id] = check
+        return check_id
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _reload(self, config: Config, key: bytes | None, out: list[Command]) -> None:
+        assert self.now_ms is not None
+        previous = self.config
+        self.config = config
+        self.failover.reconfigure(config, key)
+        old_timers = {cid: self.timers.get(("check", cid)) for cid in self._checks}
+        old_loads = set(self._loads)
+        self._build(config, previous)
+        for check_id in old_timers:
+            if check_id not in self._checks:
+                self.timers.cancel(("check", check_id))
+        for check_id in self._checks:
+            if check_id not in old_timers:
+                self.timers.set(("check", check_id), self.now_ms)
+        for load_id in old_loads - set(self._loads):
+            self.timers.cancel(("load", load_id))
+        for load_id in self._loads:
+            if load_id not in old_loads:
+                self.timers.set(("load", load_id), self.now_ms)
+        self._recompute_all(out)
+        out.append(Notify("config", {"serial_no": config.serial_no}))
+        if self.failover.role == "active":
+            before = {v[0] for v in self.vips}
+            self._set_vips(self._wanted_vips(), out)
+            new = [v for v in self.vips if v[0] not in before]
+            for address, _, device, _ in new:
+                self._arp_left[address] = (device, config.arp_count)
+            if new:
+                self._arp_round(self.now_ms, out)
+            self._apply(self._desired(), out)
+
+    def _recompute_all(self, out: list[Command]) -> None:
+        for virtual in self.config.virtuals:
+            members = [self._member_view(m) for m in self._members_of(virtual)]
+            ok = quorum_state(virtual, members, self._quorum.get(virtual.name, True))
+            self._quorum[virtual.name] = ok
+            self._entries[virtual.name] = desired_entry(self.config, virtual, members, ok) if virtual.active else None
+
+    # ================================================================ kernel
+
+    def _failed(self, command: Command, error: str, out: list[Command]) -> None:
+        out.append(Notify("error", {"what": f"{type(command).__name__} failed: {error}"}))
+        if isinstance(command, TABLE_OPS):
+            out.append(ReadTable())
+
+    def _table_read(self, table: Table, out: list[Command]) -> None:
+        """Reconcile: the kernel holds `table`; bring it to what we want."""
+        self.applied = dict(table)
+        desired = self._desired() if self.failover.role == "active" else {}
+        if self.applied != desired:
+            out.append(Notify("drift", {"what": "kernel table differs; reconciling"}))
+            self._apply(desired, out)
+
+    def _shutdown(self, out: list[Command]) -> None:
+        assert self.now_ms is not None
+        was = self.failover.role
+        out.extend(self.failover.leave(self.now_ms))
+        if was == "active":
+            out.append(Notify("role", {"from": "active", "to": "standby", "reason": "shutting down"}))
+            self._release(out)
+        elif self._sync_state is not None:
+            self._sync(None, out)
+        self.stopped = True
+
+    # ================================================================ status
+
+    @property
+    def status(self) -> Status:
+        if self._status is not None and self._status.now_ms == self.now_ms:
+            return self._status
+        fo = self.failover
+        now = self.now_ms or 0
+        services = []
+        for virtual in self.config.virtuals:
+            cached = self._status_cache.get(virtual.name)
+            if cached is None:
+                cached = self._status_cache[virtual.name] = self._service_status(virtual)
+            services.append(cached)
+        self._status = Status(
+            node=self.node, role=fo.role, now_ms=now, serial_no=self.config.serial_no,
+            vips=tuple(v[0] for v in self.vips),
+            partner=PartnerStatus(
+                alive=bool(fo.partner_alive), state=fo.partner_state, serial_no=fo.partner_serial,
+                last_heard_ms=fo.last_heard_ms, deaf=bool(fo.partner_alive) and fo.partner_deaf(now),
+                drift=fo.partner_serial is not None and fo.partner_serial != self.config.serial_no,
+            ),
+            services=tuple(services), counters=dict(fo.counters),
+        )
+        return self._status
+
+    def _service_status(self, virtual: Virtual) -> ServiceStatus:
+        entry = self._entries.get(virtual.name)
+        dests = entry.dests if entry is not None else {}
+        servers = []
+        in_names = {d.name: d.weight for d in dests.values()}
+        for member in self._members_of(virtual):
+            server = member.server
+            check = self._checks.get(member.check_id) if member.check_id is not None else None
+            h = check.health if check is not None else nanny.Health("up")
+            standing = self._standing(member)
+            assert server.address is not None
+            servers.append(ServerStatus(
+                name=server.name, address=server.address, port=dest_port(virtual, server.port),
+                health="up" if standing in ("up", "drained") else standing, checked=h.status,
+                admin=member.admin, weight=in_names.get(server.name, 0), in_table=server.name in in_names,
+                configured_weight=server.weight, last_check=h.last_ok, last_detail=h.last_detail,
+                checks_ok=h.ok_total, checks_failed=h.fail_total,
+            ))
+        key = service_key(virtual)
+        return ServiceStatus(
+            name=virtual.name, address=virtual.address, port=virtual.port, protocol=virtual.protocol,
+            fwmark=virtual.fwmark, scheduler=virtual.scheduler, active=key is not None,
+            sorry_in_table="sorry" in in_names, quorum_ok=self._quorum.get(virtual.name, True),
+            servers=tuple(servers),
+        )
+
+
+def replace_check(check: _Check, *, rise: int, fall: int, interval_ms: int) -> _Check:
+    return _Check(check.spec, check.health, rise, fall, interval_ms, [], check.in_flight)
+
+
+def _vip(address: str, mask: str | None, device: str | None) -> tuple[str, int, str, str]:
+    label = device or ""
+    return (address, prefix_of(mask, address), label.split(":", 1)[0], label)

@@ -1,0 +1,337 @@
+"""Which router is active: what pulse decided, and what it left undecided.
+
+Everything that affects the router's role lives here; this module does not
+know what going active *does* (the engine turns a `Verdict` into VIPs, ARP
+and table commands) and never reads a clock.
+
+The receive rules (../shared/PIRANHA.md, "pulse heartbeat"), as a table
+keyed by (my role, the partner's state, my node):
+
+| me      | partner | node    | verdict                                      |
+|---------|---------|---------|----------------------------------------------|
+| active  | active  | backup  | go standby (dual-active: the primary wins)   |
+| active  | active  | primary | re-ARP (the winner re-announces its VIPs)    |
+| active  | standby | any     | nothing                                      |
+| standby | active  | any     | nothing (no preemption; `preempt = 1`: the   |
+|         |         |         | primary takes over and the backup yields)    |
+| standby | standby | primary | go active                                    |
+| standby | standby | backup  | go active if the primary has not within one  |
+|         |         |         | `keepalive` (so a cold start is never dual)  |
+| any     | leaving | any     | the partner is gone: go active at once       |
+
+Every heartbeat pushes the partner's deadline to now + `deadtime`; silence
+on every path until then means "partner dead": a standby router goes active.
+
+Beyond the original:
+
+- one-way failure: heartbeats carry a sequence number and the last sequence
+  heard from the partner (its *ack*).  When the partner's ack is older than
+  `deadtime`, the partner cannot hear us ("deaf"); it will declare us dead
+  and go active, so we never go active over it, and an active router whose
+  deaf partner is active yields, whatever its node.  Exactly one stays active.
+- stall guard: when a step arrives more than `keepalive` after the deadline
+  the engine asked for (the process was descheduled), the partner's queued
+  heartbeats have not been read yet; the router listens for one more
+  `keepalive` before declaring the partner dead.
+- authentication: with a key, heartbeats without a valid HMAC or replayed
+  (outside the anti-replay window) are dropped and counted, never acted on.
+- `serial_no` drift: the partner's configuration serial is reported.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+from engine.events import Path, SendHeartbeat
+from engine.model import Config, Node
+from engine.wire import Heartbeat, ReplayWindow, WireError, decode, encode
+
+Role = Literal["standby", "active"]
+PartnerState = Literal["active", "standby", "leaving"]
+Decision = Literal["go_active", "go_standby", "rearp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    decision: Decision
+    reason: str
+
+
+_RULES: Mapping[tuple[Role, PartnerState, Node], Decision | Literal["nothing", "backup_wait", "preempt"]] = {
+    ("active", "active", "backup"): "go_standby",
+    ("active", "active", "primary"): "rearp",
+    ("active", "standby", "backup"): "nothing",
+    ("active", "standby", "primary"): "nothing",
+    ("standby", "active", "backup"): "nothing",
+    ("standby", "active", "primary"): "preempt",
+    ("standby", "standby", "primary"): "go_active",
+    ("standby", "standby", "backup"): "backup_wait",
+    ("active", "leaving", "backup"): "nothing",
+    ("active", "leaving", "primary"): "nothing",
+    ("standby", "leaving", "backup"): "go_active",
+    ("standby", "leaving", "primary"): "go_active",
+}
+
+_REASONS: Mapping[Decision, str] = {
+    "go_standby": "dual-active: the primary wins",
+    "rearp": "dual-active: partner still active, re-announcing",
+    "go_active": "partner standby",
+}
+
+
+class Failover:
+    """pulse for one router.  Mutable, owned by one `Engine`."""
+
+    def __init__(self, config: Config, node: Node, *, key: bytes | None, seq_start: int) -> None:
+        self.node: Node = node
+        self.partner_node: Node = "backup" if node == "primary" else "primary"
+        self.role: Role = "standby"
+        self.hold_standby = False  # after an admin failover: stay standby until the partner is active
+        self.leaving = False
+        self.seq = max(seq_start, 0)
+        self.heard_seq = 0  # the partner's highest sequence: our ack
+        self.counters: dict[str, int] = {
+            "heartbeats_received": 0, "heartbeats_bad": 0, "heartbeats_unauthenticated": 0,
+            "heartbeats_replayed": 0, "heartbeats_foreign": 0, "stalls": 0,
+        }
+        self.partner_alive: bool | None = None  # None: never heard
+        self.partner_state: PartnerState | None = None
+        self.partner_serial: int | None = None
+        self.partner_ack = 0
+        self.last_heard_ms: int | None = None
+        self.hearing_since_ms = 0
+        self.dead_at_ms: int | None = None
+        self.next_send_ms: int | None = None
+        self.backup_take_ms: int | None = None
+        self.stall_grace_used = False
+        self._window = ReplayWindow(0, 0)
+        self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
+        self._sent_at: dict[int, int] = {}
+        self._path_heard_ms: dict[Path, int] = {}
+        self._path_lost: dict[Path, bool] = {}
+        self.started_ms = 0
+        self.reconfigure(config, key)
+
+    # ------------------------------------------------------------ config
+
+    def reconfigure(self, config: Config, key: bytes | None) -> None:
+        self.config = config
+        self.key = key
+        self.paths: tuple[Path, ...] = tuple(
+            p for p in ("public", "private")
+            if config.address_of("primary", p) and config.address_of("backup", p)
+        )
+        self.enabled = config.backup_active and bool(self.paths)
+        for path in self.paths:
+            self._path_lost.setdefault(path, False)
+
+    def partner_address(self, path: Path) -> str | None:
+        return self.config.address_of(self.partner_node, path)
+
+    @property
+    def partner_can_take(self) -> bool:
+        return self.partner_node == "primary" or self.config.backup_active
+
+    # ------------------------------------------------------------ time
+
+    def start(self, now_ms: int) -> list[Verdict]:
+        """The first step.  With failover off the primary is simply active."""
+        self.started_ms = now_ms
+        self.hearing_since_ms = now_ms
+        if not self.enabled:
+            return [Verdict("go_active", "no failover (backup_active = 0)")] if self.node == "primary" else []
+        self.dead_at_ms = now_ms + self.config.deadtime_ms
+        self.next_send_ms = now_ms
+        return []
+
+    def tick(self, now_ms: int, stalled: bool) -> tuple[list[Verdict], list[str]]:
+        """Deadlines due at `now_ms`: verdicts, and events worth a notice."""
+        verdicts: list[Verdict] = []
+        notes: list[str] = []
+        if not self.enabled or self.leaving:
+            return verdicts, notes
+        for path in self.paths:
+            heard = self._path_heard_ms.get(path, self.started_ms)
+            if not self._path_lost[path] and now_ms - heard >= self.config.deadtime_ms:
+                self._path_lost[path] = True
+                notes.append(f"heartbeat_lost:{path}")
+        if self.dead_at_ms is not None and now_ms >= self.dead_at_ms:
+            if stalled and not self.stall_grace_used:
+                self.stall_grace_used = True
+                self.counters["stalls"] += 1
+                self.dead_at_ms = now_ms + self.config.keepalive_ms
+                notes.append("stall")
+            else:
+                self.dead_at_ms = None
+                self.partner_alive = False
+                self.partner_state = None
+                self.backup_take_ms = None
+                notes.append("partner_dead")
+                if self.role == "standby":
+                    self.hold_standby = False
+                    verdicts.append(Verdict("go_active", "partner dead: no heartbeat for deadtime"))
+        if self.backup_take_ms is not None and now_ms >= self.backup_take_ms:
+            self.backup_take_ms = None
+            if self.role == "standby" and self.partner_state == "standby" and not self.hold_standby:
+                verdicts.append(Verdict("go_active", "partner standby for a keepalive"))
+        return verdicts, notes
+
+    def next_deadline(self) -> int | None:
+        if not self.enabled or self.leaving:
+            return None
+        candidates = [t for t in (self.dead_at_ms, self.next_send_ms, self.backup_take_ms) if t is not None]
+        for path in self.paths:
+            if not self._path_lost[path]:
+                candidates.append(self._path_heard_ms.get(path, self.started_ms) + self.config.deadtime_ms)
+        return min(candidates) if candidates else None
+
+    # ------------------------------------------------------------ sending
+
+    def set_role(self, role: Role, now_ms: int) -> None:
+        """The engine carried out a verdict: announce it at once."""
+        self.role = role
+        self.backup_take_ms = None
+        if self.enabled:
+            self.next_send_ms = now_ms
+
+    def due_heartbeats(self, now_ms: int) -> list[SendHeartbeat]:
+        if not self.enabled or self.next_send_ms is None or now_ms < self.next_send_ms:
+            return []
+        self.next_send_ms = None if self.leaving else now_ms + self.config.keepalive_ms
+        return self._send(now_ms, "leaving" if self.leaving else self.role)
+
+    def leave(self, now_ms: int) -> list[SendHeartbeat]:
+        """Shutting down (or handing over): tell the partner, then fall silent."""
+        self.leaving = True
+        self.role = "standby"
+        if not self.enabled:
+            return []
+        return self._send(now_ms, "leaving")
+
+    def hand_over(self, now_ms: int) -> list[SendHeartbeat]:
+        """An operator's failover: tell the partner to take over, stay standby."""
+        self.role = "standby"
+        self.hold_standby = True
+        if not self.enabled:
+            return []
+        self.next_send_ms = now_ms + self.config.keepalive_ms
+        return self._send(now_ms, "leaving")
+
+    def _send(self, now_ms: int, state: PartnerState) -> list[SendHeartbeat]:
+        self.seq += 1
+        self._sent.append((self.seq, now_ms))
+        self._sent_at[self.seq] = now_ms
+        horizon = now_ms - 3 * self.config.deadtime_ms
+        while len(self._sent) > 1 and self._sent[0][1] < horizon:
+            old, _ = self._sent.popleft()
+            del self._sent_at[old]
+        fmt = self.config.heartbeat_format
+        heartbeat = Heartbeat(
+            format=fmt,
+            state=state,
+            node=self.node if fmt == "shoal" else None,
+            seq=self.seq if fmt == "shoal" else 0,
+            ack=self.heard_seq if fmt == "shoal" else 0,
+            serial_no=self.config.serial_no if fmt == "shoal" else 0,
+        )
+        payload = encode(heartbeat, self.key if fmt == "shoal" else None)
+        sends = []
+        for path in self.paths:
+            address = self.partner_address(path)
+            assert address is not None
+            sends.append(SendHeartbeat(path, address, self.config.heartbeat_port, payload))
+        return sends
+
+    # ------------------------------------------------------------ receiving
+
+    def receive(self, now_ms: int, path: Path, source: str, payload: bytes) -> list[Verdict]:
+        """One datagram on the heartbeat port.  Garbage is counted, never raised."""
+        if not self.enabled or self.leaving:
+            return []
+        heartbeat = self._accept(path, source, payload)
+        if heartbeat is None:
+            return []
+        self.counters["heartbeats_received"] += 1
+        if not self.partner_alive:
+            self.hearing_since_ms = now_ms
+        self.partner_alive = True
+        self.last_heard_ms = now_ms
+        self._path_heard_ms[path] = now_ms
+        self._path_lost[path] = False
+        self.dead_at_ms = now_ms + self.config.deadtime_ms
+        self.stall_grace_used = False
+        self.partner_state = heartbeat.state
+        self.partner_ack = heartbeat.ack
+        if heartbeat.format == "shoal":
+            self.partner_serial = heartbeat.serial_no
+            self.heard_seq = max(self.heard_seq, heartbeat.seq)
+        return self._judge(now_ms, heartbeat.state)
+
+    def _accept(self, path: Path, source: str, payload: bytes) -> Heartbeat | None:
+        if path not in self.paths or source != self.partner_address(path):
+            self.counters["heartbeats_foreign"] += 1
+            return None
+        decoded = decode(payload, self.key)
+        if isinstance(decoded, WireError):
+            bad = "heartbeats_unauthenticated" if self.key is not None and decoded.reason in _AUTH_ERRORS else "heartbeats_bad"
+            self.counters[bad] += 1
+            return None
+        if decoded.format == "shoal":
+            if decoded.node != self.partner_node:
+                self.counters["heartbeats_bad"] += 1
+                return None
+            ok, window = self._window.accept(decoded.seq)
+            if not ok:
+                if self.key is not None:
+                    self.counters["heartbeats_replayed"] += 1
+                    return None
+                # No key, no replay protection: an older sequence is a partner restart.
+                _, window = ReplayWindow(0, 0).accept(decoded.seq)
+            self._window = window
+        return decoded
+
+    def partner_deaf(self, now_ms: int) -> bool:
+        """The partner has not heard us for longer than `deadtime`."""
+        if self.config.heartbeat_format != "shoal":
+            return False
+        acked_at = self._sent_at.get(self.partner_ack, -(2**62))
+        if self.partner_ack and self._sent and self.partner_ack > self._sent[-1][0]:
+            acked_at = now_ms  # an ack from the future: our own restart; not deaf
+        since = max(acked_at, self.hearing_since_ms, self.started_ms)
+        return now_ms - since > self.config.deadtime_ms
+
+    def _judge(self, now_ms: int, partner: PartnerState) -> list[Verdict]:
+        if partner == "leaving":
+            self.partner_alive = False
+            self.dead_at_ms = None
+            self.hold_standby = False
+        rule = _RULES[(self.role, partner, self.node)]
+        deaf = partner != "leaving" and self.partner_deaf(now_ms)
+        if partner != "standby" or self.role != "standby":
+            self.backup_take_ms = None
+        if partner == "active":
+            self.hold_standby = False
+        if self.role == "active" and partner == "active" and deaf:
+            return [Verdict("go_standby", "one-way failure: partner active and cannot hear us")]
+        if rule == "nothing":
+            return []
+        if rule == "preempt":
+            if self.config.preempt and not deaf:
+                return [Verdict("go_active", "preempt: the primary takes its place back")]
+            return []
+        if rule == "go_active" and partner == "leaving":
+            return [Verdict("go_active", "partner leaving")]
+        if self.role == "standby" and partner == "standby":
+            if self.hold_standby or (deaf and self.partner_can_take):
+                return []
+            if rule == "backup_wait":
+                if self.backup_take_ms is None:
+                    self.backup_take_ms = now_ms + self.config.keepalive_ms
+                return []
+        assert rule in ("go_active", "go_standby", "rearp")
+        return [Verdict(rule, _REASONS[rule])]
+
+
+_AUTH_ERRORS = frozenset({"unauthenticated", "bad-mac", "unauthenticated-peer", "unexpected-mac"})

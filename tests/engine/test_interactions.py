@@ -1,0 +1,166 @@
+"""Data-driven interaction tests, in the style of etcd-io/raft's testdata.
+
+Each file in `testdata/` is a series of blocks separated by blank lines:
+
+    # prose saying what the block shows
+    command args
+    optional body lines (a config for `config` and `reload`)
+    ----
+    the expected output, one line each
+
+Run with SHOAL_REWRITE=1 to regenerate the expected outputs, then review
+the diff.  Commands (times in seconds):
+
+    config [latency=MS]       start a world with this lvs.cf (body)
+    boot NODE...              start engines (primary, backup)
+    run T                     advance the world to T
+    cut PATH [from NODE]      lose heartbeats on public|private|all (one way with from)
+    heal PATH                 undo `cut` on that path (both directions)
+    server ADDR:PORT MODE     up | down | hang | wrong
+    load ADDR VALUE           the load a load_monitor read returns (none: unreadable)
+    crash NODE                the router dies
+    admin NODE ACTION [SRV]   failover | drain | undrain | force_down | force_up | auto
+    reload                    both engines get the config in the body
+    inject NODE PATH SRC HEX  a raw datagram on NODE's heartbeat port
+    status NODE               the status snapshot, summarised
+    show heartbeats|checks on|off
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.config import parse
+from engine.events import AdminRequested, ConfigLoaded, HeartbeatReceived
+from tests.engine.world import NODES, World
+
+TESTDATA = Path(__file__).parent / "testdata"
+REWRITE = os.environ.get("SHOAL_REWRITE") == "1"
+
+
+def parse_blocks(text: str) -> list[tuple[list[str], list[str], list[str]]]:
+    """(comment+command lines, body, expected) per block."""
+    blocks = []
+    for chunk in text.strip("\n").split("\n\n"):
+        lines = chunk.split("\n")
+        if "----" not in lines:
+            raise ValueError(f"block without '----':\n{chunk}")
+        sep = lines.index("----")
+        head, expected = lines[:sep], lines[sep + 1:]
+        comments = [line for line in head if line.startswith("#")]
+        rest = [line for line in head if not line.startswith("#")]
+        blocks.append((comments + rest[:1], rest[1:], expected))
+    return blocks
+
+
+class Runner:
+    def __init__(self) -> None:
+        self.world: World | None = None
+
+    def run(self, command: str, body: list[str]) -> list[str]:
+        name, *args = command.split()
+        handler = getattr(self, f"do_{name}", None)
+        if handler is None:
+            raise ValueError(f"unknown command {name!r}")
+        out: list[str] = handler(args, body) or []
+        assert self.world is not None
+        return self.world.take_log() + out
+
+    def do_config(self, args: list[str], body: list[str]) -> None:
+        opts = dict(a.split("=", 1) for a in args)
+        self.world = World(parse("\n".join(body) + "\n", "test.cf"), latency_ms=int(opts.get("latency", "1")))
+
+    @property
+    def w(self) -> World:
+        assert self.world is not None, "no config yet"
+        return self.world
+
+    def do_boot(self, args: list[str], body: list[str]) -> None:
+        for node in args:
+            self.w.boot(node)
+
+    def do_run(self, args: list[str], body: list[str]) -> None:
+        self.w.run_until(round(float(args[0]) * 1000))
+
+    def do_cut(self, args: list[str], body: list[str]) -> None:
+        paths = ("public", "private") if args[0] == "all" else (args[0],)
+        senders = (args[2],) if len(args) > 2 and args[1] == "from" else NODES
+        self.w.cut |= {(s, p) for s in senders for p in paths}
+
+    def do_heal(self, args: list[str], body: list[str]) -> None:
+        paths = ("public", "private") if args[0] == "all" else (args[0],)
+        self.w.cut = {(s, p) for s, p in self.w.cut if p not in paths}
+
+    def do_server(self, args: list[str], body: list[str]) -> None:
+        self.w.servers[args[0]] = args[1]
+
+    def do_load(self, args: list[str], body: list[str]) -> None:
+        self.w.loads[args[0]] = None if args[1] == "none" else float(args[1])
+
+    def do_crash(self, args: list[str], body: list[str]) -> None:
+        self.w.crash(args[0])
+
+    def do_admin(self, args: list[str], body: list[str]) -> None:
+        self.w.feed(args[0], AdminRequested(args[1], args[2] if len(args) > 2 else ""))  # type: ignore[arg-type]
+
+    def do_reload(self, args: list[str], body: list[str]) -> None:
+        config = parse("\n".join(body) + "\n", "reload.cf")
+        self.w.config = config
+        for node in NODES:
+            if node in self.w.engines:
+                self.w.feed(node, ConfigLoaded(config))
+
+    def do_inject(self, args: list[str], body: list[str]) -> None:
+        node, path, source, payload = args
+        self.w.feed(node, HeartbeatReceived(path, source, bytes.fromhex(payload)))  # type: ignore[arg-type]
+
+    def do_show(self, args: list[str], body: list[str]) -> None:
+        setattr(self.w, f"show_{args[0]}", args[1] == "on")
+
+    def do_status(self, args: list[str], body: list[str]) -> list[str]:
+        status = self.w.engines[args[0]].status
+        p = status.partner
+        lines = [
+            f"role {status.role} vips {' '.join(status.vips) or '-'}",
+            f"partner alive={p.alive} state={p.state} serial={p.serial_no} deaf={p.deaf} drift={p.drift}",
+        ]
+        counters = " ".join(f"{k}={v}" for k, v in status.counters.items() if v)
+        if counters:
+            lines.append(f"counters {counters}")
+        for service in status.services:
+            lines.append(f"service {service.name} quorum_ok={service.quorum_ok} sorry={service.sorry_in_table}")
+            for s in service.servers:
+                lines.append(
+                    f"  {s.name} {s.health} admin={s.admin} in_table={s.in_table} weight={s.weight}"
+                    f" ok={s.checks_ok} failed={s.checks_failed}"
+                )
+        return lines
+
+
+def files() -> list[Path]:
+    return sorted(TESTDATA.glob("*.txt"))
+
+
+@pytest.mark.parametrize("path", files(), ids=lambda p: p.stem)
+def test_interaction(path: Path) -> None:
+    runner = Runner()
+    blocks = parse_blocks(path.read_text())
+    rewritten = []
+    failures = []
+    for head, body, expected in blocks:
+        command = head[-1]
+        actual = runner.run(command, body)
+        if actual != expected:
+            failures.append(f"{command}\n--- expected\n" + "\n".join(expected) + "\n--- actual\n" + "\n".join(actual))
+        rewritten.append("\n".join(head + body + ["----"] + actual))
+    if REWRITE:
+        path.write_text("\n\n".join(rewritten) + "\n")
+        return
+    assert not failures, f"{path.name}:\n" + "\n\n".join(failures)
+
+
+def test_testdata_present() -> None:
+    assert len(files()) >= 6
