@@ -11,7 +11,9 @@ Each file in `testdata/` is a series of blocks separated by blank lines:
 Run with SHOAL_REWRITE=1 to regenerate the expected outputs, then review
 the diff.  Commands (times in seconds):
 
-    config [latency=MS]       start a world with this lvs.cf (body)
+    config [F.cf] [latency=MS] [key=HEX]
+                              start a world with this lvs.cf (body), or file F
+                              with the body's `key = value` lines replacing its own
     boot NODE...              start engines (primary, backup)
     run T                     advance the world to T
     cut PATH [from NODE]      lose heartbeats on public|private|all (one way with from)
@@ -20,7 +22,8 @@ the diff.  Commands (times in seconds):
     load ADDR VALUE           the load a load_monitor read returns (none: unreadable)
     crash NODE                the router dies
     admin NODE ACTION [SRV]   failover | drain | undrain | force_down | force_up | auto
-    reload                    both engines get the config in the body
+    reload [F.cf] [NODE]      both engines (or NODE) get the config (as `config`)
+    stall NODE T              NODE is descheduled until T: its inputs wait
     inject NODE PATH SRC HEX  a raw datagram on NODE's heartbeat port
     status NODE               the status snapshot, summarised
     show heartbeats|checks on|off
@@ -70,8 +73,11 @@ class Runner:
         return self.world.take_log() + out
 
     def do_config(self, args: list[str], body: list[str]) -> None:
-        opts = dict(a.split("=", 1) for a in args)
-        self.world = World(parse("\n".join(body) + "\n", "test.cf"), latency_ms=int(opts.get("latency", "1")))
+        files = [a for a in args if a.endswith(".cf")]
+        opts = dict(a.split("=", 1) for a in args if "=" in a)
+        text = config_text(files[0] if files else None, body)
+        key = bytes.fromhex(opts["key"]) if "key" in opts else None
+        self.world = World(parse(text, "test.cf"), latency_ms=int(opts.get("latency", "1")), key=key)
 
     @property
     def w(self) -> World:
@@ -107,11 +113,17 @@ class Runner:
         self.w.feed(args[0], AdminRequested(args[1], args[2] if len(args) > 2 else ""))  # type: ignore[arg-type]
 
     def do_reload(self, args: list[str], body: list[str]) -> None:
-        config = parse("\n".join(body) + "\n", "reload.cf")
-        self.w.config = config
-        for node in NODES:
+        files = [a for a in args if a.endswith(".cf")]
+        nodes = [a for a in args if a in NODES] or list(NODES)
+        config = parse(config_text(files[0] if files else None, body), "reload.cf")
+        if nodes == list(NODES):
+            self.w.config = config
+        for node in nodes:
             if node in self.w.engines:
-                self.w.feed(node, ConfigLoaded(config))
+                self.w.feed(node, ConfigLoaded(config, self.w.key))
+
+    def do_stall(self, args: list[str], body: list[str]) -> None:
+        self.w.paused[args[0]] = round(float(args[1]) * 1000)
 
     def do_inject(self, args: list[str], body: list[str]) -> None:
         node, path, source, payload = args
@@ -138,6 +150,22 @@ class Runner:
                     f" ok={s.checks_ok} failed={s.checks_failed}"
                 )
         return lines
+
+
+def config_text(name: str | None, body: list[str]) -> str:
+    """A config from a file in testdata (its `key = value` lines replaced by
+    the body's), or the body itself."""
+    if name is None:
+        return "\n".join(body) + "\n"
+    lines = (TESTDATA / name).read_text().splitlines()
+    for override in body:
+        key = override.split("=", 1)[0].strip()
+        at = [i for i, line in enumerate(lines) if line.split("=", 1)[0].strip() == key]
+        if at:
+            lines[at[0]] = override
+        else:
+            lines.insert(0, override)
+    return "\n".join(lines) + "\n"
 
 
 def files() -> list[Path]:

@@ -68,6 +68,7 @@ def describe(command: Command) -> str | None:
 class World:
     config: Config
     latency_ms: int = 1
+    key: bytes | None = None
     show_heartbeats: bool = False
     show_checks: bool = False
     now_ms: int = 0
@@ -77,6 +78,7 @@ class World:
     servers: dict[str, str] = field(default_factory=dict)  # "addr:port" -> up|down|hang|wrong
     loads: dict[str, float | None] = field(default_factory=dict)
     seq_starts: dict[str, int] = field(default_factory=dict)
+    paused: dict[str, int] = field(default_factory=dict)  # node -> descheduled until
     pending: list[tuple[int, int, str, Input]] = field(default_factory=list)  # (at, order, node, input)
     log: list[str] = field(default_factory=list)
     _order: int = 0
@@ -85,7 +87,7 @@ class World:
 
     def boot(self, node: str, first: Input | None = None) -> None:
         self.seq_starts[node] = self.seq_starts.get(node, 0) + 1_000_000
-        self.engines[node] = Engine(self.config, node, seq_start=self.seq_starts[node])  # type: ignore[arg-type]
+        self.engines[node] = Engine(self.config, node, seq_start=self.seq_starts[node], heartbeat_key=self.key)  # type: ignore[arg-type]
         self.feed(node, first or Tick())
 
     def crash(self, node: str) -> None:
@@ -106,20 +108,26 @@ class World:
 
     def run_until(self, until_ms: int) -> None:
         while True:
-            times = [t for t in self.deadlines.values() if t is not None]
-            times += [p[0] for p in self.pending]
+            times = [max(t, self.paused.get(n, 0)) for n, t in self.deadlines.items() if t is not None]
+            times += [max(p[0], self.paused.get(p[2], 0)) for p in self.pending]
             nxt = min(times, default=None)
             if nxt is None or nxt > until_ms:
                 break
             self.now_ms = max(self.now_ms, nxt)
-            due = sorted(p for p in self.pending if p[0] <= self.now_ms)
-            self.pending = [p for p in self.pending if p[0] > self.now_ms]
+            for node, until in list(self.paused.items()):
+                if until <= self.now_ms:
+                    del self.paused[node]
+                    if node in self.engines:  # a late wake-up: the timer fires first
+                        self.feed(node, Tick())
+            due = sorted(p for p in self.pending if p[0] <= self.now_ms and p[2] not in self.paused)
+            self.pending = [p for p in self.pending if p not in due]
             for _, _, node, event in due:
                 if node in self.engines:
                     self.feed(node, event)
             for node in NODES:
                 deadline = self.deadlines.get(node)
-                if node in self.engines and deadline is not None and deadline <= self.now_ms:
+                if (node in self.engines and node not in self.paused
+                        and deadline is not None and deadline <= self.now_ms):
                     self.feed(node, Tick())
         self.now_ms = max(self.now_ms, until_ms)
 

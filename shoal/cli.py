@@ -1,0 +1,42 @@
+"""The `shoal` command line (see ../shared/SPEC.md, "The command line")."""
+
+from __future__ import annotations
+
+import sys
+
+
+USAGE = """usage: shoal COMMAND [ARGS]
+
+commands:
+  sim [SCENARIO.toml] [--seed N] [--json] [--until T]   run a scenario in the simulator
+  check-config FILE                                      parse and validate an lvs.cf
+  run -c FILE [--dataplane ipvs|nft|dry-run] [--state-dir DIR]   the router daemon
+  status [--json] [--state-dir DIR]                      what a running daemon knows
+  table [--state-dir DIR]                                the applied table (ipvsadm -Ln layout)
+  lab SCENARIO.toml [--time-scale F]                     the scenario on real namespaces
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "check-config":
+        from shoal.check_config import main as check_config
+
+        return check_config(rest)
+    if command == "sim":
+        from shoal.sim_cli import main as sim
+
+        return sim(rest)
+    if command in ("run", "status", "table", "lab"):
+        print(f"shoal {command}: not built yet (see issues 4 and 5)", file=sys.stderr)
+        return 2
+    print(f"shoal: unknown command {command!r}\n{USAGE}", file=sys.stderr, end="")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
