@@ -1,0 +1,138 @@
+"""From the applied table to the desired one: the minimal ordered operations.
+
+The order (each group sorted by key, so the output is deterministic):
+
+1. services added (`AddService`), then
+2. services edited (`EditService`: scheduler, flags, persistence, pmask;
+   a changed key is a delete and an add, never an edit),
+3. destinations added (`AddDest`; a new service's come after it),
+4. destinations edited (`EditDest`: weight or forwarding; one edit, never
+   a delete and an add),
+5. destinations deleted (`DelDest`),
+6. services deleted (`DelService`; deleting a service removes its
+   destinations, so they are not deleted one by one).
+
+Adding before deleting means a service being moved from one real server to
+another is never left empty in between.
+
+`apply` is the kernel's behaviour as a pure function: it refuses what IPVS
+refuses (adding what exists: EEXIST; editing or deleting what does not:
+ENOENT), so the simulator can use it as its model of the kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, TableOp
+from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
+
+
+class TableOpError(ValueError):
+    """An operation the kernel would refuse (errno-like `code`: EEXIST, ENOENT)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def _split(
+    key: ServiceKey, applied: ServiceEntry | None, desired: ServiceEntry | None,
+) -> tuple[list[TableOp], list[TableOp], list[TableOp], list[TableOp], list[TableOp], list[TableOp]]:
+    add_s: list[TableOp] = []
+    edit_s: list[TableOp] = []
+    add_d: list[TableOp] = []
+    edit_d: list[TableOp] = []
+    del_d: list[TableOp] = []
+    del_s: list[TableOp] = []
+    if applied is desired:
+        pass
+    elif desired is None:
+        if applied is not None:
+            del_s.append(DelService(key, applied.service.name))
+    elif applied is None:
+        add_s.append(AddService(desired.service))
+        add_d.extend(AddDest(key, desired.dests[d]) for d in sorted(desired.dests))
+    else:
+        if applied.service != desired.service:
+            edit_s.append(EditService(desired.service))
+        old, new = applied.dests, desired.dests
+        if old is not new and old != new:
+            for dkey in sorted(new):
+                had = old.get(dkey)
+                if had is None:
+                    add_d.append(AddDest(key, new[dkey]))
+                elif had != new[dkey]:
+                    edit_d.append(EditDest(key, new[dkey]))
+            for dkey in sorted(old):
+                if dkey not in new:
+                    del_d.append(DelDest(key, dkey, old[dkey].name))
+    return add_s, edit_s, add_d, edit_d, del_d, del_s
+
+
+def diff_service(key: ServiceKey, applied: ServiceEntry | None, desired: ServiceEntry | None) -> list[TableOp]:
+    """The operations for one service, in the module's order."""
+    groups = _split(key, applied, desired)
+    return [op for group in groups for op in group]
+
+
+def diff(applied: Table, desired: Table) -> list[TableOp]:
+    """The minimal ordered operations that turn `applied` into `desired`."""
+    groups: tuple[list[TableOp], ...] = ([], [], [], [], [], [])
+    for key in sorted(applied.keys() | desired.keys()):
+        old, new = applied.get(key), desired.get(key)
+        if old is new or (old is not None and new is not None and old == new):
+            continue
+        for into, part in zip(groups, _split(key, old, new)):
+            into.extend(part)
+    return [op for group in groups for op in group]
+
+
+def apply(table: Table, ops: Iterable[TableOp]) -> dict[ServiceKey, ServiceEntry]:
+    """A new table with `ops` carried out; `table` is never mutated."""
+    out: dict[ServiceKey, ServiceEntry] = dict(table)
+    for op in ops:
+        match op:
+            case AddService(service):
+                if service.key in out:
+                    raise TableOpError("EEXIST", f"service {service.key} exists")
+                out[service.key] = ServiceEntry(service, {})
+            case EditService(service):
+                entry = _entry(out, service.key)
+                out[service.key] = ServiceEntry(service, entry.dests)
+            case DelService(key):
+                _entry(out, key)
+                del out[key]
+            case AddDest(key, dest):
+                entry = _entry(out, key)
+                if dest.key in entry.dests:
+                    raise TableOpError("EEXIST", f"destination {dest.key} exists in {key}")
+                out[key] = ServiceEntry(entry.service, _with(entry.dests, dest))
+            case EditDest(key, dest):
+                entry = _entry(out, key)
+                if dest.key not in entry.dests:
+                    raise TableOpError("ENOENT", f"no destination {dest.key} in {key}")
+                out[key] = ServiceEntry(entry.service, _with(entry.dests, dest))
+            case DelDest(key, dkey):
+                entry = _entry(out, key)
+                if dkey not in entry.dests:
+                    raise TableOpError("ENOENT", f"no destination {dkey} in {key}")
+                dests = dict(entry.dests)
+                del dests[dkey]
+                out[key] = ServiceEntry(entry.service, dests)
+            case _:
+                raise TypeError(f"not a table operation: {op!r}")
+    return out
+
+
+def _entry(table: Mapping[ServiceKey, ServiceEntry], key: ServiceKey) -> ServiceEntry:
+    entry = table.get(key)
+    if entry is None:
+        raise TableOpError("ENOENT", f"no service {key}")
+    return entry
+
+
+def _with(dests: Mapping[DestKey, Dest], dest: Dest) -> dict[DestKey, Dest]:
+    out = dict(dests)
+    out[dest.key] = dest
+    return out
