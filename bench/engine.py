@@ -46,7 +46,7 @@ def bench_engine(total_inputs: int) -> float:
     now = 0
     ready = engine.step(now, Tick())
     seq = 0
-    pending: list[int] = []
+    pending: list[int] = [c.check_id for c in ready.commands if isinstance(c, StartCheck)]
     fed = 0
     fail_every = 50
     started = time.perf_counter()

@@ -58,15 +58,13 @@ def _split(
             edit_s.append(EditService(desired.service))
         old, new = applied.dests, desired.dests
         if old is not new and old != new:
-            for dkey in sorted(new):
-                had = old.get(dkey)
-                if had is None:
-                    add_d.append(AddDest(key, new[dkey]))
-                elif had != new[dkey]:
-                    edit_d.append(EditDest(key, new[dkey]))
-            for dkey in sorted(old):
-                if dkey not in new:
-                    del_d.append(DelDest(key, dkey, old[dkey].name))
+            # Sort only what changed: most of a service's destinations did not.
+            added = sorted(d for d in new if d not in old)
+            edited = sorted(d for d, dest in new.items() if d in old and old[d] != dest)
+            removed = sorted(d for d in old if d not in new)
+            add_d.extend(AddDest(key, new[d]) for d in added)
+            edit_d.extend(EditDest(key, new[d]) for d in edited)
+            del_d.extend(DelDest(key, d, old[d].name) for d in removed)
     return add_s, edit_s, add_d, edit_d, del_d, del_s
 
 

@@ -13,7 +13,7 @@ to every virtual sharing it) live here.  Command order: see
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Hashable, Iterable
+from typing import Hashable, Iterable, Mapping
 
 from engine import health as nanny
 from engine.diff import diff, diff_service
@@ -27,7 +27,7 @@ from engine.failover import Failover, Verdict
 from engine.model import Config, Node, Server, Virtual
 from engine.pool import Member, desired_entry, dest_port, prefix_of, quorum_state, service_key
 from engine.status import PartnerStatus, ServerStatus, ServiceStatus, Status
-from engine.table import ServiceEntry, ServiceKey, Table
+from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
 from engine.timers import Timers
 
 LOAD_PERIOD_MS = 20_000  # nanny reads load_monitor about every 20 s
@@ -99,9 +99,17 @@ class Engine:
         self._quorum: dict[str, bool] = {}
         self.applied: dict[ServiceKey, ServiceEntry] = {}
         self.vips: tuple[tuple[str, int, str, str], ...] = ()  # held: (address, prefix, device, label)
+        self._vip_addresses: tuple[str, ...] = ()
+        self._virtual_index: dict[str, int] = {}
+        self._service_keys: dict[str, ServiceKey | None] = {}
         self._arp_left: dict[str, tuple[str, int]] = {}  # address -> (device, ARPs still to send)
         self._sync_state: str | None = None
-        self._status_cache: dict[str, ServiceStatus] = {}
+        # Status is rebuilt incrementally: only what changed since the last snapshot.
+        self._server_cache: dict[tuple[str, str], ServerStatus] = {}
+        self._service_cache: dict[str, ServiceStatus] = {}
+        self._services: tuple[ServiceStatus, ...] | None = None
+        self._dirty_members: set[tuple[str, str]] = set()
+        self._dirty_virtuals: set[str] = set()
         self._status: Status | None = None
         self._build(config, previous=None)
         self._recompute_all([])
@@ -290,6 +298,7 @@ class Engine:
             if vip not in held:
                 out.append(AddVip(*vip))
         self.vips = wanted
+        self._vip_addresses = tuple(v[0] for v in wanted)
 
     def _schedule_arps(self, out: list[Command]) -> None:
         """A new round of gratuitous ARPs for every held VIP: the first now."""
@@ -331,10 +340,9 @@ class Engine:
         if ok != was_ok:
             self._quorum[virtual_name] = ok
             out.append(Notify("quorum", {"service": virtual_name, "ok": ok}))
-        new = desired_entry(self.config, virtual, members, ok)
+        new = desired_entry(self.config, virtual, members, ok, self._service_keys[virtual_name])
         self._entries[virtual_name] = new
-        self._status_cache.pop(virtual_name, None)
-        self._status = None
+        self._dirty_virtuals.add(virtual_name)
         if self.failover.role != "active" or new == old:
             return
         key = (new or old).service.key  # type: ignore[union-attr]
@@ -377,8 +385,7 @@ class Engine:
         after = check.health.status
         for key in check.members:
             member = self._members[key]
-            self._status_cache.pop(key[0], None)
-            self._status = None
+            self._dirty_members.add(key)
             if after != before:
                 self._health_changed(member, before, after, detail, out)
             elif after == "up" and member.weight < member.server.weight and member.virtual.load_monitor == "none":
@@ -478,8 +485,11 @@ class Engine:
                         weight = old.weight
                 self._members[key] = _Member(virtual, server, check_id, load_id, weight, admin)
         self._entries = {}
-        self._status_cache.clear()
-        self._status = None
+        self._virtual_index = {v.name: i for i, v in enumerate(config.virtuals)}
+        self._service_keys = {v.name: service_key(v) for v in config.virtuals}
+        self._server_cache.clear()
+        self._service_cache.clear()
+        self._services = None
 
     def _check_id(self, spec: CheckSpec, virtual: Virtual, old_ids: dict[CheckSpec, int],
                   old_checks: dict[int, _Check], inherited: nanny.Health | None) -> int:
@@ -539,7 +549,8 @@ class Engine:
             members = [self._member_view(m) for m in self._members_of(virtual)]
             ok = quorum_state(virtual, members, self._quorum.get(virtual.name, True))
             self._quorum[virtual.name] = ok
-            self._entries[virtual.name] = desired_entry(self.config, virtual, members, ok) if virtual.active else None
+            key = self._service_keys[virtual.name]
+            self._entries[virtual.name] = desired_entry(self.config, virtual, members, ok, key) if key else None
 
     # ================================================================ kernel
 
@@ -571,52 +582,77 @@ class Engine:
 
     @property
     def status(self) -> Status:
-        if self._status is not None and self._status.now_ms == self.now_ms:
+        if self._status is not None and self._status.now_ms == self.now_ms and self._services is not None \
+                and not self._dirty_members and not self._dirty_virtuals:
             return self._status
         fo = self.failover
         now = self.now_ms or 0
-        services = []
-        for virtual in self.config.virtuals:
-            cached = self._status_cache.get(virtual.name)
-            if cached is None:
-                cached = self._status_cache[virtual.name] = self._service_status(virtual)
-            services.append(cached)
         self._status = Status(
             node=self.node, role=fo.role, now_ms=now, serial_no=self.config.serial_no,
-            vips=tuple(v[0] for v in self.vips),
+            vips=self._vip_addresses,
             partner=PartnerStatus(
                 alive=bool(fo.partner_alive), state=fo.partner_state, serial_no=fo.partner_serial,
                 last_heard_ms=fo.last_heard_ms, deaf=bool(fo.partner_alive) and fo.partner_deaf(now),
                 drift=fo.partner_serial is not None and fo.partner_serial != self.config.serial_no,
             ),
-            services=tuple(services), counters=dict(fo.counters),
+            services=self._service_statuses(), counters=dict(fo.counters),
         )
         return self._status
+
+    def _service_statuses(self) -> tuple[ServiceStatus, ...]:
+        if self._services is not None and not self._dirty_members and not self._dirty_virtuals:
+            return self._services
+        stale = set(self._dirty_virtuals)
+        for key in self._dirty_members:
+            self._server_cache.pop(key, None)
+            stale.add(key[0])
+        for name in self._dirty_virtuals:
+            for server in self.config.virtual(name).servers:
+                self._server_cache.pop((name, server.name), None)
+        self._dirty_members.clear()
+        self._dirty_virtuals.clear()
+        if self._services is None or len(self._services) != len(self.config.virtuals):
+            stale = {v.name for v in self.config.virtuals}
+            services = [self._service_status(v) for v in self.config.virtuals]
+        else:
+            services = list(self._services)
+            for name in stale:
+                index = self._virtual_index[name]
+                services[index] = self._service_status(self.config.virtuals[index])
+        self._services = tuple(services)
+        return self._services
 
     def _service_status(self, virtual: Virtual) -> ServiceStatus:
         entry = self._entries.get(virtual.name)
         dests = entry.dests if entry is not None else {}
         servers = []
-        in_names = {d.name: d.weight for d in dests.values()}
         for member in self._members_of(virtual):
-            server = member.server
-            check = self._checks.get(member.check_id) if member.check_id is not None else None
-            h = check.health if check is not None else nanny.Health("up")
-            standing = self._standing(member)
-            assert server.address is not None
-            servers.append(ServerStatus(
-                name=server.name, address=server.address, port=dest_port(virtual, server.port),
-                health="up" if standing in ("up", "drained") else standing, checked=h.status,
-                admin=member.admin, weight=in_names.get(server.name, 0), in_table=server.name in in_names,
-                configured_weight=server.weight, last_check=h.last_ok, last_detail=h.last_detail,
-                checks_ok=h.ok_total, checks_failed=h.fail_total,
-            ))
-        key = service_key(virtual)
+            key = (virtual.name, member.server.name)
+            cached = self._server_cache.get(key)
+            if cached is None:
+                cached = self._server_cache[key] = self._server_status(member, dests)
+            servers.append(cached)
         return ServiceStatus(
             name=virtual.name, address=virtual.address, port=virtual.port, protocol=virtual.protocol,
-            fwmark=virtual.fwmark, scheduler=virtual.scheduler, active=key is not None,
-            sorry_in_table="sorry" in in_names, quorum_ok=self._quorum.get(virtual.name, True),
-            servers=tuple(servers),
+            fwmark=virtual.fwmark, scheduler=virtual.scheduler, active=self._service_keys[virtual.name] is not None,
+            sorry_in_table=any(d.name == "sorry" for d in dests.values()),
+            quorum_ok=self._quorum.get(virtual.name, True), servers=tuple(servers),
+        )
+
+    def _server_status(self, member: _Member, dests: Mapping[DestKey, Dest]) -> ServerStatus:
+        server, virtual = member.server, member.virtual
+        assert server.address is not None
+        port = dest_port(virtual, server.port)
+        dest = dests.get(DestKey(server.address, port))
+        check = self._checks.get(member.check_id) if member.check_id is not None else None
+        h = check.health if check is not None else nanny.Health("up")
+        standing = self._standing(member)
+        return ServerStatus(
+            name=server.name, address=server.address, port=port,
+            health="up" if standing in ("up", "drained") else standing, checked=h.status,
+            admin=member.admin, weight=dest.weight if dest is not None else 0, in_table=dest is not None,
+            configured_weight=server.weight, last_check=h.last_ok, last_detail=h.last_detail,
+            checks_ok=h.ok_total, checks_failed=h.fail_total,
         )
 
 

@@ -20,7 +20,7 @@ moves the weight with the server's load by the original's formula.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal, Mapping
 
 Status = Literal["unknown", "up", "down"]
@@ -60,22 +60,18 @@ def observe(health: Health, ok: bool, detail: str, *, rise: int, fall: int) -> H
     """The health after one more check result."""
     if rise < 1 or fall < 1:
         raise ValueError(f"rise and fall must be >= 1 (rise={rise}, fall={fall})")
-    totals = replace(
-        health,
-        ok_total=health.ok_total + ok,
-        fail_total=health.fail_total + (not ok),
-        last_ok=ok,
-        last_detail=detail,
-    )
-    rule = _RULES[(health.status, ok)]
-    if rule == "reset":
-        return replace(totals, run=0)
+    ok_total = health.ok_total + ok
+    fail_total = health.fail_total + (not ok)
+    status = health.status
+    rule = _RULES[(status, ok)]
+    run = 0
     if rule == "count":
         run = health.run + 1
-        threshold = fall if health.status == "up" else rise
-        if run < threshold:
-            return replace(totals, run=run)
-    return replace(totals, status=_FLIPPED[(health.status, ok)], run=0)
+        if run >= (fall if status == "up" else rise):
+            rule, run = "flip", 0
+    if rule == "flip":
+        status = _FLIPPED[(status, ok)]
+    return Health(status, run, ok_total, fail_total, ok, detail)
 
 
 def effective(status: Status, admin: Admin) -> Status:

@@ -92,10 +92,12 @@ def quorum_state(virtual: Virtual, members: Iterable[Member], was_ok: bool) -> b
 
 
 def desired_entry(
-    config: Config, virtual: Virtual, members: Iterable[Member], quorum_ok: bool = True
+    config: Config, virtual: Virtual, members: Iterable[Member], quorum_ok: bool = True,
+    key: ServiceKey | None = None,
 ) -> ServiceEntry | None:
-    """The service this virtual calls for, with its destinations."""
-    key = service_key(virtual)
+    """The service this virtual calls for, with its destinations (`key`:
+    its `service_key`, when the caller has it at hand)."""
+    key = key if key is not None else service_key(virtual)
     if key is None:
         return None
     forward = FORWARD_OF_NETWORK[config.network]
