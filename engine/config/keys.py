@@ -1,0 +1,264 @@
+"""Every key of lvs.cf: how many values it takes, what they mean, and how
+they are written back.  One table per block; the parser and the writer
+both read it, so a key is defined in exactly one place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from engine.config.lexer import Token, quote
+from engine.model import SCHEDULERS
+
+SERVICE_PORTS: Mapping[str, int] = {
+    "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53, "dns": 53, "http": 80, "www": 80,
+    "pop3": 110, "nntp": 119, "ntp": 123, "imap": 143, "imap2": 143, "snmp": 161, "ldap": 389,
+    "https": 443, "smtps": 465, "submission": 587, "ldaps": 636, "imaps": 993, "pop3s": 995,
+    "mysql": 3306, "postgresql": 5432, "http-alt": 8080,
+}
+SCHED_FLAGS = ("sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2", "flag-3")
+
+
+class ValueProblem(Exception):
+    """A value that does not fit its key (`col`: where, when not the first value)."""
+
+    def __init__(self, message: str, col: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.col = col
+
+
+Parse = Callable[[list[Token]], dict[str, Any]]
+Render = Callable[[Any], list[str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    name: str
+    counts: tuple[int, ...]  # allowed numbers of values (with `many`: at least counts[0])
+    parse: Parse
+    render: Render
+    fields: tuple[str, ...]  # the model fields it sets and renders from
+    many: bool = False
+
+
+# ---------------------------------------------------------------- value kinds
+
+
+def _int(token: Token, lo: int, hi: int | None = None) -> int:
+    if not re.fullmatch(r"[0-9]+", token.text):
+        raise ValueProblem(f"expected a whole number, found {token.text!r}", token.col)
+    value = int(token.text)
+    if value < lo or (hi is not None and value > hi):
+        upper = f" and {hi}" if hi is not None else ""
+        raise ValueProblem(f"expected a number between {lo}{upper}" if hi is not None
+                           else f"expected a number >= {lo}, found {value}", token.col)
+    return value
+
+
+def _bool(token: Token) -> bool:
+    if token.text not in ("0", "1"):
+        raise ValueProblem(f"expected 0 or 1, found {token.text!r}", token.col)
+    return token.text == "1"
+
+
+def _seconds_ms(token: Token, positive: bool) -> int:
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?|\.[0-9]+", token.text):
+        raise ValueProblem(f"expected a time in seconds (fractions allowed), found {token.text!r}", token.col)
+    ms = round(float(token.text) * 1000)
+    if positive and ms <= 0:
+        raise ValueProblem(f"expected a time above 0, found {token.text!r}", token.col)
+    return ms
+
+
+def _address(token: Token) -> str:
+    try:
+        return ipaddress.ip_address(token.text).compressed
+    except ValueError:
+        raise ValueProblem(f"expected an IPv4 or IPv6 address, found {token.text!r}", token.col) from None
+
+
+def _port(token: Token) -> int:
+    if token.text in SERVICE_PORTS:
+        return SERVICE_PORTS[token.text]
+    if not token.text.isdigit():
+        known = ", ".join(sorted(SERVICE_PORTS))
+        raise ValueProblem(f"expected a port number or a service name ({known}), found {token.text!r}", token.col)
+    return _int(token, 1, 65535)
+
+
+def _netmask(token: Token) -> str:
+    text = token.text
+    if text.isdigit() and int(text) <= 128:
+        return text
+    try:
+        ipaddress.ip_network(f"0.0.0.0/{text}")
+    except ValueError:
+        raise ValueProblem(f"expected a netmask (255.255.255.0) or a prefix length, found {text!r}", token.col) from None
+    return text
+
+
+def _choice(token: Token, choices: tuple[str, ...]) -> str:
+    if token.text not in choices:
+        raise ValueProblem(f"expected one of {', '.join(choices)}, found {token.text!r}", token.col)
+    return token.text
+
+
+def _string(token: Token, limit: int | None = None) -> str:
+    if limit is not None and len(token.text) > limit:
+        raise ValueProblem(f"at most {limit} characters, found {len(token.text)}", token.col)
+    return token.text
+
+
+def _sorry(token: Token) -> tuple[str, int | None]:
+    text = token.text
+    m = re.fullmatch(r"\[([^\]]+)\]:([0-9]+)", text) or re.fullmatch(r"([0-9.]+):([0-9]+)", text)
+    if m:
+        return _address(Token(m.group(1), token.col)), _port(Token(m.group(2), token.col))
+    return _address(token), None
+
+
+def _fmt_ms(ms: int) -> str:
+    return str(ms // 1000) if ms % 1000 == 0 else f"{ms / 1000:g}"
+
+
+def _fmt_sorry(value: tuple[str | None, int | None]) -> list[str] | None:
+    address, port = value
+    if address is None:
+        return None
+    if port is None:
+        return [address]
+    return [f"[{address}]:{port}" if ":" in address else f"{address}:{port}"]
+
+
+# ---------------------------------------------------------------- builders
+
+
+def _one(field: str, conv: Callable[[Token], Any], fmt: Callable[[Any], str] = str) -> tuple[Parse, Render]:
+    def parse(toks: list[Token]) -> dict[str, Any]:
+        return {field: conv(toks[0])}
+
+    def render(value: Any) -> list[str] | None:
+        return None if value is None else [fmt(value)]
+
+    return parse, render
+
+
+def key(name: str, field: str, conv: Callable[[Token], Any], fmt: Callable[[Any], str] = str) -> Key:
+    parse, render = _one(field, conv, fmt)
+    return Key(name, (1,), parse, render, (field,))
+
+
+def boolean(name: str, field: str | None = None) -> Key:
+    return key(name, field or name, _bool, lambda v: "1" if v else "0")
+
+
+def number(name: str, lo: int = 0, hi: int | None = None, field: str | None = None) -> Key:
+    return key(name, field or name, lambda t: _int(t, lo, hi))
+
+
+def time_ms(name: str, positive: bool = True, field: str | None = None) -> Key:
+    return key(name, field or f"{name}_ms", lambda t: _seconds_ms(t, positive), _fmt_ms)
+
+
+def address(name: str, field: str | None = None) -> Key:
+    return key(name, field or name, _address)
+
+
+def string(name: str, field: str | None = None, limit: int | None = None) -> Key:
+    return key(name, field or name, lambda t: _string(t, limit), quote)
+
+
+def choice(name: str, choices: tuple[str, ...], field: str | None = None) -> Key:
+    return key(name, field or name, lambda t: _choice(t, choices))
+
+
+def address_device(name: str, field: str, device_field: str) -> Key:
+    def parse(toks: list[Token]) -> dict[str, Any]:
+        return {field: _address(toks[0]), device_field: _string(toks[1])}
+
+    def render(value: tuple[str | None, str | None]) -> list[str] | None:
+        return None if value[0] is None else [value[0], quote(value[1] or "")]
+
+    return Key(name, (2,), parse, render, (field, device_field))
+
+
+def _sched_flags(toks: list[Token]) -> dict[str, Any]:
+    return {"sched_flags": tuple(_choice(t, SCHED_FLAGS) for t in toks)}
+
+
+def _sorry_parse(toks: list[Token]) -> dict[str, Any]:
+    address_, port = _sorry(toks[0])
+    return {"sorry_server": address_, "sorry_port": port}
+
+
+GLOBAL_KEYS: tuple[Key, ...] = (
+    number("serial_no"),
+    string("service"),
+    address("primary"), address("backup"), address("primary_private"), address("backup_private"),
+    boolean("backup_active"), boolean("heartbeat"),
+    key("heartbeat_port", "heartbeat_port", _port),
+    time_ms("keepalive"), time_ms("deadtime"),
+    choice("network", ("nat", "direct", "tunnel")),
+    address_device("nat_router", "nat_router", "nat_router_device"),
+    key("nat_nmask", "nat_nmask", _netmask),
+    string("debug_level"), string("rsh_command"),
+    string("active_cmd"), string("inactive_cmd"),
+    boolean("monitor_links"), boolean("hard_shutdown"), boolean("syncdaemon"),
+    string("syncd_iface"), number("syncd_id", 0, 255),
+    number("tcp_timeout", field="tcp_timeout_s"), number("tcpfin_timeout", field="tcpfin_timeout_s"),
+    number("udp_timeout", field="udp_timeout_s"),
+    # shoal extensions
+    boolean("preempt"), string("heartbeat_key_file"),
+    choice("heartbeat_format", ("shoal", "piranha")),
+    number("arp_count", 1, 1000), time_ms("arp_interval"),
+    string("notify_fifo"), time_ms("command_timeout"),
+)
+
+VIRTUAL_KEYS: tuple[Key, ...] = (
+    boolean("active"),
+    address_device("address", "address", "device"),
+    key("vip_nmask", "vip_nmask", _netmask),
+    Key("sorry_server", (1,), _sorry_parse, _fmt_sorry, ("sorry_server", "sorry_port")),
+    number("fwmark", 1, 2**32 - 1),
+    choice("protocol", ("tcp", "udp")),
+    key("port", "port", _port),
+    choice("scheduler", SCHEDULERS),
+    number("persistent", field="persistent_s"),
+    key("pmask", "pmask", _netmask),
+    string("send", limit=255), string("expect", limit=255),
+    boolean("use_regex"),
+    string("send_program"),
+    choice("load_monitor", ("none", "uptime", "rup", "ruptime")),
+    time_ms("timeout"), time_ms("reentry", positive=False),
+    boolean("quiesce_server"),
+    # shoal extensions
+    number("rise", 1), number("fall", 1), time_ms("check_interval"),
+    choice("check", ("auto", "tcp", "udp", "http", "https", "none")),
+    string("http_path"), number("http_status", 100, 599),
+    number("quorum"), number("hysteresis"),
+    string("load_command"),
+    Key("sched_flags", (1,), _sched_flags, lambda v: list(v) or None, ("sched_flags",), many=True),
+)
+
+SERVER_KEYS: tuple[Key, ...] = (
+    address("address"), boolean("active"), number("weight", 0, 65535),
+    key("port", "port", _port),
+    string("notify_up"), string("notify_down"),
+)
+
+TABLES: Mapping[str, Mapping[str, Key]] = {
+    "global": {k.name: k for k in GLOBAL_KEYS},
+    "virtual": {k.name: k for k in VIRTUAL_KEYS},
+    "server": {k.name: k for k in SERVER_KEYS},
+}
+
+
+def render_value(k: Key, model: Any) -> list[str] | None:
+    """The tokens of key `k` for `model` (None: nothing to write)."""
+    if len(k.fields) == 1:
+        return k.render(getattr(model, k.fields[0]))
+    return k.render(tuple(getattr(model, n) for n in k.fields))
