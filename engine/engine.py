@@ -582,9 +582,6 @@ class Engine:
 
     @property
     def status(self) -> Status:
-        if self._status is not None and self._status.now_ms == self.now_ms and self._services is not None \
-                and not self._dirty_members and not self._dirty_virtuals:
-            return self._status
         fo = self.failover
         now = self.now_ms or 0
         self._status = Status(

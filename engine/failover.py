@@ -106,7 +106,7 @@ class Failover:
         self.next_send_ms: int | None = None
         self.backup_take_ms: int | None = None
         self.stall_grace_used = False
-        self._window = ReplayWindow(0, 0)
+        self._windows: dict[Path, ReplayWindow] = {}  # per path: each path carries every sequence
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
         self._sent_at: dict[int, int] = {}
         self._path_heard_ms: dict[Path, int] = {}
@@ -282,14 +282,14 @@ class Failover:
             if decoded.node != self.partner_node:
                 self.counters["heartbeats_bad"] += 1
                 return None
-            ok, window = self._window.accept(decoded.seq)
+            ok, window = self._windows.get(path, ReplayWindow(0, 0)).accept(decoded.seq)
             if not ok:
                 if self.key is not None:
                     self.counters["heartbeats_replayed"] += 1
                     return None
                 # No key, no replay protection: an older sequence is a partner restart.
                 _, window = ReplayWindow(0, 0).accept(decoded.seq)
-            self._window = window
+            self._windows[path] = window
         return decoded
 
     def partner_deaf(self, now_ms: int) -> bool:
