@@ -54,8 +54,8 @@ def _int(token: Token, lo: int, hi: int | None = None) -> int:
     value = int(token.text)
     if value < lo or (hi is not None and value > hi):
         upper = f" and {hi}" if hi is not None else ""
-        raise ValueProblem(f"expected a number between {lo}{upper}" if hi is not None
-                           else f"expected a number >= {lo}, found {value}", token.col)
+        wanted = f"a number between {lo}{upper}" if hi is not None else f"a number >= {lo}"
+        raise ValueProblem(f"expected {wanted}, found {value}", token.col)
     return value
 
 

@@ -84,7 +84,7 @@ class Parser:
         for number, raw in enumerate(self.text.split("\n"), 1):
             self.line(number, raw.rstrip("\r"))
         for still in reversed(self.stack):
-            self.error(still.line, still.col, f"missing '}}' for {still.kind} {still.name} opened at line {still.line}")
+            self.error(still.line, still.col, f"missing '}}' for {still.kind} {still.name.split(chr(0))[0]} opened at line {still.line}")
         while self.stack:
             self.close(len(self.text.split("\n")))
         return Config(**self.globals, virtuals=tuple(self.virtuals), source=self.doc)
@@ -134,6 +134,10 @@ class Parser:
         if kind == "server" and len(self.stack) != 1:
             where = "inside a server (missing '}'?)" if self.stack else "outside a virtual"
             self.error(number, toks[0].col, f"server {name.text} {where}: servers belong in a virtual")
+            if not self.stack:  # swallow its keys and its '}' so they cause no more errors
+                self.stack.append(_Open("server", f"{name.text}\0orphan", number, name.col))
+                self.doc.lines.append(Line(raw, "bad", self.block))
+                return
         elif kind == "virtual" and self.stack:
             self.error(number, toks[0].col, f"virtual {name.text} inside {self.stack[-1].kind} "
                                             f"{self.stack[-1].name}: missing '}}' before it?")
@@ -152,7 +156,7 @@ class Parser:
 
     def close(self, number: int) -> None:
         done = self.stack.pop()
-        if "\0dup" in done.name:
+        if "\0" in done.name:  # a duplicate or misplaced block: already reported
             return
         if done.kind == "server":
             self.stack[-1].servers.append(Server(name=done.name, **done.fields))
@@ -160,7 +164,7 @@ class Parser:
             self.virtuals.append(Virtual(name=done.name, servers=tuple(done.servers), **done.fields))
 
     def key_line(self, number: int, raw: str, toks: list[Token]) -> None:
-        block_kind = self.stack[-1].kind if self.stack else "global"
+        block_kind: str = self.stack[-1].kind if self.stack else "global"
         first = toks[0]
         self.doc.lines.append(Line(raw, "bad", self.block))
         if len(toks) < 2 or toks[1].text != "=":

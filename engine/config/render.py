@@ -75,6 +75,9 @@ def _render_into(config: Config, doc: Document) -> str:
     for line in doc.lines:
         block = line.block
         if block and block not in models:
+            if line.kind == "open":  # the comment just above a removed block goes with it
+                while out and out[-1].lstrip().startswith("#"):
+                    out.pop()
             continue
         if line.kind == "open" and len(block) == 1 and globals_end is None:
             globals_end = len(out)
