@@ -12,7 +12,7 @@ to every virtual sharing it) live here.  Command order: see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Hashable, Iterable, Mapping
 
 from engine import health as nanny
@@ -35,9 +35,22 @@ LOAD_PERIOD_MS = 20_000  # nanny reads load_monitor about every 20 s
 
 @dataclass(frozen=True, slots=True)
 class Ready:
+    """What one step decided: commands to carry out in order (see
+    `engine.events`), when to wake next, and the status snapshot.
+
+    `status` is built when first read (most steps' status is never read,
+    and building it is most of a step's cost); read it before the next
+    step, or read `Engine.status` for the current one.
+    """
+
     commands: tuple[Command, ...]
     next_deadline_ms: int | None
-    status: Status
+    _engine: "Engine" = field(repr=False, compare=False)
+    _step: int = field(repr=False, compare=False)
+
+    @property
+    def status(self) -> Status:
+        return self._engine._status_of_step(self._step)
 
 
 class EngineMisuse(Exception):
@@ -89,6 +102,7 @@ class Engine:
         self.timers = Timers()
         self.now_ms: int | None = None
         self.stopped = False
+        self._steps = 0
         self._expected_ms: int | None = None
         self._checks: dict[int, _Check] = {}
         self._check_ids: dict[CheckSpec, int] = {}
@@ -111,6 +125,7 @@ class Engine:
         self._dirty_members: set[tuple[str, str]] = set()
         self._dirty_virtuals: set[str] = set()
         self._status: Status | None = None
+        self._status_step = -1
         self._build(config, previous=None)
         self._recompute_all([])
 
@@ -160,7 +175,14 @@ class Engine:
     def _ready(self, out: list[Command]) -> Ready:
         deadline = None if self.stopped else self._next_deadline()
         self._expected_ms = deadline
-        return Ready(tuple(self._ordered(out)), deadline, self.status)
+        self._steps += 1
+        return Ready(tuple(self._ordered(out)), deadline, self, self._steps)
+
+    def _status_of_step(self, step: int) -> Status:
+        if step != self._steps:
+            raise EngineMisuse(f"Ready.status of step {step} read after step {self._steps}: "
+                               "read it before the next step, or read Engine.status")
+        return self.status
 
     @staticmethod
     def _ordered(out: list[Command]) -> list[Command]:
@@ -582,6 +604,10 @@ class Engine:
 
     @property
     def status(self) -> Status:
+        """The current status snapshot (rebuilt only where something changed)."""
+        if self._status is not None and self._status_step == self._steps:
+            return self._status
+        self._status_step = self._steps
         fo = self.failover
         now = self.now_ms or 0
         self._status = Status(

@@ -105,3 +105,22 @@ def test_engine_invariants_under_random_faults(schedule: list[tuple], preempt: i
     world.run_until(world.now_ms + 20_000)
     roles = sorted(e.failover.role for e in world.engines.values())
     assert roles == ["active", "standby"], roles
+
+
+def test_ready_status_is_read_before_the_next_step() -> None:
+    import pytest
+
+    from engine.engine import EngineMisuse
+    from engine.events import Tick
+
+    engine = Engine(BASE, "primary")
+    first = engine.step(0, Tick())
+    snapshot = first.status
+    assert snapshot.role == "standby" and snapshot.node == "primary"
+    second = engine.step(6000, Tick())  # partner silent for deadtime: active
+    assert second.status.role == "active"
+    assert snapshot.role == "standby"  # a snapshot never changes afterwards
+    with pytest.raises(EngineMisuse, match="read it before the next step"):
+        first.status
+    with pytest.raises(EngineMisuse, match="time went backwards"):
+        engine.step(5000, Tick())
