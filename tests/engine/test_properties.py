@@ -117,7 +117,9 @@ def test_ready_status_is_read_before_the_next_step() -> None:
     first = engine.step(0, Tick())
     snapshot = first.status
     assert snapshot.role == "standby" and snapshot.node == "primary"
-    second = engine.step(6000, Tick())  # partner silent for deadtime: active
+    for now in (1000, 2000, 3000, 4000):
+        engine.step(now, Tick())
+    second = engine.step(5000, Tick())  # partner silent for deadtime (3 s): active
     assert second.status.role == "active"
     assert snapshot.role == "standby"  # a snapshot never changes afterwards
     with pytest.raises(EngineMisuse, match="read it before the next step"):
