@@ -125,4 +125,4 @@ def test_ready_status_is_read_before_the_next_step() -> None:
     with pytest.raises(EngineMisuse, match="read it before the next step"):
         first.status
     with pytest.raises(EngineMisuse, match="time went backwards"):
-        engine.step(5000, Tick())
+        engine.step(4999, Tick())
