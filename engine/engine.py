@@ -57,6 +57,10 @@ class EngineMisuse(Exception):
     """The caller broke the engine's contract (time going backwards, unknown names...)."""
 
 
+class InvariantBroken(Exception):
+    """The engine contradicts itself: a bug, checked on every step, in production too."""
+
+
 @dataclass(slots=True)
 class _Check:
     spec: CheckSpec
@@ -114,6 +118,8 @@ class Engine:
         self.applied: dict[ServiceKey, ServiceEntry] = {}
         self.vips: tuple[tuple[str, int, str, str], ...] = ()  # held: (address, prefix, device, label)
         self._vip_addresses: tuple[str, ...] = ()
+        self._wanted: tuple[tuple[str, int, str, str], ...] = ()
+        self._wanted_for: Config | None = None
         self._virtual_index: dict[str, int] = {}
         self._service_keys: dict[str, ServiceKey | None] = {}
         self._arp_left: dict[str, tuple[str, int]] = {}  # address -> (device, ARPs still to send)
@@ -175,8 +181,17 @@ class Engine:
     def _ready(self, out: list[Command]) -> Ready:
         deadline = None if self.stopped else self._next_deadline()
         self._expected_ms = deadline
+        self._check_invariants()
         self._steps += 1
         return Ready(tuple(self._ordered(out)), deadline, self, self._steps)
+
+    def _check_invariants(self) -> None:
+        if self.failover.role == "standby" and (self.applied or self.vips):
+            raise InvariantBroken(
+                f"{self.node} is standby but holds {len(self.applied)} service(s) and VIPs {self._vip_addresses}")
+        if self.failover.role == "active" and not self.stopped and self.vips != self._wanted_vips():
+            raise InvariantBroken(f"{self.node} is active but holds VIPs {self._vip_addresses}, "
+                                  f"not {[v[0] for v in self._wanted_vips()]}")
 
     def _status_of_step(self, step: int) -> Status:
         if step != self._steps:
@@ -298,6 +313,13 @@ class Engine:
         self._sync_state = state
 
     def _wanted_vips(self) -> tuple[tuple[str, int, str, str], ...]:
+        """The addresses an active router holds under this config (cached per config)."""
+        if self._wanted_for is not self.config:
+            self._wanted = self._compute_wanted_vips()
+            self._wanted_for = self.config
+        return self._wanted
+
+    def _compute_wanted_vips(self) -> tuple[tuple[str, int, str, str], ...]:
         wanted: list[tuple[str, int, str, str]] = []
         seen: set[str] = set()
         for virtual in self.config.virtuals:

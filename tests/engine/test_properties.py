@@ -126,3 +126,16 @@ def test_ready_status_is_read_before_the_next_step() -> None:
         first.status
     with pytest.raises(EngineMisuse, match="time went backwards"):
         engine.step(4999, Tick())
+
+
+def test_a_broken_invariant_is_an_explicit_error() -> None:
+    import pytest
+
+    from engine.engine import InvariantBroken
+    from engine.events import Tick
+
+    engine = Engine(BASE, "backup")
+    engine.step(0, Tick())
+    engine.vips = (("10.0.0.100", 32, "eth0", "eth0:1"),)  # corrupt it: a standby holding a VIP
+    with pytest.raises(InvariantBroken, match="standby but holds"):
+        engine.step(1, Tick())
