@@ -138,12 +138,18 @@ class World:
                 self.arp_owner[address] = name
                 self.trace(now, name, "arp", {"address": address})
             case _ if isinstance(command, TABLE_OPS):
+                before = router.table
                 try:
                     router.table = apply(router.table, [command])
                 except TableOpError as e:
                     self.later(0, name, CommandFailed(command, str(e)))
                     return
-                self.trace(now, name, "table", _table_record(command))
+                record = _table_record(command)
+                key = getattr(command, "service", None)
+                entry = before.get(key) or router.table.get(key) if isinstance(key, ServiceKey) else None
+                if entry is not None and entry.service.name:
+                    record["service"] = entry.service.name  # the virtual's name, as for service ops
+                self.trace(now, name, "table", record)
             case ReadTable():
                 self.later(0, name, TableRead(dict(router.table)))
             case StartCheck(check_id, spec):
