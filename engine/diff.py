@@ -76,12 +76,17 @@ def diff_service(key: ServiceKey, applied: ServiceEntry | None, desired: Service
 
 def diff(applied: Table, desired: Table) -> list[TableOp]:
     """The minimal ordered operations that turn `applied` into `desired`."""
+    if applied is desired:
+        return []
+    # Find the services that differ without sorting the whole table: an entry
+    # shared by both tables is the same (identity), an equal one is the same
+    # (equality; walks its destinations), and only what differs is sorted.
+    changed = [key for key, new in desired.items() if (old := applied.get(key)) is not new and old != new]
+    changed.extend(key for key in applied if key not in desired)
+    changed.sort()
     groups: tuple[list[TableOp], ...] = ([], [], [], [], [], [])
-    for key in sorted(applied.keys() | desired.keys()):
-        old, new = applied.get(key), desired.get(key)
-        if old is new or (old is not None and new is not None and old == new):
-            continue
-        for into, part in zip(groups, _split(key, old, new)):
+    for key in changed:
+        for into, part in zip(groups, _split(key, applied.get(key), desired.get(key))):
             into.extend(part)
     return [op for group in groups for op in group]
 
