@@ -25,7 +25,15 @@ as standby.
 
 With a key configured, only shoal packets with a valid MAC are accepted;
 without one, a packet carrying a MAC is refused (`unexpected-mac`): the two
-routers disagree about authentication, which the operator must see.
+routers disagree about authentication, which the operator must see.  An
+empty key authenticates nothing and is refused (ValueError) by both `encode`
+and `decode`: the driver must refuse an empty key file when it loads it.
+
+Sequence numbers start at 1 and never repeat for one sender, across its
+restarts too (the driver picks the start).  `decode` does not judge them;
+`ReplayWindow` does, and never accepts 0.  `ack` 0 means "never heard you".
+`Heartbeat.authenticated` is what `decode` found (a valid MAC); `encode`
+ignores it and signs when given a key.
 """
 
 from __future__ import annotations
@@ -77,9 +85,21 @@ class WireError:
 
 
 def encode(heartbeat: Heartbeat, key: bytes | None = None) -> bytes:
+    """The datagram for `heartbeat`; signed when `key` is given (shoal only).
+
+    Raises ValueError for what cannot be sent: a key with the piranha
+    format, an empty key, a piranha heartbeat carrying a node, sequence,
+    ack or serial (the format has no room for them), a shoal heartbeat
+    without a node, a number outside u64, an unknown state or format.
+    """
+    _check_key(key)
+    if heartbeat.state not in _STATES:
+        raise ValueError(f"unknown heartbeat state {heartbeat.state!r}")
     if heartbeat.format == "piranha":
         if key is not None:
             raise ValueError("the piranha heartbeat format has no room for a MAC")
+        if heartbeat.node is not None or heartbeat.seq or heartbeat.ack or heartbeat.serial_no:
+            raise ValueError("the piranha heartbeat format carries only the state")
         magic = PIRANHA_ACTIVE if heartbeat.state == "active" else PIRANHA_STANDBY
         return _PIRANHA.pack(magic)
     if heartbeat.format != "shoal":
@@ -100,7 +120,12 @@ def encode(heartbeat: Heartbeat, key: bytes | None = None) -> bytes:
 
 
 def decode(payload: bytes, key: bytes | None = None) -> Heartbeat | WireError:
-    """The heartbeat in `payload`, or why it is not one.  Never raises."""
+    """The heartbeat in `payload`, or why it is not one.
+
+    Never raises on any payload (an empty `key` is the caller's mistake and
+    raises ValueError).
+    """
+    _check_key(key)
     if len(payload) == _PIRANHA.size and payload[:4] != MAGIC:
         return _decode_piranha(payload, key)
     if len(payload) < _HEADER.size:
@@ -131,6 +156,11 @@ def decode(payload: bytes, key: bytes | None = None) -> Heartbeat | WireError:
     return Heartbeat("shoal", _STATES[state], _NODES[node], seq, ack, serial, authenticated=key is not None)
 
 
+def _check_key(key: bytes | None) -> None:
+    if key is not None and not key:
+        raise ValueError("an empty heartbeat key authenticates nothing")
+
+
 def _decode_piranha(payload: bytes, key: bytes | None) -> Heartbeat | WireError:
     (magic,) = _PIRANHA.unpack(payload)
     if magic not in (PIRANHA_ACTIVE, PIRANHA_STANDBY):
@@ -146,12 +176,18 @@ class ReplayWindow:
     """The anti-replay sliding window of RFC 4303 section 3.4.3.
 
     `highest` is the highest sequence accepted; bit i of `bitmap` says that
-    `highest - i` was accepted.  Sequence 0 is never valid.
+    `highest - i` was accepted.  A sequence is accepted once, and only if
+    it is above `highest - size`.  Sequence 0 is never valid, so
+    `ReplayWindow(0, 0)` is a window that has seen nothing.
     """
 
     highest: int
     bitmap: int
     size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.highest < 0 or not 0 <= self.bitmap < 1 << self.size:
+            raise ValueError(f"not a replay window: {self!r}")
 
     def accept(self, seq: int) -> tuple[bool, ReplayWindow]:
         if seq <= 0:
