@@ -1,153 +1,131 @@
 """Run a scenario in the simulated world: faults on time, expectations
-judged, a trace in time order (SPEC.md, "Trace").  Partial (issue 3):
-`client_success` is refused as not yet supported (exit 2)."""
+judged (by `scenario.checks`, the code `shoal lab` shares), invariants after
+every step (`sim.invariants`), and a trace in time order (SPEC.md, "Trace").
+
+At one instant, faults come first (in file order), then the engines' own
+reactions, and expectations last: an expectation at `t` sees everything
+that happened at `t`.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from typing import Any, Generator
+from typing import Any
 
 import simpy
 
-from engine.pool import service_key
-from scenario.model import Expect, Scenario, ScenarioError
-from sim.world import ROUTERS, World
+from scenario.checks import RouterView, View, judge
+from scenario.model import Expect, Scenario
+from sim.invariants import Invariants, Violation
+from sim.world import World
+
+LATE = 10  # simpy priority after NORMAL (1): runs after everything else at that instant
+
+
+@dataclass
+class Verdict:
+    ok: bool | None  # None: not judged (the run stopped first)
+    what: str
+    line: int = 0
 
 
 @dataclass
 class Result:
     records: list[dict[str, Any]] = field(default_factory=list)
-    verdicts: list[tuple[bool, str]] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    steps: int = 0
 
     @property
     def ok(self) -> bool:
-        return all(ok for ok, _ in self.verdicts)
+        return all(v.ok is not False for v in self.verdicts) and not self.violations
+
+
+def view_of(world: World, clients: tuple[int, int] | None = None) -> View:
+    routers = {
+        name: RouterView(name, r.engine is not None, r.host_up, r.role, frozenset(r.vips), dict(r.table))
+        for name, r in world.routers.items()
+    }
+    return View(world.now, world.config, routers, clients)
 
 
 def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None) -> Result:
-    for e in scenario.expects:
-        if e.kind == "client_success":
-            raise ScenarioError(scenario.file, e.line, "client_success: clients are not simulated yet (issue 3)")
     result = Result()
+    records = result.records
 
     def trace(t: int, node: str, kind: str, data: dict[str, Any]) -> None:
-        result.records.append({"t": round(t / 1000, 3), "node": node, "kind": kind, **data})
+        records.append({"t": round(t / 1000, 3), "node": node, "kind": kind, **data})
 
-    world = World(scenario.config, scenario.seed if seed is None else seed, scenario.latency_ms, scenario.loss, trace)
-    env = world.env
-    single_owner = [e for e in scenario.expects if e.kind == "always" and e.value == "single_owner"]
-    matches = [e for e in scenario.expects if e.kind == "always" and e.value == "table_matches_health"]
-    dual_since: dict[str, int] = {}
-    failures: dict[str, str] = {}
+    reloads = tuple(f.value for f in scenario.faults if f.kind == "reload")
+    world = World(scenario.config, scenario.seed if seed is None else seed, scenario.latency_ms, scenario.loss,
+                  trace, reloads)
+    invariants = Invariants(world, records)
+    reported: set[str] = set()
 
-    def check_always() -> None:
-        now = env.now
-        if single_owner:
-            allowed = world.config.keepalive_ms + world.latency_ms
-            live = [r for r in world.routers.values() if r.state == "up"]
-            all_cut = all((s, p) in world.cut for s in ROUTERS for p in ("public", "private"))
-            for address in sorted(set.intersection(*(r.vips for r in live)) if len(live) == 2 else set()):
-                start = dual_since.setdefault(address, now)
-                if now - start > allowed and not all_cut and "single_owner" not in failures:
-                    failures["single_owner"] = f"{address} held by both routers since {start / 1000:.3f} s"
-            for address in list(dual_since):
-                if len(live) < 2 or address not in live[0].vips or address not in live[1].vips:
-                    del dual_since[address]
-        if matches:
-            for r in world.routers.values():
-                if r.engine is not None and r.table != r.engine.applied and "table_matches_health" not in failures:
-                    failures["table_matches_health"] = f"{r.name}'s table differs from what its engine applied at {now / 1000:.3f} s"
+    def report_violations() -> None:
+        for name, v in invariants.violations.items():
+            if name not in reported:
+                reported.add(name)
+                trace(v.at_ms, "world", "expect", {"ok": False, "what": f"invariant {name}: {v.message}"})
 
-    world.after_step.append(check_always)
+    class Reporter:
+        def after_step(self, *_: Any) -> None:
+            result.steps += 1
+            if len(invariants.violations) != len(reported):
+                report_violations()
 
-    def faults() -> Generator[simpy.Event, Any, None]:
-        for fault in scenario.faults:
-            yield env.timeout(max(0, fault.at_ms - env.now))
-            extra = "".join(f" {k}={v}" for k, v in fault.extra.items())
-            value = "(new config)" if fault.kind == "reload" else fault.value
-            trace(env.now, "world", "fault", {"what": f"{fault.kind} {value}{extra}"})
-            try:
-                world.apply_fault(fault)
-            except KeyError as e:
-                raise ScenarioError(scenario.file, fault.line, str(e.args[0])) from None
+    world.observers.append(Reporter())
+    end_ms = scenario.duration_ms if until_ms is None else min(until_ms, scenario.duration_ms)
 
-    def expectation(e: Expect) -> Generator[simpy.Event, Any, None]:
-        assert e.at_ms is not None
-        yield env.timeout(e.at_ms)
-        ok, what = judge(world, e, scenario)
-        result.verdicts.append((ok, what))
-        trace(env.now, "world", "expect", {"ok": ok, "what": what})
+    def fault_at(fault: Any) -> None:
+        trace(world.now, "world", "fault", {"what": fault.describe()})
+        invariants.before_fault(fault)
+        world.apply_fault(fault)
+        invariants.after_fault(fault)
+        report_violations()
+
+    for fault in scenario.faults:
+        world.at(fault.at_ms, lambda f=fault: fault_at(f))
+
+    verdicts: dict[int, Verdict] = {}
+
+    def expectation(index: int, e: Expect) -> None:
+        invariants.check_dual()
+        clients = world.clients.window(*e.window_ms) if world.clients and e.window_ms else None
+        ok, what = judge(e, view_of(world, clients))
+        verdicts[index] = Verdict(ok, what, e.line)
+        trace(world.now, "world", "expect", {"ok": ok, "what": what})
+        report_violations()
+
+    def late(at_ms: int, action: Any) -> None:
+        event = simpy.Event(world.env)
+        event.callbacks.append(lambda _: action())
+        event._ok, event._value = True, None
+        world.env.schedule(event, LATE, at_ms)
+
+    for index, e in enumerate(scenario.expects):
+        if e.at_ms is not None and e.at_ms <= end_ms:
+            late(e.at_ms, lambda i=index, x=e: expectation(i, x))
+    if any(e.kind == "client_success" for e in scenario.expects):
+        world.start_clients()
 
     world.boot("primary")
     world.boot("backup")
-    env.process(faults())
-    for e in scenario.expects:
-        if e.at_ms is not None:
-            env.process(expectation(e))
-    env.run(until=min(scenario.duration_ms, until_ms or scenario.duration_ms) + 1)
-    for e in scenario.expects:
+    world.env.run(until=end_ms + 1)
+    invariants.check_dual()
+    invariants.check_liveness(world.config.deadtime_ms + 2 * world.config.keepalive_ms + 2 * world.latency_ms)
+    report_violations()
+
+    for index, e in enumerate(scenario.expects):
         if e.kind == "always":
-            problem = failures.get(e.value)
-            what = f"always {e.value}" + (f": {problem}" if problem else "")
-            result.verdicts.append((problem is None, what))
-            trace(env.now, "world", "expect", {"ok": problem is None, "what": what})
+            v = invariants.violations.get(e.value)
+            what = e.describe() + (f": {v.message}" if v else "")
+            verdicts[index] = Verdict(v is None, what, e.line)
+            trace(end_ms, "world", "expect", {"ok": v is None, "what": what})
+        elif index not in verdicts:
+            verdicts[index] = Verdict(None, e.describe() + f" (not judged: the run stopped at {end_ms / 1000:g} s)",
+                                      e.line)
+    result.verdicts = [verdicts[i] for i in range(len(scenario.expects))]
+    always = {e.value for e in scenario.expects if e.kind == "always"}
+    result.violations = [v for name, v in invariants.violations.items() if name not in always]
     return result
-
-
-def judge(world: World, e: Expect, scenario: Scenario) -> tuple[bool, str]:
-    at = f"at {e.at_ms / 1000:g} s" if e.at_ms is not None else ""
-    if e.kind == "vip_owner":
-        vips = sorted({v.address for v in world.config.virtuals if v.active and v.address})
-        holders = {a: sorted(r.name for r in world.routers.values() if r.state != "down" and a in r.vips) for a in vips}
-        want = [] if e.value == "none" else [e.value]
-        ok = all(h == want for h in holders.values())
-        seen = ", ".join(f"{a}: {'+'.join(h) or 'nobody'}" for a, h in holders.items())
-        return ok, f"vip_owner {e.value} {at} ({seen})"
-    if e.kind == "role":
-        seen = {n: (r.engine.failover.role if r.engine else "down") for n, r in world.routers.items()}
-        ok = all(seen.get(n) == want for n, want in e.value.items())
-        return ok, f"role {e.value} {at} (saw {seen})"
-    active = [r for r in world.routers.values() if r.engine is not None and r.engine.failover.role == "active"]
-    if len(active) != 1:
-        return False, f"{e.kind} {e.value} {at}: {len(active)} active routers, cannot read the table"
-    table = active[0].table
-    weights: dict[str, int] = {}
-    for v in world.config.virtuals:
-        key = service_key(v)
-        entry = table.get(key) if key else None
-        for d in (entry.dests.values() if entry else ()):
-            weights[f"{v.name}/{d.name}"] = d.weight
-            weights.setdefault(d.name, d.weight)
-    if e.kind == "in_table":
-        missing = [s for s in e.value if s not in weights]
-        return not missing, f"in_table {e.value} {at}" + (f" (missing {missing})" if missing else "")
-    if e.kind == "not_in_table":
-        present = [s for s in e.value if s in weights]
-        return not present, f"not_in_table {e.value} {at}" + (f" (present {present})" if present else "")
-    if e.kind == "weight":
-        wrong = {s: weights.get(s) for s, w in e.value.items() if weights.get(s) != w}
-        return not wrong, f"weight {e.value} {at}" + (f" (saw {wrong})" if wrong else "")
-    raise ScenarioError(scenario.file, e.line, f"{e.kind}: not supported")
-
-
-def timeline(records: list[dict[str, Any]]) -> str:
-    lines = []
-    for r in records:
-        rest = {k: v for k, v in r.items() if k not in ("t", "node", "kind")}
-        if r["kind"] == "role":
-            text = f"role {rest['from']} -> {rest['to']} ({rest['reason']})"
-        elif r["kind"] == "health":
-            text = f"health {rest['service']}/{rest['server']} {rest['from']} -> {rest['to']}"
-        elif r["kind"] == "expect":
-            text = f"{'PASS' if rest['ok'] else 'FAIL'} {rest['what']}"
-        elif r["kind"] == "fault":
-            text = f"FAULT {rest['what']}"
-        else:
-            text = f"{r['kind']} " + " ".join(f"{k}={v}" for k, v in rest.items() if v is not None)
-        lines.append(f"{r['t']:9.3f}  {r['node']:<8} {text}")
-    return "\n".join(lines)
-
-
-def json_lines(records: list[dict[str, Any]]) -> str:
-    return "\n".join(json.dumps(r, sort_keys=True, separators=(",", ":")) for r in records)

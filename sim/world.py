@@ -1,133 +1,159 @@
 """The simulated world: two routers running the engine, heartbeat links,
-real servers with fault modes, all in simpy.  Time is integer ms.
+real servers with fault modes, clients, all in simpy.  Time is integer ms.
 
-Partial (issue 3): clients and `client_success` are not modelled yet.
+Each router is driven as the daemon drives it: step the engine with an
+input, carry out the commands in order, feed results back as inputs, wake
+at the next deadline.  Everything is event driven (simpy timeouts with
+callbacks): nothing polls.
+
+The world's only randomness is `rng` (one `random.Random(seed)`), drawn
+only for heartbeat loss strictly between 0 and 1.
+
+Routers:
+- crashed (`crash`): host down, engine gone, addresses and table gone,
+  packets to it lost; the clients' ARP caches still point at it;
+- killed (`kill`): the daemon is gone, the kernel keeps addresses and
+  table, so clients pointed at it are still served from the stale table;
+- restarted (`restart`): the host boots with no addresses and an empty
+  table, and a fresh engine whose heartbeat sequence starts above any
+  sequence that router used before (`boots << 32`).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Protocol
 
 import simpy
 
-from engine.config import parse
 from engine.diff import TableOpError, apply
-from engine.engine import Engine
+from engine.engine import Engine, check_spec
 from engine.events import (
-    TABLE_OPS, AddDest, AddService, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed,
+    TABLE_OPS, AddDest, AddService, AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed,
     ConfigLoaded, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LoadRead,
     Notify, ReadLoad, ReadTable, SendGratuitousArp, SendHeartbeat, StartCheck, TableRead, Tick,
 )
-from engine.model import Config
+from engine.model import Config, Server, Virtual
+from engine.pool import service_key
 from engine.table import ServiceEntry, ServiceKey
 from scenario.model import Fault
+from sim.clients import RATE_PER_S, ClientLog, SchedState, schedule, source_address
+from sim.servers import ServerModel, answers_client, check_result
 
 ROUTERS = ("primary", "backup")
+PATHS = ("public", "private")
+Trace = Callable[[int, str, str, dict[str, Any]], None]
 
 
 @dataclass
 class Router:
     name: str
     engine: Engine | None = None
-    state: str = "down"  # up | down (crashed) | killed (daemon dead, kernel state kept)
+    host_up: bool = False
     vips: set[str] = field(default_factory=set)
     table: dict[ServiceKey, ServiceEntry] = field(default_factory=dict)
+    sched: dict[ServiceKey, SchedState] = field(default_factory=dict)  # the kernel's scheduler state
     wake_at: int | None = None
     boots: int = 0
+    booted_ms: int = 0
+
+    @property
+    def role(self) -> str:
+        return self.engine.failover.role if self.engine is not None else "down"
 
 
-@dataclass
-class ServerModel:
-    mode: str = "up"  # up | down | hang | wrong | slow
-    delay_ms: int = 0
-    load: float | None = 0.5
+class Observer(Protocol):
+    def after_step(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None: ...
 
 
 class World:
-    def __init__(self, config: Config, seed: int, latency_ms: int, loss: float,
-                 trace: Callable[[int, str, str, dict[str, Any]], None]) -> None:
+    def __init__(self, config: Config, seed: int, latency_ms: int, loss: float, trace: Trace,
+                 known_configs: tuple[Config, ...] = ()) -> None:
         self.env = simpy.Environment()
         self.config = config
+        self.known_configs = (config, *known_configs)  # to resolve server names reloads add
         self.rng = random.Random(seed)
         self.latency_ms = latency_ms
-        self.loss: dict[str, float] = {"public": loss, "private": loss}
-        self.cut: set[tuple[str, str]] = set()  # (sender, path)
+        self.loss: dict[str, float] = {p: loss for p in PATHS}
+        self.cut: set[tuple[str, str]] = set()  # (sender, path): that router's packets on that path are lost
         self.routers = {name: Router(name) for name in ROUTERS}
-        self.servers: dict[str, ServerModel] = {}
-        self.arp_owner: dict[str, str] = {}
+        self.servers: dict[tuple[str, int], ServerModel] = {}
+        self.loads: dict[str, float] = {}  # by address
+        self.arp_view: dict[str, str] = {}  # VIP -> the router the clients heard last
         self.trace = trace
-        self.after_step: list[Callable[[], None]] = []
+        self.observers: list[Observer] = []
+        self.clients: ClientLog | None = None
+        self._connections = 0
+
+    @property
+    def now(self) -> int:
+        return int(self.env.now)
+
+    def at(self, delay_ms: int, action: Callable[[], None]) -> None:
+        """Run `action` after `delay_ms` (a simpy timeout with a callback: no process)."""
+        event = self.env.timeout(max(0, delay_ms))
+        event.callbacks.append(lambda _: action())
 
     # ------------------------------------------------------------ routers
 
     def boot(self, name: str) -> None:
         router = self.routers[name]
         router.boots += 1
-        router.vips.clear()
-        router.table = {}
-        router.state = "up"
+        router.host_up, router.booted_ms = True, self.now
+        router.vips, router.table, router.sched = set(), {}, {}
         router.engine = Engine(self.config, name, seq_start=router.boots << 32)  # type: ignore[arg-type]
-        self.feed(name, Tick())
+        self.feed(router, Tick())
 
     def crash(self, name: str) -> None:
         router = self.routers[name]
-        router.state, router.engine, router.wake_at = "down", None, None
-        router.vips.clear()
-        router.table = {}
+        router.engine, router.wake_at, router.host_up = None, None, False
+        router.vips, router.table, router.sched = set(), {}, {}
 
     def kill(self, name: str) -> None:
         router = self.routers[name]
-        router.state, router.engine, router.wake_at = "killed", None, None
+        router.engine, router.wake_at = None, None
 
-    def feed(self, name: str, event: Input) -> None:
-        router = self.routers[name]
-        if router.engine is None:
-            return
-        ready = router.engine.step(self.env.now, event)
-        for command in ready.commands:
-            self.carry_out(router, command)
-        self.schedule_wake(router, ready.next_deadline_ms)
-        for check in self.after_step:
-            check()
-
-    def schedule_wake(self, router: Router, at: int | None) -> None:
-        if at is None or (router.wake_at is not None and router.wake_at <= at and router.wake_at >= self.env.now):
-            return
-        router.wake_at = at
+    def feed(self, router: Router, event: Input) -> None:
         engine = router.engine
+        if engine is None:
+            return
+        role_before = engine.failover.role
+        ready = engine.step(self.now, event)
+        for command in ready.commands:
+            self.carry_out(router, engine, command)
+        for observer in self.observers:
+            observer.after_step(router, event, role_before, ready.commands)
+        self._wake(router, engine, ready.next_deadline_ms)
 
-        def wake() -> Generator[simpy.Event, Any, None]:
-            yield self.env.timeout(max(0, at - self.env.now))
+    def _wake(self, router: Router, engine: Engine, at: int | None) -> None:
+        if at is None or at == router.wake_at:
+            return
+        at = max(at, self.now + (1 if at <= self.now else 0))
+        router.wake_at = at
+
+        def wake() -> None:
             if router.engine is engine and router.wake_at == at:
                 router.wake_at = None
-                self.feed(router.name, Tick())
+                self.feed(router, Tick())
 
-        self.env.process(wake())
+        self.at(at - self.now, wake)
 
-    def later(self, delay_ms: int, name: str, event: Input) -> None:
-        engine = self.routers[name].engine
+    def answer(self, router: Router, engine: Engine, delay_ms: int, event: Input) -> None:
+        """Feed `event` back to this very engine after `delay_ms` (lost if it died meanwhile)."""
+        def deliver() -> None:
+            if router.engine is engine:
+                self.feed(router, event)
 
-        def deliver() -> Generator[simpy.Event, Any, None]:
-            yield self.env.timeout(delay_ms)
-            if self.routers[name].engine is engine:
-                self.feed(name, event)
-
-        self.env.process(deliver())
+        self.at(delay_ms, deliver)
 
     # ------------------------------------------------------------ commands
 
-    def carry_out(self, router: Router, command: Command) -> None:
-        now, name = self.env.now, router.name
+    def carry_out(self, router: Router, engine: Engine, command: Command) -> None:
+        now, name = self.now, router.name
         match command:
             case SendHeartbeat(path, _, _, payload):
-                other = "backup" if name == "primary" else "primary"
-                lost = (name, path) in self.cut or self.rng.random() < self.loss[path]
-                if not lost and self.routers[other].engine is not None:
-                    source = self.config.address_of(name, path)  # type: ignore[arg-type]
-                    assert source is not None
-                    self.later(self.latency_ms, other, HeartbeatReceived(path, source, payload))
+                self._send_heartbeat(name, path, payload)
             case AddVip(address=address):
                 router.vips.add(address)
                 self.trace(now, name, "vip", {"op": "add", "address": address})
@@ -135,52 +161,79 @@ class World:
                 router.vips.discard(address)
                 self.trace(now, name, "vip", {"op": "del", "address": address})
             case SendGratuitousArp(address, _):
-                self.arp_owner[address] = name
+                self.arp_view[address] = name
                 self.trace(now, name, "arp", {"address": address})
             case _ if isinstance(command, TABLE_OPS):
                 before = router.table
                 try:
                     router.table = apply(router.table, [command])
                 except TableOpError as e:
-                    self.later(0, name, CommandFailed(command, str(e)))
+                    self.answer(router, engine, 0, CommandFailed(command, str(e)))
                     return
-                record = _table_record(command)
-                key = getattr(command, "service", None)
-                entry = before.get(key) or router.table.get(key) if isinstance(key, ServiceKey) else None
-                if entry is not None and entry.service.name:
-                    record["service"] = entry.service.name  # the virtual's name, as for service ops
-                self.trace(now, name, "table", record)
+                self.trace(now, name, "table", table_record(command, before, router.table))
             case ReadTable():
-                self.later(0, name, TableRead(dict(router.table)))
+                self.answer(router, engine, 0, TableRead(dict(router.table)))
             case StartCheck(check_id, spec):
-                delay, ok, detail = self.check(f"{spec.address}:{spec.port}", spec)
-                self.later(delay, name, CheckCompleted(check_id, ok, detail))
+                delay, ok, detail = check_result(spec, self.server_at(spec.address, spec.port), 2 * self.latency_ms)
+                self.answer(router, engine, delay, CheckCompleted(check_id, ok, detail))
             case ReadLoad(load_id=load_id, address=address):
-                loads = [s.load for k, s in self.servers.items() if k.rsplit(":", 1)[0] == address]
-                self.later(1, name, LoadRead(load_id, loads[0] if loads else 0.5))
+                self.answer(router, engine, 2 * self.latency_ms, LoadRead(load_id, self.loads.get(address, 0.5)))
             case Notify("role", data):
                 self.trace(now, name, "role", {"from": data["from"], "to": data["to"], "reason": data["reason"]})
             case Notify("health", data):
-                self.trace(now, name, "health", {k: data[k] for k in ("service", "server", "from", "to")})
+                self.trace(now, name, "health", {"service": data["service"], "server": data["server"],
+                                                 "from": data["from"], "to": data["to"], "detail": data["detail"]})
             case Notify("heartbeat_lost", data):
                 self.trace(now, name, "heartbeat_lost", {"path": data["path"]})
             case _:
-                pass
+                pass  # RunCommand, SetTimeouts, sync daemon, other notices: the log only
 
-    def check(self, where: str, spec: Any) -> tuple[int, bool, str]:
-        """How long a check takes and what it finds (nanny's semantics)."""
-        server = self.servers.get(where, ServerModel())
-        timeout = spec.timeout_ms
-        if server.mode == "down":
-            return 1, False, "connection refused"
-        if server.mode == "hang":
-            return timeout, False, "timeout"
-        delay = 1 + (server.delay_ms if server.mode == "slow" else 0)
-        if delay >= timeout:
-            return timeout, False, "timeout"
-        if server.mode == "wrong" and (spec.expect not in (None, "*") or spec.send_program):
-            return delay, False, "reply does not match expect"
-        return delay, True, "ok"
+    def _send_heartbeat(self, sender: str, path: str, payload: bytes) -> None:
+        if (sender, path) in self.cut:
+            return
+        p = self.loss[path]
+        if p >= 1 or (p > 0 and self.rng.random() < p):
+            return
+        source = self.config.address_of(sender, path)  # type: ignore[arg-type]
+        assert source is not None
+        partner = self.routers["backup" if sender == "primary" else "primary"]
+
+        def arrive() -> None:  # to whatever daemon runs there when it arrives
+            if partner.engine is not None:
+                self.feed(partner, HeartbeatReceived(path, source, payload))  # type: ignore[arg-type]
+
+        self.at(self.latency_ms, arrive)
+
+    def path_cut(self, sender: str, path: str) -> bool:
+        return (sender, path) in self.cut or self.loss[path] >= 1
+
+    def all_cut(self) -> bool:
+        """Every configured heartbeat path is cut both ways."""
+        paths = [p for p in PATHS if self.config.address_of("primary", p) and self.config.address_of("backup", p)]
+        return all(self.path_cut(s, p) for s in ROUTERS for p in paths)
+
+    # ------------------------------------------------------------ servers
+
+    def server_at(self, address: str, port: int) -> ServerModel:
+        return self.servers.setdefault((address, port), ServerModel())
+
+    def members(self, name: str, config: Config | None = None) -> list[tuple[Virtual, Server]]:
+        """The (virtual, server) pairs a scenario's `SERVER` or `VIRTUAL/SERVER` names."""
+        virtual, _, server = name.rpartition("/")
+        found = []
+        for v in (config or self.config).virtuals:
+            for s in v.servers:
+                if s.name == server and (not virtual or v.name == virtual) and s.address:
+                    found.append((v, s))
+        return found
+
+    def addresses(self, name: str) -> list[tuple[str, int]]:
+        for config in (self.config, *self.known_configs):
+            found = sorted({(s.address, s.port if s.port is not None else v.port)
+                            for v, s in self.members(name, config) if s.address})
+            if found:
+                return found
+        raise KeyError(f"no real server named {name!r}")
 
     # ------------------------------------------------------------ faults
 
@@ -194,58 +247,116 @@ class World:
         elif kind == "kill":
             self.kill(value)
         elif kind.startswith("server_"):
-            server = self.server(value)
-            server.mode = {"server_down": "down", "server_up": "up", "server_hang": "hang",
-                           "server_wrong": "wrong", "server_slow": "slow"}[kind]
-            server.delay_ms = round(float(fault.extra.get("delay", 0)) * 1000)
+            for where in self.addresses(value):
+                server = self.server_at(*where)
+                server.mode = kind.removeprefix("server_")
+                server.delay_ms = round(float(fault.extra.get("delay", 0)) * 1000)
         elif kind in ("partition", "heal"):
-            paths = ("public", "private") if value == "all" else (value,)
+            paths = PATHS if value == "all" else (value,)
             senders = (fault.extra["from"],) if "from" in fault.extra else ROUTERS
             if kind == "partition":
                 self.cut |= {(s, p) for s in senders for p in paths}
             else:
                 self.cut = {(s, p) for s, p in self.cut if p not in paths}
         elif kind == "loss":
-            for path in ((fault.extra["path"],) if "path" in fault.extra else ("public", "private")):
+            for path in ((fault.extra["path"],) if "path" in fault.extra else PATHS):
                 self.loss[path] = float(value)
         elif kind == "load":
-            self.server(value).load = float(fault.extra["value"])
+            for address, _ in self.addresses(value):
+                self.loads[address] = float(fault.extra["value"])
         elif kind == "reload":
-            self.config = parse(str(value), "reload")
+            self.config = value
             for name in ROUTERS:
-                self.feed(name, ConfigLoaded(self.config))
+                self.feed(self.routers[name], ConfigLoaded(value))
         elif kind == "admin":
-            words = str(value).split()
-            for name in ROUTERS:
-                router = self.routers[name]
-                if router.engine is None:
-                    continue
-                if words[0] == "failover" and router.engine.failover.role == "active":
-                    self.feed(name, AdminRequested("failover"))
-                elif words[0] in ("drain", "undrain"):
-                    self.feed(name, AdminRequested(words[0], words[1]))  # type: ignore[arg-type]
+            self._admin(str(value).split())
+        else:
+            raise ValueError(f"unknown fault {kind!r}")
 
-    def server(self, name: str) -> ServerModel:
-        """The model of a real server named in the config (or VIRTUAL/SERVER)."""
-        virtual, _, server = name.rpartition("/")
+    def _admin(self, words: list[str]) -> None:
+        if words[0] == "failover":
+            for router in self.routers.values():
+                if router.role == "active":
+                    self.feed(router, AdminRequested("failover"))
+                    return
+            return
+        for router in self.routers.values():
+            if router.engine is not None:
+                self.feed(router, AdminRequested(words[0], words[1]))  # type: ignore[arg-type]
+
+    def specs_of(self, address: str, port: int) -> list[tuple[Virtual, Server, CheckSpec]]:
+        """The checks the current config runs against one real server."""
+        out = []
         for v in self.config.virtuals:
             for s in v.servers:
-                if s.name == server and (not virtual or v.name == virtual) and s.address:
-                    port = s.port if s.port is not None else v.port
-                    return self.servers.setdefault(f"{s.address}:{port}", ServerModel())
-        raise KeyError(f"no real server named {name!r}")
+                spec = check_spec(v, s) if v.active and s.active else None
+                if spec is not None and (spec.address, spec.port) == (address, port):
+                    out.append((v, s, spec))
+        return out
+
+    # ------------------------------------------------------------ clients
+
+    def start_clients(self) -> None:
+        self.clients = ClientLog()
+        period = 1000 // RATE_PER_S
+
+        def tick() -> None:
+            self._connect_all()
+            self.at(period, tick)
+
+        self.at(period, tick)
+
+    def _connect_all(self) -> None:
+        assert self.clients is not None
+        ok = total = 0
+        for v in self.config.virtuals:
+            key = service_key(v)
+            if key is None or v.address is None:
+                continue
+            total += 1
+            ok += self._connect(v, key)
+        self.clients.record(self.now, ok, total)
+
+    def _connect(self, virtual: Virtual, key: ServiceKey) -> bool:
+        self._connections += 1
+        assert virtual.address is not None
+        owner = self.arp_view.get(virtual.address)
+        router = self.routers.get(owner) if owner else None
+        if router is None or not router.host_up or virtual.address not in router.vips:
+            return False
+        entry = router.table.get(key)
+        if entry is None:
+            return False
+        state = router.sched.setdefault(key, SchedState())
+        state.expire(self.now)
+        dest = schedule(entry.service.scheduler, entry, state, source_address(self._connections))
+        if dest is None:
+            return False
+        port = dest.key.port or virtual.port
+        if not answers_client(self.server_at(dest.key.address, port)):
+            return False
+        state.open(self.now, dest.key)
+        return True
 
 
-def _table_record(command: Command) -> dict[str, Any]:
+def table_record(command: Command, before: dict[ServiceKey, ServiceEntry],
+                 after: dict[ServiceKey, ServiceEntry]) -> dict[str, Any]:
+    """The trace record of one table operation: `op`, `service` (the virtual's name), `server`, `weight`."""
+    def service_name(key: ServiceKey) -> str:
+        entry = before.get(key) or after.get(key)
+        return entry.service.name if entry is not None and entry.service.name else str(key)
+
     match command:
-        case AddService(s) | EditService(s):
-            return {"op": type(command).__name__, "service": s.name or str(s.key), "server": None, "weight": None}
+        case AddService(s):
+            return {"op": "add_service", "service": s.name or str(s.key), "server": None, "weight": None}
+        case EditService(s):
+            return {"op": "edit_service", "service": s.name or str(s.key), "server": None, "weight": None}
         case DelService(key, name):
-            return {"op": "DelService", "service": name or str(key), "server": None, "weight": None}
-        case AddDest(key, d) | EditDest(key, d):
-            return {"op": type(command).__name__, "service": str(key), "server": d.name, "weight": d.weight}
-        case DelDest(key, _, name):
-            return {"op": "DelDest", "service": str(key), "server": name, "weight": None}
+            return {"op": "del_service", "service": name or str(key), "server": None, "weight": None}
+        case AddDest(key, d):
+            return {"op": "add_dest", "service": service_name(key), "server": d.name or str(d.key), "weight": d.weight}
+        case EditDest(key, d):
+            return {"op": "edit_dest", "service": service_name(key), "server": d.name or str(d.key), "weight": d.weight}
+        case DelDest(key, dkey, name):
+            return {"op": "del_dest", "service": service_name(key), "server": name or str(dkey), "weight": None}
     raise TypeError(command)
-
-

@@ -14,7 +14,7 @@ DEFAULT = (Path(__file__).parent.parent.parent / "sim" / "default.toml").read_te
 def test_default_scenario_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
-    assert "role standby -> active (partner dead" in out
+    assert "backup   becomes ACTIVE (partner dead" in out
     assert "FAIL" not in out
 
 

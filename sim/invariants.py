@@ -1,0 +1,336 @@
+"""Invariants, checked after every simulation step, outside the engine.
+
+Each violation is kept once per invariant (the first), with the time and
+the trace records that led there.  The bounds, derived from the engine's
+rules (engine/failover.py, engine/health.py, engine/engine.py), with
+`L` the one-way link latency:
+
+- single_owner (SPEC.md): outside a cut of every heartbeat path (both ways
+  on every configured path), no VIP is held by two routers whose daemons
+  run for longer than `keepalive + L`; the clock starts again when such a
+  cut heals.  And a router that holds the VIPs and hears its partner active
+  settles it in that very step: it yields, or (the winner) re-ARPs.
+- table_matches_health: after each step of a running daemon, the kernel
+  table equals what the engine applied, a standby router's table is empty,
+  and an active router's table holds, per active virtual, exactly: every
+  server whose health is up (weight > 0, up to 10 x configured; 0 when
+  drained or configured 0), every down server at weight 0 when
+  `quiesce_server = 1`, and the sorry server iff nothing else takes
+  connections (or the quorum is lost); the scheduler is the virtual's.
+- takeover: when the active router crashes or its daemon is killed while
+  its partner's daemon runs standby with failover on, the partner is active
+  within `deadtime + keepalive + L` (its last heartbeat left at most
+  `keepalive` before, arrived `L` later; `deadtime` after that the partner
+  is dead).  Not judged if either router restarts within the bound.
+- server_out: when a real server starts failing a virtual's check, each
+  running router that was up before calls it down (and the active one has
+  it out of the table, or at weight 0) within `fall x interval + interval +
+  timeout + 2L`: the check in flight may have started just before and
+  still pass; the next starts at most an interval later (two if the one
+  before was still running when its timer fired) and fails within
+  `timeout`; `fall` failures in a row take it down.  Not judged if the
+  server changes again, or the config is reloaded, within the bound.
+- reentry: a server that went down comes back up no sooner than
+  `(rise - 1) x interval` after it last stopped failing (the first success
+  may come at once; `rise` successes in a row, one per interval, bring it
+  back; rise = reentry / interval rounded up).
+- liveness: once the world is whole again after the last fault (both
+  daemons running, no cut, no loss), within `deadtime + 2 x keepalive + 2L`
+  exactly one router is active, it alone holds the VIPs, and the clients'
+  ARP view points at it.  Checked then and at the end of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.events import (
+    TABLE_OPS, Command, HeartbeatReceived, Input, Notify, SendGratuitousArp,
+)
+from engine.model import Config
+from engine.pool import service_key
+from engine.status import Status
+from engine.table import Table
+from scenario.model import Fault
+from sim.servers import check_result
+from sim.world import ROUTERS, Router, World
+
+NAMES = ("single_owner", "table_matches_health", "takeover", "server_out", "reentry", "liveness")
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    name: str
+    at_ms: int
+    message: str
+    context: tuple[dict[str, Any], ...]  # the trace records that led there
+
+
+class Invariants:
+    def __init__(self, world: World, records: list[dict[str, Any]]) -> None:
+        self.world = world
+        self.records = records
+        self.violations: dict[str, Violation] = {}
+        self._dual_since: dict[str, int] = {}
+        self._whole_since = 0  # last time the heartbeat paths stopped being all cut
+        self._recovered: dict[tuple[str, int], int] = {}  # server -> last time it stopped failing
+        self._server_gen: dict[tuple[str, int], int] = {}  # bumped on each server fault
+        self._reloads = 0
+        self._last_fault_ms = 0
+        world.observers.append(self)
+
+    # ------------------------------------------------------------ reporting
+
+    def fail(self, name: str, message: str) -> None:
+        if name in self.violations:
+            return
+        now = self.world.now
+        self.violations[name] = Violation(name, now, f"at {now / 1000:.3f} s: {message}", tuple(self.records[-8:]))
+
+    # ------------------------------------------------------------ after every step
+
+    def after_step(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
+        self._single_owner(router, event, role_before, commands)
+        if router.engine is not None and (not router.engine.now_ms or any(
+                isinstance(c, (Notify, *TABLE_OPS)) for c in commands)):
+            self._table_matches_health(router)
+        for c in commands:
+            if isinstance(c, Notify) and c.kind == "health" and c.data["from"] == "down" and c.data["to"] == "up":
+                self._reentry(router, str(c.data["service"]), str(c.data["server"]))
+
+    def _single_owner(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
+        world, now = self.world, self.world.now
+        engine = router.engine
+        if (isinstance(event, HeartbeatReceived) and engine is not None and role_before == "active"
+                and engine.failover.role == "active" and engine.failover.partner_state == "active"
+                and not any(isinstance(c, SendGratuitousArp) for c in commands)):
+            self.fail("single_owner", f"{router.name} heard its partner active while active, "
+                                      "and neither yielded nor re-announced its VIPs")
+        if world.all_cut():
+            self._dual_since.clear()
+            self._whole_since = now
+            return
+        live = [r for r in world.routers.values() if r.engine is not None]
+        both = set.intersection(*(r.vips for r in live)) if len(live) == 2 else set()
+        for address in list(self._dual_since):
+            if address not in both:
+                del self._dual_since[address]
+        allowed = world.config.keepalive_ms + world.latency_ms
+        for address in sorted(both):
+            since = self._dual_since.setdefault(address, max(now, self._whole_since))
+            if now - since > allowed:
+                self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s "
+                                          f"(allowed: keepalive + latency = {allowed} ms)")
+
+    def check_dual(self) -> None:
+        """Dual ownership can outlast the window without a step: judged at each expectation and at the end."""
+        now = self.world.now
+        allowed = self.world.config.keepalive_ms + self.world.latency_ms
+        for address, since in sorted(self._dual_since.items()):
+            if now - since > allowed and not self.world.all_cut():
+                self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s")
+
+    def _table_matches_health(self, router: Router) -> None:
+        engine = router.engine
+        assert engine is not None
+        if router.table != engine.applied:
+            self.fail("table_matches_health", f"{router.name}'s kernel table differs from what its engine applied")
+            return
+        status = engine.status
+        if status.role != "active":
+            if router.table:
+                self.fail("table_matches_health", f"{router.name} is standby but its table holds "
+                                                  f"{len(router.table)} service(s)")
+            return
+        problem = table_problem(engine.config, status, router.table)
+        if problem:
+            self.fail("table_matches_health", f"{router.name}: {problem}")
+
+    def _reentry(self, router: Router, virtual: str, server: str) -> None:
+        assert router.engine is not None
+        config = router.engine.config
+        v = config.virtual(virtual)
+        s = next(s for s in v.servers if s.name == server)
+        assert s.address is not None
+        where = (s.address, s.port if s.port is not None else v.port)
+        since = self._recovered.get(where)
+        if since is None:
+            return
+        earliest = since + (v.rise_count - 1) * v.interval_ms
+        if self.world.now < earliest:
+            self.fail("reentry", f"{router.name} brought {virtual}/{server} back at {self.world.now / 1000:.3f} s, "
+                                 f"before {earliest / 1000:.3f} s ((rise {v.rise_count} - 1) x interval "
+                                 f"{v.interval_ms} ms after it stopped failing at {since / 1000:.3f} s)")
+
+    # ------------------------------------------------------------ faults
+
+    def before_fault(self, fault: Fault) -> None:
+        world = self.world
+        self._last_fault_ms = world.now
+        if fault.kind in ("crash", "kill"):
+            self._watch_takeover(fault.value)
+        if fault.kind == "reload":
+            self._reloads += 1
+        if fault.kind.startswith("server_"):
+            self._before_server_fault(fault)
+
+    def after_fault(self, fault: Fault) -> None:
+        if fault.kind.startswith("server_"):
+            for where in self.world.addresses(fault.value):
+                self._after_server_fault(where)
+        self._single_owner_refresh()
+        self._watch_liveness()
+
+    def _single_owner_refresh(self) -> None:
+        if self.world.all_cut():
+            self._dual_since.clear()
+            self._whole_since = self.world.now
+
+    def _watch_takeover(self, name: str) -> None:
+        world = self.world
+        crashed = world.routers[name]
+        partner = world.routers["backup" if name == "primary" else "primary"]
+        config = world.config
+        if crashed.role != "active" or partner.role != "standby" or partner.engine is None:
+            return
+        if not partner.engine.failover.enabled:
+            return
+        bound = config.deadtime_ms + config.keepalive_ms + world.latency_ms
+        engine, boots = partner.engine, crashed.boots
+        start = world.now
+
+        def judge() -> None:
+            if partner.engine is not engine or crashed.boots != boots:
+                return
+            if engine.failover.role != "active":
+                self.fail("takeover", f"{partner.name} still {engine.failover.role} {bound} ms "
+                                      f"(deadtime + keepalive + latency) after {name} failed at {start / 1000:.3f} s")
+
+        world.at(bound + 1, judge)
+
+    def _before_server_fault(self, fault: Fault) -> None:
+        self._failing_before = {where: {v.name: not check_result(spec, self.world.server_at(*where), 0)[1]
+                                        for v, _, spec in self.world.specs_of(*where)}
+                                for where in self.world.addresses(fault.value)}
+
+    def _after_server_fault(self, where: tuple[str, int]) -> None:
+        world = self.world
+        gen = self._server_gen[where] = self._server_gen.get(where, 0) + 1
+        before = self._failing_before.get(where, {})
+        for v, s, spec in world.specs_of(*where):
+            failing = not check_result(spec, world.server_at(*where), 0)[1]
+            if before.get(v.name, False) and not failing:
+                self._recovered[where] = world.now
+            if failing and not before.get(v.name, False):
+                bound = v.fall_count * v.interval_ms + v.interval_ms + spec.timeout_ms + 2 * world.latency_ms
+                self._watch_server_out(where, gen, v.name, s.name, bound)
+
+    def _watch_server_out(self, where: tuple[str, int], gen: int, virtual: str, server: str, bound: int) -> None:
+        world = self.world
+        engines = {r.name: r.engine for r in world.routers.values() if r.engine is not None}
+        reloads, start = self._reloads, world.now
+
+        def judge() -> None:
+            if self._server_gen.get(where) != gen or self._reloads != reloads:
+                return
+            for name, engine in engines.items():
+                router = world.routers[name]
+                if router.engine is not engine:
+                    continue
+                member = next(m for m in engine.status.service(virtual).servers if m.name == server)
+                if member.admin != "auto":
+                    continue
+                if member.checked != "down" or (engine.failover.role == "active" and member.weight > 0):
+                    self.fail("server_out", f"{name} still has {virtual}/{server} {member.checked} "
+                                            f"(weight {member.weight}) {bound} ms after it started failing "
+                                            f"at {start / 1000:.3f} s")
+
+        world.at(bound + 1, judge)
+
+    def _watch_liveness(self) -> None:
+        world = self.world
+        config = world.config
+        bound = config.deadtime_ms + 2 * config.keepalive_ms + 2 * world.latency_ms
+        fault_at = world.now
+
+        def judge() -> None:
+            if self._last_fault_ms == fault_at:
+                self.check_liveness(bound)
+
+        world.at(bound + 1, judge)
+
+    def whole(self) -> bool:
+        world = self.world
+        return (all(r.engine is not None for r in world.routers.values()) and not world.cut
+                and all(p == 0 for p in world.loss.values()))
+
+    def check_liveness(self, bound: int) -> None:
+        """Exactly one active router, holding every VIP alone, the clients pointed at it."""
+        world = self.world
+        if not self.whole() or world.now - self._last_fault_ms <= bound:
+            return
+        active = [r for r in world.routers.values() if r.role == "active"]
+        failover = any(r.engine is not None and r.engine.failover.enabled for r in world.routers.values())
+        if len(active) != 1:
+            if failover or len(active) > 1 or world.routers["primary"].role != "active":
+                self.fail("liveness", f"{len(active)} active routers {bound} ms after the world was whole again "
+                                      f"at {self._last_fault_ms / 1000:.3f} s")
+            return
+        winner = active[0]
+        for v in world.config.virtuals:
+            if not v.active or not v.address:
+                continue
+            holders = sorted(r.name for r in world.routers.values() if v.address in r.vips)
+            if holders != [winner.name] or world.arp_view.get(v.address) != winner.name:
+                self.fail("liveness", f"{v.address} held by {holders or 'nobody'}, clients pointed at "
+                                      f"{world.arp_view.get(v.address)}, {bound} ms after the world was whole "
+                                      f"again (active: {winner.name})")
+                return
+
+
+def table_problem(config: Config, status: Status, table: Table) -> str | None:
+    """What is wrong with an active router's `table` given its health (None: nothing)."""
+    wanted_keys = set()
+    for v in config.virtuals:
+        key = service_key(v)
+        if key is None:
+            continue
+        wanted_keys.add(key)
+        entry = table.get(key)
+        if entry is None:
+            return f"service {v.name} ({key}) missing"
+        if entry.service.scheduler != v.scheduler:
+            return f"service {v.name} has scheduler {entry.service.scheduler}, not {v.scheduler}"
+        svc = status.service(v.name)
+        by_name = {d.name: d for d in entry.dests.values()}
+        expected: dict[str, tuple[int, int]] = {}  # name -> (min weight, max weight)
+        for s in svc.servers:
+            cap = 10 * s.configured_weight
+            if s.health == "up" and (svc.quorum_ok or not v.sorry_server):
+                low = 0 if s.admin == "drain" or s.configured_weight == 0 else 1
+                high = 0 if s.admin == "drain" else max(cap, s.configured_weight)
+                expected[s.name] = (low, high)
+            elif s.health == "down" and v.quiesce_server and (svc.quorum_ok or not v.sorry_server):
+                expected[s.name] = (0, 0)
+        serving = any(high > 0 and by_name.get(n) is not None and by_name[n].weight > 0
+                      for n, (_, high) in expected.items())
+        if v.sorry_server and not serving:
+            expected["sorry"] = (1, 1)
+        if set(by_name) != set(expected):
+            extra = sorted(set(by_name) - set(expected))
+            missing = sorted(set(expected) - set(by_name))
+            return f"service {v.name}: in table but not called for {extra}, called for but missing {missing}"
+        for name, (low, high) in expected.items():
+            if not low <= by_name[name].weight <= high:
+                return f"{v.name}/{name} at weight {by_name[name].weight}, expected {low}..{high}"
+        for s in svc.servers:
+            if s.name in by_name and s.health == "up" and s.weight != by_name[s.name].weight:
+                return f"{v.name}/{s.name}: table weight {by_name[s.name].weight}, status says {s.weight}"
+    stray = sorted(str(k) for k in table if k not in wanted_keys)
+    if stray:
+        return f"services not in the config: {', '.join(stray)}"
+    return None
+
+
+__all__ = ["Invariants", "NAMES", "ROUTERS", "Violation", "table_problem"]
