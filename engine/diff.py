@@ -15,9 +15,17 @@ The order (each group sorted by key, so the output is deterministic):
 Adding before deleting means a service being moved from one real server to
 another is never left empty in between.
 
+Only the services that differ are walked: an entry shared by both tables
+(the same object) is skipped by identity, an equal one by equality, and only
+the keys that differ are sorted; so diffing a large table after one health
+change costs a pass over its keys (see bench/diff.py).
+
 `apply` is the kernel's behaviour as a pure function: it refuses what IPVS
-refuses (adding what exists: EEXIST; editing or deleting what does not:
-ENOENT), so the simulator can use it as its model of the kernel.
+refuses, with the errno IPVS's netlink interface (`ip_vs_genl_set_cmd`)
+gives: adding a service or destination that exists: EEXIST; any other
+operation on a service that does not exist: ESRCH; editing or deleting a
+destination that does not exist: ENOENT.  The simulator uses it as its model
+of the kernel.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
 
 
 class TableOpError(ValueError):
-    """An operation the kernel would refuse (errno-like `code`: EEXIST, ENOENT)."""
+    """An operation the kernel would refuse (`code` names its errno: EEXIST, ESRCH, ENOENT)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -92,7 +100,12 @@ def diff(applied: Table, desired: Table) -> list[TableOp]:
 
 
 def apply(table: Table, ops: Iterable[TableOp]) -> dict[ServiceKey, ServiceEntry]:
-    """A new table with `ops` carried out; `table` is never mutated."""
+    """A new table with `ops` carried out in order; `table` is never mutated.
+
+    The first operation the kernel would refuse raises `TableOpError` and
+    nothing is returned: to model the kernel carrying out the operations
+    before a refused one, apply them one at a time (as the simulator does).
+    """
     out: dict[ServiceKey, ServiceEntry] = dict(table)
     for op in ops:
         match op:
@@ -131,7 +144,7 @@ def apply(table: Table, ops: Iterable[TableOp]) -> dict[ServiceKey, ServiceEntry
 def _entry(table: Mapping[ServiceKey, ServiceEntry], key: ServiceKey) -> ServiceEntry:
     entry = table.get(key)
     if entry is None:
-        raise TableOpError("ENOENT", f"no service {key}")
+        raise TableOpError("ESRCH", f"no service {key}")
     return entry
 
 

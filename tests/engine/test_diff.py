@@ -127,9 +127,11 @@ def test_apply_refuses_what_the_kernel_refuses() -> None:
     refused: list[tuple[TableOp, str]] = [
         (AddService(Service(K)), "EEXIST"),
         (AddDest(K, d(1)), "EEXIST"),
-        (EditService(Service(KEYS[1])), "ENOENT"),
-        (DelService(KEYS[1]), "ENOENT"),
-        (AddDest(KEYS[1], d(1)), "ENOENT"),
+        (EditService(Service(KEYS[1])), "ESRCH"),
+        (DelService(KEYS[1]), "ESRCH"),
+        (AddDest(KEYS[1], d(1)), "ESRCH"),
+        (EditDest(KEYS[1], d(1)), "ESRCH"),
+        (DelDest(KEYS[1], d(1).key), "ESRCH"),
         (EditDest(K, d(2)), "ENOENT"),
         (DelDest(K, d(2).key), "ENOENT"),
     ]
