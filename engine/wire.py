@@ -6,17 +6,17 @@ the engine counts and drops.  A caller misusing `encode` raises.
 
 shoal format (network byte order, 32 bytes, + 32 with a MAC):
 
-| offset | size | field                                              |
-|-------:|-----:|----------------------------------------------------|
-|      0 |    4 | magic `SHOL`                                       |
-|      4 |    1 | version (1)                                        |
-|      5 |    1 | state: 0 standby, 1 active, 2 leaving               |
-|      6 |    1 | flags: bit 0 = HMAC-SHA256 trailer present          |
-|      7 |    1 | node: 0 primary, 1 backup                           |
-|      8 |    8 | sequence number (u64, starts at 1, never repeats)   |
-|     16 |    8 | ack: the last sequence heard from the partner (0: never) |
-|     24 |    8 | serial_no of the sender's configuration (u64)       |
-|     32 |   32 | HMAC-SHA256 over bytes 0..31 (only with flag bit 0) |
+| offset | size | field                                                    |
+|-------:|-----:|----------------------------------------------------------|
+|      0 |    4 | magic `SHOL`                                             |
+|      4 |    1 | version (1)                                              |
+|      5 |    1 | state: 0 standby, 1 active, 2 leaving                    |
+|      6 |    1 | flags: bit 0 = HMAC-SHA256 trailer present; other bits 0 |
+|      7 |    1 | node: 0 primary, 1 backup                                |
+|      8 |    8 | seq: sequence number (u64, starts at 1, never repeats)   |
+|     16 |    8 | ack: the last seq heard from the partner (u64, 0: never) |
+|     24 |    8 | serial_no of the sender's configuration (u64)            |
+|     32 |   32 | HMAC-SHA256 over bytes 0..31 (only with flag bit 0)      |
 
 piranha format (the original pulse, byte-exact): 4 bytes, an unsigned
 32-bit magic in little-endian order, 0xbdaddbda "I am active", 0xadbddabd
