@@ -40,7 +40,7 @@ CLIENT_TIMEOUT_MS = 3_000  # a client gives up on a server after this long
 class ServerModel:
     mode: str = "up"  # up | down | hang | wrong | slow
     delay_ms: int = 0
-    load: float = 0.5
+    load: float = 1.0
 
 
 def expect_matches(spec: CheckSpec, reply: str) -> bool:

@@ -177,7 +177,7 @@ class World:
                 delay, ok, detail = check_result(spec, self.server_at(spec.address, spec.port), 2 * self.latency_ms)
                 self.answer(router, engine, delay, CheckCompleted(check_id, ok, detail))
             case ReadLoad(load_id=load_id, address=address):
-                self.answer(router, engine, 2 * self.latency_ms, LoadRead(load_id, self.loads.get(address, 0.5)))
+                self.answer(router, engine, 2 * self.latency_ms, LoadRead(load_id, self.loads.get(address, 1.0)))
             case Notify("role", data):
                 self.trace(now, name, "role", {"from": data["from"], "to": data["to"], "reason": data["reason"]})
             case Notify("health", data):
