@@ -5,11 +5,18 @@ the trace records that led there.  The bounds, derived from the engine's
 rules (engine/failover.py, engine/health.py, engine/engine.py), with
 `L` the one-way link latency:
 
-- single_owner (SPEC.md): outside a cut of every heartbeat path (both ways
-  on every configured path), no VIP is held by two routers whose daemons
-  run for longer than `keepalive + L`; the clock starts again when such a
-  cut heals.  And a router that holds the VIPs and hears its partner active
-  settles it in that very step: it yields, or (the winner) re-ARPs.
+- single_owner (SPEC.md): a VIP held by both routers whose daemons run is
+  settled within `W = keepalive + L` once the heartbeats that settle it
+  flow, which generalises SPEC's "outside a cut of every path" to random
+  loss: it is a violation when, for longer than W within the dual
+  ownership, (a) no heartbeat from the primary to the backup was lost (the
+  backup hears the primary active and must yield), or (b) none from the
+  backup to the primary was lost while the backup has heard nothing from
+  the primary for `deadtime` (the primary hears a deaf backup active and
+  must yield: a one-way failure).  A cut of every path loses heartbeats
+  both ways, so it is never judged.  And a router that holds the VIPs and
+  hears its partner active settles it in that very step: it yields, or
+  (the winner) re-ARPs.
 - table_matches_health: after each step of a running daemon, the kernel
   table equals what the engine applied, a standby router's table is empty,
   and an active router's table holds, per active virtual, exactly: every
@@ -73,7 +80,6 @@ class Invariants:
         self.records = records
         self.violations: dict[str, Violation] = {}
         self._dual_since: dict[str, int] = {}
-        self._whole_since = 0  # last time the heartbeat paths stopped being all cut
         self._recovered: dict[tuple[str, int], int] = {}  # server -> last time it stopped failing
         self._server_gen: dict[tuple[str, int], int] = {}  # bumped on each server fault
         self._reloads = 0
@@ -107,29 +113,33 @@ class Invariants:
                 and not any(isinstance(c, SendGratuitousArp) for c in commands)):
             self.fail("single_owner", f"{router.name} heard its partner active while active, "
                                       "and neither yielded nor re-announced its VIPs")
-        if world.all_cut():
-            self._dual_since.clear()
-            self._whole_since = now
-            return
         live = [r for r in world.routers.values() if r.engine is not None]
         both = set.intersection(*(r.vips for r in live)) if len(live) == 2 else set()
         for address in list(self._dual_since):
             if address not in both:
                 del self._dual_since[address]
-        allowed = world.config.keepalive_ms + world.latency_ms
         for address in sorted(both):
-            since = self._dual_since.setdefault(address, max(now, self._whole_since))
-            if now - since > allowed:
-                self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s "
-                                          f"(allowed: keepalive + latency = {allowed} ms)")
+            self._dual_since.setdefault(address, now)
+        self.check_dual()
 
     def check_dual(self) -> None:
-        """Dual ownership can outlast the window without a step: judged at each expectation and at the end."""
-        now = self.world.now
-        allowed = self.world.config.keepalive_ms + self.world.latency_ms
+        """A dual ownership that outlasts the window (see the module's doc): judged after every
+        step, at each expectation and at the end."""
+        world, now = self.world, self.world.now
+        config = world.config
+        window = config.keepalive_ms + world.latency_ms
+        drop, delivered = world.last_drop_ms, world.last_delivery_ms
         for address, since in sorted(self._dual_since.items()):
-            if now - since > allowed and not self.world.all_cut():
-                self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s")
+            # the backup hears the primary (a clean primary -> backup direction) and must yield
+            heard = now - max(since, drop["primary"]) > window
+            # the primary hears a backup that cannot hear it (deaf) and must yield
+            deaf = (now - max(since, drop["backup"]) > window
+                    and delivered["primary"] < now - window - config.deadtime_ms)
+            if heard or deaf:
+                why = "every primary -> backup heartbeat delivered" if heard else \
+                    "every backup -> primary heartbeat delivered, the backup deaf"
+                self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s, "
+                                          f"{why} for more than keepalive + latency = {window} ms")
 
     def _table_matches_health(self, router: Router) -> None:
         engine = router.engine
@@ -179,13 +189,7 @@ class Invariants:
         if fault.kind.startswith("server_"):
             for where in self.world.addresses(fault.value):
                 self._after_server_fault(where)
-        self._single_owner_refresh()
         self._watch_liveness()
-
-    def _single_owner_refresh(self) -> None:
-        if self.world.all_cut():
-            self._dual_since.clear()
-            self._whole_since = self.world.now
 
     def _watch_takeover(self, name: str) -> None:
         world = self.world

@@ -77,6 +77,8 @@ class World:
         self.latency_ms = latency_ms
         self.loss: dict[str, float] = {p: loss for p in PATHS}
         self.cut: set[tuple[str, str]] = set()  # (sender, path): that router's packets on that path are lost
+        self.last_drop_ms: dict[str, int] = {r: -(2**62) for r in ROUTERS}  # by sender
+        self.last_delivery_ms: dict[str, int] = {r: -(2**62) for r in ROUTERS}  # by sender
         self.routers = {name: Router(name) for name in ROUTERS}
         self.servers: dict[tuple[str, int], ServerModel] = {}
         self.loads: dict[str, float] = {}  # by address
@@ -189,10 +191,9 @@ class World:
                 pass  # RunCommand, SetTimeouts, sync daemon, other notices: the log only
 
     def _send_heartbeat(self, sender: str, path: str, payload: bytes) -> None:
-        if (sender, path) in self.cut:
-            return
         p = self.loss[path]
-        if p >= 1 or (p > 0 and self.rng.random() < p):
+        if (sender, path) in self.cut or p >= 1 or (p > 0 and self.rng.random() < p):
+            self.last_drop_ms[sender] = self.now
             return
         source = self.config.address_of(sender, path)  # type: ignore[arg-type]
         assert source is not None
@@ -200,6 +201,7 @@ class World:
 
         def arrive() -> None:  # to whatever daemon runs there when it arrives
             if partner.engine is not None:
+                self.last_delivery_ms[sender] = self.now
                 self.feed(partner, HeartbeatReceived(path, source, payload))  # type: ignore[arg-type]
 
         self.at(self.latency_ms, arrive)
