@@ -36,9 +36,12 @@ REQUIRED_EXTRA = {"server_slow": "delay", "load": "value"}
 
 
 class ScenarioError(Exception):
-    def __init__(self, file: str, line: int, message: str) -> None:
-        super().__init__(f"{file}:{line}: {message}")
-        self.file, self.line, self.message = file, line, message
+    """`file:line: message`; `more` holds further problems of the same kind (one line each)."""
+
+    def __init__(self, file: str, line: int, message: str, more: tuple[tuple[int, str], ...] = ()) -> None:
+        text = "\n".join(f"{file}:{n}: {m}" for n, m in ((line, message), *more))
+        super().__init__(text)
+        self.file, self.line, self.message, self.more = file, line, message, more
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,10 +183,8 @@ def _parse_config(body: str, file: str, offset: int, reported_as: str) -> Config
     try:
         return parse(body, reported_as)
     except ConfigError as e:
-        first = e.issues[0]
-        more = f" (and {len(e.issues) - 1} more)" if len(e.issues) > 1 else ""
-        raise ScenarioError(file, first.line + offset, f"{first.message} (config line {first.line}, "
-                                                        f"column {first.col}){more}") from None
+        found = [(i.line + offset, f"{i.message} (config line {i.line}, column {i.col})") for i in e.issues]
+        raise ScenarioError(file, *found[0], more=tuple(found[1:])) from None
 
 
 def _config(data: dict[str, Any], lines: list[str], file: str, base: Path) -> Config:
