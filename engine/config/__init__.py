@@ -18,9 +18,7 @@ __all__ = ["ConfigError", "Document", "Issue", "parse", "render"]
 def parse(text: str, filename: str = "lvs.cf") -> Config:
     parser = Parser(text, filename)
     config = parser.run()
-    issues = list(parser.issues)
-    if not issues:
-        issues += validate(config, parser.doc, filename)
+    issues = parser.issues + validate(config, parser.doc, filename)
     if issues:
         raise ConfigError(issues)
     return config

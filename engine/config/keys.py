@@ -66,9 +66,13 @@ def _bool(token: Token) -> bool:
 
 
 def _seconds_ms(token: Token, positive: bool) -> int:
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?|\.[0-9]+", token.text):
+    m = re.fullmatch(r"([0-9]*)(?:\.([0-9]*))?", token.text)
+    if not m or not (m.group(1) or m.group(2)):
         raise ValueProblem(f"expected a time in seconds (fractions allowed), found {token.text!r}", token.col)
-    ms = round(float(token.text) * 1000)
+    whole, frac = m.group(1) or "0", m.group(2) or ""
+    if len(frac.rstrip("0")) > 3:
+        raise ValueProblem(f"expected at most 3 decimals (milliseconds), found {token.text!r}", token.col)
+    ms = int(whole) * 1000 + int((frac + "000")[:3])
     if positive and ms <= 0:
         raise ValueProblem(f"expected a time above 0, found {token.text!r}", token.col)
     return ms
@@ -91,14 +95,25 @@ def _port(token: Token) -> int:
 
 
 def _netmask(token: Token) -> str:
+    """A dotted IPv4 netmask (contiguous ones), or a prefix length (0-128)."""
     text = token.text
-    if text.isdigit() and int(text) <= 128:
-        return text
+    if re.fullmatch(r"[0-9]{1,3}", text) and int(text) <= 128:
+        return str(int(text))
     try:
-        ipaddress.ip_network(f"0.0.0.0/{text}")
+        mask = int(ipaddress.IPv4Address(text))
     except ValueError:
-        raise ValueProblem(f"expected a netmask (255.255.255.0) or a prefix length, found {text!r}", token.col) from None
+        mask = -1
+    inverted = ~mask & 0xFFFFFFFF
+    if mask < 0 or inverted & (inverted + 1):
+        raise ValueProblem(f"expected a netmask (255.255.255.0) or a prefix length, found {text!r}", token.col)
     return text
+
+
+def mask_family(mask: str) -> int | None:
+    """4 for a dotted mask or a prefix up to 32, 6 for a longer prefix, None: either."""
+    if "." in mask:
+        return 4
+    return 6 if int(mask) > 32 else None
 
 
 def _choice(token: Token, choices: tuple[str, ...]) -> str:
@@ -115,14 +130,16 @@ def _string(token: Token, limit: int | None = None) -> str:
 
 def _sorry(token: Token) -> tuple[str, int | None]:
     text = token.text
-    m = re.fullmatch(r"\[([^\]]+)\]:([0-9]+)", text) or re.fullmatch(r"([0-9.]+):([0-9]+)", text)
+    m = re.fullmatch(r"\[([^\]]+)\](?::(.+))?", text) or re.fullmatch(r"([0-9]+(?:\.[0-9]+){3}):(.+)", text)
     if m:
-        return _address(Token(m.group(1), token.col)), _port(Token(m.group(2), token.col))
+        address_ = _address(Token(m.group(1), token.col))
+        return address_, None if m.group(2) is None else _port(Token(m.group(2), token.col))
     return _address(token), None
 
 
 def _fmt_ms(ms: int) -> str:
-    return str(ms // 1000) if ms % 1000 == 0 else f"{ms / 1000:g}"
+    seconds, rest = divmod(ms, 1000)
+    return str(seconds) if rest == 0 else f"{seconds}.{rest:03d}".rstrip("0")
 
 
 def _fmt_sorry(value: tuple[str | None, int | None]) -> list[str] | None:
@@ -178,7 +195,7 @@ def choice(name: str, choices: tuple[str, ...], field: str | None = None) -> Key
 
 def address_device(name: str, field: str, device_field: str) -> Key:
     def parse(toks: list[Token]) -> dict[str, Any]:
-        return {field: _address(toks[0]), device_field: _string(toks[1])}
+        return {field: _address(toks[0]), device_field: _device(toks[1])}
 
     def render(value: tuple[str | None, str | None]) -> list[str] | None:
         return None if value[0] is None else [value[0], quote(value[1] or "")]
@@ -187,7 +204,26 @@ def address_device(name: str, field: str, device_field: str) -> Key:
 
 
 def _sched_flags(toks: list[Token]) -> dict[str, Any]:
-    return {"sched_flags": tuple(_choice(t, SCHED_FLAGS) for t in toks)}
+    flags: list[str] = []
+    for t in toks:
+        if _choice(t, SCHED_FLAGS) in flags:
+            raise ValueProblem(f"flag {t.text} given twice", t.col)
+        flags.append(t.text)
+    return {"sched_flags": tuple(flags)}
+
+
+def _path(token: Token) -> str:
+    if not token.text.startswith("/"):
+        raise ValueProblem(f"expected a path starting with '/', found {token.text!r}", token.col)
+    return _string(token)
+
+
+def _device(token: Token) -> str:
+    """An interface, with an optional alias label: eth0, eth0:1, bond0.100."""
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]+(:[A-Za-z0-9_]+)?", token.text) or len(token.text) > 15:
+        raise ValueProblem(f"expected an interface with an optional alias (eth0:1, at most 15 characters), "
+                           f"found {token.text!r}", token.col)
+    return token.text
 
 
 def _sorry_parse(toks: list[Token]) -> dict[str, Any]:
@@ -197,7 +233,7 @@ def _sorry_parse(toks: list[Token]) -> dict[str, Any]:
 
 GLOBAL_KEYS: tuple[Key, ...] = (
     number("serial_no"),
-    string("service"),
+    choice("service", ("lvs",)),  # Piranha's `fos` (failover services) is not supported
     address("primary"), address("backup"), address("primary_private"), address("backup_private"),
     boolean("backup_active"), boolean("heartbeat"),
     key("heartbeat_port", "heartbeat_port", _port),
@@ -238,7 +274,7 @@ VIRTUAL_KEYS: tuple[Key, ...] = (
     # shoal extensions
     number("rise", 1), number("fall", 1), time_ms("check_interval"),
     choice("check", ("auto", "tcp", "udp", "http", "https", "none")),
-    string("http_path"), number("http_status", 100, 599),
+    key("http_path", "http_path", _path, quote), number("http_status", 100, 599),
     number("quorum"), number("hysteresis"),
     string("load_command"),
     Key("sched_flags", (1,), _sched_flags, lambda v: list(v) or None, ("sched_flags",), many=True),

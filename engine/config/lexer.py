@@ -3,8 +3,11 @@
 A line is blank, a comment (`#` first), `}`, `virtual NAME {`,
 `server NAME {`, or `key = value [value...]`.  Tokens are blank separated;
 a token that starts with `"` or `'` runs to the matching quote, and inside
-it `\\\\ \\r \\n \\t \\' \\"` are escapes.  A `#` that starts a token
-outside quotes starts a trailing comment.
+it `\\\\ \\r \\n \\t \\' \\"` are escapes (any other backslash escape is an
+error: write `\\\\` for a backslash, as in a regex `HTTP/1\\\\.1`).  A `#`
+that starts a token outside quotes starts a trailing comment.  The first
+`=` of a line ends the key even without blanks (`weight=2`); later ones
+are ordinary characters (`http_path = /?a=b`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 ESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t", "'": "'", '"': '"'}
 UNESCAPES = {v: "\\" + k for k, v in ESCAPES.items()}
+BLANKS = " \t\r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +24,7 @@ class Token:
     text: str  # the value (unescaped, without quotes)
     col: int  # 1-based column of its first character
     quoted: bool = False
+    end: int = 0  # 0-based index just past its last character in the line
 
 
 class LexError(Exception):
@@ -33,9 +38,10 @@ def tokens(line: str) -> list[Token]:
     """The tokens of one line (no trailing comment).  Raises LexError."""
     out: list[Token] = []
     i, n = 0, len(line)
+    seen_equals = False
     while i < n:
         ch = line[i]
-        if ch in " \t\r":
+        if ch in BLANKS:
             i += 1
             continue
         if ch == "#":
@@ -43,22 +49,23 @@ def tokens(line: str) -> list[Token]:
         start = i
         if ch in "\"'":
             text, i = _quoted(line, i)
-            out.append(Token(text, start + 1, True))
-            if i < n and line[i] not in " \t\r":
+            out.append(Token(text, start + 1, True, i))
+            if i < n and line[i] not in BLANKS:
                 raise LexError(i + 1, f"expected a blank after the closing quote, found {line[i]!r}")
             continue
-        if ch == "=":
-            out.append(Token("=", start + 1))
+        if ch == "=" and not seen_equals:
+            seen_equals = True
+            out.append(Token("=", start + 1, False, i + 1))
             i += 1
             continue
-        while i < n and line[i] not in " \t\r=":
+        while i < n and line[i] not in BLANKS and (seen_equals or line[i] != "="):
             i += 1
-        out.append(Token(line[start:i], start + 1))
+        out.append(Token(line[start:i], start + 1, False, i))
     return out
 
 
 def _quoted(line: str, i: int) -> tuple[str, int]:
-    quote = line[i]
+    quote_char = line[i]
     start = i
     i += 1
     chars: list[str] = []
@@ -69,19 +76,21 @@ def _quoted(line: str, i: int) -> tuple[str, int]:
                 break
             nxt = line[i + 1]
             if nxt not in ESCAPES:
-                raise LexError(i + 1, f"unknown escape \\{nxt} (known: \\\\ \\r \\n \\t \\' \\\")")
+                raise LexError(i + 1, f"unknown escape \\{nxt} (known: \\\\ \\r \\n \\t \\' \\\"; "
+                                      f"write \\\\ for a backslash)")
             chars.append(ESCAPES[nxt])
             i += 2
             continue
-        if ch == quote:
+        if ch == quote_char:
             return "".join(chars), i + 1
         chars.append(ch)
         i += 1
-    raise LexError(start + 1, f"unclosed quote {quote}: expected a closing {quote} before the end of the line")
+    raise LexError(start + 1, f"unclosed quote {quote_char}: expected a closing {quote_char} "
+                              f"before the end of the line")
 
 
 def quote(text: str) -> str:
     """`text` as one lvs.cf token: bare when it can be, else double-quoted."""
-    if text and not any(c in text for c in " \t\r\n\"'\\#=") :
+    if text and text[0] not in "\"'#" and not any(c in text for c in " \t\r\n\"'\\#={}"):
         return text
     return '"' + "".join(UNESCAPES.get(c, c) for c in text) + '"'

@@ -2,12 +2,15 @@
 
 The parser keeps a `Document`: every line with what it held, so that the
 writer can render a changed model back keeping comments, blank lines, key
-order and the spelling of unchanged values.
+order and the spelling of unchanged values.  It recovers from each error
+by skipping the line (or, for a block opened before the previous one was
+closed, by closing that one), so one mistake gives one error.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,6 +19,9 @@ from engine.config.lexer import LexError, Token, tokens
 from engine.model import Config, Server, Virtual
 
 Block = tuple[str, ...]  # () global, (virtual,), (virtual, server)
+BlockKind = Literal["virtual", "server"]
+NAME = re.compile(r"[^\s\"'#={}/]+")
+ANY_KEY = "*"  # in Document.failed: the block had a line whose key is unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,18 +36,21 @@ class Issue:
 
 
 class ConfigError(Exception):
-    def __init__(self, issues: list[Issue]) -> None:
-        self.issues = tuple(sorted(issues, key=lambda i: (i.line, i.col)))
+    """Every problem of one file, in file order."""
+
+    def __init__(self, issues: list[Issue] | tuple[Issue, ...]) -> None:
+        self.issues: tuple[Issue, ...] = tuple(sorted(issues, key=lambda i: (i.line, i.col, i.message)))
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    text: str
+    text: str  # without its line ending
     kind: Literal["blank", "comment", "key", "open", "close", "bad"]
-    block: Block  # the block the line is in (for open: the block it opens)
+    block: Block  # the block the line is in (for open and close: that block)
     key: str | None = None
     canonical: tuple[str, ...] | None = None  # the value as the writer would write it
+    span: tuple[int, int] = (0, 0)  # where the values are in `text` (0-based, end exclusive)
 
 
 @dataclass
@@ -49,14 +58,31 @@ class Document:
     lines: list[Line]
     positions: dict[tuple[Block, str], tuple[int, int, int]] = field(default_factory=dict)  # (line, key col, value col)
     blocks: dict[Block, tuple[int, int]] = field(default_factory=dict)  # where each block opens (line, name col)
+    failed: dict[Block, set[str]] = field(default_factory=dict)  # keys whose line had an error
+    newline: str = "\n"
+    final_newline: bool = True
+
+    def fail(self, block: Block, key: str) -> None:
+        self.failed.setdefault(block, set()).add(key)
+
+    def ok(self, block: Block, *keys: str) -> bool:
+        """None of `keys` (nor an unknown key) of `block` had an error."""
+        failed = self.failed.get(block, set())
+        return ANY_KEY not in failed and not failed.intersection(keys)
 
 
 @dataclass
 class _Open:
-    kind: Literal["virtual", "server"]
+    kind: BlockKind
     name: str
     line: int
     col: int
+    discard: bool = False  # duplicate or misplaced: already reported, its keys are checked but not kept
+
+    @property
+    def ident(self) -> str:
+        """Its name in a `Block`; a discarded block never shares one with a kept block."""
+        return f"{self.name}#{self.line}" if self.discard else self.name
     fields: dict[str, Any] = field(default_factory=dict)
     servers: list[Server] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
@@ -78,15 +104,23 @@ class Parser:
 
     @property
     def block(self) -> Block:
-        return tuple(o.name for o in self.stack)
+        return tuple(o.ident for o in self.stack)
 
     def run(self) -> Config:
-        for number, raw in enumerate(self.text.split("\n"), 1):
-            self.line(number, raw.rstrip("\r"))
+        raw_lines = self.text.split("\n")
+        self.doc.final_newline = raw_lines[-1] == ""
+        if self.doc.final_newline:
+            raw_lines.pop()
+        if raw_lines and raw_lines[0].endswith("\r"):
+            self.doc.newline = "\r\n"
+        for number, raw in enumerate(raw_lines, 1):
+            self.line(number, raw.removesuffix("\r"))
         for still in reversed(self.stack):
-            self.error(still.line, still.col, f"missing '}}' for {still.kind} {still.name.split(chr(0))[0]} opened at line {still.line}")
+            if still.name:  # a malformed opening line was reported already
+                self.error(still.line, still.col, f"missing '}}' for {still.kind} {still.name} "
+                                                  f"opened at line {still.line}")
         while self.stack:
-            self.close(len(self.text.split("\n")))
+            self.close()
         return Config(**self.globals, virtuals=tuple(self.virtuals), source=self.doc)
 
     def line(self, number: int, raw: str) -> None:
@@ -99,9 +133,11 @@ class Parser:
         except LexError as e:
             self.error(number, e.col, e.message)
             self.doc.lines.append(Line(raw, "bad", self.block))
+            key = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=", raw)
+            self.doc.fail(self.block, key.group(1) if key else ANY_KEY)
             return
         first = toks[0]
-        if first.text == "}":
+        if first.text == "}" and not first.quoted:
             self.closing(number, raw, toks)
         elif first.text in ("virtual", "server") and (len(toks) < 2 or toks[1].text != "="):
             self.opening(number, raw, toks)
@@ -115,48 +151,67 @@ class Parser:
             self.error(number, toks[0].col, "'}' without an open virtual or server")
             self.doc.lines.append(Line(raw, "bad", ()))
             return
-        block = self.block
-        self.close(number)
-        self.doc.lines.append(Line(raw, "close", block))
+        self.doc.lines.append(Line(raw, "close", self.block))
+        self.close()
 
     def opening(self, number: int, raw: str, toks: list[Token]) -> None:
-        kind = toks[0].text
-        words = [t for t in toks[1:]]
-        if words and words[-1].text.endswith("{") and words[-1].text != "{":
+        kind: BlockKind = "virtual" if toks[0].text == "virtual" else "server"
+        words = list(toks[1:])
+        if words and words[-1].text.endswith("{") and words[-1].text != "{" and not words[-1].quoted:
             last = words[-1]
-            words[-1:] = [Token(last.text[:-1], last.col), Token("{", last.col + len(last.text) - 1)]
-        if len(words) != 2 or words[1].text != "{":
-            col = words[1].col if len(words) > 1 else (words[0].col + len(words[0].text) if words else toks[0].col)
-            self.error(number, col, f"expected '{kind} NAME {{'")
-            self.doc.lines.append(Line(raw, "bad", self.block))
+            words[-1:] = [Token(last.text[:-1], last.col, False, last.end - 1), Token("{", last.col + len(last.text) - 1)]
+        opens = bool(words) and words[-1].text == "{" and not words[-1].quoted
+        if len(words) != 2 or not opens or not NAME.fullmatch(words[0].text) or words[0].quoted:
+            self.bad_opening(number, raw, kind, toks, words, opens)
             return
         name = words[0]
-        if kind == "server" and len(self.stack) != 1:
-            where = "inside a server (missing '}'?)" if self.stack else "outside a virtual"
-            self.error(number, toks[0].col, f"server {name.text} {where}: servers belong in a virtual")
-            if not self.stack:  # swallow its keys and its '}' so they cause no more errors
-                self.stack.append(_Open("server", f"{name.text}\0orphan", number, name.col))
-                self.doc.lines.append(Line(raw, "bad", self.block))
-                return
-        elif kind == "virtual" and self.stack:
-            self.error(number, toks[0].col, f"virtual {name.text} inside {self.stack[-1].kind} "
-                                            f"{self.stack[-1].name}: missing '}}' before it?")
+        discard = False
+        if kind == "virtual":
+            self.close_unclosed(number, toks[0].col, name.text, keep=0)
+        elif not self.stack or self.stack[0].kind != "virtual":
+            self.close_unclosed(number, toks[0].col, name.text, keep=0)
+            self.error(number, toks[0].col, f"server {name.text} outside a virtual: servers belong in a virtual")
+            discard = True
         else:
-            self.stack.append(_Open(kind, name.text, number, name.col))  # type: ignore[arg-type]
-            block = self.block
-            if block in self.doc.blocks:
-                what = "virtual" if kind == "virtual" else f"server in virtual {block[0]}"
-                self.error(number, name.col, f"duplicate {what} name {name.text!r} (first at line {self.doc.blocks[block][0]})")
-                self.stack[-1].name = f"{name.text}\0dup{number}"
-                block = self.block
-            self.doc.blocks[block] = (number, name.col)
-            self.doc.lines.append(Line(raw, "open", block))
-            return
-        self.doc.lines.append(Line(raw, "bad", self.block))
+            self.close_unclosed(number, toks[0].col, name.text, keep=1)
+        block = (*self.block, name.text)
+        if not discard and block in self.doc.blocks:
+            what = "virtual" if kind == "virtual" else f"server in virtual {block[0]}"
+            self.error(number, name.col, f"duplicate {what} name {name.text!r} (first at line {self.doc.blocks[block][0]})")
+            discard = True
+        self.stack.append(_Open(kind, name.text, number, name.col, discard))
+        self.doc.blocks[self.block] = (number, name.col)
+        self.doc.lines.append(Line(raw, "open", self.block))
 
-    def close(self, number: int) -> None:
+    def bad_opening(self, number: int, raw: str, kind: str, toks: list[Token], words: list[Token], opens: bool) -> None:
+        if words and (words[0].quoted or not NAME.fullmatch(words[0].text)) and words[0].text != "{":
+            self.error(number, words[0].col, f"expected a {kind} name without blanks, quotes or any of # = {{ }} /, "
+                                             f"found {words[0].text!r}")
+        else:
+            if not words:
+                col = toks[0].end + 1
+            elif words[0].text == "{" or len(words) > 1:
+                col = words[0].col if words[0].text == "{" else words[1].col
+            else:
+                col = words[0].end + 1
+            self.error(number, col, f"expected '{kind} NAME {{'")
+        self.doc.lines.append(Line(raw, "bad", self.block))
+        self.doc.fail(self.block, ANY_KEY)
+        if opens:  # swallow its keys and its '}' so they cause no more errors
+            self.stack.append(_Open(kind, "", number, toks[0].col, discard=True))  # type: ignore[arg-type]
+
+    def close_unclosed(self, number: int, col: int, name: str, keep: int) -> None:
+        """A block opens while deeper ones are open: each lacks its '}'."""
+        while len(self.stack) > keep:
+            still = self.stack[-1]
+            if still.name:
+                self.error(number, col, f"missing '}}' for {still.kind} {still.name} opened at line {still.line} "
+                                        f"(before {'virtual' if keep == 0 else 'server'} {name})")
+            self.close()
+
+    def close(self) -> None:
         done = self.stack.pop()
-        if "\0" in done.name:  # a duplicate or misplaced block: already reported
+        if done.discard or any(o.discard for o in self.stack):
             return
         if done.kind == "server":
             self.stack[-1].servers.append(Server(name=done.name, **done.fields))
@@ -165,35 +220,41 @@ class Parser:
 
     def key_line(self, number: int, raw: str, toks: list[Token]) -> None:
         block_kind: str = self.stack[-1].kind if self.stack else "global"
+        block = self.block
         first = toks[0]
-        self.doc.lines.append(Line(raw, "bad", self.block))
-        if len(toks) < 2 or toks[1].text != "=":
-            col = toks[1].col if len(toks) > 1 else first.col + len(first.text)
+        self.doc.lines.append(Line(raw, "bad", block))
+        if len(toks) < 2 or toks[1].text != "=" or toks[1].quoted or first.quoted:
+            col = toks[1].col if len(toks) > 1 else first.end + 1
             self.error(number, col, f"expected '=' after {first.text!r}")
+            self.doc.fail(block, first.text)
             return
-        table = TABLES[block_kind]
-        k = table.get(first.text)
+        k = TABLES[block_kind].get(first.text)
         if k is None:
             self.error(number, first.col, self.unknown(first.text, block_kind))
+            for near in difflib.get_close_matches(first.text, list(TABLES[block_kind]), n=1, cutoff=0.6):
+                self.doc.fail(block, near)  # what it may have meant is not checked further
             return
         values = toks[2:]
-        if not self.count_ok(number, k, values, toks[1]):
-            return
         seen = self.stack[-1].seen if self.stack else self.seen_globals
         if k.name in seen:
-            line = self.doc.positions[(self.block, k.name)][0]
+            line = self.doc.positions[(block, k.name)][0]
             self.error(number, first.col, f"duplicate key {k.name!r} (first at line {line})")
             return
         seen.add(k.name)
-        self.doc.positions[(self.block, k.name)] = (number, first.col, values[0].col)
+        self.doc.positions[(block, k.name)] = (number, first.col, values[0].col if values else toks[1].col)
+        if not self.count_ok(number, k, values, toks[1]):
+            self.doc.fail(block, k.name)
+            return
         try:
             parsed = k.parse(values)
         except ValueProblem as e:
             self.error(number, e.col or values[0].col, f"{k.name}: {e.message}")
+            self.doc.fail(block, k.name)
             return
         (self.stack[-1].fields if self.stack else self.globals).update(parsed)
         canonical = k.render(parsed[k.fields[0]] if len(k.fields) == 1 else tuple(parsed[f] for f in k.fields))
-        self.doc.lines[-1] = Line(raw, "key", self.block, k.name, tuple(canonical) if canonical else ())
+        span = (values[0].col - 1, values[-1].end)
+        self.doc.lines[-1] = Line(raw, "key", block, k.name, tuple(canonical) if canonical else (), span)
 
     def count_ok(self, number: int, k: Key, values: list[Token], eq: Token) -> bool:
         n = len(values)
@@ -203,7 +264,7 @@ class Parser:
         expected = f"at least {want} value" if k.many else f"{want} value"
         expected += "s" if want != 1 else ""
         if n < want:
-            col = eq.col + 1 if not values else values[-1].col + len(values[-1].text)
+            col = eq.end + 1 if not values else values[-1].end + 1
             self.error(number, col, f"{k.name} takes {expected}, found {n}")
         else:
             self.error(number, values[want].col, f"{k.name} takes {expected}, found {n}")
@@ -211,8 +272,7 @@ class Parser:
 
     @staticmethod
     def unknown(name: str, block_kind: str) -> str:
-        where = {"global": "global", "virtual": "virtual", "server": "server"}[block_kind]
-        message = f"unknown {where} key {name!r}"
+        message = f"unknown {block_kind} key {name!r}"
         near = difflib.get_close_matches(name, list(TABLES[block_kind]), n=1, cutoff=0.6)
         if near:
             return f"{message}; did you mean {near[0]!r}?"

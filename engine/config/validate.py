@@ -1,93 +1,168 @@
-"""Checks that need the whole file: what each key alone cannot tell."""
+"""Checks that need the whole file: what each key alone cannot tell.
+
+They run on what the parser could read, also when some lines had errors;
+a check that depends on a key whose line had an error (or on a block with
+an unknown key) is skipped, so one mistake does not cause a second error.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Callable
+from dataclasses import dataclass
 
+from engine.config.keys import mask_family
 from engine.config.parser import Block, Document, Issue
 from engine.model import Config, Virtual
 
+Service = tuple[object, ...]
+
+
+@dataclass
+class _Checker:
+    config: Config
+    doc: Document
+    file: str
+    issues: list[Issue]
+
+    def at(self, block: Block, key: str | None, message: str, *, value: bool = False,
+           needs: tuple[str, ...] = ()) -> None:
+        """Report at `key` of `block` (or the block's opening line), unless a
+        key it depends on (`key` and `needs`) had an error of its own."""
+        if not self.doc.ok(block, *needs, *([key] if key else [])):
+            return
+        pos = self.doc.positions.get((block, key)) if key else None
+        if pos is not None:
+            self.issues.append(Issue(self.file, pos[0], pos[2] if value else pos[1], message))
+        else:
+            line, col = self.doc.blocks.get(block, (1, 1))
+            self.issues.append(Issue(self.file, line, col, message))
+
 
 def validate(config: Config, doc: Document, file: str) -> list[Issue]:
-    issues: list[Issue] = []
-
-    def at(block: Block, key: str | None, message: str, value: bool = False) -> None:
-        pos = doc.positions.get((block, key)) if key else None
-        if pos is not None:
-            issues.append(Issue(file, pos[0], pos[2] if value else pos[1], message))
-        else:
-            line, col = doc.blocks.get(block, (1, 1))
-            issues.append(Issue(file, line, col, message))
-
-    _globals(config, at)
-    seen_keys: dict[tuple[object, ...], str] = {}
+    check = _Checker(config, doc, file, [])
+    _globals(check, config)
+    seen: dict[Service, str] = {}
     for virtual in config.virtuals:
-        _virtual(config, virtual, at, seen_keys)
-    return issues
+        _virtual(check, config, virtual, seen)
+    return check.issues
 
 
-def _globals(c: Config, at: Callable[..., None]) -> None:
+def _globals(check: _Checker, c: Config) -> None:
     g: Block = ()
     if c.primary is None:
-        at(g, None, "missing 'primary': the primary router's address is required")
+        check.at(g, None, "missing 'primary': the primary router's address is required", needs=("primary",))
     if c.backup_active and c.backup is None:
-        at(g, "backup_active", "backup_active = 1 but no 'backup' address is set")
+        check.at(g, "backup_active", "backup_active = 1 but no 'backup' address is set", needs=("backup",))
     if (c.primary_private is None) != (c.backup_private is None):
         have = "primary_private" if c.primary_private else "backup_private"
         missing = "backup_private" if c.primary_private else "primary_private"
-        at(g, have, f"{have} is set but {missing} is not: the private heartbeat path needs both")
-    if c.primary is not None and c.primary == c.backup:
-        at(g, "backup", "backup has the same address as primary")
+        check.at(g, have, f"{have} is set but {missing} is not: the private heartbeat path needs both",
+                 needs=(missing,))
+    for mine, partner in (("primary", "backup"), ("primary_private", "backup_private")):
+        a, b = getattr(c, mine), getattr(c, partner)
+        if a is not None and a == b:
+            check.at(g, partner, f"{partner} has the same address as {mine}", value=True)
+        elif a is not None and b is not None and _family(a) != _family(b):
+            check.at(g, partner, f"{partner} is IPv{_family(b)} but {mine} is IPv{_family(a)}: "
+                                 f"the routers cannot heartbeat each other", value=True)
     if c.deadtime_ms <= c.keepalive_ms:
-        at(g, "deadtime", f"deadtime ({c.deadtime_ms / 1000:g} s) must be greater than keepalive "
-                          f"({c.keepalive_ms / 1000:g} s)", True)
+        check.at(g, "deadtime", f"deadtime ({c.deadtime_ms / 1000:g} s) must be greater than keepalive "
+                                f"({c.keepalive_ms / 1000:g} s)", value=True, needs=("keepalive",))
     if c.heartbeat_format == "piranha" and c.heartbeat_key_file:
-        at(g, "heartbeat_key_file", "heartbeat_key_file needs heartbeat_format = shoal "
-                                    "(the piranha format has no room for a MAC)")
+        check.at(g, "heartbeat_key_file", "heartbeat_key_file needs heartbeat_format = shoal "
+                                          "(the piranha format has no room for a MAC)", needs=("heartbeat_format",))
+    if c.nat_nmask is not None and c.nat_router is not None:
+        _mask_fits(check, g, "nat_nmask", c.nat_nmask, c.nat_router, "nat_router")
 
 
-def _virtual(c: Config, v: Virtual, at: Callable[..., None], seen: dict[tuple[object, ...], str]) -> None:
+def _mask_fits(check: _Checker, block: Block, key: str, mask: str, address: str, address_key: str) -> None:
+    family = mask_family(mask)
+    if family is not None and family != _family(address):
+        check.at(block, key, f"{key} {mask} is an IPv{family} mask but the {address_key} is IPv{_family(address)}"
+                             + ("" if family == 4 else " (write a prefix length for IPv6)"),
+                 value=True, needs=(address_key,))
+
+
+def _virtual(check: _Checker, c: Config, v: Virtual, seen: dict[Service, str]) -> None:
     b: Block = (v.name,)
     if v.active and v.address is None and v.fwmark is None:
-        at(b, None, f"virtual {v.name} has no 'address' (nor 'fwmark'): an active virtual needs one")
-    if v.address and v.device == "":
-        at(b, "address", "address needs an interface after the VIP (eth0:1)", True)
-    if v.fwmark is not None:
-        key: tuple[object, ...] = ("fwmark", v.fwmark)
-        what = f"fwmark {v.fwmark}"
-    else:
-        key = (v.protocol, v.address, v.port)
-        what = f"{v.protocol} {v.address}:{v.port}"
-    if v.active and (v.address or v.fwmark) and key in seen:
-        at(b, "fwmark" if v.fwmark else "address", f"virtual {v.name} has the same service ({what}) "
-                                                    f"as virtual {seen[key]}")
-    seen.setdefault(key, v.name)
+        check.at(b, None, f"virtual {v.name} has no 'address' (nor 'fwmark'): an active virtual needs one",
+                 needs=("address", "fwmark", "active"))
+    if v.active and v.address is not None and ipaddress.ip_address(v.address).is_unspecified:
+        check.at(b, "address", f"address {v.address} is not a usable VIP", value=True, needs=("active",))
+    _service_unique(check, v, seen)
+    if v.vip_nmask is not None and v.address is not None:
+        _mask_fits(check, b, "vip_nmask", v.vip_nmask, v.address, "address")
+    if v.pmask is not None and v.address is not None:
+        _mask_fits(check, b, "pmask", v.pmask, v.address, "address")
     if v.pmask is not None and not v.persistent_s:
-        at(b, "pmask", "pmask without persistent: set persistent (seconds) for it to mean anything")
+        check.at(b, "pmask", "pmask without persistent: set persistent (seconds) for it to mean anything",
+                 needs=("persistent",))
     if v.use_regex and v.expect is not None:
         try:
             re.compile(v.expect)
         except re.error as e:
-            at(b, "expect", f"expect is not a valid regular expression: {e}", True)
+            check.at(b, "expect", f"expect is not a valid regular expression: {e}", value=True, needs=("use_regex",))
     if v.sched_flags and v.scheduler not in ("sh", "mh"):
-        at(b, "sched_flags", f"sched_flags apply to the sh and mh schedulers, not {v.scheduler}")
-    for flag in v.sched_flags:
-        if not flag.startswith(v.scheduler + "-") and not flag.startswith("flag-"):
-            at(b, "sched_flags", f"flag {flag} does not belong to scheduler {v.scheduler}", True)
-    vip_family = _family(v.address) if v.address else None
-    if v.sorry_server and vip_family and _family(v.sorry_server) != vip_family and c.network == "nat":
-        at(b, "sorry_server", "sorry_server and the VIP are of different IP versions (NAT cannot translate)", True)
+        check.at(b, "sched_flags", f"sched_flags apply to the sh and mh schedulers, not {v.scheduler}",
+                 needs=("scheduler",))
+    elif v.sched_flags:
+        for flag in v.sched_flags:
+            if not flag.startswith(v.scheduler + "-") and not flag.startswith("flag-"):
+                check.at(b, "sched_flags", f"flag {flag} does not belong to scheduler {v.scheduler}", value=True,
+                         needs=("scheduler",))
+    if v.check in ("http", "https") and v.protocol == "udp":
+        check.at(b, "check", f"check = {v.check} needs protocol = tcp", value=True, needs=("protocol",))
+    _families(check, c, v)
+    _servers(check, v)
+
+
+def _service_unique(check: _Checker, v: Virtual, seen: dict[Service, str]) -> None:
+    """Two active virtuals may not claim the same IPVS service."""
+    if not v.active or (v.address is None and v.fwmark is None):
+        return
+    if v.fwmark is not None:
+        family = _family(v.address) if v.address else 4
+        service: Service = ("fwmark", v.fwmark, family)
+        what, key = f"fwmark {v.fwmark}", "fwmark"
+    else:
+        assert v.address is not None
+        service = (v.protocol, v.address, v.port)
+        host = f"[{v.address}]" if ":" in v.address else v.address
+        what, key = f"{v.protocol} {host}:{v.port}", "address"
+    if service in seen:
+        check.at((v.name,), key, f"virtual {v.name} has the same service ({what}) as virtual {seen[service]}",
+                 needs=("port", "protocol", "fwmark", "active"))
+    seen.setdefault(service, v.name)
+
+
+def _families(check: _Checker, c: Config, v: Virtual) -> None:
+    """NAT and direct routing cannot cross IP versions (only tunnels can)."""
+    if v.address is None or c.network == "tunnel" or not check.doc.ok((), "network"):
+        return
+    b: Block = (v.name,)
+    vip = _family(v.address)
+    how = "NAT cannot translate" if c.network == "nat" else "direct routing cannot forward"
+    if v.sorry_server and _family(v.sorry_server) != vip:
+        check.at(b, "sorry_server", f"sorry_server is IPv{_family(v.sorry_server)} but the VIP of {v.name} is "
+                                    f"IPv{vip}: {how} between them", value=True, needs=("address",))
+    for s in v.servers:
+        sb: Block = (v.name, s.name)
+        if s.address is not None and _family(s.address) != vip and not ipaddress.ip_address(s.address).is_unspecified and check.doc.ok(b, "address"):
+            check.at(sb, "address", f"server {s.name} is IPv{_family(s.address)} but the VIP of {v.name} is "
+                                    f"IPv{vip}: {how} between them", value=True)
+
+
+def _servers(check: _Checker, v: Virtual) -> None:
     for s in v.servers:
         sb: Block = (v.name, s.name)
         if s.address is None:
             if s.active:
-                at(sb, None, f"server {s.name} in virtual {v.name} has no 'address'")
-            continue
-        if vip_family and _family(s.address) != vip_family and c.network == "nat":
-            at(sb, "address", f"server {s.name} is IPv{_family(s.address)} but the VIP of {v.name} is "
-                              f"IPv{vip_family}: NAT cannot translate between them", True)
+                check.at(sb, None, f"server {s.name} in virtual {v.name} has no 'address'", needs=("address", "active"))
+        elif s.active and ipaddress.ip_address(s.address).is_unspecified:
+            check.at(sb, "address", f"address {s.address} is not a usable real server address", value=True,
+                     needs=("active",))
 
 
 def _family(address: str) -> int:
