@@ -167,13 +167,13 @@ class Parser:
         name = words[0]
         discard = False
         if kind == "virtual":
-            self.close_unclosed(number, toks[0].col, name.text, keep=0)
+            self.close_unclosed(number, toks[0].col, f"virtual {name.text}", keep=0)
         elif not self.stack or self.stack[0].kind != "virtual":
-            self.close_unclosed(number, toks[0].col, name.text, keep=0)
+            self.close_unclosed(number, toks[0].col, f"server {name.text}", keep=0)
             self.error(number, toks[0].col, f"server {name.text} outside a virtual: servers belong in a virtual")
             discard = True
         else:
-            self.close_unclosed(number, toks[0].col, name.text, keep=1)
+            self.close_unclosed(number, toks[0].col, f"server {name.text}", keep=1)
         block = (*self.block, name.text)
         if not discard and block in self.doc.blocks:
             what = "virtual" if kind == "virtual" else f"server in virtual {block[0]}"
@@ -200,13 +200,13 @@ class Parser:
         if opens:  # swallow its keys and its '}' so they cause no more errors
             self.stack.append(_Open(kind, "", number, toks[0].col, discard=True))  # type: ignore[arg-type]
 
-    def close_unclosed(self, number: int, col: int, name: str, keep: int) -> None:
+    def close_unclosed(self, number: int, col: int, opening: str, keep: int) -> None:
         """A block opens while deeper ones are open: each lacks its '}'."""
         while len(self.stack) > keep:
             still = self.stack[-1]
             if still.name:
                 self.error(number, col, f"missing '}}' for {still.kind} {still.name} opened at line {still.line} "
-                                        f"(before {'virtual' if keep == 0 else 'server'} {name})")
+                                        f"(before {opening})")
             self.close()
 
     def close(self) -> None:

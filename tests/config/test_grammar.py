@@ -294,3 +294,12 @@ def test_issue_and_error_text() -> None:
                                "a/lvs.cf:2:13: keepalive: expected a time in seconds (fractions allowed), found 'y'")
     assert isinstance(info.value.issues, tuple)
     assert (info.value.issues[0].line, info.value.issues[0].col) == (1, 11)
+
+
+def test_every_key_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent.parent / "docs" / "CONFIG.md").read_text()
+    for block in TABLES.values():
+        for name in block:
+            assert f"`{name}`" in doc, name
