@@ -11,12 +11,14 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   loss: it is a violation when, for longer than W within the dual
   ownership, (a) no heartbeat from the primary to the backup was lost (the
   backup hears the primary active and must yield), or (b) none from the
-  backup to the primary was lost while the backup has heard nothing from
-  the primary for `deadtime` (the primary hears a deaf backup active and
-  must yield: a one-way failure).  A cut of every path loses heartbeats
+  backup to the primary was lost for W + `deadtime` while the backup has
+  heard nothing from the primary for `deadtime` (the primary hears a deaf
+  backup active and must yield: a one-way failure; after hearing its
+  partner again it gives it `deadtime` before calling it deaf).  A cut of every path loses heartbeats
   both ways, so it is never judged.  And a router that holds the VIPs and
   hears its partner active settles it in that very step: it yields, or
-  (the winner) re-ARPs.
+  (the winner) re-ARPs (or did within the last `arp_interval`: the engine
+  sends at most one round per interval).
 - table_matches_health: after each step of a running daemon, the kernel
   table equals what the engine applied, a standby router's table is empty,
   and an active router's table holds, per active virtual, exactly: every
@@ -28,7 +30,8 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   its partner's daemon runs standby with failover on, the partner is active
   within `deadtime + keepalive + L` (its last heartbeat left at most
   `keepalive` before, arrived `L` later; `deadtime` after that the partner
-  is dead).  Not judged if either router restarts within the bound.
+  is dead): it has gone active by then (an operator may already have moved
+  it back).  Not judged if either router restarts within the bound.
 - server_out: when a real server starts failing a virtual's check, each
   running router that was up before calls it down (and the active one has
   it out of the table, or at weight 0) within `fall x interval + interval +
@@ -52,9 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.events import (
-    TABLE_OPS, Command, HeartbeatReceived, Input, Notify, SendGratuitousArp,
-)
+from engine.events import TABLE_OPS, Command, HeartbeatReceived, Input, Notify
 from engine.model import Config
 from engine.pool import service_key
 from engine.status import Status
@@ -110,7 +111,7 @@ class Invariants:
         engine = router.engine
         if (isinstance(event, HeartbeatReceived) and engine is not None and role_before == "active"
                 and engine.failover.role == "active" and engine.failover.partner_state == "active"
-                and not any(isinstance(c, SendGratuitousArp) for c in commands)):
+                and now - router.last_arp_ms > engine.config.arp_interval_ms):
             self.fail("single_owner", f"{router.name} heard its partner active while active, "
                                       "and neither yielded nor re-announced its VIPs")
         live = [r for r in world.routers.values() if r.engine is not None]
@@ -133,7 +134,8 @@ class Invariants:
             # the backup hears the primary (a clean primary -> backup direction) and must yield
             heard = now - max(since, drop["primary"]) > window
             # the primary hears a backup that cannot hear it (deaf) and must yield
-            deaf = (now - max(since, drop["backup"]) > window
+            # (after hearing it again, the primary waits deadtime before it calls it deaf)
+            deaf = (now - max(since, drop["backup"]) > window + config.deadtime_ms
                     and delivered["primary"] < now - window - config.deadtime_ms)
             if heard or deaf:
                 why = "every primary -> backup heartbeat delivered" if heard else \
@@ -207,7 +209,7 @@ class Invariants:
         def judge() -> None:
             if partner.engine is not engine or crashed.boots != boots:
                 return
-            if engine.failover.role != "active":
+            if engine.failover.role != "active" and partner.went_active_ms < start:
                 self.fail("takeover", f"{partner.name} still {engine.failover.role} {bound} ms "
                                       f"(deadtime + keepalive + latency) after {name} failed at {start / 1000:.3f} s")
 

@@ -57,6 +57,8 @@ class Router:
     wake_at: int | None = None
     boots: int = 0
     booted_ms: int = 0
+    last_arp_ms: int = -(2**62)
+    went_active_ms: int = -(2**62)  # the last time its daemon went active
 
     @property
     def role(self) -> str:
@@ -164,6 +166,7 @@ class World:
                 self.trace(now, name, "vip", {"op": "del", "address": address})
             case SendGratuitousArp(address, _):
                 self.arp_view[address] = name
+                router.last_arp_ms = now
                 self.trace(now, name, "arp", {"address": address})
             case _ if isinstance(command, TABLE_OPS):
                 before = router.table
@@ -181,6 +184,8 @@ class World:
             case ReadLoad(load_id=load_id, address=address):
                 self.answer(router, engine, 2 * self.latency_ms, LoadRead(load_id, self.loads.get(address, 1.0)))
             case Notify("role", data):
+                if data["to"] == "active":
+                    router.went_active_ms = now
                 self.trace(now, name, "role", {"from": data["from"], "to": data["to"], "reason": data["reason"]})
             case Notify("health", data):
                 self.trace(now, name, "health", {"service": data["service"], "server": data["server"],

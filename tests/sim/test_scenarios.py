@@ -41,9 +41,11 @@ def test_wrong_scenario_exits_1(path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 # ENGINE BUGS, marked: these scenarios state what should happen and fail on
-# today's engine.  When the engine is fixed they pass, this xfail turns into
-# an XPASS failure (strict), and the file moves to scenarios/.
-@pytest.mark.xfail(strict=True, reason="engine bugs reported by the simulator (see each file's header)")
+# the engine they were found on.  Not strict, because the engine is being
+# fixed concurrently: an XPASS means it is fixed and the file moves to
+# scenarios/.
+@pytest.mark.xfail(strict=False, reason="engine bugs reported by the simulator (see each file's header); "
+                   "an XPASS means the engine fixed it: move the file to scenarios/")
 @pytest.mark.parametrize("path", ENGINE_BUGS, ids=lambda p: p.stem)
 def test_engine_bug_fixed(path: Path) -> None:
     assert run(load(path)).ok
