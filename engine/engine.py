@@ -124,6 +124,7 @@ class Engine:
         self._service_keys: dict[str, ServiceKey | None] = {}
         self._arp_left: dict[str, tuple[str, int]] = {}  # address -> (device, ARPs still to send)
         self._sync_state: str | None = None
+        self._last_rearp_ms = -(2**62)
         # Status is rebuilt incrementally: only what changed since the last snapshot.
         self._server_cache: dict[tuple[str, str], ServerStatus] = {}
         self._service_cache: dict[str, ServiceStatus] = {}
@@ -267,7 +268,12 @@ class Engine:
             elif verdict.decision == "go_standby" and self.failover.role == "active":
                 self._go_standby(verdict.reason, out)
             elif verdict.decision == "rearp" and self.failover.role == "active":
-                self._schedule_arps(out)
+                # One round per arp_interval at most: both paths' heartbeats
+                # often arrive together and would each restart it.
+                assert self.now_ms is not None
+                if self.now_ms - self._last_rearp_ms >= self.config.arp_interval_ms:
+                    self._last_rearp_ms = self.now_ms
+                    self._schedule_arps(out)
 
     def _go_active(self, reason: str, out: list[Command]) -> None:
         assert self.now_ms is not None

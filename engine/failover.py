@@ -26,9 +26,14 @@ Beyond the original:
 
 - one-way failure: heartbeats carry a sequence number and the last sequence
   heard from the partner (its *ack*).  When the partner's ack is older than
-  `deadtime`, the partner cannot hear us ("deaf"); it will declare us dead
-  and go active, so we never go active over it, and an active router whose
-  deaf partner is active yields, whatever its node.  Exactly one stays active.
+  `deadtime + keepalive`, the partner cannot hear us ("deaf"); it will
+  declare us dead and go active, so we never go active over it, and an
+  active router whose deaf partner is active yields, whatever its node.
+  Exactly one stays active.  (A partner that went active after `deadtime` of
+  two-way loss is not deaf yet: it hears us at our next heartbeat and yields.)
+- the winner of a dual-active re-ARPs however it learns it won: on hearing
+  the partner active (the table), and on hearing it standby after a silence
+  or after it was active (its yield may be all that reaches us).
 - stall guard: when a step arrives more than `keepalive` after the deadline
   the engine asked for (the process was descheduled), the partner's queued
   heartbeats have not been read yet; the router listens for one more
@@ -254,6 +259,10 @@ class Failover:
         if heartbeat is None:
             return []
         self.counters["heartbeats_received"] += 1
+        # After a silence (the partner may have taken the VIPs meanwhile) or
+        # after the partner was active, a standby partner means we are the
+        # winner of a dual-active however its yield reached us: re-announce.
+        regained = self.partner_alive is False or self.partner_state == "active"
         if not self.partner_alive:
             self.hearing_since_ms = now_ms
         self.partner_alive = True
@@ -267,7 +276,10 @@ class Failover:
         if heartbeat.format == "shoal":
             self.partner_serial = heartbeat.serial_no
             self.heard_seq = max(self.heard_seq, heartbeat.seq)
-        return self._judge(now_ms, heartbeat.state)
+        verdicts = self._judge(now_ms, heartbeat.state)
+        if regained and self.role == "active" and heartbeat.state == "standby" and not verdicts:
+            verdicts = [Verdict("rearp", "partner back standby after a silence or a dual-active")]
+        return verdicts
 
     def _accept(self, path: Path, source: str, payload: bytes) -> Heartbeat | None:
         if path not in self.paths or source != self.partner_address(path):
@@ -293,14 +305,20 @@ class Failover:
         return decoded
 
     def partner_deaf(self, now_ms: int) -> bool:
-        """The partner has not heard us for longer than `deadtime`."""
+        """The partner has not heard us for longer than `deadtime + keepalive`.
+
+        A partner that just declared us dead after `deadtime` of (two-way)
+        loss carries an ack about `deadtime` old in its first `active`
+        heartbeat; one more `keepalive` tells that apart from a one-way
+        failure, where the ack stays stale while we keep hearing it.
+        """
         if self.config.heartbeat_format != "shoal":
             return False
         acked_at = self._sent_at.get(self.partner_ack, -(2**62))
         if self.partner_ack and self._sent and self.partner_ack > self._sent[-1][0]:
             acked_at = now_ms  # an ack from the future: our own restart; not deaf
         since = max(acked_at, self.hearing_since_ms, self.started_ms)
-        return now_ms - since > self.config.deadtime_ms
+        return now_ms - since > self.config.deadtime_ms + self.config.keepalive_ms
 
     def _judge(self, now_ms: int, partner: PartnerState) -> list[Verdict]:
         if partner == "leaving":
