@@ -11,7 +11,9 @@ shoal format (network byte order, 32 bytes, + 32 with a MAC):
 |      0 |    4 | magic `SHOL`                                             |
 |      4 |    1 | version (1)                                              |
 |      5 |    1 | state: 0 standby, 1 active, 2 leaving                    |
-|      6 |    1 | flags: bit 0 = HMAC-SHA256 trailer present; other bits 0 |
+|      6 |    1 | flags: bit 0 HMAC-SHA256 trailer present; bit 1 probe   |
+|        |      | (answer at once); bit 2 yielded (was active within the   |
+|        |      | last deadtime); other bits 0                             |
 |      7 |    1 | node: 0 primary, 1 backup                                |
 |      8 |    8 | seq: sequence number (u64, starts at 1, never repeats)   |
 |     16 |    8 | ack: the last seq heard from the partner (u64, 0: never) |
@@ -50,6 +52,9 @@ PIRANHA_ACTIVE = 0xBDADDBDA
 PIRANHA_STANDBY = 0xADBDDABD
 MAC_SIZE = 32
 FLAG_MAC = 0x01
+FLAG_PROBE = 0x02
+FLAG_YIELDED = 0x04
+_KNOWN_FLAGS = FLAG_MAC | FLAG_PROBE | FLAG_YIELDED
 
 _HEADER = struct.Struct("!4sBBBBQQQ")
 _PIRANHA = struct.Struct("<I")
@@ -69,6 +74,8 @@ class Heartbeat:
     ack: int
     serial_no: int
     authenticated: bool = False
+    probe: bool = False  # "answer at once": the sender has missed a round of ours
+    yielded: bool = False  # the sender was active within the last deadtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +105,8 @@ def encode(heartbeat: Heartbeat, key: bytes | None = None) -> bytes:
     if heartbeat.format == "piranha":
         if key is not None:
             raise ValueError("the piranha heartbeat format has no room for a MAC")
-        if heartbeat.node is not None or heartbeat.seq or heartbeat.ack or heartbeat.serial_no:
+        if (heartbeat.node is not None or heartbeat.seq or heartbeat.ack or heartbeat.serial_no
+                or heartbeat.probe or heartbeat.yielded):
             raise ValueError("the piranha heartbeat format carries only the state")
         magic = PIRANHA_ACTIVE if heartbeat.state == "active" else PIRANHA_STANDBY
         return _PIRANHA.pack(magic)
@@ -111,7 +119,9 @@ def encode(heartbeat: Heartbeat, key: bytes | None = None) -> bytes:
     if heartbeat.node not in _NODES:
         raise ValueError(f"shoal heartbeats name their node: {heartbeat.node!r}")
     header = _HEADER.pack(
-        MAGIC, VERSION, _STATES.index(heartbeat.state), FLAG_MAC if key is not None else 0,
+        MAGIC, VERSION, _STATES.index(heartbeat.state),
+        (FLAG_MAC if key is not None else 0) | (FLAG_PROBE if heartbeat.probe else 0)
+        | (FLAG_YIELDED if heartbeat.yielded else 0),
         _NODES.index(heartbeat.node), heartbeat.seq, heartbeat.ack, heartbeat.serial_no,
     )
     if key is None:
@@ -139,7 +149,7 @@ def decode(payload: bytes, key: bytes | None = None) -> Heartbeat | WireError:
         return WireError("state", str(state))
     if node >= len(_NODES):
         return WireError("node", str(node))
-    if flags & ~FLAG_MAC:
+    if flags & ~_KNOWN_FLAGS:
         return WireError("flags", hex(flags))
     has_mac = bool(flags & FLAG_MAC)
     expected = _HEADER.size + (MAC_SIZE if has_mac else 0)
@@ -153,7 +163,8 @@ def decode(payload: bytes, key: bytes | None = None) -> Heartbeat | WireError:
         mac = hmac.new(key, payload[: _HEADER.size], hashlib.sha256).digest()
         if not hmac.compare_digest(mac, payload[_HEADER.size:]):
             return WireError("bad-mac")
-    return Heartbeat("shoal", _STATES[state], _NODES[node], seq, ack, serial, authenticated=key is not None)
+    return Heartbeat("shoal", _STATES[state], _NODES[node], seq, ack, serial, authenticated=key is not None,
+                     probe=bool(flags & FLAG_PROBE), yielded=bool(flags & FLAG_YIELDED))
 
 
 def _check_key(key: bytes | None) -> None:

@@ -228,3 +228,16 @@ def test_replay_window_accepts_reordering_within_it_and_not_older() -> None:
     assert window.accept(99)[0] is False
     assert window.accept(100 - 64)[0] is False
     assert window.accept(100 - 63)[0] is True
+
+
+def test_probe_and_yielded_flags() -> None:
+    hb = Heartbeat("shoal", "standby", "backup", 9, 8, 1, probe=True, yielded=True)
+    packet = encode(hb)
+    assert packet[6] == 0x06
+    assert decode(packet) == hb
+    signed = encode(hb, KEY)
+    assert signed[6] == 0x07
+    assert decode(signed, KEY) == Heartbeat("shoal", "standby", "backup", 9, 8, 1, True, True, True)
+    assert decode(encode(Heartbeat("shoal", "active", "primary", 1, 0, 0))) == Heartbeat("shoal", "active", "primary", 1, 0, 0)
+    with pytest.raises(ValueError):
+        encode(Heartbeat("piranha", "standby", None, 0, 0, 0, probe=True))
