@@ -4,9 +4,8 @@ everything and checks convergence.  A failing case is written out as a
 scenario file (the shrunk one last: hypothesis replays the minimal example
 at the end) that `shoal sim` replays to the same failure.
 
-Known engine bugs (tests/sim/engine_bugs/) are recognised by their
-signature and reported as xfail, clearly, with the file written all the
-same; anything else fails the test.
+Any failure fails the test (the engine bugs it used to find are fixed;
+their scenarios are regressions in scenarios/).
 """
 
 from __future__ import annotations
@@ -25,13 +24,6 @@ from sim.explore import RandomDraw, check, generate
 T = TypeVar("T")
 FOUND = Path(os.environ.get("SHOAL_SIM_FOUND", Path(__file__).parent / "found"))
 
-# Signature -> the engine bug it shows (reported; see tests/sim/engine_bugs/).
-KNOWN_ENGINE_BUGS = {
-    "clients pointed at": "winner of a dual-active does not re-ARP when it only hears the loser yield "
-                          "(engine_bugs/dual-active-heal-no-rearp.toml)",
-}
-
-
 class HypothesisDraw:
     def __init__(self, data: st.DataObject) -> None:
         self.data = data
@@ -49,9 +41,6 @@ def _failures(text: str) -> list[str]:
         f"invariant {v.name}: {v.message}" for v in result.violations]
 
 
-known: list[str] = []
-
-
 @settings(max_examples=int(os.environ.get("SHOAL_SIM_EXAMPLES", "150")), deadline=None,
           suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(st.data())
@@ -64,16 +53,7 @@ def test_random_fault_schedules_converge(data: st.DataObject) -> None:
     FOUND.mkdir(parents=True, exist_ok=True)
     path = FOUND / "hypothesis-failure.toml"
     path.write_text(text)
-    bugs = [bug for sig, bug in KNOWN_ENGINE_BUGS.items() if all(sig in f for f in failures)]
-    if bugs:
-        known.append(f"{path}: {bugs[0]}")
-        return
     raise AssertionError(f"fault schedule fails; replay with: shoal sim {path}\n" + "\n".join(failures))
-
-
-def test_known_engine_bugs_found_by_the_property_are_reported() -> None:
-    if known:
-        pytest.xfail("ENGINE BUG seen by the property test: " + known[-1])
 
 
 def test_explorer_is_deterministic_and_replays(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
