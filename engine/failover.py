@@ -13,7 +13,8 @@ keyed by (my role, the partner's state, my node):
 | active  | active  | primary | re-ARP (the winner re-announces its VIPs)    |
 | active  | standby | any     | nothing                                      |
 | standby | active  | any     | nothing (no preemption; `preempt = 1`: the   |
-|         |         |         | primary takes over and the backup yields)    |
+|         |         |         | primary takes over once the partner's ack    |
+|         |         |         | shows it hears us; the backup yields)        |
 | standby | standby | primary | go active                                    |
 | standby | standby | backup  | go active if the primary has not within two  |
 |         |         |         | `keepalive`s (so a cold start is never dual) |
@@ -343,6 +344,11 @@ class Failover:
             self._windows[path] = window
         return decoded
 
+    def partner_hears_us(self, now_ms: int) -> bool:
+        """The partner's ack names a heartbeat we sent within `deadtime`."""
+        sent = self._sent_at.get(self.partner_ack)
+        return sent is not None and now_ms - sent <= self.config.deadtime_ms
+
     def partner_deaf(self, now_ms: int) -> bool:
         """The partner has not heard us for longer than `deadtime + keepalive`.
 
@@ -375,7 +381,10 @@ class Failover:
         if rule == "nothing":
             return []
         if rule == "preempt":
-            if self.config.preempt and not deaf:
+            # Only over a proven two-way link: the partner acks a heartbeat we
+            # sent within deadtime.  Else (just booted, or a one-way failure)
+            # taking over would leave both active until it hears us.
+            if self.config.preempt and self.partner_hears_us(now_ms):
                 return [Verdict("go_active", "preempt: the primary takes its place back")]
             return []
         if rule == "go_active" and partner == "leaving":

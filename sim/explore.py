@@ -152,6 +152,7 @@ def explore_cli(n: int, seed: int, out_dir: str) -> int:
         result = check(text, f"explore-{s}.toml")
         if not result.ok:
             failures += 1
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
             path = Path(out_dir) / f"explore-{s}.toml"
             path.write_text(text)
             what = [v.what for v in result.verdicts if v.ok is False] + [
