@@ -172,8 +172,17 @@ class _Writer:
         """One block's body: its lines and child blocks, in the model's order."""
         children = {c.name: c for c in _children(model)}
         present = [i for i in items if isinstance(i, _Node) and i.block[-1] in children]
-        kept = [c for c in _children(model) if (*block, c.name) in {n.block for n in present}]
-        new = [c for c in _children(model) if c not in kept]
+        present_blocks = {n.block for n in present}
+        kept = [c for c in _children(model) if (*block, c.name) in present_blocks]
+        kept_names = {c.name for c in kept}
+        # a new child goes just before the kept child that follows it in the model, the rest after the last block
+        before: dict[str, list[Any]] = {}
+        new: list[Any] = []
+        for child in _children(model):
+            if child.name in kept_names:
+                before[child.name], new = new, []
+            else:
+                new.append(child)
         nodes = {node.block[-1]: node for node in present}
         slots = {id(node): child for node, child in zip(present, kept)}  # the file's places, the model's order
         last_slot = max((n for n, i in enumerate(items) if isinstance(i, _Node)), default=None)
@@ -186,6 +195,7 @@ class _Writer:
             if isinstance(item, _Node):
                 if id(item) in slots:
                     child = slots[id(item)]
+                    self.new_blocks(block, before[child.name], gap_after=True)
                     self.node(nodes[child.name], (*block, child.name), child)
                 else:
                     skip_blank = not self.lines or self.lines[-1].strip() == ""
@@ -243,12 +253,14 @@ class _Writer:
         indent = {"global": "", "virtual": self.style.virtual_indent, "server": self.style.server_indent}[kind]
         self.lines += _key_lines(kind, model, indent, written, False)
 
-    def new_blocks(self, block: Block, new: list[Any]) -> None:
+    def new_blocks(self, block: Block, new: list[Any], gap_after: bool = False) -> None:
         for child in new:
             if isinstance(child, Virtual):
                 if self.lines and self.lines[-1].strip():
                     self.lines.append("")
                 self.lines += _virtual_block(child, self.style)
+                if gap_after:
+                    self.lines.append("")
             else:
                 self.lines += _server_block(child, self.style)
 

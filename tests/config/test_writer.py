@@ -233,3 +233,13 @@ def test_rendering_any_model_into_any_document_parses_back_to_that_model(old: Co
     doc = parse(render(old)).source
     text = render(replace(new, source=doc))
     assert parse(text) == new
+
+
+def test_a_new_virtual_first_in_the_model_goes_before_the_file_s_virtuals() -> None:
+    text = "primary = 10.0.0.1\n\n# web\nvirtual web {\n  address = 10.0.0.100 eth0:1\n}\n"
+    config = parse(text)
+    first = Virtual("dns", address="10.0.0.53", device="eth0:2", protocol="udp", port=53)
+    out = render(replace(config, virtuals=(first, *config.virtuals)))
+    assert out == ("primary = 10.0.0.1\n\nvirtual dns {\n  active = 1\n  address = 10.0.0.53 eth0:2\n  protocol = udp\n"
+                   "  port = 53\n  scheduler = wlc\n}\n\n# web\nvirtual web {\n  address = 10.0.0.100 eth0:1\n}\n")
+    assert parse(out) == replace(config, virtuals=(first, *config.virtuals))
