@@ -31,11 +31,43 @@ def main(argv: list[str] | None = None) -> int:
         from shoal.sim_cli import main as sim
 
         return sim(rest)
-    if command in ("run", "status", "table", "lab"):
-        print(f"shoal {command}: not built yet (see issues 4 and 5)", file=sys.stderr)
+    if command == "run":
+        from adapters.daemon import main as run
+
+        return run(rest)
+    if command in ("status", "table"):
+        return _client(command, rest)
+    if command == "lab":
+        print("shoal lab: not built yet (issue 4)", file=sys.stderr)
         return 2
     print(f"shoal: unknown command {command!r}\n{USAGE}", file=sys.stderr, end="")
     return 2
+
+
+def _client(command: str, argv: list[str]) -> int:
+    import argparse
+    import json
+
+    from adapters.control import ask, status_text
+
+    parser = argparse.ArgumentParser(prog=f"shoal {command}")
+    parser.add_argument("--state-dir", default="/run/shoal")
+    if command == "status":
+        parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        answer = ask(args.state_dir, {"cmd": command})
+    except (OSError, ValueError) as e:
+        print(f"shoal {command}: no daemon answers at {args.state_dir}/control.sock: {e}", file=sys.stderr)
+        return 1
+    if "error" in answer:
+        print(f"shoal {command}: {answer['error']}", file=sys.stderr)
+        return 1
+    if command == "status":
+        print(json.dumps(answer, indent=2) if args.json else status_text(answer))
+    else:
+        print(answer["text"], end="" if answer["text"].endswith("\n") else "\n")
+    return 0
 
 
 if __name__ == "__main__":
