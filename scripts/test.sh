@@ -20,7 +20,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 
-echo "== mypy --strict engine/"
-.venv/bin/mypy --strict engine
+echo "== mypy --strict engine/ sim/ scenario/"
+.venv/bin/mypy --strict engine sim scenario
 echo "== pytest"
 .venv/bin/pytest -q "$@"

@@ -10,7 +10,7 @@ that happened at `t`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import simpy
 
@@ -84,8 +84,11 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
         invariants.after_fault(fault)
         report_violations()
 
+    def fault_action(fault: Any) -> Callable[[], None]:
+        return lambda: fault_at(fault)
+
     for fault in scenario.faults:
-        world.at(fault.at_ms, lambda f=fault: fault_at(f))
+        world.at(fault.at_ms, fault_action(fault))
 
     verdicts: dict[int, Verdict] = {}
 
@@ -101,7 +104,7 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
         event = simpy.Event(world.env)
         event.callbacks.append(lambda _: action())
         event._ok, event._value = True, None
-        world.env.schedule(event, LATE, at_ms)
+        world.env.schedule(event, LATE, at_ms)  # type: ignore[arg-type]
 
     for index, e in enumerate(scenario.expects):
         if e.at_ms is not None and e.at_ms <= end_ms:

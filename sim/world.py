@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 import simpy
 
@@ -42,7 +42,7 @@ from sim.clients import RATE_PER_S, ClientLog, SchedState, schedule, source_addr
 from sim.servers import ServerModel, answers_client, check_result
 
 ROUTERS = ("primary", "backup")
-PATHS = ("public", "private")
+PATHS: tuple[Literal["public"], Literal["private"]] = ("public", "private")
 Trace = Callable[[int, str, str, dict[str, Any]], None]
 
 
