@@ -1,0 +1,392 @@
+"""Health checkers: nanny's checks, all on one asyncio loop.
+
+The daemon turns `StartCheck(check_id, spec)` into `await run_check(spec)`
+and `ReadLoad(...)` into `await read_load(cmd)`, and feeds the answers back
+as `CheckCompleted` / `LoadRead`.  Neither function ever raises (except
+`CancelledError`, which is the caller's own doing).
+
+Hard timeout: `spec.timeout_ms` bounds the whole check (connect, send,
+read, or the whole program), so a hung server costs one timeout and never a
+stuck loop.  Nothing here blocks the loop: 1,000 checks in flight at once
+cost 1,000 sockets, not 1,000 threads or processes.
+
+Semantics (PIRANHA.md, "nanny health checks"; `sim/servers.py` models the
+same rules, so that real and simulated checks agree):
+
+- tcp: connect; if `send`, write it; if `expect`, read up to its length (up
+  to 254 bytes with `use_regex`) and compare: `*` matches any reply, else
+  the reply must start with `expect` (prefix), or with `use_regex` a
+  `re.search` of `expect` must match (Python `re` stands in for POSIX ERE).
+  Connect alone is success when there is no `expect`.  Reading stops as soon
+  as the answer is certain (enough bytes, a regex match, a byte that breaks
+  the prefix), or at end of stream.  With `*` an answer that is only an
+  orderly close counts as a reply, as for the original's read().
+- udp: send `send` (or an empty datagram) on a connected socket.  With
+  `expect`: a reply matching it is success; no reply before the timeout is
+  failure.  Without: an ICMP unreachable (ConnectionRefusedError on the
+  connected socket) is failure; silence is success.  The silence is judged
+  slightly before the hard timeout (10% of it, at most 100 ms, earlier), so
+  such a check takes almost `timeout_ms` and still finishes inside it.
+  A reply also ends the wait at once.
+- http / https (a shoal extension): `GET http_path HTTP/1.1` with `Host:`
+  the address (and the port when it is not the scheme's default),
+  `Connection: close`.  Success when the status is `http_status` and, if
+  `expect` is set, the body (chunked or not) matches it by the same rule.
+  https does NOT verify the certificate or the host name: real servers
+  behind a balancer often carry self-signed or VIP-named certificates, and a
+  health check asks "is it serving", not "is it who it claims".
+- send_program (any kind; replaces the network check): `/bin/sh -c` with
+  `%h` -> address, `%p` -> port, `%%` -> `%`.  With `expect`, its stdout is
+  matched (its exit status is ignored, as in the original); without, exit
+  status 0 is success.  At the timeout its whole process group is killed.
+
+`read_load` reads a real server's 1-minute load average for load_monitor:
+method `command` runs `cmd.command` (`%h` substituted, `%p` -> "") and
+takes the first number of its stdout.  The original ran `rup`/`ruptime` or
+`rsh HOST uptime`; shoal has no remote shell, so `uptime`, `rup` and
+`ruptime` work only for a loopback address (the local `uptime` is run);
+for any other address they give None (the engine then leaves the weight
+alone) -- use `load_monitor = command` with your own ssh/snmp command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import signal
+import ssl
+from typing import Any
+
+from engine.events import CheckSpec, ReadLoad
+
+REGEX_WINDOW = 254  # bytes compared with use_regex (the original's buffer)
+HTTP_HEADER_LIMIT = 16 * 1024  # a status line and headers longer than this fail the check
+UDP_MAX = 65535
+UDP_SILENCE_MARGIN_S = 0.1  # the "no ICMP error" verdict comes this much (at most) before the hard timeout
+DETAIL_BYTES = 40  # how much of a reply a failure detail shows
+
+__all__ = ["run_check", "read_load", "matches", "substitute"]
+
+
+# ------------------------------------------------------------ matching
+
+
+def matches(expect: str, use_regex: bool, reply: bytes) -> bool:
+    """Does `reply` satisfy `expect`?  `*` matches anything; else a prefix
+    match, or with `use_regex` a search in the first 254 bytes."""
+    if expect == "*":
+        return True
+    if use_regex:
+        try:
+            return re.search(expect, _text(reply[:REGEX_WINDOW])) is not None
+        except re.error:
+            return False
+    want = expect.encode()
+    return reply[: len(want)] == want
+
+
+def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
+    """True/False once `reply` (what has arrived so far) decides; None: read more."""
+    if expect == "*":
+        return True
+    if use_regex:
+        if matches(expect, True, reply):
+            return True
+        return False if len(reply) >= REGEX_WINDOW else None
+    want = expect.encode()
+    if not want.startswith(reply[: len(want)]):
+        return False
+    return True if len(reply) >= len(want) else None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _mismatch(reply: bytes) -> str:
+    shown = repr(reply[:DETAIL_BYTES]) + ("..." if len(reply) > DETAIL_BYTES else "")
+    return f"reply does not match expect: {shown}"
+
+
+def substitute(template: str, address: str, port: str) -> str:
+    """`%h` -> address, `%p` -> port, `%%` -> `%`; any other `%x` stays."""
+    table = {"h": address, "p": port, "%": "%"}
+    return re.sub(r"%([hp%])", lambda m: table[m.group(1)], template)
+
+
+# ------------------------------------------------------------ the entry point
+
+
+async def run_check(spec: CheckSpec) -> tuple[bool, str]:
+    """Run one check with a hard timeout of `spec.timeout_ms`: (ok, detail). Never raises."""
+    timeout_s = max(spec.timeout_ms, 1) / 1000
+    try:
+        async with asyncio.timeout(timeout_s):
+            if spec.send_program is not None:
+                return await _program_check(spec)
+            if spec.kind == "tcp":
+                return await _tcp_check(spec)
+            if spec.kind == "udp":
+                return await _udp_check(spec, timeout_s)
+            if spec.kind in ("http", "https"):
+                return await _http_check(spec)
+            return False, f"unknown check kind {spec.kind!r}"
+    except TimeoutError:
+        return False, "timeout"
+    except ConnectionRefusedError:
+        return False, "connection refused" if spec.kind != "udp" else "port unreachable"
+    except ConnectionResetError:
+        return False, "connection reset"
+    except ssl.SSLError as e:
+        return False, f"tls error: {e.reason or e}"
+    except OSError as e:
+        return False, e.strerror or str(e) or type(e).__name__
+    except Exception as e:  # a bug here must cost one failed check, never the daemon
+        return False, f"check error: {type(e).__name__}: {e}"
+
+
+# ------------------------------------------------------------ tcp
+
+
+async def _open(spec: CheckSpec, tls: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    if not tls:
+        return await asyncio.open_connection(spec.address, spec.port)
+    return await asyncio.open_connection(
+        spec.address, spec.port, ssl=_insecure_tls(), server_hostname=spec.address,
+        ssl_handshake_timeout=max(spec.timeout_ms, 1) / 1000,
+    )
+
+
+def _close(writer: asyncio.StreamWriter) -> None:
+    writer.transport.abort()  # no lingering close: the verdict is in
+
+
+async def _tcp_check(spec: CheckSpec) -> tuple[bool, str]:
+    reader, writer = await _open(spec, tls=False)
+    try:
+        if spec.send:
+            writer.write(spec.send.encode())
+            await writer.drain()
+        if spec.expect is None:
+            return True, "connected"
+        return await _read_expect(reader, spec.expect, spec.use_regex)
+    finally:
+        _close(writer)
+
+
+async def _read_expect(reader: asyncio.StreamReader, expect: str, use_regex: bool) -> tuple[bool, str]:
+    reply = b""
+    while True:
+        chunk = await reader.read(REGEX_WINDOW)
+        reply += chunk
+        verdict = _verdict(expect, use_regex, reply)
+        if verdict is None and not chunk:  # end of stream: judge what came
+            verdict = matches(expect, use_regex, reply)
+        if verdict is not None:
+            return (True, "reply matches expect") if verdict else (False, _mismatch(reply))
+
+
+# ------------------------------------------------------------ udp
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if not self.answer.done():
+            self.answer.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.cancel()
+
+
+async def _udp_check(spec: CheckSpec, timeout_s: float) -> tuple[bool, str]:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(
+        _Datagrams, remote_addr=(spec.address, spec.port))
+    try:
+        transport.sendto((spec.send or "").encode())
+        if spec.expect is not None:
+            reply = await proto.answer  # the hard timeout bounds the wait
+            ok = matches(spec.expect, spec.use_regex, reply)
+            return (True, "reply matches expect") if ok else (False, _mismatch(reply))
+        quiet_s = timeout_s - min(UDP_SILENCE_MARGIN_S, timeout_s / 10)
+        try:
+            await asyncio.wait_for(asyncio.shield(proto.answer), quiet_s)
+        except TimeoutError:
+            return True, "no ICMP error"
+        return True, "reply received"
+    finally:
+        transport.abort()
+        if proto.answer.done() and not proto.answer.cancelled():
+            proto.answer.exception()  # retrieved: no "exception never retrieved" noise
+
+
+# ------------------------------------------------------------ http(s)
+
+
+_TLS: ssl.SSLContext | None = None
+
+
+def _insecure_tls() -> ssl.SSLContext:
+    """A client context that does not verify certificates (see the module doc)."""
+    global _TLS
+    if _TLS is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        _TLS = ctx
+    return _TLS
+
+
+def _host_header(spec: CheckSpec) -> str:
+    host = f"[{spec.address}]" if ":" in spec.address else spec.address
+    default = 443 if spec.kind == "https" else 80
+    return host if spec.port == default else f"{host}:{spec.port}"
+
+
+async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
+    reader, writer = await _open(spec, tls=spec.kind == "https")
+    try:
+        request = (f"GET {spec.http_path} HTTP/1.1\r\nHost: {_host_header(spec)}\r\n"
+                   "User-Agent: shoal-nanny\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+        writer.write(request.encode("latin-1"))
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if len(head) > HTTP_HEADER_LIMIT:
+            return False, "response headers too long"
+        status, headers = _parse_head(head)
+        if status is None:
+            return False, f"not an HTTP response: {head[:DETAIL_BYTES]!r}"
+        if status != spec.http_status:
+            return False, f"status {status} (expected {spec.http_status})"
+        if spec.expect is None:
+            return True, f"status {status}"
+        want = REGEX_WINDOW if spec.use_regex or spec.expect == "*" else len(spec.expect.encode())
+        body = await _read_body(reader, headers, want)
+        if matches(spec.expect, spec.use_regex, body):
+            return True, f"status {status}, body matches expect"
+        return False, f"status {status}, body does not match expect: {body[:DETAIL_BYTES]!r}"
+    except asyncio.IncompleteReadError as e:
+        return False, f"connection closed mid-response after {len(e.partial)} bytes"
+    except asyncio.LimitOverrunError:
+        return False, "response headers too long"
+    finally:
+        _close(writer)
+
+
+def _parse_head(head: bytes) -> tuple[int | None, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return None, {}
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], want: int) -> bytes:
+    """Up to `want` bytes of the body (fewer if it is shorter)."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = b""
+        while len(body) < want:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)  # the CRLF after each chunk
+        return body[:want]
+    length = headers.get("content-length", "")
+    if length.isdigit():
+        want = min(want, int(length))
+    body = b""
+    while len(body) < want:
+        chunk = await reader.read(want - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return body
+
+
+# ------------------------------------------------------------ programs
+
+
+async def _run(command: str) -> tuple[int, bytes, bytes]:
+    """Run `/bin/sh -c command` in its own process group: (status, stdout, stderr).
+    Whatever ends the wait (a timeout, cancellation), the group is killed."""
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = await proc.communicate()
+        return proc.returncode if proc.returncode is not None else -1, out, err
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # also what the program left in the background
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc.returncode is None:
+            await asyncio.shield(proc.wait())
+
+
+async def _program_check(spec: CheckSpec) -> tuple[bool, str]:
+    assert spec.send_program is not None
+    status, out, err = await _run(substitute(spec.send_program, spec.address, str(spec.port)))
+    if spec.expect is not None:
+        if matches(spec.expect, spec.use_regex, out):
+            return True, "program output matches expect"
+        return False, "program output does not match expect: " + repr(out[:DETAIL_BYTES])
+    if status == 0:
+        return True, "program exited 0"
+    said = err.strip()[:DETAIL_BYTES]
+    return False, f"program exited {status}" + (f": {said!r}" if said else "")
+
+
+# ------------------------------------------------------------ load
+
+
+_NUMBER = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)")
+_UPTIME_LOAD = re.compile(rb"load averages?:\s*(\d+(?:[.,]\d+)?)")
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+async def read_load(cmd: ReadLoad, timeout_ms: int = 5000) -> float | None:
+    """The real server's 1-minute load average, or None (failure, timeout,
+    or a method this host cannot carry out).  Never raises."""
+    try:
+        async with asyncio.timeout(max(timeout_ms, 1) / 1000):
+            if cmd.method == "command":
+                if not cmd.command:
+                    return None
+                status, out, _ = await _run(substitute(cmd.command, cmd.address, ""))
+                found = _NUMBER.search(out) if status == 0 else None
+                return float(found.group()) if found else None
+            if cmd.method in ("uptime", "rup", "ruptime") and _is_loopback(cmd.address):
+                status, out, _ = await _run("LC_ALL=C uptime")
+                found = _UPTIME_LOAD.search(out) if status == 0 else None
+                return float(found.group(1).replace(b",", b".")) if found else None
+            return None  # no remote shell: see the module doc
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        return None
