@@ -56,6 +56,7 @@ import ipaddress
 import os
 import re
 import signal
+import socket
 import ssl
 from typing import Any
 
@@ -105,9 +106,12 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def _shown(reply: bytes) -> str:
+    return repr(reply[:DETAIL_BYTES]) + ("..." if len(reply) > DETAIL_BYTES else "")
+
+
 def _mismatch(reply: bytes) -> str:
-    shown = repr(reply[:DETAIL_BYTES]) + ("..." if len(reply) > DETAIL_BYTES else "")
-    return f"reply does not match expect: {shown}"
+    return f"reply does not match expect: {_shown(reply)}"
 
 
 def substitute(template: str, address: str, port: str) -> str:
@@ -122,18 +126,21 @@ def substitute(template: str, address: str, port: str) -> str:
 async def run_check(spec: CheckSpec) -> tuple[bool, str]:
     """Run one check with a hard timeout of `spec.timeout_ms`: (ok, detail). Never raises."""
     timeout_s = max(spec.timeout_ms, 1) / 1000
+    partial = bytearray()  # what a tcp reply brought before the timeout, for the detail
     try:
         async with asyncio.timeout(timeout_s):
             if spec.send_program is not None:
                 return await _program_check(spec)
             if spec.kind == "tcp":
-                return await _tcp_check(spec)
+                return await _tcp_check(spec, partial)
             if spec.kind == "udp":
                 return await _udp_check(spec, timeout_s)
             if spec.kind in ("http", "https"):
                 return await _http_check(spec)
             return False, f"unknown check kind {spec.kind!r}"
     except TimeoutError:
+        if partial:
+            return False, f"timeout, reply so far does not match expect: {_shown(bytes(partial))}"
         return False, "timeout"
     except ConnectionRefusedError:
         return False, "connection refused" if spec.kind != "udp" else "port unreachable"
@@ -163,7 +170,7 @@ def _close(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()  # no lingering close: the verdict is in
 
 
-async def _tcp_check(spec: CheckSpec) -> tuple[bool, str]:
+async def _tcp_check(spec: CheckSpec, partial: bytearray) -> tuple[bool, str]:
     reader, writer = await _open(spec, tls=False)
     try:
         if spec.send:
@@ -171,16 +178,22 @@ async def _tcp_check(spec: CheckSpec) -> tuple[bool, str]:
             await writer.drain()
         if spec.expect is None:
             return True, "connected"
-        return await _read_expect(reader, spec.expect, spec.use_regex)
+        return await _read_expect(reader, spec.expect, spec.use_regex, partial)
     finally:
         _close(writer)
 
 
-async def _read_expect(reader: asyncio.StreamReader, expect: str, use_regex: bool) -> tuple[bool, str]:
+async def _read_expect(
+    reader: asyncio.StreamReader, expect: str, use_regex: bool, partial: bytearray,
+) -> tuple[bool, str]:
+    """Read until the reply decides (see `_verdict`) or the stream ends.  A
+    reply that is still undecided when the timeout strikes (a regex not yet
+    matched, a prefix not yet complete) fails as a timeout."""
     reply = b""
     while True:
         chunk = await reader.read(REGEX_WINDOW)
         reply += chunk
+        partial[:] = reply
         verdict = _verdict(expect, use_regex, reply)
         if verdict is None and not chunk:  # end of stream: judge what came
             verdict = matches(expect, use_regex, reply)
@@ -210,10 +223,18 @@ class _Datagrams(asyncio.DatagramProtocol):
 
 async def _udp_check(spec: CheckSpec, timeout_s: float) -> tuple[bool, str]:
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(
-        _Datagrams, remote_addr=(spec.address, spec.port))
+    family, _, _, _, addr = (await loop.getaddrinfo(spec.address, spec.port, type=socket.SOCK_DGRAM))[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        transport.sendto((spec.send or "").encode())
+        sock.setblocking(False)
+        sock.connect(addr)  # connected: an ICMP unreachable comes back as ECONNREFUSED
+        # sent here, not through the transport: asyncio (3.11) drops an empty datagram
+        sock.send((spec.send or "").encode())
+        transport, proto = await loop.create_datagram_endpoint(_Datagrams, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
         if spec.expect is not None:
             reply = await proto.answer  # the hard timeout bounds the wait
             ok = matches(spec.expect, spec.use_regex, reply)
