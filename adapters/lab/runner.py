@@ -1,0 +1,252 @@
+"""A scenario on the wall clock, in the lab: faults on time, expectations
+judged by `scenario.checks` (the code `shoal sim` judges with), the two
+`always` expectations sampled, and a timeline.
+
+Scenario time 0 is when both daemons answer on their control sockets.
+Every time in the scenario and its configs is multiplied by the time scale
+(`plan.scale_scenario`); the timeline prints scenario seconds (wall seconds
+divided by the scale), so it reads like the scenario file.
+
+Sampling (every `POLL_S` of wall time): each router's VIPs (`ip -j addr` in
+its namespace), role (control socket) and table (control socket); changes
+go to the timeline.  The `always` expectations, judged from the samples:
+
+- single_owner: a VIP held by both routers whose daemons run, for longer
+  than `keepalive` + latency + `SLACK_MS` (wall: sampling and process
+  scheduling), while not every heartbeat path is cut or lossy;
+- table_matches_health: a running daemon's kernel table (its real-server
+  destinations) equals what its status says is in the table, at the
+  weights it says, and a standby's table is empty; a mismatch counts when
+  it lasts `STALE_SAMPLES` samples in a row (a table op in flight between
+  two reads is not one).
+
+`client_success` is judged at the end, once every connection opened in the
+window has finished.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from adapters.lab.plan import plan as make_plan, scale_scenario
+from adapters.lab.topology import Topology, preflight
+from adapters.lab.world import ROUTERS, LabWorld
+from engine.table import DestKey
+from scenario.checks import View, judge
+from scenario.model import Expect, Fault, Scenario
+
+POLL_S = 0.05
+SLACK_MS = 300
+STALE_SAMPLES = 4
+CLIENT_TIMEOUT_MS = 3_000  # as the simulator's clients (sim/servers.py), scaled
+
+
+@dataclass
+class Verdict:
+    ok: bool | None  # None: not judged (the run stopped first)
+    what: str
+    line: int = 0
+
+
+@dataclass
+class LabResult:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok is not False for v in self.verdicts)
+
+
+class Sampler:
+    """What the routers look like now, compared with the last look; the `always` checks."""
+
+    def __init__(self, world: LabWorld, scale: float, trace: Callable[..., None]) -> None:
+        self.world, self.trace = world, trace
+        c = world.config
+        self.dual_bound_ms = c.keepalive_ms + SLACK_MS
+        self.scale = scale
+        self.roles: dict[str, str] = {r: "down" for r in ROUTERS}
+        self.vips: dict[str, frozenset[str]] = {r: frozenset() for r in ROUTERS}
+        self.dual_since: dict[str, float] = {}
+        self.stale: dict[str, int] = {r: 0 for r in ROUTERS}
+        self.violations: dict[str, str] = {}
+
+    def sample(self, now_ms: float) -> None:
+        views = {r: self.world.router_view(r) for r in ROUTERS}
+        for r, v in views.items():
+            if v.role != self.roles[r]:
+                self.trace(now_ms, r, "role", {"from": self.roles[r], "to": v.role})
+                self.roles[r] = v.role
+            for a in sorted(v.vips - self.vips[r]):
+                self.trace(now_ms, r, "vip", {"op": "add", "address": a})
+            for a in sorted(self.vips[r] - v.vips):
+                self.trace(now_ms, r, "vip", {"op": "del", "address": a})
+            self.vips[r] = v.vips
+        self._single_owner(now_ms, views)
+        for r, v in views.items():
+            self._table_matches_health(now_ms, r, v)
+
+    def _violate(self, name: str, now_ms: float, message: str) -> None:
+        if name not in self.violations:
+            self.violations[name] = f"at {now_ms / 1000:.3f} s: {message}"
+            self.trace(now_ms, "world", "expect", {"ok": False, "what": f"invariant {name}: {message}"})
+
+    def _single_owner(self, now_ms: float, views: dict[str, Any]) -> None:
+        running = [v for v in views.values() if v.daemon]
+        both = frozenset.intersection(*(v.vips for v in running)) if len(running) == 2 else frozenset()
+        if self.world.paths_all_cut():
+            both = frozenset()
+        for address in list(self.dual_since):
+            if address not in both:
+                del self.dual_since[address]
+        wall_now = time.monotonic()
+        for address in sorted(both):
+            since = self.dual_since.setdefault(address, wall_now)
+            held_ms = (wall_now - since) * 1000
+            if held_ms > self.dual_bound_ms:
+                self._violate("single_owner", now_ms, f"{address} held by both routers for {held_ms:.0f} ms "
+                                                      f"(wall) with a heartbeat path up")
+
+    def _table_matches_health(self, now_ms: float, name: str, view: Any) -> None:
+        if not view.daemon:
+            self.stale[name] = 0
+            return
+        status = self.world.status(name)
+        problem = table_problem(status, view.table)
+        self.stale[name] = self.stale[name] + 1 if problem else 0
+        if self.stale[name] >= STALE_SAMPLES:
+            self._violate("table_matches_health", now_ms, f"{name}: {problem}")
+
+
+def table_problem(status: dict[str, Any], table: Any) -> str:
+    """'' when the kernel table holds what the daemon's status says it applied."""
+    if not status:
+        return ""  # the control socket did not answer in time: no verdict from this sample
+    if status.get("role") != "active":
+        return f"a standby router's table holds {len(table)} service(s)" if table else ""
+    for s in status.get("services", []):
+        entry = next((e for k, e in table.items()
+                      if (k.address, k.port, k.protocol) == (s["address"], s["port"], s.get("protocol", "tcp"))
+                      or (s.get("fwmark") and k.fwmark == s["fwmark"])), None)
+        want = {DestKey(r["address"], r["port"]): r["weight"] for r in s["servers"] if r["in_table"]}
+        if entry is None:
+            if want:
+                return f"service {s['name']} missing from the kernel table"
+            continue
+        names = {DestKey(r["address"], r["port"]) for r in s["servers"]}
+        have = {k: d.weight for k, d in entry.dests.items() if k in names}
+        if have != want:
+            return (f"{s['name']}: kernel {_dests(have)}, status calls for {_dests(want)}")
+    return ""
+
+
+def _dests(d: dict[DestKey, int]) -> str:
+    return "{" + ", ".join(f"{k} w{w}" for k, w in sorted(d.items())) + "}"
+
+
+def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
+        echo: Callable[[str], None] | None = None) -> LabResult:
+    """Run `scenario` for real.  LabError when the lab cannot run (exit 2)."""
+    from adapters.lab.timeline import line
+
+    scaled = scale_scenario(scenario, scale)
+    configs = [scaled.config] + [f.value for f in scaled.faults if f.kind == "reload"]
+    lab_plan = make_plan(configs)
+    preflight()
+    result = LabResult()
+    started = time.monotonic()
+    t0 = started
+
+    def trace(now_ms: float, node: str, kind: str, data: dict[str, Any]) -> None:
+        record = {"t": round(now_ms / scale / 1000, 3), "node": node, "kind": kind, **data}
+        result.records.append(record)
+        if echo is not None:
+            echo(line(record))
+
+    workdir = Path(tempfile.mkdtemp(prefix="shoal-lab-"))
+    try:
+        with Topology(lab_plan) as topo:
+            world = LabWorld(topo, scaled.config, workdir, max(0.2, CLIENT_TIMEOUT_MS * scale / 1000))
+            try:
+                t0 = _start(world, scaled)
+                _loop(world, scaled, scale, keep_going, t0, trace, result)
+            finally:
+                world.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result.wall_s = time.monotonic() - started
+    return result
+
+
+def _start(world: LabWorld, scenario: Scenario) -> float:
+    world.write_config(scenario.config)
+    world.start_servers()
+    if any(e.kind == "client_success" for e in scenario.expects):
+        world.start_client()
+    for r in ROUTERS:
+        world.start_daemon(r)
+    world.wait_daemons()
+    return time.monotonic()
+
+
+def _loop(world: LabWorld, scenario: Scenario, scale: float, keep_going: bool, t0: float,
+          trace: Callable[..., None], result: LabResult) -> None:
+    def now_ms() -> float:
+        return (time.monotonic() - t0) * 1000
+
+    sampler = Sampler(world, scale, trace)
+    steps: list[tuple[int, int, Fault | tuple[int, Expect]]] = [(f.at_ms, 0, f) for f in scenario.faults]
+    steps += [(e.at_ms, 1, (i, e)) for i, e in enumerate(scenario.expects)
+              if e.at_ms is not None and e.kind != "client_success" and e.at_ms <= scenario.duration_ms]
+    steps.sort(key=lambda s: (s[0], s[1]))
+    verdicts: dict[int, Verdict] = {}
+    stopped_at: float | None = None
+    for at_ms, _, step in steps:
+        while now_ms() < at_ms:
+            sampler.sample(now_ms())
+            time.sleep(max(0.0, min(POLL_S, (at_ms - now_ms()) / 1000)))
+        if isinstance(step, Fault):
+            trace(now_ms(), "world", "fault", {"what": step.describe()})
+            world.apply(step)
+            continue
+        index, e = step
+        view = View(round(now_ms()), world.config, {r: world.router_view(r) for r in ROUTERS})
+        ok, what = judge(e, view)
+        verdicts[index] = Verdict(ok, what, e.line)
+        trace(now_ms(), "world", "expect", {"ok": ok, "what": what})
+        if not ok and not keep_going:
+            stopped_at = now_ms()
+            break
+    else:
+        while now_ms() < scenario.duration_ms:
+            sampler.sample(now_ms())
+            time.sleep(POLL_S)
+    end_ms = now_ms() if stopped_at is None else stopped_at
+    world.stop_client()
+    records = [((t - t0) * 1000, ok) for t, ok in world.client_records()]
+    for index, e in enumerate(scenario.expects):
+        if e.kind == "client_success" and e.window_ms is not None and e.window_ms[1] <= end_ms + 1:
+            lo, hi = e.window_ms
+            window = [ok for t, ok in records if lo <= t < hi]
+            view = View(round(end_ms), world.config, {}, (sum(window), len(window)))
+            ok, what = judge(e, view)
+            verdicts[index] = Verdict(ok, what, e.line)
+            trace(hi, "world", "expect", {"ok": ok, "what": what})
+        elif e.kind == "always" and stopped_at is None:
+            message = sampler.violations.get(e.value)
+            verdicts[index] = Verdict(message is None, e.describe() + (f": {message}" if message else ""), e.line)
+            trace(end_ms, "world", "expect", {"ok": message is None, "what": verdicts[index].what})
+        elif index not in verdicts:
+            verdicts[index] = Verdict(None, e.describe() + f" (not judged: the run stopped at "
+                                                           f"{end_ms / scale / 1000:g} s)", e.line)
+    result.verdicts = [verdicts[i] for i in range(len(scenario.expects))]
+    if not result.ok:
+        for r in ROUTERS:
+            trace(end_ms, r, "log", {"tail": "\n" + world.log_tail(r)})

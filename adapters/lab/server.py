@@ -1,0 +1,142 @@
+"""A lab real server: `python -m adapters.lab.server --ports 80 --control SOCK --load FILE`.
+
+An asyncio HTTP/1.0 server on every port given, answering `HTTP/1.0 200 OK`
+to any request, with the fault modes of SPEC.md, switched by one line on
+the control socket (a Unix socket; the answer is `ok` or `error ...`):
+
+- `up`: healthy; `down`: not listening (connections refused);
+- `hang`: accepts, reads, never answers; `wrong`: answers garbage;
+- `slow SECONDS`: answers after that delay;
+- `load X`: writes X to the load file (what a load command reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+
+ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+WRONG = b"garbage, not what you expected\r\n"
+
+
+class RealServer:
+    def __init__(self, ports: list[int], load_file: str | None) -> None:
+        self.ports = ports
+        self.load_file = load_file
+        self.mode = "up"
+        self.delay_s = 0.0
+        self.listeners: list[asyncio.base_events.Server] = []
+        self.hung: set[asyncio.StreamWriter] = set()
+
+    async def listen(self) -> None:
+        if not self.listeners:
+            for port in self.ports:
+                self.listeners.append(await asyncio.start_server(self.client, "0.0.0.0", port, reuse_address=True))
+
+    async def stop_listening(self) -> None:
+        for listener in self.listeners:
+            listener.close()
+        self.listeners = []
+
+    async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2.0)
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                pass  # a bare connect (TCP check) or a short request: answer anyway
+            if self.mode == "hang":
+                self.hung.add(writer)
+                await asyncio.sleep(3600)
+                return
+            if self.mode == "slow":
+                await asyncio.sleep(self.delay_s)
+            writer.write(WRONG if self.mode == "wrong" else ANSWER)
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.hung.discard(writer)
+            writer.close()
+
+    async def control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = (await reader.readline()).decode().split()
+        try:
+            answer = await self.command(line)
+        except (ValueError, IndexError) as e:
+            answer = f"error {e}"
+        writer.write((answer + "\n").encode())
+        await writer.drain()
+        writer.close()
+
+    async def command(self, words: list[str]) -> str:
+        match words:
+            case ["up" | "hang" | "wrong" as mode]:
+                self.mode = mode
+                await self.listen()
+            case ["down"]:
+                self.mode = "down"
+                await self.stop_listening()
+            case ["slow", delay]:
+                self.mode, self.delay_s = "slow", float(delay)
+                await self.listen()
+            case ["load", value]:
+                if self.load_file is None:
+                    raise ValueError("no load file")
+                tmp = self.load_file + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(f"{float(value):.2f} {float(value):.2f} {float(value):.2f}\n")
+                os.replace(tmp, self.load_file)
+            case ["ping"]:
+                pass
+            case _:
+                raise ValueError(f"unknown command {' '.join(words)!r}")
+        return "ok"
+
+
+async def serve(ports: list[int], control: str, load_file: str | None) -> None:
+    server = RealServer(ports, load_file)
+    if load_file:
+        await server.command(["load", "1.0"])
+    await server.listen()
+    if os.path.exists(control):
+        os.unlink(control)
+    ctl = await asyncio.start_unix_server(server.control, path=control)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    ctl.close()
+    await server.stop_listening()
+
+
+def ask(control: str, command: str, timeout_s: float = 2.0) -> str:
+    """Send one command to a running lab server (blocking)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(control)
+        sock.sendall((command + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m adapters.lab.server")
+    parser.add_argument("--ports", required=True, help="comma separated TCP ports")
+    parser.add_argument("--control", required=True, help="the control socket's path")
+    parser.add_argument("--load", help="the load file (`load X` writes it)")
+    args = parser.parse_args()
+    asyncio.run(serve([int(p) for p in args.ports.split(",")], args.control, args.load))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""The running lab: two `shoal run` daemons, the real servers and the client
+in their namespaces; the scenario's faults carried out for real; what the
+lab sees, as `scenario.checks.RouterView`s.
+
+Every process is started here and killed here by its PID (`close`), on
+every exit path; the namespaces belong to `Topology`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.control import ask
+from adapters.lab import server as lab_server
+from adapters.lab.plan import LabError, Plan
+from adapters.lab.topology import Topology
+from engine.config import render
+from engine.model import Config
+from engine.pool import service_key
+from engine.table import Dest, DestKey, Service, ServiceEntry, ServiceKey, Table
+from scenario.checks import RouterView
+from scenario.model import Fault
+
+ROUTERS = ("primary", "backup")
+ROOT = str(Path(__file__).resolve().parents[2])  # the checkout: `python -m shoal` runs from here
+
+
+@dataclass
+class RouterState:
+    name: str
+    config_path: Path
+    state_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    host_up: bool = True
+
+
+@dataclass
+class HeartbeatFaults:
+    cuts: set[tuple[str, str]] = field(default_factory=set)  # (path, from router)
+    loss: dict[str, float] = field(default_factory=dict)  # path -> probability
+
+
+class LabWorld:
+    def __init__(self, topo: Topology, config: Config, workdir: Path, client_timeout_s: float,
+                 python: str = sys.executable) -> None:
+        self.topo, self.plan, self.config = topo, topo.plan, config
+        self.workdir, self.python = workdir, python
+        self.client_timeout_s = client_timeout_s
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.routers = {r: RouterState(r, workdir / f"{r}.cf", workdir / r, workdir / f"{r}.log") for r in ROUTERS}
+        self.servers: dict[str, str] = {}  # server name (SERVER, VIRTUAL/SERVER, sorry) -> control socket
+        self.client_out = workdir / "client.txt"
+        self.client: subprocess.Popen[bytes] | None = None
+        self.hb = HeartbeatFaults()
+
+    # ------------------------------------------------------------ processes
+
+    def _spawn(self, node: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   PYTHONUNBUFFERED="1")
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", self.topo.ns(node), self.python, *args],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    cwd=ROOT, env=env, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start_servers(self) -> None:
+        for node in self.plan.servers:
+            control = str(self.workdir / f"{node.name}.sock")
+            self._spawn(node.name, ["-m", "adapters.lab.server", "--ports", ",".join(map(str, node.ports)),
+                                    "--control", control, "--load", str(self.workdir / f"{node.name}.load")],
+                        self.workdir / f"{node.name}.log")
+            for name in node.servers:
+                self.servers[name] = control
+        deadline = time.monotonic() + 10
+        for control in set(self.servers.values()):
+            while True:
+                try:
+                    lab_server.ask(control, "ping")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise LabError(f"the lab server behind {control} did not start") from None
+                    time.sleep(0.05)
+
+    def start_client(self) -> None:
+        targets = [a for host, port in self.plan.targets for a in ("--target", f"{host}:{port}")]
+        self.client = self._spawn("client", ["-m", "adapters.lab.client", *targets, "--timeout",
+                                             f"{self.client_timeout_s:g}", "--out", str(self.client_out)],
+                                  self.workdir / "client.log")
+
+    def stop_client(self) -> None:
+        if self.client is not None and self.client.poll() is None:
+            self.client.send_signal(signal.SIGTERM)
+            try:
+                self.client.wait(self.client_timeout_s + 5)
+            except subprocess.TimeoutExpired:
+                self.client.kill()
+
+    def write_config(self, config: Config) -> None:
+        text = render(config)
+        for r in self.routers.values():
+            r.config_path.write_text(text)
+        self.config = config
+
+    def start_daemon(self, name: str) -> None:
+        r = self.routers[name]
+        r.state_dir.mkdir(exist_ok=True)
+        r.proc = self._spawn(name, ["-m", "shoal", "run", "-c", str(r.config_path), "--dataplane", "nft",
+                                    "--state-dir", str(r.state_dir)], r.log_path)
+
+    def wait_daemons(self, timeout_s: float = 15.0) -> None:
+        """Until both control sockets answer (or a daemon died: LabError with its log)."""
+        deadline = time.monotonic() + timeout_s
+        for r in self.routers.values():
+            while True:
+                if r.proc is None or r.proc.poll() is not None:
+                    raise LabError(f"the {r.name} daemon exited at start:\n{self.log_tail(r.name)}")
+                try:
+                    ask(str(r.state_dir), {"cmd": "status"}, 1.0)
+                    break
+                except (OSError, ValueError):
+                    if time.monotonic() > deadline:
+                        raise LabError(f"the {r.name} daemon does not answer:\n{self.log_tail(r.name)}") from None
+                    time.sleep(0.05)
+
+    def log_tail(self, name: str, lines: int = 25) -> str:
+        try:
+            text = self.routers[name].log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    def _kill_daemon(self, name: str) -> None:
+        r = self.routers[name]
+        if r.proc is not None and r.proc.poll() is None:
+            r.proc.send_signal(signal.SIGKILL)
+            r.proc.wait()
+        r.proc = None
+
+    def close(self) -> None:
+        """Kill every process this lab started, by PID."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    # ------------------------------------------------------------ faults
+
+    def apply(self, fault: Fault) -> None:
+        kind, value = fault.kind, fault.value
+        if kind == "crash":
+            self._kill_daemon(value)
+            self.topo.links(value, up=False)
+            self.routers[value].host_up = False
+        elif kind == "restart":
+            self._kill_daemon(value)
+            own = {a.split("/")[0] for i in self.plan.node(value).ifaces for a in i.addresses}
+            self.topo.flush_router(value, own | {"127.0.0.1", "::1"})
+            self.topo.links(value, up=True)
+            self.routers[value].host_up = True
+            self.start_daemon(value)
+        elif kind == "kill":
+            self._kill_daemon(value)
+        elif kind.startswith("server_"):
+            mode = {"server_down": "down", "server_up": "up", "server_hang": "hang", "server_wrong": "wrong",
+                    "server_slow": f"slow {fault.extra.get('delay', 0)}"}[kind]
+            self._server(value, mode)
+        elif kind == "load":
+            self._server(value, f"load {fault.extra['value']}")
+        elif kind in ("partition", "heal", "loss"):
+            self._heartbeat(fault)
+        elif kind == "reload":
+            self.write_config(value)
+            for r in self.routers.values():
+                if r.proc is not None and r.proc.poll() is None:
+                    r.proc.send_signal(signal.SIGHUP)
+        elif kind == "admin":
+            self._admin(str(value).split())
+        else:
+            raise LabError(f"the lab cannot carry out {kind!r}")
+
+    def _server(self, name: str, command: str) -> None:
+        answer = lab_server.ask(self.servers[name], command)
+        if answer != "ok":
+            raise LabError(f"server {name}: {command}: {answer}")
+
+    def _heartbeat(self, fault: Fault) -> None:
+        paths = ["public", "private"] if fault.value == "all" else [fault.value]
+        if fault.kind == "partition":
+            senders = [fault.extra["from"]] if "from" in fault.extra else list(ROUTERS)
+            self.hb.cuts |= {(p, s) for p in paths for s in senders}
+        elif fault.kind == "heal":
+            self.hb.cuts = {(p, s) for p, s in self.hb.cuts if p not in paths}
+        else:
+            for p in ([fault.extra["path"]] if "path" in fault.extra else ["public", "private"]):
+                self.hb.loss[p] = float(fault.value)
+        self.topo.set_heartbeat_rules(self.heartbeat_rules())
+
+    def heartbeat_rules(self) -> list[str]:
+        c, port, rules = self.config, self.config.heartbeat_port, []
+        for path in ("public", "private"):
+            for sender, receiver in (("primary", "backup"), ("backup", "primary")):
+                src, dst = c.address_of(sender, path), c.address_of(receiver, path)  # type: ignore[arg-type]
+                if not (src and dst):
+                    continue
+                match = f"ip saddr {src} ip daddr {dst} udp dport {port}"
+                if (path, sender) in self.hb.cuts:
+                    rules.append(f"{match} drop")
+                elif self.hb.loss.get(path, 0) > 0:
+                    rules.append(f"{match} numgen random mod 1000 < {round(self.hb.loss[path] * 1000)} drop")
+        return rules
+
+    def paths_all_cut(self) -> bool:
+        """No heartbeat gets through either way on any path (a cut, or loss, everywhere)."""
+        paths = [p for p in ("public", "private") if self.config.address_of("primary", p)]  # type: ignore[arg-type]
+        return all((p, s) in self.hb.cuts or self.hb.loss.get(p, 0) > 0 for p in paths for s in ROUTERS)
+
+    def _admin(self, words: list[str]) -> None:
+        running = [r for r in ROUTERS if self.daemon_running(r)]
+        if words[0] == "failover":
+            running = [r for r in running if self.status(r).get("role") == "active"][:1]
+            request = {"cmd": "admin", "action": "failover"}
+        else:
+            request = {"cmd": "admin", "action": words[0], "server": words[1]}
+        for r in running:
+            answer = ask(str(self.routers[r].state_dir), request, 2.0)
+            if "error" in answer:
+                raise LabError(f"admin {' '.join(words)} on {r}: {answer['error']}")
+
+    # ------------------------------------------------------------ observations
+
+    def daemon_running(self, name: str) -> bool:
+        proc = self.routers[name].proc
+        return proc is not None and proc.poll() is None
+
+    def status(self, name: str) -> dict[str, Any]:
+        try:
+            return ask(str(self.routers[name].state_dir), {"cmd": "status"}, 1.0)
+        except (OSError, ValueError):
+            return {}
+
+    def table(self, name: str) -> Table:
+        try:
+            answer = ask(str(self.routers[name].state_dir), {"cmd": "table"}, 1.0)
+        except (OSError, ValueError):
+            return {}
+        return table_from_json(answer.get("table", []), self.config)
+
+    def vips(self, name: str) -> frozenset[str]:
+        return self.topo.addresses(name) & frozenset(self.plan.vips)
+
+    def router_view(self, name: str, with_table: bool = True) -> RouterView:
+        daemon = self.daemon_running(name)
+        host_up = self.routers[name].host_up
+        role = str(self.status(name).get("role", "down")) if daemon else "down"
+        vips = self.vips(name) if host_up else frozenset()
+        table = self.table(name) if daemon and with_table else {}
+        return RouterView(name, daemon, host_up, role, vips, table)
+
+    def client_records(self) -> list[tuple[float, bool]]:
+        try:
+            lines = self.client_out.read_text().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in lines:
+            words = line.split()
+            if len(words) == 3:
+                out.append((float(words[0]), words[1] == "1"))
+        return out
+
+
+def table_from_json(rows: list[dict[str, Any]], config: Config) -> Table:
+    """The control socket's table back as an `engine.table.Table`, with names from `config`."""
+    names: dict[tuple[ServiceKey, DestKey], str] = {}
+    vnames: dict[ServiceKey, str] = {}
+    for v in config.virtuals:
+        key = service_key(v)
+        if key is None:
+            continue
+        vnames[key] = v.name
+        for s in v.servers:
+            if s.address:
+                names[(key, DestKey(s.address, s.port or v.port))] = s.name
+        if v.sorry_server:
+            names[(key, DestKey(v.sorry_server, v.sorry_port or v.port))] = "sorry"
+    table: dict[ServiceKey, ServiceEntry] = {}
+    for row in rows:
+        key = ServiceKey(row["protocol"], row["address"], row["port"], row.get("fwmark", 0), row.get("family", 4))
+        service = Service(key, row.get("scheduler", "wlc"), tuple(row.get("sched_flags", ())),
+                          row.get("persistent_s", 0), row.get("pmask"), vnames.get(key, ""))
+        dests = {}
+        for d in row.get("dests", []):
+            dk = DestKey(d["address"], d["port"])
+            dests[dk] = Dest(dk, d["weight"], d.get("forward", "masq"), names.get((key, dk), ""))
+        table[key] = ServiceEntry(service, dests)
+    return table
