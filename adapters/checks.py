@@ -40,6 +40,15 @@ same rules, so that real and simulated checks agree):
   matched (its exit status is ignored, as in the original); without, exit
   status 0 is success.  At the timeout its whole process group is killed.
 
+Cancellation (the daemon shutting down) propagates as `CancelledError`;
+sockets are closed and programs killed on the way out.
+
+Capacity: measured on 2 cores, 1,000 concurrent checks (tcp send/expect,
+http over ::1, udp send/expect) against local servers finish in about
+250 ms.  A UDP server that gets hundreds of datagrams at the same instant
+may drop some (its receive buffer), which then fail as timeouts: that is
+the server's limit, not the checker's.
+
 `read_load` reads a real server's 1-minute load average for load_monitor:
 method `command` runs `cmd.command` (`%h` substituted, `%p` -> "") and
 takes the first number of its stdout.  The original ran `rup`/`ruptime` or
@@ -346,7 +355,8 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], want
 
 async def _run(command: str) -> tuple[int, bytes, bytes]:
     """Run `/bin/sh -c command` in its own process group: (status, stdout, stderr).
-    Whatever ends the wait (a timeout, cancellation), the group is killed."""
+    However the wait ends (exit, timeout, cancellation) the group is then
+    killed, so nothing a check program leaves in the background outlives it."""
     proc = await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
