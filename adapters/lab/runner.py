@@ -17,8 +17,8 @@ go to the timeline.  The `always` expectations, judged from the samples:
 - table_matches_health: a running daemon's kernel table (its real-server
   destinations) equals what its status says is in the table, at the
   weights it says, and a standby's table is empty; a mismatch counts when
-  it lasts `STALE_SAMPLES` samples in a row (a table op in flight between
-  two reads is not one).
+  it lasts `STALE_MS` of wall time (a table op in flight between two reads
+  is not one).
 
 `client_success` is judged at the end, once every connection opened in the
 window has finished.
@@ -42,7 +42,7 @@ from scenario.model import Expect, Fault, Scenario
 
 POLL_S = 0.05
 SLACK_MS = 300
-STALE_SAMPLES = 4
+STALE_MS = 600  # wall: a table op in flight (an nft run) between two reads is not a mismatch
 CLIENT_TIMEOUT_MS = 3_000  # as the simulator's clients (sim/servers.py), scaled
 
 
@@ -75,7 +75,7 @@ class Sampler:
         self.roles: dict[str, str] = {r: "down" for r in ROUTERS}
         self.vips: dict[str, frozenset[str]] = {r: frozenset() for r in ROUTERS}
         self.dual_since: dict[str, float] = {}
-        self.stale: dict[str, int] = {r: 0 for r in ROUTERS}
+        self.stale: dict[str, float | None] = {r: None for r in ROUTERS}
         self.violations: dict[str, str] = {}
 
     def sample(self, now_ms: float) -> None:
@@ -95,7 +95,7 @@ class Sampler:
 
     def _violate(self, name: str, now_ms: float, message: str) -> None:
         if name not in self.violations:
-            self.violations[name] = f"at {now_ms / 1000:.3f} s: {message}"
+            self.violations[name] = f"at {now_ms / self.scale / 1000:.3f} s: {message}"
             self.trace(now_ms, "world", "expect", {"ok": False, "what": f"invariant {name}: {message}"})
 
     def _single_owner(self, now_ms: float, views: dict[str, Any]) -> None:
@@ -115,13 +115,14 @@ class Sampler:
                                                       f"(wall) with a heartbeat path up")
 
     def _table_matches_health(self, now_ms: float, name: str, view: Any) -> None:
-        if not view.daemon:
-            self.stale[name] = 0
+        problem = table_problem(self.world.status(name), view.table) if view.daemon else ""
+        if not problem:
+            self.stale[name] = None
             return
-        status = self.world.status(name)
-        problem = table_problem(status, view.table)
-        self.stale[name] = self.stale[name] + 1 if problem else 0
-        if self.stale[name] >= STALE_SAMPLES:
+        since = self.stale[name]
+        if since is None:
+            self.stale[name] = time.monotonic()
+        elif (time.monotonic() - since) * 1000 > STALE_MS:
             self._violate("table_matches_health", now_ms, f"{name}: {problem}")
 
 
@@ -176,7 +177,7 @@ def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
             world = LabWorld(topo, scaled.config, workdir, max(0.2, CLIENT_TIMEOUT_MS * scale / 1000))
             try:
                 t0 = _start(world, scaled)
-                _loop(world, scaled, scale, keep_going, t0, trace, result)
+                _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result)
             finally:
                 world.close()
     finally:
@@ -196,8 +197,8 @@ def _start(world: LabWorld, scenario: Scenario) -> float:
     return time.monotonic()
 
 
-def _loop(world: LabWorld, scenario: Scenario, scale: float, keep_going: bool, t0: float,
-          trace: Callable[..., None], result: LabResult) -> None:
+def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], scale: float, keep_going: bool,
+          t0: float, trace: Callable[..., None], result: LabResult) -> None:
     def now_ms() -> float:
         return (time.monotonic() - t0) * 1000
 
@@ -218,7 +219,7 @@ def _loop(world: LabWorld, scenario: Scenario, scale: float, keep_going: bool, t
             continue
         index, e = step
         view = View(round(now_ms()), world.config, {r: world.router_view(r) for r in ROUTERS})
-        ok, what = judge(e, view)
+        ok, what = judge(original[index], view)  # described in scenario time
         verdicts[index] = Verdict(ok, what, e.line)
         trace(now_ms(), "world", "expect", {"ok": ok, "what": what})
         if not ok and not keep_going:
@@ -236,15 +237,15 @@ def _loop(world: LabWorld, scenario: Scenario, scale: float, keep_going: bool, t
             lo, hi = e.window_ms
             window = [ok for t, ok in records if lo <= t < hi]
             view = View(round(end_ms), world.config, {}, (sum(window), len(window)))
-            ok, what = judge(e, view)
+            ok, what = judge(original[index], view)
             verdicts[index] = Verdict(ok, what, e.line)
-            trace(hi, "world", "expect", {"ok": ok, "what": what})
+            trace(end_ms, "world", "expect", {"ok": ok, "what": what})
         elif e.kind == "always" and stopped_at is None:
             message = sampler.violations.get(e.value)
-            verdicts[index] = Verdict(message is None, e.describe() + (f": {message}" if message else ""), e.line)
+            verdicts[index] = Verdict(message is None, original[index].describe() + (f": {message}" if message else ""), e.line)
             trace(end_ms, "world", "expect", {"ok": message is None, "what": verdicts[index].what})
         elif index not in verdicts:
-            verdicts[index] = Verdict(None, e.describe() + f" (not judged: the run stopped at "
+            verdicts[index] = Verdict(None, original[index].describe() + f" (not judged: the run stopped at "
                                                            f"{end_ms / scale / 1000:g} s)", e.line)
     result.verdicts = [verdicts[i] for i in range(len(scenario.expects))]
     if not result.ok:
