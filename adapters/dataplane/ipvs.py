@@ -186,9 +186,9 @@ def dest_from_nla(dst: Any) -> Dest:
 
 
 def _config_msg_class() -> Any:
-    from pyroute2.netlink import genlmsg, nla
+    from pyroute2.netlink import genlmsg, nla  # type: ignore[import-untyped]
 
-    class ipvs_config_msg(genlmsg):  # the daemon and timeout attributes, typed
+    class ipvs_config_msg(genlmsg):  # type: ignore[misc]  # the daemon and timeout attributes, typed
         prefix = "IPVS_CMD_ATTR_"
         nla_map = (
             ("IPVS_CMD_ATTR_UNSPEC", "none"),
@@ -200,7 +200,7 @@ def _config_msg_class() -> Any:
             ("IPVS_CMD_ATTR_TIMEOUT_UDP", "uint32"),
         )
 
-        class daemon(nla):
+        class daemon(nla):  # type: ignore[misc]
             nla_map = (
                 ("IPVS_DAEMON_ATTR_UNSPEC", "none"),
                 ("IPVS_DAEMON_ATTR_STATE", "uint32"),
@@ -247,7 +247,7 @@ class Ipvs:
         if sock is None:
             _lo_up(netns)
             try:
-                from pyroute2 import IPVS
+                from pyroute2 import IPVS  # type: ignore[import-untyped]
 
                 sock = IPVS(netns=netns) if netns else IPVS()
             except Exception as e:
