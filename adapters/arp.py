@@ -1,0 +1,97 @@
+"""Gratuitous ARP (IPv4) and unsolicited neighbour advertisements (IPv6).
+
+IPv4, exactly as the original's `send_arp`: a broadcast Ethernet frame
+(to ff:ff:ff:ff:ff:ff, from the device's MAC, type 0x0806) carrying an ARP
+*reply* (op 2) with sender IP = target IP = the VIP and sender MAC = target
+MAC = the device's MAC.  42 bytes (the NIC pads to 60 on a real wire):
+
+    ff*6 | mac | 08 06 | 00 01 08 00 06 04 00 02 | mac | vip | mac | vip
+
+IPv6 (RFC 4861 7.2.6): an unsolicited neighbour advertisement from the VIP
+to ff02::1 (Ethernet 33:33:00:00:00:01), hop limit 255, ICMPv6 type 136
+with the override flag set, solicited clear, router set when the device
+forwards IPv6 (as keepalived does), target = the VIP, and a target
+link-layer address option carrying the device's MAC.
+
+Frames go out with scapy's `sendp(iface=device)`.  `scapy.all` costs about
+half a second to import: it is imported once per process, at the first
+send (or earlier with `preload()`).  The device's MAC is read with an ioctl
+in the caller's network namespace (not from /sys, which may belong to
+another one).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import socket
+import struct
+import threading
+from typing import Any
+
+SIOCGIFHWADDR = 0x8927
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+ALL_NODES = "ff02::1"
+ALL_NODES_MAC = "33:33:00:00:00:01"
+
+_scapy: Any = None
+_lock = threading.Lock()
+
+
+class ArpError(Exception):
+    """The frame could not be built or sent (no such device...)."""
+
+
+def preload() -> Any:
+    """Import scapy now (once per process) and return `scapy.all`."""
+    global _scapy
+    with _lock:
+        if _scapy is None:
+            import scapy.all
+
+            _scapy = scapy.all
+    return _scapy
+
+
+def device_mac(device: str) -> str:
+    """The hardware address of `device` ("aa:bb:cc:dd:ee:ff")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            info = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", device.encode()[:15]))
+        except OSError as e:
+            raise ArpError(f"cannot read the MAC of {device!r}: {e.strerror}") from None
+    return ":".join(f"{b:02x}" for b in info[18:24])
+
+
+def _forwarding_v6(device: str) -> bool:
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{device}/forwarding") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def frame(address: str, device: str) -> Any:
+    """The scapy packet `send_gratuitous` sends (for tests and tracing)."""
+    s = preload()
+    mac = device_mac(device)
+    ip = ipaddress.ip_address(address)
+    if ip.version == 4:
+        vip = str(ip)
+        return s.Ether(dst=BROADCAST, src=mac, type=0x0806) / s.ARP(
+            hwtype=1, ptype=0x0800, hwlen=6, plen=4, op=2,
+            hwsrc=mac, psrc=vip, hwdst=mac, pdst=vip)
+    vip = ip.compressed
+    return (s.Ether(dst=ALL_NODES_MAC, src=mac, type=0x86DD)
+            / s.IPv6(src=vip, dst=ALL_NODES, hlim=255)
+            / s.ICMPv6ND_NA(tgt=vip, R=int(_forwarding_v6(device)), S=0, O=1)
+            / s.ICMPv6NDOptDstLLAddr(lladdr=mac))
+
+
+def send_gratuitous(address: str, device: str, count: int = 1) -> None:
+    """Send `count` gratuitous ARPs (or unsolicited NAs) for `address` on `device`."""
+    packet = frame(address, device)
+    try:
+        _scapy.sendp(packet, iface=device, count=count, verbose=False)
+    except OSError as e:
+        raise ArpError(f"cannot send gratuitous ARP for {address} on {device}: {e}") from None
