@@ -236,3 +236,36 @@ def test_rule_text_and_parse_are_pure() -> None:
     text = rule_text(entry)
     assert "numgen inc mod 4" in text and text.count("10.1.1.2 . 80") == 3
     assert parse_ruleset({"nftables": [{"table": {"family": "ip", "name": "other"}}]}) == {}
+
+
+HOLD = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=5)
+print("connected", flush=True)
+sys.stdin.readline()
+s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+print(data.split(b"\r\n\r\n", 1)[1].decode(), flush=True)
+"""
+
+
+def test_open_connection_survives_a_restart_and_a_table_change(lab: dict[str, str]) -> None:
+    nft = fresh(lab)
+    nft.apply([AddService(svc("rr")), AddDest(VIP, Dest(RS1, 1))])
+    proc = subprocess.Popen(["ip", "netns", "exec", lab["c"], sys.executable, "-c", HOLD, VIP.address],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "connected"
+        nft.close()
+        restarted = Nft(netns=lab["d"])  # a daemon restart: adopt, rewrite the base chains
+        restarted.apply([AddDest(VIP, Dest(RS2, 1)), EditDest(VIP, Dest(RS1, 0))])  # new connections: rs2 only
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "r1"  # the open connection still reaches rs1
+        assert hits(4) == {"r2": 4}
+    finally:
+        proc.kill()
+        proc.wait()
