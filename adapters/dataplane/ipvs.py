@@ -46,7 +46,7 @@ import struct
 from typing import Any, Iterable, Sequence
 
 from adapters.dataplane import DataplaneError
-from adapters.dataplane.ipvsadm import canonical_pmask, default_pmask, sched_flag_bits, sched_flag_names
+from adapters.dataplane.ipvsadm import canonical, canonical_pmask, default_pmask, sched_flag_bits, sched_flag_names
 from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, SetTimeouts
 from engine.events import StartSyncDaemon, StopSyncDaemon, TableOp
 from engine.table import Dest, DestKey, Forward, Service, ServiceEntry, ServiceKey, Table
@@ -253,6 +253,11 @@ class Ipvs:
             except Exception as e:
                 raise DataplaneError(f"cannot open the IPVS netlink family (is ip_vs loaded?): {e}") from None
         self.sock = sock
+        # The engine may spell a service differently from the kernel (pmask
+        # "24" for "255.255.255.0", flags in another order): read() gives
+        # back the spelling last written when it means what the kernel holds,
+        # so a reconcile does not edit the service forever.
+        self.spelling: dict[ServiceKey, Service] = {}
         self.read()  # fails now, clearly, when the kernel has no IPVS
 
     def _service(self, fields: dict[str, Any]) -> Any:
@@ -278,12 +283,17 @@ class Ipvs:
             except Exception as e:
                 code = _code(e)
                 raise DataplaneError(f"{code}: {command} {method} failed: {e}", op, code) from None
+            if isinstance(op, (AddService, EditService)):
+                self.spelling[op.service.key] = op.service
 
     def read(self) -> Table:
         out: dict[ServiceKey, ServiceEntry] = {}
         try:
             for msg in self.sock.service("dump"):
                 service = service_from_nla(msg.get_attr("IPVS_CMD_ATTR_SERVICE"))
+                written = self.spelling.get(service.key)
+                if written is not None and _same(written, service):
+                    service = written
                 dests: dict[DestKey, Dest] = {}
                 for reply in self.sock.dest("dump", service=self._service(key_args(service.key))):
                     dest = dest_from_nla(reply.get_attr("IPVS_CMD_ATTR_DEST"))
@@ -321,6 +331,11 @@ class Ipvs:
         close = getattr(self.sock, "close", None)
         if close is not None:
             close()
+
+
+def _same(written: Service, kernel: Service) -> bool:
+    entry = canonical({written.key: ServiceEntry(written, {})})[written.key]
+    return entry.service == kernel
 
 
 def _lo_up(netns: str | None) -> None:

@@ -202,3 +202,12 @@ def test_ipvs_timeouts_and_sync_daemon_messages() -> None:
     decoded = type(fake.requests[1])(fake.requests[1].data)
     decoded.decode()
     assert decoded.get_attr("IPVS_CMD_ATTR_DAEMON").get_attr("IPVS_DAEMON_ATTR_SYNC_ID") == 3
+
+
+def test_ipvs_read_keeps_the_written_spelling_when_it_means_the_same() -> None:
+    dp = Ipvs(sock=FakeIPVS())
+    spelled = Service(WEB, "sh", ("sh-port", "sh-fallback"), 300, "24")
+    dp.apply([AddService(spelled)])
+    assert dp.read()[WEB].service == spelled  # kernel: ("sh-fallback", "sh-port"), "255.255.255.0"
+    fresh = Ipvs(sock=dp.sock)  # a restarted daemon knows no spelling: the kernel's
+    assert fresh.read()[WEB].service == Service(WEB, "sh", ("sh-fallback", "sh-port"), 300, "255.255.255.0")
