@@ -77,6 +77,7 @@ class Sampler:
         self.dual_since: dict[str, float] = {}
         self.stale: dict[str, float | None] = {r: None for r in ROUTERS}
         self.violations: dict[str, str] = {}
+        self.tables: dict[str, str] = {}
 
     def sample(self, now_ms: float) -> None:
         views = {r: self.world.router_view(r) for r in ROUTERS}
@@ -89,6 +90,10 @@ class Sampler:
             for a in sorted(self.vips[r] - v.vips):
                 self.trace(now_ms, r, "vip", {"op": "del", "address": a})
             self.vips[r] = v.vips
+            dests = _table_text(v.table)
+            if dests != self.tables.get(r, ""):
+                self.trace(now_ms, r, "table", {"op": "now", "dests": dests or "(empty)"})
+                self.tables[r] = dests
         self._single_owner(now_ms, views)
         for r, v in views.items():
             self._table_matches_health(now_ms, r, v)
@@ -146,6 +151,11 @@ def table_problem(status: dict[str, Any], table: Any) -> str:
         if have != want:
             return (f"{s['name']}: kernel {_dests(have)}, status calls for {_dests(want)}")
     return ""
+
+
+def _table_text(table: Any) -> str:
+    return "; ".join(f"{key}: " + " ".join(f"{d.name or d.key}/{d.weight}" for _, d in sorted(e.dests.items()))
+                     for key, e in sorted(table.items()))
 
 
 def _dests(d: dict[DestKey, int]) -> str:
@@ -238,6 +248,9 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
             window = [ok for t, ok in records if lo <= t < hi]
             view = View(round(end_ms), world.config, {}, (sum(window), len(window)))
             ok, what = judge(original[index], view)
+            if not ok:
+                failed = [f"{t / scale / 1000:.1f}" for t, good in records if lo <= t < hi and not good]
+                what += f"; failed connections opened at {', '.join(failed[:20])}" + (" ..." if len(failed) > 20 else "")
             verdicts[index] = Verdict(ok, what, e.line)
             trace(end_ms, "world", "expect", {"ok": ok, "what": what})
         elif e.kind == "always" and stopped_at is None:

@@ -14,6 +14,8 @@ def line(r: dict[str, Any]) -> str:
         text = f"{verb} (seen)"
     elif kind == "vip":
         text = f"{'holds' if r['op'] == 'add' else 'no longer holds'} VIP {r['address']}"
+    elif kind == "table":
+        text = f"table now {r['dests']}"
     elif kind == "expect":
         text = f"{'PASS' if r['ok'] else 'FAIL'}   {r['what']}"
     elif kind == "log":

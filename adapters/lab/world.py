@@ -220,6 +220,8 @@ class LabWorld:
                 match = f"ip saddr {src} ip daddr {dst} udp dport {port}"
                 if (path, sender) in self.hb.cuts:
                     rules.append(f"{match} drop")
+                elif self.hb.loss.get(path, 0) >= 1:
+                    rules.append(f"{match} drop")
                 elif self.hb.loss.get(path, 0) > 0:
                     rules.append(f"{match} numgen random mod 1000 < {round(self.hb.loss[path] * 1000)} drop")
         return rules
