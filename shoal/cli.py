@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("status", "table"):
         return _client(command, rest)
     if command == "lab":
-        print("shoal lab: not built yet (issue 4)", file=sys.stderr)
-        return 2
+        from shoal.lab_cli import main as lab
+
+        return lab(rest)
     print(f"shoal: unknown command {command!r}\n{USAGE}", file=sys.stderr, end="")
     return 2
 
