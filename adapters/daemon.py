@@ -118,7 +118,13 @@ class Daemon:
         await self.runner.start()
         self.notify = NotifyWriter(self.config.notify_fifo)
         self.sockets = HeartbeatSockets()
-        await self.sockets.open(self.config, self.node, self._datagram)
+        try:
+            await self.sockets.open(self.config, self.node, self._datagram)
+        except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
+            raise StartError(str(e)) from None
+        from adapters.arp import preload
+
+        await asyncio.get_running_loop().run_in_executor(None, preload)  # scapy's import: not at takeover
         self.control = ControlServer(self.state_dir, self._request)
         await self.control.start()
         self.engine = Engine(self.config, self.node, heartbeat_key=key, seq_start=time.time_ns() // 1000)
@@ -275,7 +281,8 @@ class Daemon:
         raise ValueError(f"unknown command {cmd!r}")
 
     def close(self) -> None:
-        for closer in (self.sockets.close, self.control.close, self.dataplane.close, self.vips.close):
+        for closer in (self.sockets.close, self.control.close, self.dataplane.close, self.vips.close,
+                       self.notify.close, self.runner.close):
             try:
                 closer()
             except Exception as e:  # closing must not stop the others

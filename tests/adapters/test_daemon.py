@@ -207,3 +207,17 @@ def test_restart_adopts_the_table_and_keeps_connections(lab: Lab) -> None:
     client.stdin.flush()
     assert b"200 OK" in client.stdout.readline()
     assert client.wait(5) == 0
+
+
+def test_cannot_start_says_why(tmp_path: Path) -> None:
+    cfg = tmp_path / "lvs.cf"
+    cfg.write_text(CONFIG)  # neither 10.50.0.1 nor 10.50.0.2 is on this host
+    done = subprocess.run([sys.executable, "-m", "shoal.cli", "run", "-c", str(cfg), "--dataplane", "dry-run",
+                           "--state-dir", str(tmp_path / "s")], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "cannot tell which router it is" in done.stderr
+    cfg.write_text(CONFIG.replace("deadtime = 0.8", "deadtime = 0.1"))
+    done = subprocess.run([sys.executable, "-m", "shoal.cli", "run", "-c", str(cfg), "--dataplane", "dry-run",
+                           "--state-dir", str(tmp_path / "s")], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "lvs.cf:6:12: deadtime (0.1 s) must be greater than keepalive (0.2 s)" in done.stderr, done.stderr
