@@ -101,6 +101,9 @@ class Topology:
             if node.name == "client":
                 for iface in node.ifaces:
                     self.sysctl(node.name, f"net.ipv4.neigh.{iface.name}.locktime", "0")
+                    # a gratuitous ARP may create the entry too: a client that tried the VIP
+                    # before anyone held it does not wait out a FAILED neighbour entry
+                    self.sysctl(node.name, f"net.ipv4.conf.{iface.name}.arp_accept", "1")
         self.set_heartbeat_rules([])
 
     def sysctl(self, node: str, key: str, value: str) -> None:
