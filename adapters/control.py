@@ -48,6 +48,21 @@ def status_json(status: Status) -> dict[str, Any]:
             for s in status.services
         ],
         "counters": dict(status.counters),
+        "table": _table_json(status),
+    }
+
+
+def _table_json(status: Status) -> dict[str, Any]:
+    """The kernel table checks: how often, and the drift found (a table that
+    differed from what was applied: a change behind shoal's back)."""
+    t = status.table
+    return {
+        "check_interval": t.check_interval_ms / 1000, "checks": t.checks, "stale_reads": t.stale_reads,
+        "drift": {
+            "count": t.drifts, "last_ms": t.last_drift_ms,
+            "last_ago": None if t.last_drift_ms is None else round((status.now_ms - t.last_drift_ms) / 1000, 3),
+            "ops": list(t.last_drift),
+        },
     }
 
 
@@ -68,6 +83,17 @@ def status_text(data: dict[str, Any]) -> str:
             flag = "" if r["admin"] == "auto" else f" [{r['admin']}]"
             lines.append(f"  {r['name']:<12} {r['address']}:{r['port']:<6} {r['health']:<8} weight {r['weight']}{flag}"
                          f"  ({r['checks_ok']} ok, {r['checks_failed']} failed; {r['last_detail'] or '-'})")
+    t = data.get("table")
+    if t is not None:
+        every = f"every {t['check_interval']:g} s" if t["check_interval"] else "only after a failure"
+        drift = t["drift"]
+        line = f"kernel table: checked {every} ({t['checks']} checks), "
+        if drift["count"]:
+            line += f"drift {drift['count']} time(s), last {drift['last_ago']:.1f} s ago, put back with:"
+            lines.append(line)
+            lines.extend(f"  ipvsadm {op}" for op in drift["ops"])
+        else:
+            lines.append(line + "no drift")
     counters = {k: v for k, v in data["counters"].items() if v}
     if counters:
         lines.append("counters: " + " ".join(f"{k}={v}" for k, v in sorted(counters.items())))

@@ -229,7 +229,8 @@ class Daemon:
             case RunCommand():
                 self.runner.submit(cmd)
             case Notify(kind, data):
-                log.info("%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()))
+                level = logging.WARNING if kind in ("drift", "error") else logging.INFO
+                log.log(level, "%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()))
                 self.notify.write(cmd, time.time())
             case _:
                 raise EngineMisuse(f"no adapter carries out {cmd!r}")

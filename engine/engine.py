@@ -20,17 +20,18 @@ from engine.diff import diff, diff_service
 from engine.events import (
     AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed, ConfigLoaded, DelVip,
     HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
-    SetTimeouts, ShutdownRequested, StartCheck, StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
+    SetTimeouts, ShutdownRequested, StartCheck, StartSyncDaemon, StopSyncDaemon, TableOp, TableRead, Tick,
     TABLE_OPS,
 )
 from engine.failover import Failover, Verdict
 from engine.model import Config, Node, Server, Virtual
 from engine.pool import Member, desired_entry, dest_port, prefix_of, quorum_state, service_key
-from engine.status import PartnerStatus, ServerStatus, ServiceStatus, Status
+from engine.status import PartnerStatus, ServerStatus, ServiceStatus, Status, TableStatus, op_text
 from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
 from engine.timers import Timers
 
 LOAD_PERIOD_MS = 20_000  # nanny reads load_monitor about every 20 s
+DRIFT_OPS_KEPT = 20  # reconciling operations kept in the status for the last drift
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,16 @@ class Engine:
         self._arp_left: dict[str, tuple[str, int]] = {}  # address -> (device, ARPs still to send)
         self._sync_state: str | None = None
         self._last_rearp_ms = -(2**62)
+        # Table checks (see `_table_read`): the table generation when each
+        # pending `ReadTable` was asked (oldest first), bumped whenever table
+        # operations go out; a read asked before the last operations is stale.
+        self._table_gen = 0
+        self._reads: list[int] = []
+        self._table_checks = 0
+        self._stale_reads = 0
+        self._drifts = 0
+        self._last_drift_ms: int | None = None
+        self._last_drift: tuple[str, ...] = ()
         # Status is rebuilt incrementally: only what changed since the last snapshot.
         self._server_cache: dict[tuple[str, str], ServerStatus] = {}
         self._service_cache: dict[str, ServiceStatus] = {}
@@ -151,6 +162,7 @@ class Engine:
             adopted = isinstance(event, TableRead) and bool(event.table)
             if isinstance(event, TableRead):
                 self.applied = dict(event.table)
+                self._adopt(event.table)
             self._start(now_ms, adopted, out)
             if isinstance(event, TableRead):
                 event = Tick()
@@ -217,6 +229,8 @@ class Engine:
             self.timers.set(("check", check_id), now_ms)
         for load_id in self._loads:
             self.timers.set(("load", load_id), now_ms)
+        if self.config.table_check_interval_ms:
+            self.timers.set(("table", 0), now_ms + self.config.table_check_interval_ms)
         if self.config.syncdaemon:
             out.append(StartSyncDaemon("backup", self.config.syncd_iface, self.config.syncd_id))
             self._sync_state = "backup"
@@ -258,6 +272,11 @@ class Engine:
             out.append(ReadLoad(ident, load[0], load[1], load[2]))
         elif kind == "arp":
             self._arp_round(now_ms, out)
+        elif kind == "table":
+            if self.config.table_check_interval_ms:
+                self.timers.set(name, now_ms + self.config.table_check_interval_ms)
+            if not self._reads:  # one check at a time: a slow driver does not pile them up
+                self._ask_table(out)
 
     # ================================================================ role
 
@@ -375,10 +394,13 @@ class Engine:
     def _desired(self) -> dict[ServiceKey, ServiceEntry]:
         return {e.service.key: e for e in self._entries.values() if e is not None}
 
-    def _apply(self, desired: Table, out: list[Command]) -> None:
+    def _apply(self, desired: Table, out: list[Command]) -> list[TableOp]:
         ops = diff(self.applied, desired)
         out.extend(ops)
         self.applied = dict(desired)
+        if ops:
+            self._table_gen += 1
+        return ops
 
     def _refresh(self, virtual_name: str, out: list[Command]) -> None:
         """Recompute one virtual's service; update the kernel if active."""
@@ -398,6 +420,8 @@ class Engine:
         key = (new or old).service.key  # type: ignore[union-attr]
         ops = diff_service(key, self.applied.get(key), new)
         out.extend(ops)
+        if ops:
+            self._table_gen += 1
         if new is None:
             self.applied.pop(key, None)
         else:
@@ -582,6 +606,12 @@ class Engine:
         for load_id in self._loads:
             if load_id not in old_loads:
                 self.timers.set(("load", load_id), self.now_ms)
+        interval = config.table_check_interval_ms
+        if interval != previous.table_check_interval_ms:
+            if interval:
+                self.timers.set(("table", 0), self.now_ms + interval)
+            else:
+                self.timers.cancel(("table", 0))
         self._recompute_all(out)
         out.append(Notify("config", {"serial_no": config.serial_no}))
         if self.failover.role == "active":
@@ -606,16 +636,76 @@ class Engine:
 
     def _failed(self, command: Command, error: str, out: list[Command]) -> None:
         out.append(Notify("error", {"what": f"{type(command).__name__} failed: {error}"}))
-        if isinstance(command, TABLE_OPS):
-            out.append(ReadTable())
+        if isinstance(command, ReadTable):
+            if self._reads:  # reads are answered in order: the oldest pending one failed
+                self._reads.pop(0)
+        elif isinstance(command, TABLE_OPS):
+            self._ask_table(out)
+
+    def _ask_table(self, out: list[Command]) -> None:
+        out.append(ReadTable())
+        self._reads.append(self._table_gen)
 
     def _table_read(self, table: Table, out: list[Command]) -> None:
-        """Reconcile: the kernel holds `table`; bring it to what we want."""
+        """Reconcile: the kernel holds `table`; bring it to what we want.
+
+        A read asked before table operations that went out since may not
+        show them (the driver carried them out after reading): it is
+        discarded and the table read again, rather than taken for drift.
+        A fresh read that differs from what the engine applied is drift
+        (a change behind our back, or a command that failed): counted,
+        noted, shown in the status, and reconciled.  Both roles check: a
+        standby's table must stay empty.
+        """
+        asked = self._reads.pop(0) if self._reads else self._table_gen
+        if asked != self._table_gen:
+            self._stale_reads += 1
+            if not self._reads:
+                self._ask_table(out)
+            return
+        self._table_checks += 1
+        drifted = table != self.applied
         self.applied = dict(table)
         desired = self._desired() if self.failover.role == "active" else {}
-        if self.applied != desired:
-            out.append(Notify("drift", {"what": "kernel table differs; reconciling"}))
-            self._apply(desired, out)
+        if not drifted and self.applied == desired:
+            return
+        ops = self._apply(desired, out)
+        texts = [op_text(op) for op in ops]
+        if drifted:
+            assert self.now_ms is not None
+            self._drifts += 1
+            self._last_drift_ms = self.now_ms
+            kept = texts[:DRIFT_OPS_KEPT]
+            if len(texts) > len(kept):
+                kept.append(f"... {len(texts) - len(kept)} more")
+            self._last_drift = tuple(kept)
+        out.append(Notify("drift", {
+            "what": "kernel table differs from what was applied; reconciling" if drifted
+                    else "applied table differs from the desired one; reconciling",
+            "ops": len(ops), "diff": "; ".join(texts[:5]) + (f"; ... {len(texts) - 5} more" if len(texts) > 5 else ""),
+        }))
+
+    def _adopt(self, table: Table) -> None:
+        """A table found at start: a real server it holds at a weight above
+        0 counts as up (its check still unknown until the first result,
+        which takes it out at once if it fails), at the weight found, so
+        that going active over it changes nothing that is still right."""
+        for key, member in self._members.items():
+            service_key_ = self._service_keys.get(key[0])
+            entry = table.get(service_key_) if service_key_ is not None else None
+            if entry is None or member.server.address is None:
+                continue
+            dest = entry.dests.get(DestKey(member.server.address, dest_port(member.virtual, member.server.port)))
+            if dest is None or dest.weight <= 0:
+                continue
+            member.weight = min(dest.weight, member.server.weight)
+            self._dirty_members.add(key)
+            if member.check_id is not None:
+                check = self._checks[member.check_id]
+                if check.health.status == "unknown":
+                    check.health = replace(check.health, status="up", run=max(0, check.fall - 1),
+                                           last_detail="adopted from the kernel table")
+        self._recompute_all([])
 
     def _shutdown(self, out: list[Command]) -> None:
         assert self.now_ms is not None
@@ -647,6 +737,11 @@ class Engine:
                 drift=fo.partner_serial is not None and fo.partner_serial != self.config.serial_no,
             ),
             services=self._service_statuses(), counters=dict(fo.counters),
+            table=TableStatus(
+                check_interval_ms=self.config.table_check_interval_ms, checks=self._table_checks,
+                stale_reads=self._stale_reads, drifts=self._drifts, last_drift_ms=self._last_drift_ms,
+                last_drift=self._last_drift,
+            ),
         )
         return self._status
 

@@ -136,6 +136,7 @@ class Config:
     arp_interval_ms: int = 1_000
     notify_fifo: str | None = None
     command_timeout_ms: int = 30_000
+    table_check_interval_ms: int = 5_000  # read the kernel table back this often (drift); 0: never
     virtuals: tuple[Virtual, ...] = ()
     # The parsed document (comments, order) the writer renders into.  Not
     # part of the model's identity.

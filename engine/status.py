@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, TableOp
+from engine.table import DestKey, Forward, Service, ServiceKey
+
 
 @dataclass(frozen=True, slots=True)
 class ServerStatus:
@@ -52,6 +55,23 @@ class PartnerStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class TableStatus:
+    """The kernel's table read back and compared with what was applied.
+
+    The engine reads it every `check_interval_ms` (0: never), on either
+    role, and after a table command failed.  A read that differs is drift:
+    counted, and reconciled by `last_drift`'s operations.
+    """
+
+    check_interval_ms: int = 0
+    checks: int = 0  # reads compared with what was applied
+    stale_reads: int = 0  # reads discarded: operations went out while they were in flight
+    drifts: int = 0  # reads that differed from what was applied
+    last_drift_ms: int | None = None  # engine time of the last one
+    last_drift: tuple[str, ...] = ()  # the operations that reconciled it, as ipvsadm arguments
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     node: str  # "primary" | "backup"
     role: str  # "active" | "standby"
@@ -61,9 +81,52 @@ class Status:
     partner: PartnerStatus
     services: tuple[ServiceStatus, ...]
     counters: Mapping[str, int]
+    table: TableStatus = TableStatus()
 
     def service(self, name: str) -> ServiceStatus:
         for service in self.services:
             if service.name == name:
                 return service
         raise KeyError(f"no service named {name!r}")
+
+
+_FORWARD_FLAG: Mapping[Forward, str] = {"masq": "-m", "route": "-g", "tunnel": "-i"}
+
+
+def _service_spec(key: ServiceKey) -> str:
+    if key.protocol == "fwmark":
+        return f"-f {key.fwmark}" + (" -6" if key.family == 6 else "")
+    host = f"[{key.address}]" if key.family == 6 else key.address
+    return f"{'-u' if key.protocol == 'udp' else '-t'} {host}:{key.port}"
+
+
+def _service_args(service: Service) -> str:
+    text = f"{_service_spec(service.key)} -s {service.scheduler}"
+    if service.sched_flags:
+        text += f" -b {','.join(service.sched_flags)}"
+    if service.persistent_s:
+        text += f" -p {service.persistent_s}" + (f" -M {service.pmask}" if service.pmask else "")
+    return text
+
+
+def _dest_spec(key: DestKey) -> str:
+    return f"-r {key}"
+
+
+def op_text(op: TableOp) -> str:
+    """One table operation as `ipvsadm` arguments (`-e -t 10.0.0.1:80 -r 10.1.0.11:80 -m -w 1`),
+    for the status and the log."""
+    match op:
+        case AddService(service):
+            return f"-A {_service_args(service)}"
+        case EditService(service):
+            return f"-E {_service_args(service)}"
+        case DelService(key):
+            return f"-D {_service_spec(key)}"
+        case AddDest(key, dest):
+            return f"-a {_service_spec(key)} {_dest_spec(dest.key)} {_FORWARD_FLAG[dest.forward]} -w {dest.weight}"
+        case EditDest(key, dest):
+            return f"-e {_service_spec(key)} {_dest_spec(dest.key)} {_FORWARD_FLAG[dest.forward]} -w {dest.weight}"
+        case DelDest(key, dkey):
+            return f"-d {_service_spec(key)} {_dest_spec(dkey)}"
+    raise TypeError(f"not a table operation: {op!r}")

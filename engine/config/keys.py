@@ -78,6 +78,14 @@ def _seconds_ms(token: Token, positive: bool) -> int:
     return ms
 
 
+def _check_interval_ms(token: Token) -> int:
+    """0 (off), or a time of at least 0.1 s: reading the whole kernel table more often is waste."""
+    ms = _seconds_ms(token, positive=False)
+    if 0 < ms < 100:
+        raise ValueProblem(f"expected 0 (off) or a time of at least 0.1 s, found {token.text!r}", token.col)
+    return ms
+
+
 def _address(token: Token) -> str:
     try:
         return ipaddress.ip_address(token.text).compressed
@@ -252,6 +260,7 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     choice("heartbeat_format", ("shoal", "piranha")),
     number("arp_count", 1, 1000), time_ms("arp_interval"),
     string("notify_fifo"), time_ms("command_timeout"),
+    key("table_check_interval", "table_check_interval_ms", _check_interval_ms, _fmt_ms),
 )
 
 VIRTUAL_KEYS: tuple[Key, ...] = (

@@ -77,6 +77,7 @@ GLOBAL: list[tuple[str, str, dict[str, Any]]] = [
     ("arp_interval", ".5", {"arp_interval_ms": 500}),
     ("notify_fifo", "/run/shoal/notify", {"notify_fifo": "/run/shoal/notify"}),
     ("command_timeout", "12.125", {"command_timeout_ms": 12125}),
+    ("table_check_interval", "2.5", {"table_check_interval_ms": 2500}),
 ]
 VIRTUAL: list[tuple[str, str, dict[str, Any]]] = [
     ("active", "0", {"active": False}),

@@ -20,7 +20,12 @@ the diff.  Commands (times in seconds):
     heal PATH                 undo `cut` on that path (both directions)
     server ADDR:PORT MODE     up | down | hang | wrong
     load ADDR VALUE           the load a load_monitor read returns (none: unreadable)
-    crash NODE                the router dies
+    crash NODE                the router dies (its kernel table with it)
+    kill NODE                 the daemon alone dies: the kernel keeps its table;
+                              `boot NODE` then starts over it (adoption)
+    ipvsadm NODE ARGS         a change behind the engine's back: -A -E -D -a -e -d
+                              with -t/-u ADDR:PORT, -s, -r ADDR:PORT, -w, -m/-g/-i
+    table NODE                the node's kernel table
     admin NODE ACTION [SRV]   failover | drain | undrain | force_down | force_up | auto
     reload [F.cf] [NODE]      both engines (or NODE) get the config (as `config`)
     stall NODE T              NODE is descheduled until T: its inputs wait
@@ -37,7 +42,11 @@ from pathlib import Path
 import pytest
 
 from engine.config import parse
-from engine.events import AdminRequested, ConfigLoaded, HeartbeatReceived
+from engine.events import (
+    AddDest, AddService, AdminRequested, ConfigLoaded, DelDest, DelService, EditDest, EditService,
+    HeartbeatReceived, TableOp,
+)
+from engine.table import Dest, DestKey, Service, ServiceKey
 from tests.engine.world import NODES, World
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -109,6 +118,21 @@ class Runner:
     def do_crash(self, args: list[str], body: list[str]) -> None:
         self.w.crash(args[0])
 
+    def do_kill(self, args: list[str], body: list[str]) -> None:
+        self.w.kill(args[0])
+
+    def do_ipvsadm(self, args: list[str], body: list[str]) -> None:
+        self.w.tamper(args[0], ipvsadm_op(args[1:]))
+
+    def do_table(self, args: list[str], body: list[str]) -> list[str]:
+        lines = []
+        table = self.w.tables.get(args[0], {})
+        for key in sorted(table):
+            entry = table[key]
+            lines.append(f"{key} {entry.service.scheduler}")
+            lines.extend(f"  -> {d.key} {d.forward} weight {d.weight}" for _, d in sorted(entry.dests.items()))
+        return lines or ["(empty)"]
+
     def do_admin(self, args: list[str], body: list[str]) -> None:
         self.w.feed(args[0], AdminRequested(args[1], args[2] if len(args) > 2 else ""))  # type: ignore[arg-type]
 
@@ -142,6 +166,11 @@ class Runner:
         counters = " ".join(f"{k}={v}" for k, v in status.counters.items() if v)
         if counters:
             lines.append(f"counters {counters}")
+        t = status.table
+        if t.drifts or t.stale_reads:
+            last = "-" if t.last_drift_ms is None else f"{t.last_drift_ms / 1000:.3f}"
+            lines.append(f"table checks={t.checks} stale={t.stale_reads} drifts={t.drifts} last={last}")
+            lines.extend(f"  {op}" for op in t.last_drift)
         for service in status.services:
             lines.append(f"service {service.name} quorum_ok={service.quorum_ok} sorry={service.sorry_in_table}")
             for s in service.servers:
@@ -150,6 +179,38 @@ class Runner:
                     f" ok={s.checks_ok} failed={s.checks_failed}"
                 )
         return lines
+
+
+def ipvsadm_op(args: list[str]) -> TableOp:
+    """The table operation an `ipvsadm` command line makes (the few options the tests use)."""
+    opts: dict[str, str] = {}
+    rest = iter(args[1:])
+    for flag in rest:
+        if flag not in ("-m", "-g", "-i"):
+            opts[flag] = next(rest)
+    forward = "route" if "-g" in args else "tunnel" if "-i" in args else "masq"
+    proto, where = ("tcp", opts["-t"]) if "-t" in opts else ("udp", opts["-u"])
+    host, port = where.rsplit(":", 1)
+    key = ServiceKey(proto, host, int(port))
+    service = Service(key, opts.get("-s", "wlc"), persistent_s=int(opts.get("-p", "0")))
+    dest = None
+    if "-r" in opts:
+        address, dport = opts["-r"].rsplit(":", 1)
+        dest = Dest(DestKey(address, int(dport)), int(opts.get("-w", "1")), forward)  # type: ignore[arg-type]
+    match args[0], dest:
+        case "-A", _:
+            return AddService(service)
+        case "-E", _:
+            return EditService(service)
+        case "-D", _:
+            return DelService(key)
+        case "-a", Dest():
+            return AddDest(key, dest)
+        case "-e", Dest():
+            return EditDest(key, dest)
+        case "-d", Dest():
+            return DelDest(key, dest.key)
+    raise ValueError(f"not an ipvsadm command the tests know: {args}")
 
 
 def config_text(name: str | None, body: list[str]) -> str:

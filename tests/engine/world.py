@@ -2,7 +2,11 @@
 
 Two engines, heartbeat paths with a fixed latency that can be cut in either
 direction, real servers whose checks answer by a mode the test sets, and a
-log of the commands that matter, one line each.  The interaction tests in
+log of the commands that matter, one line each.  Each node has a kernel
+table (`engine.diff.apply` carries table commands out, a refused one comes
+back as `CommandFailed`; `ReadTable` is answered 1 ms later); a crash loses
+it with the host, a `kill` (the daemon alone dies) keeps it, and a booting
+engine is first fed what its kernel holds, as the daemon does.  The interaction tests in
 `testdata/*.txt` drive it; the simulator (`sim/`) is the full-size twin.
 """
 
@@ -10,13 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.diff import TableOpError, apply
 from engine.engine import Engine, Ready
 from engine.events import (
-    AddDest, AddService, AddVip, CheckCompleted, Command, DelDest, DelService, DelVip, EditDest,
-    EditService, HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, RunCommand, SendGratuitousArp,
-    SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon, StopSyncDaemon, Tick,
+    TABLE_OPS, AddDest, AddService, AddVip, CheckCompleted, Command, CommandFailed, DelDest, DelService,
+    DelVip, EditDest, EditService, HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable,
+    RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon, StopSyncDaemon,
+    TableOp, TableRead, Tick,
 )
 from engine.model import Config, Node
+from engine.table import ServiceEntry, ServiceKey
 
 NODES: tuple[Node, Node] = ("primary", "backup")
 
@@ -60,6 +67,8 @@ def describe(command: Command) -> str | None:
             return f"syncd start {state} {iface} id {syncid}"
         case StopSyncDaemon(state):
             return f"syncd stop {state}"
+        case ReadTable():
+            return "table read"
         case _:
             return None
 
@@ -81,6 +90,7 @@ class World:
     paused: dict[str, int] = field(default_factory=dict)  # node -> descheduled until
     pending: list[tuple[int, int, str, Input]] = field(default_factory=list)  # (at, order, node, input)
     log: list[str] = field(default_factory=list)
+    tables: dict[str, dict[ServiceKey, ServiceEntry]] = field(default_factory=dict)  # each node's kernel
     _order: int = 0
 
     # ------------------------------------------------------------ control
@@ -88,12 +98,22 @@ class World:
     def boot(self, node: str, first: Input | None = None) -> None:
         self.seq_starts[node] = self.seq_starts.get(node, 0) + 1_000_000
         self.engines[node] = Engine(self.config, node, seq_start=self.seq_starts[node], heartbeat_key=self.key)  # type: ignore[arg-type]
-        self.feed(node, first or Tick())
+        self.feed(node, first or TableRead(dict(self.tables.setdefault(node, {}))))
 
     def crash(self, node: str) -> None:
+        """The router dies: its kernel table with it."""
+        self.kill(node)
+        self.tables.pop(node, None)
+
+    def kill(self, node: str) -> None:
+        """The daemon alone dies: the kernel keeps its table."""
         self.engines.pop(node, None)
         self.deadlines.pop(node, None)
         self.pending = [p for p in self.pending if p[2] != node]
+
+    def tamper(self, node: str, op: TableOp) -> None:
+        """A change behind the engine's back (an operator's ipvsadm)."""
+        self.tables[node] = apply(self.tables.setdefault(node, {}), [op])
 
     def feed(self, node: str, event: Input) -> Ready:
         ready = self.engines[node].step(self.now_ms, event)
@@ -140,6 +160,13 @@ class World:
             self._check(node, command)
         elif isinstance(command, ReadLoad):
             self.later(1, node, LoadRead(command.load_id, self.loads.get(command.address)))
+        elif isinstance(command, TABLE_OPS):
+            try:
+                self.tables[node] = apply(self.tables.setdefault(node, {}), [command])
+            except TableOpError as e:
+                self.later(1, node, CommandFailed(command, str(e)))
+        elif isinstance(command, ReadTable):
+            self.later(1, node, TableRead(dict(self.tables.setdefault(node, {}))))
         line = describe(command)
         if line is not None:
             self.log.append(f"{fmt_time(self.now_ms)} {node} {line}")
