@@ -245,11 +245,8 @@ class Ipvs:
         pyroute2's `IPVS` in `netns`."""
         self.netns = netns
         if sock is None:
-            _lo_up(netns)
             try:
-                from pyroute2 import IPVS  # type: ignore[import-untyped]
-
-                sock = IPVS(netns=netns) if netns else IPVS()
+                sock = _Owned(netns)
             except Exception as e:
                 raise DataplaneError(f"cannot open the IPVS netlink family (is ip_vs loaded?): {e}") from None
         self.sock = sock
@@ -261,7 +258,7 @@ class Ipvs:
         self.read()  # fails now, clearly, when the kernel has no IPVS
 
     def _service(self, fields: dict[str, Any]) -> Any:
-        from pyroute2 import IPVSService
+        from pyroute2 import IPVSService  # type: ignore[import-untyped]
 
         return IPVSService(**fields)
 
@@ -331,6 +328,60 @@ class Ipvs:
         close = getattr(self.sock, "close", None)
         if close is not None:
             close()
+
+
+class _Owned:
+    """pyroute2's `IPVS` owned by one private worker thread.
+
+    pyroute2 0.9's synchronous sockets run an event loop of their own and
+    cannot be made or used inside a running asyncio loop (the daemon's:
+    "This event loop is already running"), so, as in adapters/vips.py, one
+    worker thread makes the socket and makes every call on it; a reply that
+    is an iterator is read to its end there.
+    """
+
+    def __init__(self, netns: str | None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="shoal-ipvs")
+
+        def make() -> Any:
+            _lo_up(netns)
+            from pyroute2 import IPVS
+
+            return IPVS(netns=netns) if netns else IPVS()
+
+        try:
+            self._sock = self._run(make)
+        except BaseException:
+            self._worker.shutdown(wait=False)
+            raise
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        def inside() -> Any:
+            result = fn(*args, **kwargs)
+            return list(result) if hasattr(result, "__next__") else result
+
+        return self._worker.submit(inside).result()
+
+    @property
+    def prid(self) -> Any:
+        return self._run(lambda: self._sock.prid)
+
+    def service(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self._sock.service, *args, **kwargs)
+
+    def dest(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self._sock.dest, *args, **kwargs)
+
+    def nlm_request(self, *args: Any, **kwargs: Any) -> Any:
+        return self._run(self._sock.nlm_request, *args, **kwargs)
+
+    def close(self) -> None:
+        try:
+            self._run(self._sock.close)
+        finally:
+            self._worker.shutdown(wait=False)
 
 
 def _same(written: Service, kernel: Service) -> bool:
