@@ -1,12 +1,13 @@
 """The ipvs dataplane: the kernel's IPVS table over generic netlink (pyroute2).
 
-UNTESTED ON A REAL KERNEL until issue 5's qemu harness runs it: the host
-kernel here has no IPVS.  What is tested here (tests/adapters/
-test_dataplane_dryrun.py) is the translation: operations into pyroute2 call
-arguments (with a fake IPVS socket), and the netlink messages the kernel
-would send back (encoded with pyroute2's own message classes) into a
-`Table`.  Written from pyroute2 0.9.7's `pyroute2/ipvs.py` and
-`pyroute2/netlink/generic/ipvs.py`, and the kernel's `ip_vs_ctl.c`
+Tested on a real kernel (Linux 6.1 in the qemu guest) by
+tests/kernel/guest/test_ipvs_adapter.py: every key, family, scheduler,
+forwarding method, persistence and edit round-trips through `read()` and
+`ipvsadm -Sn`; refusals carry the errno `engine.diff.apply` models.  On the
+host (no IPVS) tests/adapters/test_dataplane_dryrun.py tests the
+translation with a fake IPVS socket.  Written from pyroute2 0.9.7's
+`pyroute2/ipvs.py` and `pyroute2/netlink/generic/ipvs.py`, and the kernel's
+`ip_vs_ctl.c`
 (`ip_vs_genl_parse_service`, `ip_vs_genl_parse_dest`, `ip_vs_genl_set_config`,
 `ip_vs_genl_new_daemon`).
 
@@ -33,6 +34,16 @@ pyroute2 pitfalls handled (see MACHINE-NOTES.md):
 - adding a destination fails with EINVAL when `lo` is down in the namespace:
   the constructor brings `lo` up (best effort).
 
+What the kernel said that the model does not (test_ipvs_adapter.py):
+- a scheduler it lacks (twos before 6.2) is ENOENT on add/set: reported as
+  EINVAL naming the scheduler (`scheduler_refusal`, `refusal`);
+- fwmark 0 means "no fwmark": it would make the service TCP 0.0.0.0:0, so
+  it is refused here (EINVAL) before it reaches the kernel;
+- an IPv6 destination in an IPv4 service is EINVAL unless tunnelled;
+- a second sync daemon of one state is EEXIST and stopping none is ESRCH:
+  `sync_daemon` replaces and ignores (it is idempotent); a master needs its
+  interface up (ENETUNREACH), a backup does not; no interface: ENODEV.
+
 Errors: a refused operation raises `DataplaneError` with the kernel's errno
 name as `code` (EEXIST, ESRCH, ENOENT, EINVAL...) and the operation as `op`.
 """
@@ -41,6 +52,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import struct
 from typing import Any, Iterable, Sequence
@@ -94,6 +106,9 @@ def netmask_from_attr(family: int, value: str | None) -> str | None:
 def key_args(key: ServiceKey) -> dict[str, Any]:
     """The fields that name a service (IPVSService key fields)."""
     if key.protocol == "fwmark":
+        if not 0 < key.fwmark < 2**32:
+            # fwmark 0 means "no fwmark" to the kernel: it would make TCP 0.0.0.0:0
+            raise DataplaneError(f"IPVS has no fwmark service {key.fwmark}", code="EINVAL")
         return {"af": _af(key.family), "fwmark": key.fwmark}
     if key.protocol not in PROTOCOLS:
         raise DataplaneError(f"IPVS has no protocol {key.protocol!r}", code="EINVAL")
@@ -237,6 +252,33 @@ def _code(e: BaseException) -> str:
     return "EIO"
 
 
+def scheduler_refusal(command: str, service: Any, number: object) -> DataplaneError | None:
+    """The contract's error for a kernel that has no such scheduler, or None.
+
+    Adding or editing a service (`command` "add" or "set", `service` its
+    fields) whose scheduler the kernel cannot load (`ip_vs_scheduler_get`:
+    no module ip_vs_<name>, e.g. twos before Linux 6.2) fails with errno
+    `number` ENOENT, which the contract reserves for a missing destination:
+    it is EINVAL (not expressible by this kernel), and says which scheduler.
+    """
+    if command not in ("add", "set") or number != errno.ENOENT:
+        return None
+    name = service.get("sched_name") if hasattr(service, "get") else None
+    return DataplaneError(f"EINVAL: the kernel has no IPVS scheduler {name!r} (no module ip_vs_{name}; "
+                          f"it answered ENOENT)", code="EINVAL")
+
+
+def refusal(op: TableOp, number: int) -> DataplaneError:
+    """The contract's error for the kernel refusing `op` with errno `number`
+    (for a path that gets the errno itself, as a batched apply does)."""
+    method, command, s, _ = calls(op)
+    missing = scheduler_refusal(command, s, number)
+    if missing is not None:
+        return DataplaneError(f"{missing} ({op!r})", op, missing.code)
+    code = errno.errorcode.get(number, "EIO")
+    return DataplaneError(f"{code}: {command} {method} failed: {os.strerror(number)} ({op!r})", op, code)
+
+
 class Ipvs:
     name = "ipvs"
 
@@ -321,8 +363,22 @@ class Ipvs:
             self._config(IPVS_CMD_SET_CONFIG, attrs, cmd)
 
     def sync_daemon(self, cmd: StartSyncDaemon | StopSyncDaemon) -> None:
+        """Idempotent, as the engine means it (the state it names holds after):
+        stopping a daemon that does not run (the kernel: ESRCH) is done;
+        starting one where one of that state runs already (EEXIST: a previous
+        shoal's, or another interface or syncid) replaces it."""
         number, attrs = daemon_attrs(cmd)
-        self._config(number, [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})], cmd)
+        try:
+            self._config(number, [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})], cmd)
+        except DataplaneError as e:
+            if isinstance(cmd, StopSyncDaemon) and e.code == "ESRCH":
+                return
+            if not (isinstance(cmd, StartSyncDaemon) and e.code == "EEXIST"):
+                raise
+            stop_number, stop_attrs = daemon_attrs(StopSyncDaemon(cmd.state))
+            self._config(stop_number, [("IPVS_CMD_ATTR_DAEMON", {"attrs": stop_attrs})], cmd)
+            self._config(number, [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})], cmd)
+
 
     def close(self) -> None:
         close = getattr(self.sock, "close", None)

@@ -17,8 +17,17 @@
 The layouts follow ipvsadm 1.31's `print_service_entry`: `-Ln` service line
 `"%s  %s %s"` (protocol, address:port, scheduler), then ` (flags)`,
 ` persistent T` and ` mask M`; destination line
-`"  -> %-28s %-7s %-6d %-10u %-10u"`.  Restore lines put `-b flags` before
-`-p T -M mask`.
+`"  -> %-28s %-7s %-6d %-10u %-10u"`.  Restore lines put `-b flags` after
+`-p T -M mask`, and tunnel destinations end in `--tun-type ipip`, as
+`ipvsadm -Sn` prints them (checked against ipvsadm 1.31 and Linux 6.1 in
+tests/kernel/guest/test_ipvs_adapter.py).
+
+What ipvsadm does that a `Table` does not: for a destination of a
+non-fwmark service forwarded by route or tunnel, `ipvsadm -a/-e` replaces
+the destination's port with the service's (the kernel itself keeps any
+port given over netlink), and it refuses a non-persistent service on port 0
+(the kernel accepts it).  So the restore lines of such a table, fed to
+`ipvsadm -R`, do not give that table back.
 """
 
 from __future__ import annotations
@@ -100,20 +109,24 @@ def canonical_pmask(family: int, pmask: str | None) -> str | None:
 
 
 def _service_options(service: Service) -> str:
+    # ipvsadm -Sn's order: -s, -p, -M, then -b (the -Ln line puts the flags first)
     out = f" -s {service.scheduler}"
-    if service.sched_flags:
-        names = sched_flag_names(service.scheduler, sched_flag_bits(service.sched_flags))
-        out += " -b " + ",".join(names)
     if service.persistent_s:
         out += f" -p {service.persistent_s}"
         mask = canonical_pmask(service.key.family, service.pmask)
         if mask is not None:
             out += f" -M {mask}"
+    if service.sched_flags:
+        names = sched_flag_names(service.scheduler, sched_flag_bits(service.sched_flags))
+        out += " -b " + ",".join(names)
     return out
 
 
 def _dest_line(cmd: str, key: ServiceKey, dest: Dest) -> str:
-    return f"{cmd} {service_spec(key)} -r {_dest_spec(key, dest.key)} {FORWARD_FLAG[dest.forward]} -w {dest.weight}"
+    line = f"{cmd} {service_spec(key)} -r {_dest_spec(key, dest.key)} {FORWARD_FLAG[dest.forward]} -w {dest.weight}"
+    # ipvsadm -Sn names the tunnel type (the kernel's IPVS_DEST_ATTR_TUN_TYPE,
+    # ipip unless set otherwise); a Table's tunnel is ipip.
+    return line + " --tun-type ipip" if dest.forward == "tunnel" else line
 
 
 def restore_line(op: TableOp) -> str:
@@ -257,11 +270,16 @@ def _parse_service(tokens: list[str]) -> Service:
             i += 1
             continue
         if i + 1 >= len(tokens):
+            if opt == "-b":  # as above, at the end of the line
+                break
             raise ValueError(f"option {opt} needs a value")
         value = tokens[i + 1]
         if opt == "-s":
             scheduler = value
         elif opt == "-b":
+            if value.startswith("-"):  # ipvsadm prints "-b " for a flag it has no name for
+                i += 1
+                continue
             flags = value
         elif opt == "-p":
             persistent_s = int(value)
@@ -287,7 +305,9 @@ def _parse_dest(tokens: list[str]) -> tuple[ServiceKey, Dest]:
         if opt in FORWARD_OF_FLAG:
             forward = FORWARD_OF_FLAG[opt]
             i += 1
-        elif opt in ("-r", "-w", "-x", "-y") and i + 1 < len(tokens):
+        elif opt in ("--tun-nocsum", "--tun-csum", "--tun-remcsum"):
+            i += 1
+        elif opt in ("-r", "-w", "-x", "-y", "--tun-type", "--tun-port") and i + 1 < len(tokens):
             if opt == "-r":
                 address, port, _ = _split_hostport(tokens[i + 1])
             elif opt == "-w":

@@ -23,12 +23,12 @@ def test_restore_lines() -> None:
     assert restore_line(DelDest(WEB, RS1)) == "-d -t 10.0.0.1:80 -r 10.1.0.11:80"
     assert restore_line(DelService(WEB)) == "-D -t 10.0.0.1:80"
     assert (restore_line(EditService(Service(WEB, "sh", ("sh-port", "sh-fallback"), 300, "255.255.255.0")))
-            == "-E -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port -p 300 -M 255.255.255.0")
+            == "-E -t 10.0.0.1:80 -s sh -p 300 -M 255.255.255.0 -b sh-fallback,sh-port")  # -b last, as ipvsadm -Sn
     assert restore_line(AddService(Service(DNS6, "rr", (), 60, "64"))) == "-A -u [2001:db8::1]:53 -s rr -p 60 -M 64"
     assert restore_line(AddService(Service(FWM, "rr"))) == "-A -f 5 -s rr"
     assert restore_line(AddService(Service(FWM6, "rr", (), 10))) == "-A -f 6 -6 -s rr -p 10"
     assert restore_line(AddDest(FWM6, Dest(DestKey("2001:db8::11", 0), 2, "tunnel"))) == \
-        "-a -f 6 -6 -r [2001:db8::11]:0 -i -w 2"
+        "-a -f 6 -6 -r [2001:db8::11]:0 -i -w 2 --tun-type ipip"  # as ipvsadm -Sn prints a tunnel
     # the all-ones mask is the default and not printed, as ipvsadm does
     assert restore_line(AddService(Service(WEB, "wlc", (), 30, "32"))) == "-A -t 10.0.0.1:80 -s wlc -p 30"
 
