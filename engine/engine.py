@@ -42,6 +42,13 @@ class Ready:
     `status` is built when first read (most steps' status is never read,
     and building it is most of a step's cost); read it before the next
     step, or read `Engine.status` for the current one.
+
+    A `ReadTable` (every `table_check_interval`, and after a table command
+    failed) is answered with one `TableRead`, or a `CommandFailed` naming
+    it, in the order asked, the table read when the command is carried out
+    (after the table operations before it).  A read answered after table
+    operations of later steps went out may miss them: the engine discards
+    it and asks again, rather than take it for drift.
     """
 
     commands: tuple[Command, ...]
