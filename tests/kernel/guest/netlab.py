@@ -4,7 +4,8 @@ One `Lab` holds all three forwarding methods side by side; the director's
 IPVS table is left to the test (program it through shoal's adapter)::
 
                               LAN A 10.72.0.0/24 (bridge br0 in `sw`)
-    client 10.72.0.2 ----+---- director 10.72.0.1   (eth0; VIPs below, all on eth0)
+    client 10.72.0.2 ----+---- director 10.72.0.1   (eth0, also holding the VIPs
+                         |       NAT_VIP .110, DR_VIP .100, TUN_VIP .101 /32)
                          +---- rd1 10.72.0.11, rd2 10.72.0.12   (direct routing:
                          |       DR_VIP on lo, arp_ignore=1, arp_announce=2)
                          +---- gw 10.72.0.254 (a plain router, ip_forward=1)
@@ -26,7 +27,8 @@ Every real server answers HTTP on port 80 from a thread of *this* process
 request reached it at (the VIP for DR and tunnel, its own for NAT), and the
 client's address as it saw it.  `Lab.get` and `KeepAlive` make requests
 from the client namespace the same way (sockets made inside it).  Nothing
-runs as another process but `ip`, `nft` and `modprobe`, waited for.
+runs as another process but `ip`, `nft`, `ipvsadm` and `modprobe`, each
+waited for; `Lab.close()` stops the threads and deletes the namespaces.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ TUN_VIP = "10.72.0.101"
 NAT_SERVERS = {"rn1": "10.71.0.11", "rn2": "10.71.0.12", "rn3": "10.71.0.13"}
 DR_SERVERS = {"rd1": "10.72.0.11", "rd2": "10.72.0.12"}
 TUN_SERVERS = {"rt1": "10.75.0.11", "rt2": "10.75.0.12"}
-TIMEOUT_S = 3.0
+TIMEOUT_S = 5.0  # per socket operation; TCG under load is slow, never this slow
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Reply:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive unless the client says close
-    timeout = 10  # an idle kept connection ends
+    timeout = 60  # an idle kept connection ends (a test keeps one a few seconds)
     disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
