@@ -1,0 +1,584 @@
+"""Failover time for real (issue 4): shoal's pair against a keepalived pair.
+
+    .venv/bin/python bench/failover.py [--runs N] [--timers 1/3,0.1/0.3] [--json]
+
+Root; the shoal daemons are started with this python (use the venv's).
+
+For each timer setting (keepalive/deadtime 1/3 s and 0.1/0.3 s) the bench
+builds the lab's network (`adapters/lab`: namespaces client, primary,
+backup, two real servers; bridges for the public and server networks; the
+client's neighbour `locktime` 0 and `arp_accept` 1, so a gratuitous ARP
+moves the VIP's entry at once), starts the lab's real servers and the lab's
+client (`adapters/lab/client.py`: a new TCP connection and an HTTP/1.0 GET
+to the VIP every 10 ms, 0.3 s timeout, each recorded with the monotonic
+time it was opened), then measures, N times:
+
+- crash: the router that is active now dies as the lab's `crash` fault
+  kills it (shoal: SIGKILL of the daemon; keepalived: SIGSTOP of its VRRP
+  child, as the issue asks; then, for both, the router's links go down).
+  The link-down is what makes it a crash for the client: a stopped or
+  killed process leaves the kernel forwarding, and the VIP where it was.
+- the figure: from the signal to the opening of the first client request
+  that succeeds among those opened after the links went down (10 ms
+  resolution, the client's period; a success is the `HTTP/1.0 200` line).
+  Beside it, "survivor active": from the signal to when the survivor
+  says it took over (shoal: its control socket reports `role active`,
+  which the engine sets before the VIPs are added; keepalived: its log
+  has a new "Entering MASTER STATE", written before it sets the VIPs),
+  polled every 10 ms or so until it holds: what detection took, the rest
+  being the takeover's own work (adding the addresses, gratuitous ARP,
+  for shoal writing its table).
+- restore, the lab's `restart` fault: the dead router's addresses and
+  nftables flushed (a boot), links up, its daemon started again.  Before
+  the next crash the pair must be stable twice, `max(0.5 s, 2 x keepalive)`
+  apart (shoal: one router active, the other standby, each hearing its
+  partner; keepalived: one router holds every VIP, the other none, both
+  running), with every client request of the last 0.5 s served; a pair
+  found stable and then not is counted as "not yet settled" (a flap: load
+  on the machine).  Neither pair preempts (shoal `backup_active = 1` and
+  no preemption; keepalived `state BACKUP` and `nopreempt`), so the next
+  crash hits the router that took over: the runs alternate between the
+  primary and the backup dying.
+
+shoal: two `shoal run --dataplane nft` daemons, the lab's own (`LabWorld`).
+On takeover the backup adds the VIP and `nat_router`, sends gratuitous ARP
+(scapy; its defaults: 5, 1 s apart) and writes its nft table (a standby
+holds none).
+
+keepalived (Debian's 2.2.7, the yardstick): `keepalived -n -l -D -P` in
+each router's namespace, VRRPv3, one instance on the public interface,
+`advert_int` = keepalive, priority 150 on the primary and 100 on the
+backup, both `state BACKUP` with `nopreempt`; its virtual addresses are
+the VIP on the public interface and `nat_router` (the real servers'
+gateway) on the server interface, as shoal's.  The NAT dataplane is the
+same nft table shoal writes (`adapters/dataplane/nft.py`'s own text),
+installed on both routers up front and at every restart: that is how
+keepalived runs LVS (its checker programs the IPVS table on the master and
+the backup alike; only the addresses move), so keepalived's figure is VRRP
+and ARP alone, with no table to write at takeover.  Its gratuitous ARPs
+are its defaults (5 at once on becoming master, 5 more 5 s later).
+
+What the two share: namespaces, bridges, addresses, real servers, client,
+the crash and the restore; what differs is only the router software.  A
+VRRP backup declares the master dead after 3 x advert_int + skew
+((256 - priority) / 256 x advert_int: 0.61 s for the backup at priority
+100, 0.41 s for the primary at 150, at advert 1 s), counted from the last
+advert heard; shoal's backup after `deadtime` from the last heartbeat.
+
+Everything started here is stopped by its PID, and every namespace
+removed, on every exit path (an exception, Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from adapters.dataplane.nft import service_text, skeleton  # noqa: E402
+from adapters.lab.plan import LabError, plan as make_plan  # noqa: E402
+from adapters.lab.topology import PREFIX, Topology, lab_namespaces, preflight, run  # noqa: E402
+from adapters.lab.world import LabWorld  # noqa: E402
+from engine.config import parse  # noqa: E402
+from engine.model import Config  # noqa: E402
+from engine.pool import service_key  # noqa: E402
+from engine.table import Dest, DestKey, Service, ServiceEntry  # noqa: E402
+from scenario.model import Fault  # noqa: E402
+
+CLIENT_RATE = 100  # connections per second
+CLIENT_TIMEOUT_S = 0.3
+VRID = 51
+PRIORITY = {"primary": 150, "backup": 100}
+ROUTERS = ("primary", "backup")
+OTHER = {"primary": "backup", "backup": "primary"}
+DEFAULT_TIMERS = ((1.0, 3.0, 10), (0.1, 0.3, 20))  # keepalive s, deadtime s, default runs
+
+CONFIG = """serial_no = 1
+primary = 10.0.0.1
+backup = 10.0.0.2
+backup_active = 1
+keepalive = {keepalive:g}
+deadtime = {deadtime:g}
+network = nat
+nat_router = 10.1.0.254 eth1:1
+nat_nmask = 255.255.255.0
+virtual web {{
+    address = 10.0.0.100 eth0:1
+    vip_nmask = 255.255.255.0
+    port = 80
+    scheduler = rr
+    send = "GET / HTTP/1.0\\r\\n\\r\\n"
+    expect = "HTTP/1.0 200"
+    timeout = 1
+    reentry = 2
+    server web1 {{
+        address = 10.1.0.11
+    }}
+    server web2 {{
+        address = 10.1.0.12
+    }}
+}}
+"""
+
+KEEPALIVED = """global_defs {{
+    router_id {name}
+    vrrp_version 3
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    nopreempt
+    interface {public_dev}
+    virtual_router_id {vrid}
+    priority {priority}
+    advert_int {advert:g}
+    virtual_ipaddress {{
+        {vip}/24 dev {public_dev}
+        {nat_router}/24 dev {server_dev}
+    }}
+}}
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# ------------------------------------------------------------------ the client's record
+
+
+class ClientLog:
+    """The lab client's output file, read as it grows: (opened, ok) records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.records: list[tuple[float, bool]] = []
+
+    def poll(self) -> list[tuple[float, bool]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self.records
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].decode().splitlines():
+            words = line.split()
+            if len(words) == 3:
+                self.records.append((float(words[0]), words[1] == "1"))
+        return self.records
+
+    def serving(self, since: float) -> bool:
+        """Every request opened since `since` (and finished by now) succeeded, at least 5 of them."""
+        until = time.monotonic() - CLIENT_TIMEOUT_S - 0.05
+        window = [ok for t, ok in self.poll() if since <= t < until]
+        return len(window) >= 5 and all(window)
+
+    def first_success(self, after: float, timeout_s: float,
+                      took_over: Callable[[], bool]) -> tuple[float | None, float | None]:
+        """The opening time of the first successful request opened after
+        `after`, and when `took_over()` first held (polled every 10 ms
+        until then: the survivor's own account of its takeover)."""
+        deadline = time.monotonic() + timeout_s
+        marked: float | None = None
+        while time.monotonic() < deadline:
+            if marked is None and took_over():
+                marked = time.monotonic()
+            if any(ok and t >= after for t, ok in self.poll()):
+                time.sleep(CLIENT_TIMEOUT_S + 0.05)  # let the requests opened before it finish too
+                if marked is None and took_over():
+                    marked = time.monotonic()
+                return min(t for t, ok in self.poll() if ok and t >= after), marked
+            time.sleep(0.01)
+        return None, marked
+
+
+def start_client(world: LabWorld) -> ClientLog:
+    targets = [a for host, port in world.plan.targets for a in ("--target", f"{host}:{port}")]
+    world.client = world._spawn("client", ["-m", "adapters.lab.client", *targets, "--rate", str(CLIENT_RATE),
+                                           "--timeout", f"{CLIENT_TIMEOUT_S:g}", "--out", str(world.client_out)],
+                                world.workdir / "client.log")
+    return ClientLog(world.client_out)
+
+
+@contextmanager
+def lab(config: Config, tag: str) -> Iterator[tuple[LabWorld, ClientLog]]:
+    """The lab's network, real servers and client; everything removed on exit."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"shoal-failover-{tag}-"))
+    try:
+        with Topology(make_plan([config]), tag=f"fo{os.getpid()}{tag}") as topo:
+            world = LabWorld(topo, config, workdir, CLIENT_TIMEOUT_S)
+            try:
+                world.write_config(config)
+                world.start_servers()
+                yield world, start_client(world)
+            finally:
+                world.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class Runs:
+    seconds: list[float | None] = field(default_factory=list)  # crash -> first client success
+    takeover: list[float | None] = field(default_factory=list)  # crash -> the survivor says it took over
+    crashed: list[str] = field(default_factory=list)
+    unsettled: int = 0  # a pair found stable before a crash, and not `settle_s` later
+
+    def record(self, who: str, i: int, n: int, crashed: str, t_crash: float, served: float | None,
+               marked: float | None, echo: Callable[[str], None]) -> None:
+        took = None if served is None else served - t_crash
+        over = None if marked is None else marked - t_crash
+        self.seconds.append(took)
+        self.takeover.append(over)
+        self.crashed.append(crashed)
+        echo(f"  {who:<10} {i + 1:2}/{n} crash {crashed:7}: "
+             + ("never served again" if took is None else f"served again after {took:.3f} s")
+             + ("" if over is None else f" (survivor active after {over:.3f} s)"))
+
+    def done(self) -> list[float]:
+        return [s for s in self.seconds if s is not None]
+
+
+# ------------------------------------------------------------------ shoal
+
+
+def settled(find: Callable[[], str | None], settle_s: float, timeout_s: float, logs: Callable[[], str],
+            runs: Runs) -> str:
+    """The active router once `find()` has named the same one `settle_s`
+    apart (the pair stable, the client served); a pair found stable and
+    then not, `settle_s` later, is counted in `runs.unsettled` (noise: a
+    flap under load)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        first = find()
+        if first is not None:
+            time.sleep(settle_s)
+            if find() == first:
+                return first
+            runs.unsettled += 1
+        time.sleep(0.1)
+    raise BenchError(f"the pair did not settle in {timeout_s:g} s\n{logs()}")
+
+
+def shoal_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
+    keepalive_s, deadtime_s = config.keepalive_ms / 1000, config.deadtime_ms / 1000
+    limit_s = 10 * deadtime_s + 10
+    settle_s = max(0.5, 2 * keepalive_s)
+    out = Runs()
+    with lab(config, "s") as (world, client):
+        for r in ROUTERS:
+            world.start_daemon(r)
+        world.wait_daemons()
+
+        def find() -> str | None:
+            status = {r: world.status(r) for r in ROUTERS}
+            active = [r for r in ROUTERS if status[r].get("role") == "active"]
+            if len(active) != 1 or status[OTHER[active[0]]].get("role") != "standby":
+                return None
+            if not all(status[r].get("partner", {}).get("alive") is True for r in ROUTERS):
+                return None
+            return active[0] if client.serving(time.monotonic() - 0.5) else None
+
+        def logs() -> str:
+            return "\n".join(f"--- {r}\n{world.log_tail(r)}" for r in ROUTERS)
+
+        for i in range(n):
+            active = settled(find, settle_s, 30 + 10 * deadtime_s, logs, out)
+            t_crash = time.monotonic()
+            world.apply(Fault(0, "crash", active))
+            t_down = time.monotonic()
+            survivor = OTHER[active]
+            served, marked = client.first_success(t_down, limit_s,
+                                                  lambda: world.status(survivor).get("role") == "active")
+            out.record("shoal", i, n, active, t_crash, served, marked, echo)
+            world.apply(Fault(0, "restart", active))
+    return out
+
+
+# ------------------------------------------------------------------ keepalived
+
+
+def nft_script(config: Config) -> str:
+    """shoal's nft text for the config's table, every server up (the same dataplane)."""
+    text = skeleton(4)
+    for v in config.virtuals:
+        key = service_key(v)
+        assert key is not None
+        dests = {DestKey(s.address, s.port or v.port): Dest(DestKey(s.address, s.port or v.port), s.weight, "masq",
+                                                            s.name)
+                 for s in v.servers if s.address}
+        entry = ServiceEntry(Service(key, v.scheduler, v.sched_flags, v.persistent_s, None, v.name), dests)
+        text += service_text(key, None, entry)
+    return text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() == "keepalived"
+    except OSError:
+        return False
+
+
+class Keepalived:
+    """One keepalived per router, started, stopped and killed by PID."""
+
+    def __init__(self, world: LabWorld, advert_s: float) -> None:
+        self.world, self.advert_s = world, advert_s
+        self.parents: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, int] = {}
+        self.logs: dict[str, Path] = {}
+        self.starts = 0
+        self.table = nft_script(world.config)
+
+    def conf(self, name: str) -> Path:
+        node = self.world.plan.node(name)
+        public_dev = next(i.name for i in node.ifaces if i.net == "public")
+        server_dev = next(i.name for i in node.ifaces if i.net == "server")
+        vip = next(v.address for v in self.world.config.virtuals if v.address)
+        path = self.world.workdir / f"keepalived-{name}.conf"
+        path.write_text(KEEPALIVED.format(name=name, public_dev=public_dev, server_dev=server_dev, vrid=VRID,
+                                          priority=PRIORITY[name], advert=self.advert_s, vip=vip,
+                                          nat_router=self.world.config.nat_router))
+        return path
+
+    def install_table(self, name: str) -> None:
+        run("ip", "netns", "exec", self.world.topo.ns(name), "nft", "-f", "-", input=self.table)
+
+    def start(self, name: str) -> None:
+        self.starts += 1
+        work = self.world.workdir
+        pid_file, vrrp_file = work / f"keepalived-{name}.pid", work / f"keepalived-{name}-vrrp.pid"
+        for f in (pid_file, vrrp_file):
+            f.unlink(missing_ok=True)
+        self.logs[name] = work / f"keepalived-{name}-{self.starts}.log"
+        with open(self.logs[name], "ab") as log:
+            self.parents[name] = subprocess.Popen(
+                ["ip", "netns", "exec", self.world.topo.ns(name), "keepalived", "-n", "-l", "-D", "-P",
+                 "-f", str(self.conf(name)), "-p", str(pid_file), "-r", str(vrrp_file)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                pid = int(vrrp_file.read_text().strip())
+                if _alive(pid):
+                    self.children[name] = pid
+                    return
+            except (OSError, ValueError):
+                pass
+            if self.parents[name].poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"keepalived on {name} did not start its VRRP child:\n{self.log(name)}")
+            time.sleep(0.02)
+
+    def log(self, name: str) -> str:
+        try:
+            return self.logs[name].read_text(errors="replace")[-3000:]
+        except (KeyError, OSError):
+            return "(no log)"
+
+    def masters(self, name: str) -> int:
+        """How often it entered MASTER since its start (its log is written as it goes)."""
+        try:
+            return self.logs[name].read_text(errors="replace").count("Entering MASTER STATE")
+        except (KeyError, OSError):
+            return 0
+
+    def running(self, name: str) -> bool:
+        parent = self.parents.get(name)
+        return parent is not None and parent.poll() is None and _alive(self.children.get(name, 0))
+
+    def stop(self, name: str) -> None:
+        """The VRRP child stopped (SIGSTOP): the crash."""
+        os.kill(self.children[name], signal.SIGSTOP)
+
+    def kill(self, name: str) -> None:
+        parent = self.parents.pop(name, None)
+        if parent is not None and parent.poll() is None:
+            parent.send_signal(signal.SIGKILL)
+            parent.wait(5)
+        child = self.children.pop(name, None)
+        if child is None:  # interrupted between its start and reading its pid file
+            try:
+                child = int((self.world.workdir / f"keepalived-{name}-vrrp.pid").read_text().strip())
+            except (OSError, ValueError):
+                pass
+        if child is not None and _alive(child):
+            os.kill(child, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while _alive(child) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    def close(self) -> None:
+        for name in dict.fromkeys([*self.parents, *self.children]):
+            self.kill(name)
+
+
+def keepalived_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
+    advert_s, deadtime_s = config.keepalive_ms / 1000, config.deadtime_ms / 1000
+    limit_s = 10 * deadtime_s + 10
+    settle_s = max(0.5, 2 * advert_s)
+    vips = frozenset(world_vips(config))
+    out = Runs()
+    with lab(config, "k") as (world, client):
+        ka = Keepalived(world, advert_s)
+        try:
+            for r in ROUTERS:
+                ka.install_table(r)
+                ka.start(r)
+
+            def find() -> str | None:
+                held = {r: world.vips(r) for r in ROUTERS}
+                master = [r for r in ROUTERS if held[r] == vips and not held[OTHER[r]]]
+                if not master or not all(ka.running(r) for r in ROUTERS):
+                    return None
+                return master[0] if client.serving(time.monotonic() - 0.5) else None
+
+            def logs() -> str:
+                return "\n".join(f"--- {r}\n{ka.log(r)}" for r in ROUTERS)
+
+            for i in range(n):
+                master = settled(find, settle_s, 30 + 10 * deadtime_s, logs, out)
+                survivor = OTHER[master]
+                before = ka.masters(survivor)
+                t_crash = time.monotonic()
+                ka.stop(master)
+                world.topo.links(master, up=False)
+                t_down = time.monotonic()
+                served, marked = client.first_success(t_down, limit_s, lambda: ka.masters(survivor) > before)
+                out.record("keepalived", i, n, master, t_crash, served, marked, echo)
+                # restore: the lab's `restart`, with keepalived's table installed at boot
+                ka.kill(master)
+                own = {a.split("/")[0] for iface in world.plan.node(master).ifaces for a in iface.addresses}
+                world.topo.flush_router(master, own | {"127.0.0.1", "::1"})
+                ka.install_table(master)
+                world.topo.links(master, up=True)
+                ka.start(master)
+        finally:
+            ka.close()
+    return out
+
+
+def world_vips(config: Config) -> list[str]:
+    return [v.address for v in config.virtuals if v.address] + [config.nat_router or ""]
+
+
+# ------------------------------------------------------------------ report
+
+
+def summary(runs: Runs) -> dict[str, Any]:
+    done = runs.done()
+    over = [s for s in runs.takeover if s is not None]
+    return {"runs": len(runs.seconds), "failed": len(runs.seconds) - len(done),
+            "median_s": round(statistics.median(done), 3) if done else None,
+            "worst_s": round(max(done), 3) if done else None,
+            "takeover_median_s": round(statistics.median(over), 3) if over else None,
+            "seconds": [None if s is None else round(s, 3) for s in runs.seconds],
+            "takeover_s": [None if s is None else round(s, 3) for s in runs.takeover], "crashed": runs.crashed,
+            "unsettled": runs.unsettled}
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+
+def _s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["failover: crash of the active router -> first successful client request to the VIP (seconds)",
+             f"{'keepalive/deadtime':<19} {'N':>3}  {'shoal median':>12} {'worst':>6}  "
+             f"{'keepalived median':>17} {'worst':>6}  {'ratio median':>12} {'worst':>6}"]
+    for r in results:
+        s, k = r["shoal"], r["keepalived"]
+        lines.append(f"{r['timers']:<19} {s['runs']:>3}  {_s(s['median_s']):>12} {_s(s['worst_s']):>6}  "
+                     f"{_s(k['median_s']):>17} {_s(k['worst_s']):>6}  "
+                     f"{_ratio(s['median_s'], k['median_s']):>12} {_ratio(s['worst_s'], k['worst_s']):>6}")
+        lines.append(f"{'':<19} {'':>3}  survivor active (median): shoal {_s(s['takeover_median_s'])}, "
+                     f"keepalived {_s(k['takeover_median_s'])}")
+        for who, x in (("shoal", s), ("keepalived", k)):
+            if x["unsettled"]:
+                lines.append(f"  {who}: {x['unsettled']} look(s) before a crash found the pair not yet settled")
+            if x["failed"]:
+                lines.append(f"  {who}: {x['failed']} of {x['runs']} runs never served again (left out above)")
+    lines.append("ratio = shoal / keepalived (below 1: shoal recovers sooner); keepalived: VRRPv3, "
+                 "advert_int = keepalive")
+    return "\n".join(lines)
+
+
+def parse_timers(text: str, runs: int | None) -> list[tuple[float, float, int]]:
+    out = []
+    for item in text.split(","):
+        keepalive, deadtime = (float(x) for x in item.split("/"))
+        default = next((d[2] for d in DEFAULT_TIMERS if d[:2] == (keepalive, deadtime)), 10)
+        out.append((keepalive, deadtime, runs or default))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/failover.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, help="crashes per setting and per pair (default 10 at 1/3 s, 20 at 0.1/0.3 s)")
+    parser.add_argument("--timers", default="1/3,0.1/0.3", help="keepalive/deadtime settings, comma separated")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = parser.parse_args(argv)
+    if shutil.which("keepalived") is None:
+        print("bench/failover.py: keepalived not found (apt-get install keepalived)", file=sys.stderr)
+        return 2
+    echo = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    results = []
+    started = time.monotonic()
+    try:
+        preflight()
+        for keepalive, deadtime, n in parse_timers(args.timers, args.runs):
+            config = parse(CONFIG.format(keepalive=keepalive, deadtime=deadtime), "failover.cf")
+            echo(f"# keepalive {keepalive:g} s, deadtime {deadtime:g} s: {n} crashes each")
+            shoal = shoal_runs(config, n, echo)
+            keepalived = keepalived_runs(config, n, echo)
+            results.append({"timers": f"{keepalive:g}/{deadtime:g} s", "keepalive_s": keepalive, "deadtime_s": deadtime,
+                            "shoal": summary(shoal), "keepalived": summary(keepalived)})
+    except (LabError, BenchError) as e:
+        print(f"bench/failover.py: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench/failover.py: interrupted; everything it started is stopped and removed", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        left = [ns for ns in lab_namespaces() if ns.startswith(f"{PREFIX}fo{os.getpid()}")]
+        if left:
+            print(f"bench/failover.py: namespaces left behind: {' '.join(left)}", file=sys.stderr)
+    wall_s = time.monotonic() - started
+    if args.json:
+        print(json.dumps({"results": results, "wall_s": round(wall_s, 1)}, indent=2))
+    else:
+        print()
+        print(table(results))
+        print(f"# {wall_s:.0f} wall seconds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
