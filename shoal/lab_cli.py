@@ -1,9 +1,11 @@
-"""`shoal lab SCENARIO.toml [--time-scale F] [--keep-going]` (SPEC.md, "The command line").
+"""`shoal lab SCENARIO.toml [--time-scale F] [--dataplane nft|ipvs] [--keep-going]` (SPEC.md, "The command line").
 
 Runs the scenario for real on network namespaces (adapters/lab): prints
 the timeline as it happens, then one verdict line per expectation.  By
 default the run stops at the first failed expectation (a lab run costs
-wall time); `--keep-going` runs to the end.
+wall time); `--keep-going` runs to the end.  `--dataplane` is the daemons' (`shoal run
+--dataplane`): `nft` by default (any kernel), `ipvs` where the kernel has
+IPVS (the qemu guest of tests/kernel).
 
 Exit 0: every expectation holds; 1: one failed; 2: a bad scenario or
 config (`file:line: message`), or the lab cannot run here (not root, a
@@ -31,6 +33,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("scenario", help="scenario file")
     parser.add_argument("--time-scale", type=float, default=1.0, metavar="F",
                         help="multiply every time in the scenario and its config by F (e.g. 0.25)")
+    parser.add_argument("--dataplane", choices=("nft", "ipvs"), default="nft",
+                        help="the daemons' dataplane (default nft; ipvs needs the kernel's IPVS)")
     parser.add_argument("--keep-going", action="store_true", help="run to the end after a failed expectation")
     try:
         args = parser.parse_args(argv)
@@ -46,11 +50,12 @@ def main(argv: list[str]) -> int:
         return 2
     previous = signal.signal(signal.SIGTERM, _interrupt)
     print(f"# {scenario.title}")
-    print(f"# lab, time scale {args.time_scale:g}: {scenario.duration_ms / 1000:g} scenario seconds in "
+    print(f"# lab, dataplane {args.dataplane}, time scale {args.time_scale:g}: {scenario.duration_ms / 1000:g} scenario seconds in "
           f"{scenario.duration_ms * args.time_scale / 1000:g} wall seconds; times below are scenario seconds",
           flush=True)
     try:
-        result = run(scenario, args.time_scale, args.keep_going, echo=lambda s: print(s, flush=True))
+        result = run(scenario, args.time_scale, args.keep_going, echo=lambda s: print(s, flush=True),
+                     dataplane=args.dataplane)
     except LabError as e:
         print(f"shoal lab: {e}", file=sys.stderr)
         return 2

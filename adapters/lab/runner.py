@@ -2,13 +2,18 @@
 judged by `scenario.checks` (the code `shoal sim` judges with), the two
 `always` expectations sampled, and a timeline.
 
-Scenario time 0 is when both daemons answer on their control sockets.
+Scenario time 0 is when both daemons answer on their control sockets and
+the active one has a first check result for each of its servers (on a host
+a few milliseconds later; under qemu's software emulation, seconds).
 Every time in the scenario and its configs is multiplied by the time scale
 (`plan.scale_scenario`); the timeline prints scenario seconds (wall seconds
 divided by the scale), so it reads like the scenario file.
 
-Sampling (every `POLL_S` of wall time): each router's VIPs (`ip -j addr` in
-its namespace), role (control socket) and table (control socket); changes
+Sampling (every `POLL_S` of wall time, or as often as half the time allows
+when a sample takes longer): each router's VIPs (`ip -j addr` in
+its namespace), role (control socket) and table (control socket: the
+daemon reads it back from its dataplane, the nft ruleset or the IPVS table
+of its namespace, so both dataplanes are observed the same way); changes
 go to the timeline.  The `always` expectations, judged from the samples:
 
 - single_owner: a VIP held by both routers whose daemons run, for longer
@@ -120,7 +125,7 @@ class Sampler:
                                                       f"(wall) with a heartbeat path up")
 
     def _table_matches_health(self, now_ms: float, name: str, view: Any) -> None:
-        problem = table_problem(self.world.status(name), view.table) if view.daemon else ""
+        problem = table_problem(self.world.last_status.get(name, {}), view.table) if view.daemon else ""
         if not problem:
             self.stale[name] = None
             return
@@ -163,14 +168,15 @@ def _dests(d: dict[DestKey, int]) -> str:
 
 
 def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
-        echo: Callable[[str], None] | None = None) -> LabResult:
-    """Run `scenario` for real.  LabError when the lab cannot run (exit 2)."""
+        echo: Callable[[str], None] | None = None, dataplane: str = "nft") -> LabResult:
+    """Run `scenario` for real, the daemons on `dataplane` ("nft" or "ipvs").  LabError when the
+    lab cannot run (exit 2)."""
     from adapters.lab.timeline import line
 
     scaled = scale_scenario(scenario, scale)
     configs = [scaled.config] + [f.value for f in scaled.faults if f.kind == "reload"]
     lab_plan = make_plan(configs)
-    preflight()
+    preflight(dataplane)
     result = LabResult()
     started = time.monotonic()
     t0 = started
@@ -184,7 +190,8 @@ def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
     workdir = Path(tempfile.mkdtemp(prefix="shoal-lab-"))
     try:
         with Topology(lab_plan) as topo:
-            world = LabWorld(topo, scaled.config, workdir, max(0.2, CLIENT_TIMEOUT_MS * scale / 1000))
+            world = LabWorld(topo, scaled.config, workdir, max(0.2, CLIENT_TIMEOUT_MS * scale / 1000),
+                             dataplane=dataplane)
             try:
                 t0 = _start(world, scaled)
                 _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result)
@@ -204,7 +211,15 @@ def _start(world: LabWorld, scenario: Scenario) -> float:
     for r in ROUTERS:
         world.start_daemon(r)
     world.wait_daemons()
+    world.wait_first_checks()
     return time.monotonic()
+
+
+def _sample(sampler: Sampler, now_ms: float) -> float:
+    """One sample; how long it took (wall seconds)."""
+    started = time.monotonic()
+    sampler.sample(now_ms)
+    return time.monotonic() - started
 
 
 def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], scale: float, keep_going: bool,
@@ -219,10 +234,16 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
     steps.sort(key=lambda s: (s[0], s[1]))
     verdicts: dict[int, Verdict] = {}
     stopped_at: float | None = None
+    # Between two samples a pause of `POLL_S`, or as long as the last sample took when that was
+    # longer: looking never takes more than half the time (under qemu's software emulation a
+    # sample costs far more than `POLL_S`, and the daemons looked at need the CPU).  No sample is
+    # started that would end after the next step is due: faults and expectations stay on time.
+    took_s = 0.0
     for at_ms, _, step in steps:
         while now_ms() < at_ms:
-            sampler.sample(now_ms())
-            time.sleep(max(0.0, min(POLL_S, (at_ms - now_ms()) / 1000)))
+            if (at_ms - now_ms()) / 1000 > took_s:
+                took_s = _sample(sampler, now_ms())
+            time.sleep(max(0.0, min(max(POLL_S, took_s), (at_ms - now_ms()) / 1000)))
         if isinstance(step, Fault):
             trace(now_ms(), "world", "fault", {"what": step.describe()})
             world.apply(step)
@@ -237,8 +258,7 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
             break
     else:
         while now_ms() < scenario.duration_ms:
-            sampler.sample(now_ms())
-            time.sleep(POLL_S)
+            time.sleep(max(POLL_S, _sample(sampler, now_ms())))
     end_ms = now_ms() if stopped_at is None else stopped_at
     world.stop_client()
     records = [((t - t0) * 1000, ok) for t, ok in world.client_records()]

@@ -8,6 +8,9 @@ Removing the namespaces removes everything else with them.
 The heartbeat faults (partitions, loss) are nftables rules in the bridges'
 namespace (`bridge` family, forward hook), so the routers' own nftables
 (the daemons' dataplane) are never touched by the lab.
+
+With the ipvs dataplane each router's IPVS table (and its connection sync
+daemon) is its namespace's own; it goes away with the namespace.
 """
 
 from __future__ import annotations
@@ -31,13 +34,17 @@ def run(*args: str, check: bool = True, input: str | None = None) -> str:
     return done.stdout
 
 
-def preflight() -> None:
-    """Root and the tools, or LabError saying what is missing."""
+def preflight(dataplane: str = "nft") -> None:
+    """Root, the tools and (for `ipvs`) the kernel's IPVS, or LabError saying what is missing."""
     if os.geteuid() != 0:
         raise LabError("shoal lab needs root (network namespaces, veths, nftables)")
-    missing = [t for t in ("ip", "nft") if shutil.which(t) is None]
+    tools = {"ip": "iproute2", "nft": "nftables", **({"ipvsadm": "ipvsadm"} if dataplane == "ipvs" else {})}
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        raise LabError(f"shoal lab needs {' and '.join(missing)} (apt-get install iproute2 nftables)")
+        raise LabError(f"shoal lab needs {' and '.join(missing)} (apt-get install {' '.join(tools[t] for t in missing)})")
+    if dataplane == "ipvs" and not os.path.exists("/proc/net/ip_vs"):
+        raise LabError("shoal lab --dataplane ipvs needs the kernel's IPVS (modprobe ip_vs); "
+                       "this kernel has none loaded")
 
 
 def lab_namespaces() -> list[str]:
@@ -120,8 +127,9 @@ class Topology:
         for iface in self.plan.node(node).ifaces:
             run("ip", "-n", self.ns(node), "link", "set", iface.name, "up" if up else "down")
 
-    def flush_router(self, node: str, keep: set[str]) -> None:
-        """A router host's boot: only the lab's own addresses, no nftables."""
+    def flush_router(self, node: str, keep: set[str], ipvs: bool = False) -> None:
+        """A router host's boot: only the lab's own addresses, no nftables (with `ipvs`: an
+        empty IPVS table and no connection sync daemon either)."""
         data = json.loads(run("ip", "-n", self.ns(node), "-j", "addr", "show") or "[]")
         for link in data:
             for a in link.get("addr_info", []):
@@ -129,6 +137,10 @@ class Topology:
                     run("ip", "-n", self.ns(node), "addr", "del", f"{a['local']}/{a['prefixlen']}",
                         "dev", link["ifname"], check=False)
         run("ip", "netns", "exec", self.ns(node), "nft", "flush", "ruleset")
+        if ipvs:
+            run("ip", "netns", "exec", self.ns(node), "ipvsadm", "-C")
+            for state in ("master", "backup"):
+                run("ip", "netns", "exec", self.ns(node), "ipvsadm", "--stop-daemon", state, check=False)
 
     def addresses(self, node: str) -> frozenset[str]:
         """The IPv4/IPv6 addresses configured in a node's namespace."""

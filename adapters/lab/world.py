@@ -29,6 +29,11 @@ from scenario.checks import RouterView
 from scenario.model import Fault
 
 ROUTERS = ("primary", "backup")
+# Generous bounds, reached only when something is wrong: under qemu's software emulation (the
+# kernel suite's `shoal lab --dataplane ipvs`) a daemon takes half a minute to start and a
+# control-socket answer can take seconds; on a host, milliseconds.
+START_TIMEOUT_S = 120.0
+ASK_TIMEOUT_S = 5.0
 ROOT = str(Path(__file__).resolve().parents[2])  # the checkout: `python -m shoal` runs from here
 
 
@@ -50,8 +55,9 @@ class HeartbeatFaults:
 
 class LabWorld:
     def __init__(self, topo: Topology, config: Config, workdir: Path, client_timeout_s: float,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, dataplane: str = "nft") -> None:
         self.topo, self.plan, self.config = topo, topo.plan, config
+        self.dataplane = dataplane  # the daemons' `--dataplane`: "nft" or "ipvs"
         self.workdir, self.python = workdir, python
         self.client_timeout_s = client_timeout_s
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -60,6 +66,7 @@ class LabWorld:
         self.client_out = workdir / "client.txt"
         self.client: subprocess.Popen[bytes] | None = None
         self.hb = HeartbeatFaults()
+        self.last_status: dict[str, dict[str, Any]] = {}  # per router, from the last `router_view`
 
     # ------------------------------------------------------------ processes
 
@@ -74,22 +81,26 @@ class LabWorld:
         return proc
 
     def start_servers(self) -> None:
+        started = []
         for node in self.plan.servers:
             control = str(self.workdir / f"{node.name}.sock")
-            self._spawn(node.name, ["-m", "adapters.lab.server", "--ports", ",".join(map(str, node.ports)),
-                                    "--control", control, "--load", str(self.workdir / f"{node.name}.load")],
-                        self.workdir / f"{node.name}.log")
+            started.append(self._spawn(node.name, ["-m", "adapters.lab.server", "--ports",
+                                                   ",".join(map(str, node.ports)), "--control", control,
+                                                   "--load", str(self.workdir / f"{node.name}.load")],
+                                       self.workdir / f"{node.name}.log"))
             for name in node.servers:
                 self.servers[name] = control
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + START_TIMEOUT_S
         for control in set(self.servers.values()):
             while True:
                 try:
                     lab_server.ask(control, "ping")
                     break
                 except OSError:
-                    if time.monotonic() > deadline:
-                        raise LabError(f"the lab server behind {control} did not start") from None
+                    dead = [p.args for p in started if p.poll() is not None]
+                    if dead or time.monotonic() > deadline:
+                        why = f"exited: {dead[0]}" if dead else f"no answer in {START_TIMEOUT_S:g} s"
+                        raise LabError(f"the lab server behind {control} did not start ({why})") from None
                     time.sleep(0.05)
 
     def start_client(self) -> None:
@@ -115,23 +126,37 @@ class LabWorld:
     def start_daemon(self, name: str) -> None:
         r = self.routers[name]
         r.state_dir.mkdir(exist_ok=True)
-        r.proc = self._spawn(name, ["-m", "shoal", "run", "-c", str(r.config_path), "--dataplane", "nft",
+        r.proc = self._spawn(name, ["-m", "shoal", "run", "-c", str(r.config_path), "--dataplane", self.dataplane,
                                     "--state-dir", str(r.state_dir)], r.log_path)
 
-    def wait_daemons(self, timeout_s: float = 15.0) -> None:
+    def wait_daemons(self, timeout_s: float | None = None) -> None:
         """Until both control sockets answer (or a daemon died: LabError with its log)."""
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + (START_TIMEOUT_S if timeout_s is None else timeout_s)
         for r in self.routers.values():
             while True:
                 if r.proc is None or r.proc.poll() is not None:
                     raise LabError(f"the {r.name} daemon exited at start:\n{self.log_tail(r.name)}")
                 try:
-                    ask(str(r.state_dir), {"cmd": "status"}, 1.0)
+                    ask(str(r.state_dir), {"cmd": "status"}, ASK_TIMEOUT_S)
                     break
                 except (OSError, ValueError):
                     if time.monotonic() > deadline:
                         raise LabError(f"the {r.name} daemon does not answer:\n{self.log_tail(r.name)}") from None
                     time.sleep(0.05)
+
+    def wait_first_checks(self, slack_s: float = 5.0) -> None:
+        """Until every active daemon has a first check result for each of its servers, as the
+        simulator's routers have at time 0; at most the longest check timeout + `slack_s` (a
+        server that is never checked does not hold the lab up longer)."""
+        timeouts = [v.timeout_ms for v in self.config.virtuals if v.timeout_ms]
+        deadline = time.monotonic() + max(timeouts, default=0) / 1000 + slack_s
+        while time.monotonic() < deadline:
+            statuses = [s for s in (self.status(r) for r in ROUTERS if self.daemon_running(r))
+                        if s.get("role") == "active"]
+            if all(server.get("last_check") is not None for s in statuses
+                   for service in s.get("services", []) for server in service.get("servers", [])):
+                return
+            time.sleep(0.05)
 
     def log_tail(self, name: str, lines: int = 25) -> str:
         try:
@@ -169,7 +194,7 @@ class LabWorld:
         elif kind == "restart":
             self._kill_daemon(value)
             own = {a.split("/")[0] for i in self.plan.node(value).ifaces for a in i.addresses}
-            self.topo.flush_router(value, own | {"127.0.0.1", "::1"})
+            self.topo.flush_router(value, own | {"127.0.0.1", "::1"}, ipvs=self.dataplane == "ipvs")
             self.topo.links(value, up=True)
             self.routers[value].host_up = True
             self.start_daemon(value)
@@ -251,13 +276,13 @@ class LabWorld:
 
     def status(self, name: str) -> dict[str, Any]:
         try:
-            return ask(str(self.routers[name].state_dir), {"cmd": "status"}, 1.0)
+            return ask(str(self.routers[name].state_dir), {"cmd": "status"}, ASK_TIMEOUT_S)
         except (OSError, ValueError):
             return {}
 
     def table(self, name: str) -> Table:
         try:
-            answer = ask(str(self.routers[name].state_dir), {"cmd": "table"}, 1.0)
+            answer = ask(str(self.routers[name].state_dir), {"cmd": "table"}, ASK_TIMEOUT_S)
         except (OSError, ValueError):
             return {}
         return table_from_json(answer.get("table", []), self.config)
@@ -268,7 +293,9 @@ class LabWorld:
     def router_view(self, name: str, with_table: bool = True) -> RouterView:
         daemon = self.daemon_running(name)
         host_up = self.routers[name].host_up
-        role = str(self.status(name).get("role", "down")) if daemon else "down"
+        status = self.status(name) if daemon else {}
+        self.last_status[name] = status
+        role = str(status.get("role", "down")) if daemon else "down"
         vips = self.vips(name) if host_up else frozenset()
         table = self.table(name) if daemon and with_table else {}
         return RouterView(name, daemon, host_up, role, vips, table)
