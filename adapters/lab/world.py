@@ -97,9 +97,9 @@ class LabWorld:
                     lab_server.ask(control, "ping")
                     break
                 except OSError:
-                    dead = [p.args for p in started if p.poll() is not None]
+                    dead = [p.returncode for p in started if p.poll() is not None]
                     if dead or time.monotonic() > deadline:
-                        why = f"exited: {dead[0]}" if dead else f"no answer in {START_TIMEOUT_S:g} s"
+                        why = f"a server exited with {dead[0]}" if dead else f"no answer in {START_TIMEOUT_S:g} s"
                         raise LabError(f"the lab server behind {control} did not start ({why})") from None
                     time.sleep(0.05)
 

@@ -17,6 +17,14 @@ the same real server; B is reset by the backup (no entry: a mid-stream
 segment to the VIP is answered by the backup's own stack); a new
 connection is balanced as usual.
 
+What it takes, found here: nothing beyond the config's `syncdaemon`,
+`syncd_iface` and `syncd_id` and a `nat_router` that moves with the active
+router (the engine adds it and sends gratuitous ARPs for it, as for a VIP,
+so the real servers' replies reach the new director).  No conntrack:
+`net.ipv4.vs.conntrack` stays 0; the synced entry carries the NAT mapping,
+and the backup forwards with it though it had no service when it was
+synced (the kernel keeps such an entry unbound, "but still handled").
+
     client 10.60.0.250 --br0-- primary 10.60.0.1 / backup 10.60.0.2 (eth0; VIP 10.60.0.100 on eth0:1)
                         --br2-- primary 192.168.60.1 / backup 192.168.60.2 (eth2: heartbeat, sync)
     rs1 10.61.0.11, rs2 10.61.0.12 --br1-- primary 10.61.0.1 / backup 10.61.0.2 (eth1;
