@@ -12,7 +12,10 @@ The contract every implementation keeps (the daemon relies on it):
 
 - `apply(ops)` carries the operations out in order.  The first one that
   fails raises `DataplaneError` carrying that operation (`.op`); the ones
-  before it stay applied, the ones after it are not attempted.  An
+  before it stay applied.  The ones after it are not attempted, except by
+  `ipvs`, which sends operations in netlink batches (genl.BATCH): the
+  kernel carries out the rest of the failing batch too.  Either way the
+  caller reads the table back after a failure and reconciles.  An
   operation the kernel refuses (adding what exists, touching what does not)
   fails the same way `engine.diff.apply` says it would (`.code`: EEXIST,
   ESRCH, ENOENT; other failures have code "EIO" or "EINVAL").

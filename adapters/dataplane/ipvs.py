@@ -51,13 +51,15 @@ name as `code` (EEXIST, ESRCH, ENOENT, EINVAL...) and the operation as `op`.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import socket
 import struct
 from typing import Any, Iterable, Sequence
 
-from adapters.dataplane import DataplaneError
+from adapters.dataplane import DataplaneError, genl
+from adapters.dataplane.genl import IpvsNetlink
 from adapters.dataplane.ipvsadm import canonical, canonical_pmask, default_pmask, sched_flag_bits, sched_flag_names
 from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, SetTimeouts
 from engine.events import StartSyncDaemon, StopSyncDaemon, TableOp
@@ -272,11 +274,33 @@ def refusal(op: TableOp, number: int) -> DataplaneError:
     """The contract's error for the kernel refusing `op` with errno `number`
     (for a path that gets the errno itself, as a batched apply does)."""
     method, command, s, _ = calls(op)
-    missing = scheduler_refusal(command, s, number)
+    missing = scheduler_refusal(command, s, number) if method == "service" else None
     if missing is not None:
         return DataplaneError(f"{missing} ({op!r})", op, missing.code)
     code = errno.errorcode.get(number, "EIO")
     return DataplaneError(f"{code}: {command} {method} failed: {os.strerror(number)} ({op!r})", op, code)
+
+
+@functools.lru_cache(maxsize=4096)
+def _service_attr(key: ServiceKey) -> bytes:
+    return genl.service_attr(key_args(key))
+
+
+def encode_op(op: TableOp) -> bytes:
+    """One operation as the generic-netlink payload genl.py sends: the
+    destination operations (the bulk) by the fast path, the rest through
+    `calls` (pyroute2's field names; the same translation either way)."""
+    match op:
+        case AddDest(key, dest):
+            return genl.encode_dest("add", _service_attr(key), dest.key.address, dest.key.port,
+                                    FWD_METHOD[dest.forward], dest.weight)
+        case EditDest(key, dest):
+            return genl.encode_dest("set", _service_attr(key), dest.key.address, dest.key.port,
+                                    FWD_METHOD[dest.forward], dest.weight)
+        case DelDest(key, dkey):
+            return genl.encode_dest("del", _service_attr(key), dkey.address, dkey.port)
+    method, command, s, d = calls(op)
+    return genl.encode(method, command, s, d)
 
 
 class Ipvs:
@@ -286,9 +310,14 @@ class Ipvs:
         """`sock`: an `IPVS`-like object (tests pass a fake); by default
         pyroute2's `IPVS` in `netns`."""
         self.netns = netns
+        # Table writes and reads go through genl.py (batched, struct-encoded:
+        # faster than `ipvsadm -R`); pyroute2 keeps the config commands
+        # (timeouts, sync daemon) and is what tests fake.
+        self.fast: IpvsNetlink | None = None
         if sock is None:
             try:
                 sock = _Owned(netns)
+                self.fast = IpvsNetlink(netns)
             except Exception as e:
                 raise DataplaneError(f"cannot open the IPVS netlink family (is ip_vs loaded?): {e}") from None
         self.sock = sock
@@ -310,6 +339,9 @@ class Ipvs:
         return IPVSDest(**fields)
 
     def apply(self, ops: Sequence[TableOp]) -> None:
+        if self.fast is not None:
+            self._apply_batched(self.fast, ops)
+            return
         for op in ops:
             method, command, s, d = calls(op)
             try:
@@ -325,19 +357,59 @@ class Ipvs:
             if isinstance(op, (AddService, EditService)):
                 self.spelling[op.service.key] = op.service
 
+    def _apply_batched(self, fast: IpvsNetlink, ops: Sequence[TableOp]) -> None:
+        """`apply` through genl.py: every operation encoded, then sent in
+        batches.  On a failure the operations after the failing one in its
+        batch may have been carried out too (the kernel goes on): the caller
+        reads the table back, as after any failure."""
+        payloads = []
+        for op in ops:
+            try:
+                payloads.append(encode_op(op))
+            except DataplaneError as e:
+                raise DataplaneError(str(e), op, e.code) from None
+        try:
+            failed = fast.send_batch(payloads)
+        except OSError as e:
+            code = _code(e)
+            raise DataplaneError(f"{code}: sending {len(ops)} IPVS operation(s) failed: {e}", ops[0] if ops else None,
+                                 code) from None
+        done = len(ops) if failed is None else failed[0]
+        for op in ops[:done]:
+            if isinstance(op, (AddService, EditService)):
+                self.spelling[op.service.key] = op.service
+        if failed is not None:
+            raise refusal(ops[failed[0]], failed[1])
+
+    def _dumped_services(self) -> list[Any]:
+        if self.fast is not None:
+            return self.fast.services()
+        return [msg.get_attr("IPVS_CMD_ATTR_SERVICE") for msg in self.sock.service("dump")]
+
+    def _dumped_dests(self, key: ServiceKey) -> dict[DestKey, Dest]:
+        dests: dict[DestKey, Dest] = {}
+        if self.fast is not None:
+            for address, port, method, weight in self.fast.dest_tuples(key_args(key)):
+                forward = FORWARD_OF_METHOD.get(method & IP_VS_CONN_F_FWD_MASK)
+                if forward is None:
+                    raise DataplaneError(f"destination with forwarding method {method} (local node) is not supported")
+                dkey = DestKey(address, port)
+                dests[dkey] = Dest(dkey, weight, forward)
+            return dests
+        for reply in self.sock.dest("dump", service=self._service(key_args(key))):
+            dest = dest_from_nla(reply.get_attr("IPVS_CMD_ATTR_DEST"))
+            dests[dest.key] = dest
+        return dests
+
     def read(self) -> Table:
         out: dict[ServiceKey, ServiceEntry] = {}
         try:
-            for msg in self.sock.service("dump"):
-                service = service_from_nla(msg.get_attr("IPVS_CMD_ATTR_SERVICE"))
+            for nla in self._dumped_services():
+                service = service_from_nla(nla)
                 written = self.spelling.get(service.key)
                 if written is not None and _same(written, service):
                     service = written
-                dests: dict[DestKey, Dest] = {}
-                for reply in self.sock.dest("dump", service=self._service(key_args(service.key))):
-                    dest = dest_from_nla(reply.get_attr("IPVS_CMD_ATTR_DEST"))
-                    dests[dest.key] = dest
-                out[service.key] = ServiceEntry(service, dests)
+                out[service.key] = ServiceEntry(service, self._dumped_dests(service.key))
         except DataplaneError:
             raise
         except Exception as e:
@@ -379,8 +451,9 @@ class Ipvs:
             self._config(stop_number, [("IPVS_CMD_ATTR_DAEMON", {"attrs": stop_attrs})], cmd)
             self._config(number, [("IPVS_CMD_ATTR_DAEMON", {"attrs": attrs})], cmd)
 
-
     def close(self) -> None:
+        if self.fast is not None:
+            self.fast.close()
         close = getattr(self.sock, "close", None)
         if close is not None:
             close()
@@ -424,8 +497,14 @@ class _Owned:
     def prid(self) -> Any:
         return self._run(lambda: self._sock.prid)
 
-    def service(self, *args: Any, **kwargs: Any) -> Any:
-        return self._run(self._sock.service, *args, **kwargs)
+    def service(self, command: str, service: Any = None) -> Any:
+        try:
+            return self._run(self._sock.service, command, service=service)
+        except Exception as e:
+            missing = scheduler_refusal(command, service, getattr(e, "code", None))
+            if missing is None:
+                raise
+            raise missing from None
 
     def dest(self, *args: Any, **kwargs: Any) -> Any:
         return self._run(self._sock.dest, *args, **kwargs)
