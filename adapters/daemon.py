@@ -37,6 +37,18 @@ class StartError(Exception):
     """The daemon cannot start: a clear message, exit non-zero."""
 
 
+def _preload() -> None:
+    """Import now what a takeover needs (scapy for gratuitous ARP, pyroute2
+    for the VIPs): imported at the first takeover they cost 0.1-0.5 s of
+    failover time (bench/failover.py)."""
+    from adapters.arp import preload
+
+    preload()
+    import pyroute2  # noqa: F401
+
+    from pyroute2 import IPRoute  # noqa: F401
+
+
 def load_config(path: str) -> Config:
     try:
         text = Path(path).read_text()
@@ -122,9 +134,8 @@ class Daemon:
             await self.sockets.open(self.config, self.node, self._datagram)
         except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
             raise StartError(str(e)) from None
-        from adapters.arp import preload
 
-        await asyncio.get_running_loop().run_in_executor(None, preload)  # scapy's import: not at takeover
+        await asyncio.get_running_loop().run_in_executor(None, _preload)  # imports: not at takeover
         self.control = ControlServer(self.state_dir, self._request)
         await self.control.start()
         self.engine = Engine(self.config, self.node, heartbeat_key=key, seq_start=time.time_ns() // 1000)
