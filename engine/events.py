@@ -19,6 +19,9 @@ gets a `Ready`:
      added, services edited, destinations added, edited, deleted, services
      deleted);
   5. `StartCheck` / `ReadLoad` / `Notify` / `RunCommand(notify_*)` last.
+     A `ReadTable` is carried out in command order like the rest: the
+     table it reads is the kernel's at that point (see `Ready` in
+     engine.py for the reads that miss later operations).
 
 - `next_deadline_ms` is when the engine next needs a `Tick` (None: only
   inputs will wake it).  Waking late is harmless; waking early is a no-op.
@@ -268,7 +271,9 @@ class Notify:
 
     kind: "role" (from, to, reason), "health" (service, server, from, to,
     detail), "weight" (service, server, weight), "partner" (alive, reason),
-    "drift" (ours, theirs), "heartbeat_lost" (path), "quorum" (service, ok),
+    "drift" (what, ops, diff: the kernel's table read back differed from the
+    applied one; `diff` the reconciling operations as ipvsadm arguments),
+    "heartbeat_lost" (path), "quorum" (service, ok),
     "config" (serial_no), "error" (what).
     """
 
