@@ -25,6 +25,10 @@ go to the timeline.  The `always` expectations, judged from the samples:
   it lasts `STALE_MS` of wall time (a table op in flight between two reads
   is not one).
 
+`vip_owner` (naming a router) also reads the client's neighbour table: each
+VIP's entry must carry the MAC of that router's interface (the gratuitous
+ARPs of a takeover reached the client), not only the address on the router.
+
 `client_success` is judged at the end, once every connection opened in the
 window has finished.
 """
@@ -42,7 +46,7 @@ from adapters.lab.plan import plan as make_plan, scale_scenario
 from adapters.lab.topology import Topology, preflight
 from adapters.lab.world import ROUTERS, LabWorld
 from engine.table import DestKey
-from scenario.checks import View, judge
+from scenario.checks import View, active_vips, judge
 from scenario.model import Expect, Fault, Scenario
 
 POLL_S = 0.05
@@ -167,6 +171,19 @@ def _dests(d: dict[DestKey, int]) -> str:
     return "{" + ", ".join(f"{k} w{w}" for k, w in sorted(d.items())) + "}"
 
 
+def _client_arp(world: LabWorld, view: View, ok: bool, what: str, owner: str) -> tuple[bool, str]:
+    """A real observation the simulator has no need of: the client's
+    neighbour entry for each VIP points at the MAC of the router that should
+    hold it (after the gratuitous ARPs of a takeover; a few ms of slack)."""
+    for _ in range(10):
+        seen = {vip: world.arp_holder(vip) for vip in active_vips(view.config)}
+        if all(holder == owner for holder in seen.values()):
+            return ok, what
+        time.sleep(0.02)
+    wrong = ", ".join(f"{vip} -> {holder}" for vip, holder in seen.items() if holder != owner)
+    return False, f"{what}; the client's neighbour table: {wrong}"
+
+
 def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
         echo: Callable[[str], None] | None = None, dataplane: str = "nft") -> LabResult:
     """Run `scenario` for real, the daemons on `dataplane` ("nft" or "ipvs").  LabError when the
@@ -251,6 +268,8 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
         index, e = step
         view = View(round(now_ms()), world.config, {r: world.router_view(r) for r in ROUTERS})
         ok, what = judge(original[index], view)  # described in scenario time
+        if e.kind == "vip_owner" and e.value != "none":
+            ok, what = _client_arp(world, view, ok, what, str(e.value))
         verdicts[index] = Verdict(ok, what, e.line)
         trace(now_ms(), "world", "expect", {"ok": ok, "what": what})
         if not ok and not keep_going:

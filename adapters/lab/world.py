@@ -290,6 +290,26 @@ class LabWorld:
     def vips(self, name: str) -> frozenset[str]:
         return self.topo.addresses(name) & frozenset(self.plan.vips)
 
+    def arp_holder(self, address: str) -> str:
+        """Who the client's neighbour table says holds `address`: the router
+        whose interface has the entry's MAC, "nobody" (no usable entry) or
+        "MAC" (a MAC no router has)."""
+        import json
+
+        out = subprocess.run(["ip", "-n", self.topo.ns("client"), "-j", "neigh", "show", address],
+                             capture_output=True, text=True).stdout
+        entries = [e for e in json.loads(out or "[]")
+                   if e.get("lladdr") and not {"FAILED", "INCOMPLETE"} & set(e.get("state", []))]
+        if not entries:
+            return "nobody"
+        mac = str(entries[0]["lladdr"]).lower()
+        for name in ROUTERS:
+            links = subprocess.run(["ip", "-n", self.topo.ns(name), "-j", "link", "show"],
+                                   capture_output=True, text=True).stdout
+            if any(str(link.get("address", "")).lower() == mac for link in json.loads(links or "[]")):
+                return name
+        return mac
+
     def router_view(self, name: str, with_table: bool = True) -> RouterView:
         daemon = self.daemon_running(name)
         host_up = self.routers[name].host_up

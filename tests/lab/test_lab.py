@@ -132,6 +132,37 @@ def test_servers_faults_and_client_through_a_hand_made_router() -> None:
             world.close()
 
 
+def test_client_neighbour_table_names_the_vip_holder() -> None:
+    """`vip_owner` in the lab also reads the client's neighbour table: the
+    entry's MAC is mapped back to the router that has it, and a wrong one
+    fails the expectation with what the client sees."""
+    from adapters.lab.runner import _client_arp
+    from scenario.checks import View
+
+    config = load(CRASH).config
+    with Topology(plan([config]), tag="t-neigh") as topo, tempfile.TemporaryDirectory() as tmp:
+        world = LabWorld(topo, config, Path(tmp), 0.5)
+        try:
+            client = topo.ns("client")
+
+            def mac(router: str) -> str:
+                out = run("ip", "-n", topo.ns(router), "-j", "link", "show", "eth0")
+                return str(__import__("json").loads(out)[0]["address"])
+
+            assert world.arp_holder("10.0.0.100") == "nobody"
+            run("ip", "-n", client, "neigh", "replace", "10.0.0.100", "lladdr", mac("backup"), "dev", "eth0")
+            assert world.arp_holder("10.0.0.100") == "backup"
+            view = View(0, config, {})
+            ok, what = _client_arp(world, view, True, "vip_owner primary", "primary")
+            assert not ok and "10.0.0.100 -> backup" in what
+            run("ip", "-n", client, "neigh", "replace", "10.0.0.100", "lladdr", mac("primary"), "dev", "eth0")
+            assert _client_arp(world, view, True, "vip_owner primary", "primary") == (True, "vip_owner primary")
+            run("ip", "-n", client, "neigh", "replace", "10.0.0.100", "lladdr", "02:00:00:00:00:99", "dev", "eth0")
+            assert world.arp_holder("10.0.0.100") == "02:00:00:00:00:99"
+        finally:
+            world.close()
+
+
 def _lab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LAB, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
