@@ -101,11 +101,11 @@ def _service_spec(key: ServiceKey) -> str:
 
 
 def _service_args(service: Service) -> str:
-    text = f"{_service_spec(service.key)} -s {service.scheduler}"
-    if service.sched_flags:
-        text += f" -b {','.join(service.sched_flags)}"
+    text = f"{_service_spec(service.key)} -s {service.scheduler}"  # in `ipvsadm -Sn`'s order: -p, -M, then -b
     if service.persistent_s:
         text += f" -p {service.persistent_s}" + (f" -M {service.pmask}" if service.pmask else "")
+    if service.sched_flags:
+        text += f" -b {','.join(service.sched_flags)}"
     return text
 
 

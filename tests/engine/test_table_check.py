@@ -175,7 +175,7 @@ def test_op_text() -> None:
     v6 = ServiceKey("udp", "2001:db8::1", 53, family=6)
     mark = ServiceKey("fwmark", "", 0, 7, 6)
     sticky = Service(web, "sh", ("sh-port",), 300, "255.255.255.0")
-    assert op_text(AddService(sticky)) == "-A -t 10.0.0.1:80 -s sh -b sh-port -p 300 -M 255.255.255.0"
+    assert op_text(AddService(sticky)) == "-A -t 10.0.0.1:80 -s sh -p 300 -M 255.255.255.0 -b sh-port"
     assert op_text(EditService(Service(v6, "rr"))) == "-E -u [2001:db8::1]:53 -s rr"
     assert op_text(DelService(mark)) == "-D -f 7 -6"
     assert op_text(AddDest(web, Dest(DestKey("10.1.0.1", 8080), 3, "route"))) == \
