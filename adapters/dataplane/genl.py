@@ -34,7 +34,9 @@ import os
 import socket
 import struct
 import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
 
 NETLINK_GENERIC = 16
 SOL_NETLINK = 270
@@ -98,7 +100,7 @@ def _nla(kind: int, payload: bytes) -> bytes:
     return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
 
 
-def _value(kind: str, value: Any, family: int) -> bytes:
+def _value(kind: str, value: Any) -> bytes:
     if kind == "u16":
         return struct.pack("=H", int(value))
     if kind == "u32":
@@ -117,21 +119,21 @@ def _value(kind: str, value: Any, family: int) -> bytes:
     raise ValueError(kind)
 
 
-def _nested(fields: dict[str, Any], table: dict[str, tuple[int, str]], family: int) -> bytes:
+def _nested(fields: dict[str, Any], table: dict[str, tuple[int, str]]) -> bytes:
     out = b""
     for name, value in fields.items():
         if value is None or name not in table:
             continue
         number, kind = table[name]
-        out += _nla(number, _value(kind, value, family))
+        out += _nla(number, _value(kind, value))
     return out
 
 
 def encode(method: str, command: str, service: dict[str, Any], dest: dict[str, Any] | None) -> bytes:
     """The genetlink payload (genlmsghdr + attributes) of one IPVS command."""
-    attrs = _nla(CMD_ATTR_SERVICE | 0x8000, _nested(service, SVC_ATTRS, service.get("af", socket.AF_INET)))
+    attrs = _nla(CMD_ATTR_SERVICE | 0x8000, _nested(service, SVC_ATTRS))
     if dest is not None:
-        attrs += _nla(CMD_ATTR_DEST | 0x8000, _nested(dest, DEST_ATTRS, dest.get("addr_family", socket.AF_INET)))
+        attrs += _nla(CMD_ATTR_DEST | 0x8000, _nested(dest, DEST_ATTRS))
     return struct.pack("=BBH", CMD[(method, command)], IPVS_GENL_VERSION, 0) + attrs
 
 
@@ -172,7 +174,7 @@ def encode_dest(command: str, service_attr: bytes, address: str, port: int,
 
 def service_attr(key_fields: dict[str, Any]) -> bytes:
     """IPVS_CMD_ATTR_SERVICE holding only the fields that name a service."""
-    return _nla(CMD_ATTR_SERVICE | 0x8000, _nested(key_fields, SVC_ATTRS, key_fields.get("af", socket.AF_INET)))
+    return _nla(CMD_ATTR_SERVICE | 0x8000, _nested(key_fields, SVC_ATTRS))
 
 
 # ------------------------------------------------------------------ decoding
@@ -438,24 +440,20 @@ class IpvsNetlink:
                 out.append(decode_service(nested))
         return out
 
-    def dests(self, key: dict[str, Any]) -> list[Attrs]:
-        """The destinations of the service named by `key` (pyroute2-style key fields)."""
+    def _dest_dump(self, key: dict[str, Any], decode: Callable[[bytes, int], T]) -> list[T]:
         payload = encode("dest", "dump", key, None)
         family = int(key.get("af", socket.AF_INET))
         out = []
         for body in self._dump(payload):
             nested = _cmd_attr(body, CMD_ATTR_DEST)
             if nested is not None:
-                out.append(decode_dest(nested, family))
+                out.append(decode(nested, family))
         return out
+
+    def dests(self, key: dict[str, Any]) -> list[Attrs]:
+        """The destinations of the service named by `key` (pyroute2-style key fields)."""
+        return self._dest_dump(key, decode_dest)
 
     def dest_tuples(self, key: dict[str, Any]) -> list[tuple[str, int, int, int]]:
         """`dests`, fast: (address, port, forwarding method, weight) each."""
-        payload = encode("dest", "dump", key, None)
-        family = int(key.get("af", socket.AF_INET))
-        out = []
-        for body in self._dump(payload):
-            nested = _cmd_attr(body, CMD_ATTR_DEST)
-            if nested is not None:
-                out.append(dest_fields(nested, family))
-        return out
+        return self._dest_dump(key, dest_fields)
