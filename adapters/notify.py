@@ -10,11 +10,16 @@ returncode None when it timed out or could not be started; detail says
 what happened and ends with the last bytes of its output.
 
 `NotifyWriter` appends one JSON line per `Notify` event,
-`{"t": now_s, "kind": ..., **data}`, to a FIFO or a regular file.  A FIFO
-is opened non-blocking: with no reader, or a full pipe, the line is dropped
-and counted; it never blocks the daemon.  A regular file (created if
-missing) is opened for each line, so log rotation works.  No I/O error is
-ever raised: they are counted in `errors` by name.
+`{"t": now_s, "kind": ..., **data}`, to a FIFO or a regular file.  The path
+is opened with O_NOFOLLOW|O_NONBLOCK: a symbolic link is refused (ELOOP,
+counted as "symlink"), a FIFO with no reader or a full pipe drops the line
+(counted); it never blocks the daemon.  A regular file (created, mode 0600,
+if missing) is opened for each line, so log rotation works.  No error is
+ever raised (a path the kernel cannot take, such as one holding a NUL, is
+counted as "bad-path"): errors are counted in `errors` by name, and logged
+the first time each happens, then at most once a minute, with the counts.
+`notify_path_problem(path)` says at start or reload why a path cannot be
+used (a symlink, neither a FIFO nor a regular file, a NUL).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import os
 import signal
 import stat
+import time
 from collections.abc import Callable
 
 from engine.events import Notify, RunCommand
@@ -36,6 +42,7 @@ log = logging.getLogger("shoal.notify")
 OnResult = Callable[[RunCommand, "int | None", str], None]
 OUTPUT_KEEP = 512  # bytes of a command's output kept for the detail
 PIPE_BUF = 4096
+LOG_EVERY_S = 60.0  # a failing notify_fifo is logged at most this often (after each new kind of error)
 
 
 def _log_result(cmd: RunCommand, returncode: int | None, detail: str) -> None:
@@ -166,6 +173,24 @@ def _killpg(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def notify_path_problem(path: str) -> str | None:
+    """Why `path` cannot be the notify FIFO (None: it can).  A missing
+    path is fine: a regular file is created at the first line."""
+    if "\0" in path:
+        return f"notify_fifo {path!r} holds a NUL byte"
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"notify_fifo {path}: {e.strerror}"
+    if stat.S_ISLNK(mode):
+        return f"notify_fifo {path} is a symbolic link: refusing to follow it (name the FIFO or file itself)"
+    if not (stat.S_ISFIFO(mode) or stat.S_ISREG(mode)):
+        return f"notify_fifo {path} is neither a FIFO nor a regular file"
+    return None
+
+
 class NotifyWriter:
     """JSON lines of `Notify` events to a FIFO or file (`path` None: nowhere)."""
 
@@ -174,9 +199,24 @@ class NotifyWriter:
         self.errors: dict[str, int] = {}
         self.written = 0
         self._fifo: int | None = None
+        self._logged_at = -LOG_EVERY_S
 
     def _count(self, name: str) -> None:
+        first = name not in self.errors
         self.errors[name] = self.errors.get(name, 0) + 1
+        now = time.monotonic()
+        if first or now - self._logged_at >= LOG_EVERY_S:
+            total = sum(self.errors.values())
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
+            log.warning("notify_fifo %s: line dropped (%s); %d dropped in all (%s)",
+                        self.path, _MEANING.get(name, name), total, counts)
+            self._logged_at = now
+
+    def retarget(self, path: str | None) -> None:
+        """A reload named another path."""
+        if path != self.path:
+            self.close()
+            self.path = path
 
     def write(self, event: Notify, now_s: float) -> None:
         if self.path is None:
@@ -187,18 +227,27 @@ class NotifyWriter:
             self._count("encode")
             return
         data = line.encode()
-        try:
-            if self._fifo is None and stat.S_ISFIFO(os.stat(self.path).st_mode):
-                self._fifo = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            pass  # a regular file, created below
-        except OSError as e:
-            self._count("no-reader" if e.errno == errno.ENXIO else _name(e))
-            return
         if self._fifo is not None:
             self._write_fifo(data)
+            return
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            self._count({errno.ENXIO: "no-reader", errno.ELOOP: "symlink"}.get(e.errno or 0, _name(e)))
+            return
+        except ValueError:  # a NUL in the path
+            self._count("bad-path")
+            return
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode):
+            self._fifo = fd
+            self._write_fifo(data)
+        elif stat.S_ISREG(mode):
+            self._write_file(fd, data)
         else:
-            self._write_file(data)
+            os.close(fd)
+            self._count("not-fifo-or-file")
 
     def _write_fifo(self, data: bytes) -> None:
         assert self._fifo is not None
@@ -214,23 +263,28 @@ class NotifyWriter:
             self._count(_name(e))
             self.close()
 
-    def _write_file(self, data: bytes) -> None:
-        assert self.path is not None
+    def _write_file(self, fd: int, data: bytes) -> None:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, data)
-                self.written += 1
-            finally:
-                os.close(fd)
+            os.write(fd, data)
+            self.written += 1
         except OSError as e:
             self._count(_name(e))
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         if self._fifo is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fifo)
             self._fifo = None
+
+
+_MEANING = {
+    "no-reader": "no process reads the FIFO", "full": "the FIFO is full (its reader is slow)",
+    "symlink": "it is a symbolic link: not followed", "bad-path": "the path holds a NUL byte",
+    "too-long": "the line is longer than PIPE_BUF", "encode": "the event cannot be encoded",
+    "not-fifo-or-file": "neither a FIFO nor a regular file",
+}
 
 
 def _name(e: OSError) -> str:

@@ -4,7 +4,8 @@
   succeed: the engine states the goal, not a change.  `delete` removes the
   address from the device whatever its prefix (a reload may have changed
   `vip_nmask` since it was added); a device that does not exist holds no
-  address, so deleting from it succeeds too.
+  address, so deleting from it succeeds too.  `delete` tells whether the
+  address was there (the daemon logs a removal only when one happened).
 - IPv6 addresses are added with IFA_F_NODAD: usable at once (no duplicate
   address detection delay; the partner has just given the VIP up).
 - An IPv4 address gets `cmd.label` ("eth0:1") when it is a valid alias label
@@ -99,25 +100,29 @@ class Vips:
 
         self._call(do)
 
-    def delete(self, cmd: DelVip) -> None:
+    def delete(self, cmd: DelVip) -> bool:
+        """Remove the VIP; True when it was on the device, False when absent."""
         address = _norm(cmd.address)
 
-        def do(ipr: Any) -> None:
+        def do(ipr: Any) -> bool:
             from pyroute2 import NetlinkError
 
             index = self._index(ipr, cmd.device)
             if index is None:
-                return
+                return False
+            removed = False
             for prefix in self._prefixes(ipr, index, address):
                 try:
                     ipr.addr("del", index=index, address=address, prefixlen=prefix)
+                    removed = True
                 except NetlinkError as e:
                     if e.code == errno.EADDRNOTAVAIL:
                         continue
                     raise VipError(f"cannot remove VIP {address}/{prefix} from {cmd.device}: "
                                    f"{_strerror(e)}") from None
+            return removed
 
-        self._call(do)
+        return self._call(do)
 
     def _prefixes(self, ipr: Any, index: int, address: str) -> list[int]:
         return sorted({int(msg["prefixlen"]) for msg in ipr.get_addr(index=index)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable
 
-from adapters.notify import CommandRunner, NotifyWriter
+from adapters.notify import CommandRunner, NotifyWriter, notify_path_problem
 from engine.events import Notify, RunCommand
 
 Result = tuple[RunCommand, "int | None", str]
@@ -165,3 +165,33 @@ def test_notify_io_errors_are_counted_not_raised(tmp_path: Path) -> None:
     writer = NotifyWriter(str(tmp_path / "missing-dir" / "notify.log"))
     writer.write(EVENT, 1.0)
     assert writer.errors == {"ENOENT": 1}
+
+
+def test_a_symlink_is_never_followed_and_a_nul_never_spins(tmp_path: Path, caplog: Any) -> None:
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0\n")
+    link = tmp_path / "notify"
+    link.symlink_to(target)
+    assert "is a symbolic link" in (notify_path_problem(str(link)) or "")
+    assert "NUL" in (notify_path_problem("/run/shoal/no\0tify") or "")
+    assert "neither a FIFO nor a regular file" in (notify_path_problem(str(tmp_path)) or "")
+    assert notify_path_problem(str(tmp_path / "new")) is None
+    writer = NotifyWriter(str(link))
+    bad = NotifyWriter("/tmp/no\0tify")
+    with caplog.at_level("WARNING", logger="shoal.notify"):
+        for i in range(1000):
+            writer.write(EVENT, float(i))
+            bad.write(EVENT, float(i))
+    assert target.read_text() == "root:x:0:0\n"
+    assert writer.errors == {"symlink": 1000} and bad.errors == {"bad-path": 1000}
+    assert len(caplog.records) == 2  # once each, then at most once a minute
+    assert "symbolic link" in caplog.records[0].getMessage()
+
+
+def test_a_new_file_is_private_and_a_reload_can_retarget(tmp_path: Path) -> None:
+    writer = NotifyWriter(str(tmp_path / "a"))
+    writer.write(EVENT, 1.0)
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o600
+    writer.retarget(str(tmp_path / "b"))
+    writer.write(EVENT, 2.0)
+    assert json.loads((tmp_path / "b").read_text())["t"] == 2.0

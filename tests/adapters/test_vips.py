@@ -34,8 +34,8 @@ def test_ipv4_add_is_labelled_idempotent_and_delete_too(pair: Any, vips: Vips) -
     got = addrs(pair)["10.9.0.100"]
     assert (got["prefixlen"], got["label"]) == (24, "va:1")
     assert vips.held(["10.9.0.100", "10.9.0.101", "10.9.0.1"]) == {"10.9.0.100", "10.9.0.1"}
-    vips.delete(DelVip("10.9.0.100", 24, "va", "va:1"))
-    vips.delete(DelVip("10.9.0.100", 24, "va", "va:1"))  # absent: fine
+    assert vips.delete(DelVip("10.9.0.100", 24, "va", "va:1")) is True
+    assert vips.delete(DelVip("10.9.0.100", 24, "va", "va:1")) is False  # absent: fine, and said
     assert "10.9.0.100" not in addrs(pair)
     assert vips.held(["10.9.0.100"]) == set()
 
@@ -54,8 +54,8 @@ def test_ipv6_is_usable_at_once(pair: Any, vips: Vips) -> None:
     assert got["prefixlen"] == 128
     assert not got.get("tentative") and not got.get("dadfailed")
     assert vips.held(["fd09:0:0::64"]) == {"fd09:0:0::64"}
-    vips.delete(DelVip("fd09::64", 128, "va", "va"))
-    vips.delete(DelVip("fd09::64", 128, "va", "va"))
+    assert vips.delete(DelVip("fd09::64", 128, "va", "va")) is True
+    assert vips.delete(DelVip("fd09::64", 128, "va", "va")) is False
     assert "fd09::64" not in addrs(pair)
 
 
@@ -72,7 +72,7 @@ def test_real_failures_raise_a_clear_vip_error(pair: Any, vips: Vips) -> None:
         vips.add(AddVip("10.9.0.300", 32, "va", "va"))
     with pytest.raises(VipError, match="cannot add VIP 10.9.0.105/33 on va"):
         vips.add(AddVip("10.9.0.105", 33, "va", "va"))
-    vips.delete(DelVip("10.9.0.104", 32, "eth9", "eth9:1"))  # no device, no address: fine
+    assert vips.delete(DelVip("10.9.0.104", 32, "eth9", "eth9:1")) is False  # no device, no address: fine
 
 
 def test_works_from_inside_a_running_event_loop(pair: Any, vips: Vips) -> None:
