@@ -1,4 +1,4 @@
-"""Health checkers: nanny's checks, all on one asyncio loop.
+r"""Health checkers: nanny's checks, all on one asyncio loop.
 
 The daemon turns `StartCheck(check_id, spec)` into `await run_check(spec)`
 and `ReadLoad(...)` into `await read_load(cmd)`, and feeds the answers back
@@ -8,18 +8,28 @@ as `CheckCompleted` / `LoadRead`.  Neither function ever raises (except
 Hard timeout: `spec.timeout_ms` bounds the whole check (connect, send,
 read, or the whole program), so a hung server costs one timeout and never a
 stuck loop.  Nothing here blocks the loop: 1,000 checks in flight at once
-cost 1,000 sockets, not 1,000 threads or processes.
+cost 1,000 sockets, not 1,000 threads or processes.  No reply and no
+program can make a check slow the loop or grow the daemon (issue 9): regular
+expressions run in RE2, in time linear in the 254-byte window whatever the
+pattern, and programs' output is read up to a cap.
 
 Semantics (PIRANHA.md, "nanny health checks"; `sim/servers.py` models the
 same rules, so that real and simulated checks agree):
 
 - tcp: connect; if `send`, write it; if `expect`, read up to its length (up
   to 254 bytes with `use_regex`) and compare: `*` matches any reply, else
-  the reply must start with `expect` (prefix), or with `use_regex` a
-  `re.search` of `expect` must match (Python `re` stands in for POSIX ERE).
-  Connect alone is success when there is no `expect`.  Reading stops as soon
-  as the answer is certain (enough bytes, a regex match, a byte that breaks
-  the prefix), or at end of stream.  With `*` an answer that is only an
+  the reply must start with `expect` (prefix), or with `use_regex` a search
+  of `expect` must match.  Regular expressions are RE2's (google-re2), a
+  non-backtracking engine, standing in for the original's POSIX ERE: the
+  ERE syntax (with `[[:digit:]]` classes) plus `\d`, `\s`, `\w`; the reply
+  is matched byte by byte, as regexec in the C locale (a non-ASCII
+  character of the pattern stands for its UTF-8 bytes); `$` also matches
+  before a final newline (as Python's `re`, shoal's matcher before RE2, did).
+  A pattern RE2 cannot compile (backreferences, lookaround) fails every
+  check at once, with a detail naming the pattern.  Connect alone is
+  success when there is no `expect`.  Reading stops as soon as the answer
+  is certain (enough bytes, a regex match, a byte that breaks the prefix),
+  or at end of stream.  With `*` an answer that is only an
   orderly close counts as a reply, as for the original's read().
 - udp: send `send` (or an empty datagram) on a connected socket.  With
   `expect`: a reply matching it is success; no reply before the timeout is
@@ -36,9 +46,15 @@ same rules, so that real and simulated checks agree):
   behind a balancer often carry self-signed or VIP-named certificates, and a
   health check asks "is it serving", not "is it who it claims".
 - send_program (any kind; replaces the network check): `/bin/sh -c` with
-  `%h` -> address, `%p` -> port, `%%` -> `%`.  With `expect`, its stdout is
-  matched (its exit status is ignored, as in the original); without, exit
-  status 0 is success.  At the timeout its whole process group is killed.
+  `%h` -> address, `%p` -> port, `%%` -> `%`, in its own session.  The
+  check is complete when the program has exited and its stdout and stderr
+  are closed (by whatever it left in the background too).  With `expect`,
+  its stdout is matched (its exit status is ignored, as in the original);
+  without, exit status 0 is success.  More than 64 KiB on stdout or on
+  stderr fails the check at once ("program output exceeded 64 KiB") and
+  nothing more is read.  However the check ends, its whole process group is
+  then killed; nothing waits on a pipe that a process which left the group
+  still holds open (the check fails at its timeout, saying so).
 
 Cancellation (the daemon shutting down) propagates as `CancelledError`;
 sockets are closed and programs killed on the way out.
@@ -51,16 +67,19 @@ the server's limit, not the checker's.
 
 `read_load` reads a real server's 1-minute load average for load_monitor:
 method `command` runs `cmd.command` (`%h` substituted, `%p` -> "") and
-takes the first number of its stdout.  The original ran `rup`/`ruptime` or
-`rsh HOST uptime`; shoal has no remote shell, so `uptime`, `rup` and
-`ruptime` work only for a loopback address (the local `uptime` is run);
-for any other address they give None (the engine then leaves the weight
-alone) -- use `load_monitor = command` with your own ssh/snmp command.
+takes the first number of its stdout; it runs as a check program does (the
+64 KiB cap, its process group killed at the end), and too much output gives
+None.  The original ran `rup`/`ruptime` or `rsh HOST uptime`; shoal has no
+remote shell, so `uptime`, `rup` and `ruptime` work only for a loopback
+address (the local `uptime` is run); for any other address they give None
+(the engine then leaves the weight alone) -- use `load_monitor = command`
+with your own ssh/snmp command.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import re
@@ -69,6 +88,8 @@ import socket
 import ssl
 from typing import Any
 
+import re2  # type: ignore[import-untyped]  # google-re2: matching in linear time
+
 from engine.events import CheckSpec, ReadLoad
 
 REGEX_WINDOW = 254  # bytes compared with use_regex (the original's buffer)
@@ -76,6 +97,7 @@ HTTP_HEADER_LIMIT = 16 * 1024  # a status line and headers longer than this fail
 UDP_MAX = 65535
 UDP_SILENCE_MARGIN_S = 0.1  # the "no ICMP error" verdict comes this much (at most) before the hard timeout
 DETAIL_BYTES = 40  # how much of a reply a failure detail shows
+OUTPUT_CAP = 64 * 1024  # bytes of a program's stdout (and of its stderr) read; more fails the check
 
 __all__ = ["run_check", "read_load", "matches", "substitute"]
 
@@ -85,16 +107,46 @@ __all__ = ["run_check", "read_load", "matches", "substitute"]
 
 def matches(expect: str, use_regex: bool, reply: bytes) -> bool:
     """Does `reply` satisfy `expect`?  `*` matches anything; else a prefix
-    match, or with `use_regex` a search in the first 254 bytes."""
+    match, or with `use_regex` a search in the first 254 bytes (a pattern
+    RE2 cannot compile never matches: see `regex_problem`)."""
     if expect == "*":
         return True
     if use_regex:
-        try:
-            return re.search(expect, _text(reply[:REGEX_WINDOW])) is not None
-        except re.error:
+        pattern = _regex(expect)
+        if isinstance(pattern, str):
             return False
+        window = reply[:REGEX_WINDOW]
+        if pattern.search(window) is not None:
+            return True
+        # `$` also before a final newline, as Python's re (shoal's matcher before RE2) had it
+        return window.endswith(b"\n") and pattern.search(window[:-1]) is not None
     want = expect.encode()
     return reply[: len(want)] == want
+
+
+def regex_problem(expect: str) -> str | None:
+    """Why `expect` cannot be used with `use_regex` (an operator-facing
+    check detail), or None when it can."""
+    pattern = _regex(expect)
+    if not isinstance(pattern, str):
+        return None
+    return (f'expect "{expect}" cannot be matched with use_regex = 1: {pattern} '
+            "(shoal matches RE2 syntax: no backreferences, no lookaround)")
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.encoding = re2.Options.Encoding.LATIN1  # byte by byte, as regexec in the C locale
+_RE2_OPTIONS.log_errors = False  # a bad pattern is a check detail, not a line on stderr
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(expect: str) -> Any:
+    """`expect` compiled by RE2 (its bytes as UTF-8), or the reason it cannot be."""
+    try:
+        return re2.compile(expect.encode(), _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0] if e.args else e
+        return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
 
 
 def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
@@ -109,10 +161,6 @@ def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
     if not want.startswith(reply[: len(want)]):
         return False
     return True if len(reply) >= len(want) else None
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogateescape")
 
 
 def _shown(reply: bytes) -> str:
@@ -136,10 +184,13 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
     """Run one check with a hard timeout of `spec.timeout_ms`: (ok, detail). Never raises."""
     timeout_s = max(spec.timeout_ms, 1) / 1000
     partial = bytearray()  # what a tcp reply brought before the timeout, for the detail
+    exited: list[int] = []  # a check program's exit status, once it has exited
+    if spec.use_regex and spec.expect is not None and (problem := regex_problem(spec.expect)):
+        return False, problem  # no reply can ever match: no need to ask the server
     try:
         async with asyncio.timeout(timeout_s):
             if spec.send_program is not None:
-                return await _program_check(spec)
+                return await _program_check(spec, exited)
             if spec.kind == "tcp":
                 return await _tcp_check(spec, partial)
             if spec.kind == "udp":
@@ -150,6 +201,9 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
     except TimeoutError:
         if partial:
             return False, f"timeout, reply so far does not match expect: {_shown(bytes(partial))}"
+        if exited:
+            return False, (f"timeout: the program exited {exited[0]} "
+                           "but a process it started still holds its output open")
         return False, "timeout"
     except ConnectionRefusedError:
         return False, "connection refused" if spec.kind != "udp" else "port unreachable"
@@ -157,6 +211,8 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
         return False, "connection reset"
     except ssl.SSLError as e:
         return False, f"tls error: {e.reason or e}"
+    except OutputTooLong as e:
+        return False, str(e)
     except OSError as e:
         return False, e.strerror or str(e) or type(e).__name__
     except Exception as e:  # a bug here must cost one failed check, never the daemon
@@ -353,30 +409,85 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], want
 # ------------------------------------------------------------ programs
 
 
-async def _run(command: str) -> tuple[int, bytes, bytes]:
-    """Run `/bin/sh -c command` in its own process group: (status, stdout, stderr).
-    However the wait ends (exit, timeout, cancellation) the group is then
-    killed, so nothing a check program leaves in the background outlives it."""
-    proc = await asyncio.create_subprocess_exec(
-        "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
+class OutputTooLong(Exception):
+    """A program said more than OUTPUT_CAP bytes on stdout or stderr."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(f"program output exceeded {OUTPUT_CAP // 1024} KiB on {stream}: killed")
+
+
+class _Program(asyncio.SubprocessProtocol):
+    """Keeps up to OUTPUT_CAP bytes of stdout and of stderr.  `finished`
+    resolves when the program has exited and both pipes are closed (all it
+    started has let go of them too), or at once when a pipe says more than
+    the cap (`overflow` then names it, and the rest is dropped unread)."""
+
+    def __init__(self, exited: list[int]) -> None:
+        self.exited = exited  # gets the exit status
+        self.output = {1: bytearray(), 2: bytearray()}
+        self.overflow: str | None = None
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.SubprocessTransport = transport  # type: ignore[assignment]
+
+    def process_exited(self) -> None:
+        status = self.transport.get_returncode()
+        self.exited.append(status if status is not None else -1)
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        kept = self.output[fd]
+        if self.overflow is not None:
+            return
+        if len(kept) + len(data) > OUTPUT_CAP:
+            self.overflow = "stdout" if fd == 1 else "stderr"
+            pipe = self.transport.get_pipe_transport(fd)
+            if isinstance(pipe, asyncio.ReadTransport):
+                pipe.pause_reading()  # until _run closes it: not one more read
+            self._finish()
+            return
+        kept += data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()  # the program exited and every pipe is closed
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+async def _run(command: str, exited: list[int] | None = None) -> tuple[int, bytes, bytes]:
+    """Run `/bin/sh -c command` in its own process group (session):
+    (status, stdout, stderr), or OutputTooLong.  However it ends (exit, too
+    much output, timeout, cancellation) the group is then killed, so nothing
+    a check program leaves in the background outlives it, and nothing waits
+    on a pipe that something outside the group still holds open: our ends
+    are closed, and the program is reaped by asyncio's child watcher.
+    `exited` gets the exit status as soon as the program has exited."""
+    loop = asyncio.get_running_loop()
+    status_box = exited if exited is not None else []
+    transport, program = await loop.subprocess_exec(
+        lambda: _Program(status_box), "/bin/sh", "-c", command, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )
+    pid = transport.get_pid()
     try:
-        out, err = await proc.communicate()
-        return proc.returncode if proc.returncode is not None else -1, out, err
+        await program.finished
+        if program.overflow is not None:
+            raise OutputTooLong(program.overflow)
+        status = transport.get_returncode()
+        return status if status is not None else -1, bytes(program.output[1]), bytes(program.output[2])
     finally:
+        transport.close()  # our ends of the pipes; SIGKILL to the shell if it still runs
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # also what the program left in the background
+            os.killpg(pid, signal.SIGKILL)  # and to what it left in the background
         except (ProcessLookupError, PermissionError):
             pass
-        if proc.returncode is None:
-            await asyncio.shield(proc.wait())
 
 
-async def _program_check(spec: CheckSpec) -> tuple[bool, str]:
+async def _program_check(spec: CheckSpec, exited: list[int]) -> tuple[bool, str]:
     assert spec.send_program is not None
-    status, out, err = await _run(substitute(spec.send_program, spec.address, str(spec.port)))
+    status, out, err = await _run(substitute(spec.send_program, spec.address, str(spec.port)), exited)
     if spec.expect is not None:
         if matches(spec.expect, spec.use_regex, out):
             return True, "program output matches expect"

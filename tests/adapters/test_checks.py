@@ -15,12 +15,13 @@ import socket
 import ssl
 import subprocess
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, cast
 
 import pytest
 
-from adapters.checks import matches, read_load, run_check, substitute
+from adapters.checks import OUTPUT_CAP, matches, read_load, regex_problem, run_check, substitute
 from engine.events import CheckSpec, ReadLoad
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -113,6 +114,48 @@ def test_matches_rules() -> None:
     assert substitute("check %h %p 100%%", "::1", "80") == "check ::1 80 100%"
 
 
+# Patterns that take a backtracking matcher exponential time on a reply
+# that almost matches (issue 9, item 4), each with such a reply.
+CATASTROPHIC = [
+    ("^(a+)+$", b"a" * 40 + b"!"),
+    ("(a|aa)+$", b"a" * 60 + b"!"),
+    ("^(a*)*b", b"a" * 254),
+    ("(x+x+)+y", b"x" * 254),
+    ("^(([a-z])+.)+[A-Z]([a-z])+$", b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!"),
+]
+
+
+@pytest.mark.parametrize("pattern,reply", CATASTROPHIC)
+def test_regex_time_is_bounded_whatever_the_pattern(pattern: str, reply: bytes) -> None:
+    t0 = time.monotonic()
+    for _ in range(100):
+        assert not matches(pattern, True, reply)
+    assert time.monotonic() - t0 < 0.5  # a hundred near misses; a backtracking matcher: not one in an hour
+
+
+def test_regex_semantics() -> None:
+    assert matches("[[:digit:]]{3} ok", True, b"HTTP 200 ok")   # POSIX classes
+    assert matches(r"^\d+\s\w+", True, b"250 mail")             # and Perl's
+    assert matches("^UP$", True, b"UP\n")                       # `$` before a final newline
+    assert not matches("^UP$", True, b"UP\nmore")
+    assert matches("^..ok", True, b"\xff\x00ok")                # byte by byte, NUL included
+    assert matches("caf\u00e9", True, "café".encode())
+    assert regex_problem("^(a+)+$") is None
+    problem = regex_problem(r"(a)\1")
+    assert problem is not None and problem.startswith('expect "(a)\\1" cannot be matched with use_regex = 1')
+    assert regex_problem("(?=a)") is not None and not matches("(?=a)", True, b"a")
+
+
+def test_uncompilable_regex_fails_the_check_at_once_naming_it() -> None:
+    async def go() -> None:
+        ok, detail, took = await timed(spec(free_port(), expect=r"^(OK)\1", use_regex=True, timeout_ms=2000))
+        assert not ok and detail.startswith('expect "^(OK)\\1" cannot be matched with use_regex = 1'), detail
+        assert took < 0.5
+        ok, detail = await run_check(spec(1, send_program="echo OKOK", expect=r"^(OK)\1", use_regex=True))
+        assert not ok and "cannot be matched" in detail
+    run(go())
+
+
 # ------------------------------------------------------------ tcp
 
 
@@ -162,6 +205,33 @@ def test_tcp_regex() -> None:
         async with tcp_server(banner(b"550 no\r\n", close=True)) as port:
             ok, detail = await run_check(spec(port, expect=r"^2", use_regex=True))
             assert not ok and detail.startswith("reply does not match expect")
+    run(go())
+
+
+def test_catastrophic_regex_checks_finish_at_once() -> None:
+    """Issue 9, item 4: `^(a+)+$` against forty `a` and a `!` -- over a tcp
+    reply (then close, or kept open), an http body, a program's stdout."""
+    evil, reply = "^(a+)+$", b"a" * 40 + b"!"
+
+    async def go() -> None:
+        async with tcp_server(banner(reply, close=True)) as port:
+            ok, detail, took = await timed(spec(port, expect=evil, use_regex=True, timeout_ms=3000))
+            assert not ok and detail.startswith("reply does not match expect: b'aaaa"), detail
+            assert took < 1.0, took
+        async with tcp_server(banner(reply)) as port:  # kept open: undecided until the timeout
+            ok, detail, took = await timed(spec(port, expect=evil, use_regex=True, timeout_ms=300))
+            assert not ok and detail.startswith("timeout, reply so far does not match"), detail
+            assert took < 1.0, took
+        async with tcp_server(banner(b"a" * 40, close=True)) as port:
+            assert (await run_check(spec(port, expect=evil, use_regex=True)))[0]
+        async with tcp_server(http_server(body=reply)) as port:
+            ok, detail, took = await timed(spec(port, "http", expect=evil, use_regex=True, timeout_ms=3000))
+            assert not ok and detail.startswith("status 200, body does not match expect"), detail
+            assert took < 1.0, took
+        ok, detail, took = await timed(spec(1, send_program="printf " + "a" * 40 + "!",
+                                            expect=evil, use_regex=True, timeout_ms=3000))
+        assert not ok and detail.startswith("program output does not match expect"), detail
+        assert took < 1.0, took
     run(go())
 
 
@@ -411,11 +481,70 @@ def test_send_program_killed_at_timeout(tmp_path: Path) -> None:
     run(go())
     child = int(pidfile.read_text())
     time.sleep(0.1)
-    try:  # gone, or a zombie waiting for a (container) init to reap it
-        state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        state = "gone"
+    state = process_state(child)
     assert state in ("gone", "Z"), state
+
+
+def process_state(pid: int) -> str:
+    """'gone', or a zombie's 'Z' (waiting for a (container) init to reap it), or another state."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@pytest.mark.parametrize("program,stream", [("yes", "stdout"), ("yes FAIL >&2", "stderr"),
+                                            ("echo UP; exec yes", "stdout")])
+def test_flooding_program_fails_at_once_in_bounded_memory(program: str, stream: str) -> None:
+    """Issue 9, item 5: a program that prints without end.  The check stops
+    reading at the cap, kills the program and fails -- long before its
+    timeout, holding no more than a few read buffers."""
+    async def go() -> tuple[bool, str, float]:
+        return await timed(spec(1, send_program=program, expect="UP" if "UP" in program else None,
+                                timeout_ms=3000))
+    tracemalloc.start()
+    try:
+        ok, detail, took = run(go())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (ok, detail) == (False, f"program output exceeded 64 KiB on {stream}: killed")
+    assert took < 1.0, took
+    assert peak < 8 * OUTPUT_CAP, peak  # the read buffers (256 KiB each), not the flood
+
+
+def test_program_output_up_to_the_cap_is_fine() -> None:
+    async def go() -> None:
+        ok, detail = await run_check(spec(1, send_program=f"head -c {OUTPUT_CAP} /dev/zero"))
+        assert (ok, detail) == (True, "program exited 0")
+        ok, detail = await run_check(spec(1, send_program=f"head -c {OUTPUT_CAP + 1} /dev/zero"))
+        assert (ok, detail) == (False, "program output exceeded 64 KiB on stdout: killed")
+    run(go())
+
+
+def test_program_whose_background_keeps_the_pipe_open(tmp_path: Path) -> None:
+    """Something the program started holds its stdout: in its process group
+    (killed at the timeout), or in a session of its own (out of reach: the
+    check stops waiting on the pipe all the same), after the program exited
+    or while it still runs.  Each check ends at its timeout."""
+    pidfile = tmp_path / "pid"
+    exited = "timeout: the program exited 0 but a process it started still holds its output open"
+    escape = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 30' &"
+    cases = [(f"sleep 30 & echo $! > {pidfile}; echo ok", exited),
+             (f"{escape} echo ok", exited),
+             (f"{escape} sleep 30", "timeout")]
+
+    async def go(program: str) -> tuple[bool, str, float]:
+        return await timed(spec(1, send_program=program, expect="ok", timeout_ms=400))
+    for program, detail in cases:
+        pidfile.unlink(missing_ok=True)
+        assert run(go(program)) == (False, detail, pytest.approx(0.4, abs=0.5)), program
+        left = int(pidfile.read_text())
+        if program.startswith("setsid"):
+            os.kill(left, 9)  # escaped the group: ours to clean up
+        else:
+            time.sleep(0.1)
+            assert process_state(left) in ("gone", "Z"), program
 
 
 # ------------------------------------------------------------ read_load
@@ -432,6 +561,9 @@ def test_read_load_command() -> None:
         t0 = time.monotonic()
         assert await read_load(ReadLoad(1, "::1", "command", "sleep 30; echo 1"), timeout_ms=300) is None
         assert time.monotonic() - t0 < 1.5
+        t0 = time.monotonic()  # a flood: too much output gives None at once, not at the timeout
+        assert await read_load(ReadLoad(1, "::1", "command", "yes 0.5"), timeout_ms=3000) is None
+        assert time.monotonic() - t0 < 1.0
     run(go())
 
 
