@@ -61,6 +61,9 @@ class Ready:
         return self._engine._status_of_step(self._step)
 
 
+_ADMIN_ACTIONS = frozenset({"drain", "undrain", "force_down", "force_up", "auto"})
+
+
 class EngineMisuse(Exception):
     """The caller broke the engine's contract (time going backwards, unknown names...)."""
 
@@ -170,6 +173,8 @@ class Engine:
             if isinstance(event, TableRead):
                 self.applied = dict(event.table)
                 self._adopt(event.table)
+                if not adopted:
+                    self._clear_leftover_vips(out)
             self._start(now_ms, adopted, out)
             if isinstance(event, TableRead):
                 event = Tick()
@@ -231,6 +236,17 @@ class Engine:
         times = [t for t in (self.timers.next(), self.failover.next_deadline()) if t is not None]
         return min(times) if times else None
 
+    def _clear_leftover_vips(self, out: list[Command]) -> None:
+        """Booting over an empty kernel table, this router starts standby: a
+        configured VIP still on an interface (a previous life crashed with
+        it) would make two owners.  Remove each (the driver's delete is a
+        no-op for an address that is not there)."""
+        wanted = self._wanted_vips()
+        if wanted:
+            out.append(Notify("vip_cleanup", {"reason": "starting standby: configured VIPs removed if present",
+                                              "addresses": " ".join(v[0] for v in wanted)}))
+            out.extend(DelVip(*vip) for vip in reversed(wanted))
+
     def _start(self, now_ms: int, adopted: bool, out: list[Command]) -> None:
         for check_id in self._checks:
             self.timers.set(("check", check_id), now_ms)
@@ -255,6 +271,9 @@ class Engine:
                 out.append(Notify("partner", {"alive": False, "reason": "no heartbeat for deadtime"}))
             elif note == "stall":
                 out.append(Notify("stall", {"reason": "step late: listening one more keepalive"}))
+            elif note == "hold_expired":
+                out.append(Notify("hold", {"reason": "the partner did not take over within deadtime + keepalive "
+                                                     "of the operator's failover: the usual rules apply again"}))
         self._verdicts(verdicts, out)
         out.extend(self.failover.due_heartbeats(now_ms))
         for name in self.timers.pop_due(now_ms):
@@ -500,14 +519,56 @@ class Engine:
                 out.append(Notify("weight", {"service": key[0], "server": key[1], "weight": new}))
                 self._refresh(key[0], out)
 
-    def _admin(self, request: AdminRequested, out: list[Command]) -> None:
+    def admin_refusal(self, request: AdminRequested) -> str | None:
+        """Why `request` would be refused now, in the operator's terms; None:
+        it would be carried out.  A pure query: the driver answers the
+        operator with it, and `step` asks again (the state may have moved
+        between the two).
+
+        A failover needs a partner ready to take over: heard both ways
+        (its heartbeats reach us and acknowledge ours within `deadtime`),
+        standby, and running the same `serial_no`.  Handing over to a
+        partner that cannot hear us, or one that runs another
+        configuration, could leave nobody serving.
+        """
+        fo = self.failover
+        now = self.now_ms or 0
         if request.action == "failover":
-            if self.failover.role == "active":
-                self._go_standby("operator: failover", out, hand_over=True)
-            else:
-                out.append(Notify("error", {"what": "failover requested on a standby router: nothing to do"}))
+            if not fo.enabled:
+                return "no failover configured (backup_active = 0 or no backup address)"
+            if fo.role != "active":
+                return "this router is standby: nothing to hand over"
+            if not fo.partner_can_take:
+                return "the partner cannot take over (backup_active = 0)"
+            if not fo.partner_alive:
+                return "the partner is not heard"
+            if fo.config.heartbeat_format != "shoal":
+                return "heartbeat_format = piranha cannot tell whether the partner hears us"
+            if not fo.partner_hears_us(now):
+                return "the partner does not hear us (its heartbeats acknowledge none of ours within deadtime)"
+            if fo.partner_state != "standby":
+                return f"the partner is {fo.partner_state or 'unknown'}, not standby"
+            if fo.partner_serial != self.config.serial_no:
+                return (f"the partner runs serial_no {fo.partner_serial}, this router {self.config.serial_no}: "
+                        "reload both with the same lvs.cf first")
+            return None
+        if request.action not in _ADMIN_ACTIONS:
+            return f"unknown admin action {request.action!r}"
+        if not self._matching_members(request.server, request.virtual):
+            where = f" in virtual {request.virtual}" if request.virtual else ""
+            return f"no real server named {request.server}{where}"
+        return None
+
+    def _admin(self, request: AdminRequested, out: list[Command]) -> None:
+        refusal = self.admin_refusal(request)
+        if refusal is not None:
+            out.append(Notify("admin_refused", {"action": request.action, "server": request.server,
+                                                "reason": refusal}))
             return
-        targets = self._find_members(request.server, request.virtual)
+        if request.action == "failover":
+            self._go_standby("operator: failover", out, hand_over=True)
+            return
+        targets = self._matching_members(request.server, request.virtual)
         admin: nanny.Admin = {"drain": "drain", "undrain": "auto", "force_down": "force_down",
                               "force_up": "force_up", "auto": "auto"}[request.action]  # type: ignore[assignment]
         for key in targets:
@@ -518,14 +579,12 @@ class Engine:
                 member.weight = member.server.weight
             self._refresh(key[0], out)
 
-    def _find_members(self, server: str, virtual: str) -> list[tuple[str, str]]:
+    def _matching_members(self, server: str, virtual: str) -> list[tuple[str, str]]:
+        """The (virtual, server) members a request names: `SERVER`, `VIRTUAL/SERVER`,
+        or `server` with `virtual`; [] when none."""
         if "/" in server and not virtual:
             virtual, server = server.split("/", 1)
-        found = [k for k in self._members if k[1] == server and (not virtual or k[0] == virtual)]
-        if not found:
-            where = f" in virtual {virtual!r}" if virtual else ""
-            raise EngineMisuse(f"no real server named {server!r}{where}")
-        return found
+        return [k for k in self._members if k[1] == server and (not virtual or k[0] == virtual)]
 
     # ================================================================ config
 
@@ -749,6 +808,7 @@ class Engine:
                 stale_reads=self._stale_reads, drifts=self._drifts, last_drift_ms=self._last_drift_ms,
                 last_drift=self._last_drift,
             ),
+            auth="none" if fo.key is None else "hmac-sha256",
         )
         return self._status
 

@@ -19,6 +19,9 @@ gets a `Ready`:
      added, services edited, destinations added, edited, deleted, services
      deleted);
   5. `StartCheck` / `ReadLoad` / `Notify` / `RunCommand(notify_*)` last.
+     One exception at boot: a driver whose first input is a `TableRead`
+     of an empty table gets `Notify("vip_cleanup")` and a `DelVip` for
+     every configured VIP (leftovers of a previous life) before the rest.
      A `ReadTable` is carried out in command order like the rest: the
      table it reads is the kernel's at that point (see `Ready` in
      engine.py for the reads that miss later operations).
@@ -92,7 +95,13 @@ class CommandFailed:
 
 @dataclass(frozen=True, slots=True)
 class TableRead:
-    """What the kernel really holds (at start, after a failure, or on drift)."""
+    """What the kernel really holds (at start, after a failure, or on drift).
+
+    As the first input (a driver that reads the kernel at start): a table
+    that is not empty is adopted and the router claims the active role; an
+    empty one makes the engine remove every configured VIP first (a VIP
+    left on an interface by a crashed previous run would be a second owner).
+    """
 
     table: Table
 
@@ -274,7 +283,11 @@ class Notify:
     "drift" (what, ops, diff: the kernel's table read back differed from the
     applied one; `diff` the reconciling operations as ipvsadm arguments),
     "heartbeat_lost" (path), "quorum" (service, ok),
-    "config" (serial_no), "error" (what).
+    "config" (serial_no), "error" (what), "admin_refused" (action, server,
+    reason: an operator's request the engine will not carry out),
+    "vip_cleanup" (reason, addresses: VIPs removed at start), "stall"
+    (reason), "hold" (reason: an operator's hand-over ended without the
+    partner taking over).
     """
 
     kind: str

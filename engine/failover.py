@@ -50,6 +50,35 @@ Beyond the original:
   `keepalive` before declaring the partner dead.
 - authentication: with a key, heartbeats without a valid HMAC or replayed
   (outside the anti-replay window) are dropped and counted, never acted on.
+  A signed heartbeat says which path it was sent on, so one captured on one
+  path is not accepted on the other.
+
+Without a key (docs/SECURITY.md): a host on the LAN can forge the
+partner's source address.  What it cannot know is the sequence numbers
+the two routers exchange, so no single packet it sends may cause a drastic
+change:
+
+- one stream per partner boot.  A heartbeat continues the partner's stream
+  when its sequence is new (one window over both paths: each (sequence,
+  path) once) and not further ahead than the partner can have counted since
+  it was last heard.  Anything else -- a lower sequence, a jump ahead -- is
+  a new boot of the partner, believed only when its ack names a heartbeat
+  we sent within `deadtime` ("fresh"), when the partner was already dead to
+  us, or (with a key) when it is a jump ahead.  Otherwise it is dropped and
+  counted (`heartbeats_out_of_sequence`): it neither pushes the partner's
+  deadline (a forged `active` cannot keep a standby from taking over a dead
+  primary) nor is judged.
+- the partner's ack is the highest it sent in this stream: a forged stale
+  ack cannot make it look deaf.
+- a heartbeat is *trusted* when it continues the stream, acks us freshly,
+  or is signed: only a heartbeat that starts a new stream (the partner was
+  dead to us) is not.  Yielding a dual-active to an untrusted `active`
+  primary waits for the answer to a probe (one round trip), re-announcing
+  the VIPs meanwhile; an untrusted `leaving` is acted on only if no `active`
+  heartbeat arrives within `keepalive` (both counted as
+  `heartbeats_unconfirmed`).
+- an operator's hand-over holds this router standby until the partner goes
+  active, and never longer than `deadtime + keepalive`.
 - `serial_no` drift: the partner's configuration serial is reported.
 """
 
@@ -62,6 +91,10 @@ from typing import Literal, Mapping
 from engine.events import Path, SendHeartbeat
 from engine.model import Config, Node
 from engine.wire import Heartbeat, ReplayWindow, WireError, decode, encode
+
+_WINDOW_SLOTS = 128  # the replay window counts (sequence, path) slots: 64 sequences on two paths
+_JUMP_SLACK = 32  # sequences a partner may count beyond the rate below (answers, role changes)
+_JUMP_PER_KEEPALIVE = 16  # at most: one heartbeat and four probes per keepalive, answers to ours
 
 Role = Literal["standby", "active"]
 PartnerState = Literal["active", "standby", "leaving"]
@@ -104,17 +137,19 @@ class Failover:
         self.partner_node: Node = "backup" if node == "primary" else "primary"
         self.role: Role = "standby"
         self.hold_standby = False  # after an admin failover: stay standby until the partner is active
+        self.hold_until_ms: int | None = None  # ... and never past this
         self.leaving = False
         self.seq = max(seq_start, 0)
         self.heard_seq = 0  # the partner's highest sequence: our ack
         self.counters: dict[str, int] = {
             "heartbeats_received": 0, "heartbeats_bad": 0, "heartbeats_unauthenticated": 0,
-            "heartbeats_replayed": 0, "heartbeats_foreign": 0, "stalls": 0,
+            "heartbeats_replayed": 0, "heartbeats_foreign": 0, "heartbeats_out_of_sequence": 0,
+            "heartbeats_wrong_path": 0, "heartbeats_unconfirmed": 0, "stalls": 0,
         }
         self.partner_alive: bool | None = None  # None: never heard
         self.partner_state: PartnerState | None = None
         self.partner_serial: int | None = None
-        self.partner_ack = 0
+        self.partner_ack = 0  # the highest ack of the partner's current stream
         self.last_heard_ms: int | None = None
         self.hearing_since_ms = 0
         self.dead_at_ms: int | None = None
@@ -124,7 +159,10 @@ class Failover:
         self.next_probe_ms: int | None = None
         self.yielded_until_ms = -(2**62)
         self._last_reply_ms = -(2**62)
-        self._windows: dict[Path, ReplayWindow] = {}  # per path: each path carries every sequence
+        self._last_probe_ms = -(2**62)
+        self._leaving_confirm_ms: int | None = None  # an unconfirmed `leaving`: take over then
+        self._window = ReplayWindow(0, 0, _WINDOW_SLOTS)  # the partner's stream: (seq, path) slots
+        self._trusted = False  # the last accepted heartbeat continued the stream, acked us, or was signed
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
         self._sent_at: dict[int, int] = {}
         self._path_heard_ms: dict[Path, int] = {}
@@ -190,6 +228,20 @@ class Failover:
                 if self.role == "standby":
                     self.hold_standby = False
                     verdicts.append(Verdict("go_active", "partner dead: no heartbeat for deadtime"))
+        if self.hold_until_ms is not None and now_ms >= self.hold_until_ms:
+            self.hold_until_ms = None
+            if self.hold_standby:
+                self.hold_standby = False
+                notes.append("hold_expired")
+                if self.role == "standby" and self.partner_state == "standby":
+                    self.backup_take_ms = now_ms  # the usual standby/standby rules, now
+        if self._leaving_confirm_ms is not None and now_ms >= self._leaving_confirm_ms:
+            self._leaving_confirm_ms = None
+            if self.role == "standby" and self.partner_state != "active":
+                self.partner_alive = False
+                self.dead_at_ms = None
+                self.hold_standby = False
+                verdicts.append(Verdict("go_active", "partner leaving (no active heartbeat for a keepalive since)"))
         if self.backup_take_ms is not None and now_ms >= self.backup_take_ms:
             self.backup_take_ms = None
             if self.role == "standby" and self.partner_state == "standby" and not self.hold_standby:
@@ -199,7 +251,8 @@ class Failover:
     def next_deadline(self) -> int | None:
         if not self.enabled or self.leaving:
             return None
-        candidates = [t for t in (self.dead_at_ms, self.next_send_ms, self.backup_take_ms, self._probe_due_ms())
+        candidates = [t for t in (self.dead_at_ms, self.next_send_ms, self.backup_take_ms, self._probe_due_ms(),
+                                  self.hold_until_ms, self._leaving_confirm_ms)
                       if t is not None]
         for path in self.paths:
             if not self._path_lost[path]:
@@ -225,6 +278,7 @@ class Failover:
         if not probe and (self.next_send_ms is None or now_ms < self.next_send_ms):
             return []
         if probe:
+            self._last_probe_ms = now_ms
             self.next_probe_ms = now_ms + max(1, self.config.keepalive_ms // 4)
         self.next_send_ms = None if self.leaving else now_ms + self.config.keepalive_ms
         return self._send(now_ms, "leaving" if self.leaving else self.role, probe=probe)
@@ -249,10 +303,13 @@ class Failover:
         return self._send(now_ms, "leaving")
 
     def hand_over(self, now_ms: int) -> list[SendHeartbeat]:
-        """An operator's failover: tell the partner to take over, stay standby."""
+        """An operator's failover: tell the partner to take over, stay standby
+        until it is active (at most `deadtime + keepalive`: a partner that
+        never takes over does not strand the VIPs)."""
         self.yielded_until_ms = now_ms + self.config.deadtime_ms
         self.role = "standby"
         self.hold_standby = True
+        self.hold_until_ms = now_ms + self.config.deadtime_ms + self.config.keepalive_ms
         if not self.enabled:
             return []
         self.next_send_ms = now_ms + self.config.keepalive_ms
@@ -267,19 +324,20 @@ class Failover:
             old, _ = self._sent.popleft()
             del self._sent_at[old]
         fmt = self.config.heartbeat_format
-        heartbeat = Heartbeat(
-            format=fmt,
-            state=state,
-            node=self.node if fmt == "shoal" else None,
-            seq=self.seq if fmt == "shoal" else 0,
-            ack=self.heard_seq if fmt == "shoal" else 0,
-            serial_no=self.config.serial_no if fmt == "shoal" else 0,
-            probe=probe and fmt == "shoal",
-            yielded=fmt == "shoal" and state != "active" and now_ms < self.yielded_until_ms,
-        )
-        payload = encode(heartbeat, self.key if fmt == "shoal" else None)
         sends = []
         for path in self.paths:
+            heartbeat = Heartbeat(
+                format=fmt,
+                state=state,
+                node=self.node if fmt == "shoal" else None,
+                seq=self.seq if fmt == "shoal" else 0,
+                ack=self.heard_seq if fmt == "shoal" else 0,
+                serial_no=self.config.serial_no if fmt == "shoal" else 0,
+                probe=probe and fmt == "shoal",
+                yielded=fmt == "shoal" and state != "active" and now_ms < self.yielded_until_ms,
+                private=fmt == "shoal" and path == "private",
+            )
+            payload = encode(heartbeat, self.key if fmt == "shoal" else None)
             address = self.partner_address(path)
             assert address is not None
             sends.append(SendHeartbeat(path, address, self.config.heartbeat_port, payload))
@@ -291,7 +349,7 @@ class Failover:
         """One datagram on the heartbeat port.  Garbage is counted, never raised."""
         if not self.enabled or self.leaving:
             return []
-        heartbeat = self._accept(path, source, payload)
+        heartbeat = self._accept(now_ms, path, source, payload)
         if heartbeat is None:
             return []
         self.counters["heartbeats_received"] += 1
@@ -312,16 +370,17 @@ class Failover:
             self._last_reply_ms = now_ms  # the partner missed a round of ours: answer at once
             self.next_send_ms = now_ms
         self.partner_state = heartbeat.state
-        self.partner_ack = heartbeat.ack
+        if heartbeat.state == "active":
+            self._leaving_confirm_ms = None
         if heartbeat.format == "shoal":
             self.partner_serial = heartbeat.serial_no
-            self.heard_seq = max(self.heard_seq, heartbeat.seq)
-        verdicts = self._judge(now_ms, heartbeat.state)
+        trusted = heartbeat.format == "piranha" or self._trusted
+        verdicts = self._judge(now_ms, heartbeat.state, trusted)
         if regained and self.role == "active" and heartbeat.state == "standby" and not verdicts:
             verdicts = [Verdict("rearp", "partner back standby after a silence or a dual-active")]
         return verdicts
 
-    def _accept(self, path: Path, source: str, payload: bytes) -> Heartbeat | None:
+    def _accept(self, now_ms: int, path: Path, source: str, payload: bytes) -> Heartbeat | None:
         if path not in self.paths or source != self.partner_address(path):
             self.counters["heartbeats_foreign"] += 1
             return None
@@ -330,24 +389,64 @@ class Failover:
             bad = "heartbeats_unauthenticated" if self.key is not None and decoded.reason in _AUTH_ERRORS else "heartbeats_bad"
             self.counters[bad] += 1
             return None
-        if decoded.format == "shoal":
-            if decoded.node != self.partner_node:
-                self.counters["heartbeats_bad"] += 1
-                return None
-            ok, window = self._windows.get(path, ReplayWindow(0, 0)).accept(decoded.seq)
-            if not ok:
-                if self.key is not None:
-                    self.counters["heartbeats_replayed"] += 1
-                    return None
-                # No key, no replay protection: an older sequence is a partner restart.
-                _, window = ReplayWindow(0, 0).accept(decoded.seq)
-            self._windows[path] = window
+        if decoded.format == "piranha":
+            return decoded
+        if decoded.node != self.partner_node:
+            self.counters["heartbeats_bad"] += 1
+            return None
+        if decoded.private != (path == "private"):
+            self.counters["heartbeats_wrong_path"] += 1
+            return None
+        stream = self._in_stream(now_ms, decoded, path)
+        if stream is None:
+            return None
+        self._trusted = decoded.authenticated or stream == "continued" or self._acks_recent(decoded.ack, now_ms)
         return decoded
+
+    def _in_stream(self, now_ms: int, heartbeat: Heartbeat, path: Path) -> Literal["continued", "new"] | None:
+        """Whether `heartbeat` continues the partner's stream, starts a new
+        one (a believable new boot), or neither (None): see the rules at the
+        top.  A blind forger cannot continue a stream: it does not know the
+        sequence."""
+        slot = heartbeat.seq * 2 + (1 if path == "private" else 0)
+        ok, window = self._window.accept(slot)
+        elapsed_ms = 0 if self.last_heard_ms is None else now_ms - self.last_heard_ms
+        reach = self.heard_seq + _JUMP_SLACK + _JUMP_PER_KEEPALIVE * elapsed_ms // self.config.keepalive_ms
+        if self.heard_seq and ok and heartbeat.seq <= reach:
+            self._window = window
+            self.heard_seq = max(self.heard_seq, heartbeat.seq)
+            self.partner_ack = max(self.partner_ack, heartbeat.ack)
+            return "continued"
+        if self.heard_seq and not ok and slot > self._window.highest - _WINDOW_SLOTS:
+            self.counters["heartbeats_replayed"] += 1  # a slot already seen: a duplicate or a replay
+            return None
+        ahead = heartbeat.seq > self.heard_seq
+        believable = (not self.heard_seq or self._acks_recent(heartbeat.ack, now_ms)
+                      or (self.key is None and not self.partner_alive) or (self.key is not None and ahead))
+        if not believable:
+            self.counters["heartbeats_out_of_sequence"] += 1
+            return None
+        # A new boot of the partner: a new stream, its deafness measured from now.
+        _, self._window = ReplayWindow(0, 0, _WINDOW_SLOTS).accept(slot)
+        self.heard_seq = heartbeat.seq
+        self.partner_ack = heartbeat.ack
+        self.hearing_since_ms = now_ms
+        return "new"
+
+    def _acks_recent(self, ack: int, now_ms: int) -> bool:
+        """`ack` names a heartbeat we sent within `deadtime`: its sender hears us
+        now, and is no blind forger (it cannot guess our sequence)."""
+        sent = self._sent_at.get(ack)
+        return sent is not None and now_ms - sent <= self.config.deadtime_ms
+
+    def _probe_soon(self, now_ms: int) -> None:
+        """Ask the partner for an answer that proves it hears us (at most one
+        probe per quarter keepalive, whatever arrives meanwhile)."""
+        self.next_probe_ms = max(now_ms, self._last_probe_ms + max(1, self.config.keepalive_ms // 4))
 
     def partner_hears_us(self, now_ms: int) -> bool:
         """The partner's ack names a heartbeat we sent within `deadtime`."""
-        sent = self._sent_at.get(self.partner_ack)
-        return sent is not None and now_ms - sent <= self.config.deadtime_ms
+        return self._acks_recent(self.partner_ack, now_ms)
 
     def partner_deaf(self, now_ms: int) -> bool:
         """The partner has not heard us for longer than `deadtime + keepalive`.
@@ -365,17 +464,26 @@ class Failover:
         since = max(acked_at, self.hearing_since_ms, self.started_ms)
         return now_ms - since > self.config.deadtime_ms + self.config.keepalive_ms
 
-    def _judge(self, now_ms: int, partner: PartnerState) -> list[Verdict]:
+    def _judge(self, now_ms: int, partner: PartnerState, trusted: bool) -> list[Verdict]:
+        if partner == "leaving" and not trusted:
+            # Only the partner's silence (no `active` heartbeat) confirms it.
+            self.counters["heartbeats_unconfirmed"] += 1
+            if self._leaving_confirm_ms is None:
+                self._leaving_confirm_ms = now_ms + self.config.keepalive_ms
+            self._probe_soon(now_ms)
+            return []
         if partner == "leaving":
             self.partner_alive = False
             self.dead_at_ms = None
             self.hold_standby = False
+            self.hold_until_ms = None
         rule = _RULES[(self.role, partner, self.node)]
         deaf = partner != "leaving" and self.partner_deaf(now_ms)
         if partner != "standby" or self.role != "standby":
             self.backup_take_ms = None
         if partner == "active":
             self.hold_standby = False
+            self.hold_until_ms = None
         if self.role == "active" and partner == "active" and deaf:
             return [Verdict("go_standby", "one-way failure: partner active and cannot hear us")]
         if rule == "nothing":
@@ -397,6 +505,13 @@ class Failover:
                     # Two keepalives: one round of the primary's may be lost.
                     self.backup_take_ms = now_ms + 2 * self.config.keepalive_ms
                 return []
+        if rule == "go_standby" and not trusted:
+            # A dual-active, but nothing proves the sender hears us: ask it,
+            # and meanwhile keep the clients here (a forger's claim must not
+            # leave them on nobody).  The partner's answer settles it.
+            self.counters["heartbeats_unconfirmed"] += 1
+            self._probe_soon(now_ms)
+            return [Verdict("rearp", "dual-active: the partner's claim is unconfirmed; asking it")]
         assert rule in ("go_active", "go_standby", "rearp")
         return [Verdict(rule, _REASONS[rule])]
 

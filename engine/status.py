@@ -82,6 +82,7 @@ class Status:
     services: tuple[ServiceStatus, ...]
     counters: Mapping[str, int]
     table: TableStatus = TableStatus()
+    auth: str = "none"  # heartbeat authentication: "hmac-sha256" (heartbeat_key_file) or "none"
 
     def service(self, name: str) -> ServiceStatus:
         for service in self.services:

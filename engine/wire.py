@@ -13,7 +13,9 @@ shoal format (network byte order, 32 bytes, + 32 with a MAC):
 |      5 |    1 | state: 0 standby, 1 active, 2 leaving                    |
 |      6 |    1 | flags: bit 0 HMAC-SHA256 trailer present; bit 1 probe   |
 |        |      | (answer at once); bit 2 yielded (was active within the   |
-|        |      | last deadtime); other bits 0                             |
+|        |      | last deadtime); bit 3 sent on the private path (so a     |
+|        |      | signed heartbeat captured on one path cannot be replayed |
+|        |      | on the other); other bits 0                              |
 |      7 |    1 | node: 0 primary, 1 backup                                |
 |      8 |    8 | seq: sequence number (u64, starts at 1, never repeats)   |
 |     16 |    8 | ack: the last seq heard from the partner (u64, 0: never) |
@@ -54,7 +56,8 @@ MAC_SIZE = 32
 FLAG_MAC = 0x01
 FLAG_PROBE = 0x02
 FLAG_YIELDED = 0x04
-_KNOWN_FLAGS = FLAG_MAC | FLAG_PROBE | FLAG_YIELDED
+FLAG_PRIVATE = 0x08
+_KNOWN_FLAGS = FLAG_MAC | FLAG_PROBE | FLAG_YIELDED | FLAG_PRIVATE
 
 _HEADER = struct.Struct("!4sBBBBQQQ")
 _PIRANHA = struct.Struct("<I")
@@ -76,6 +79,7 @@ class Heartbeat:
     authenticated: bool = False
     probe: bool = False  # "answer at once": the sender has missed a round of ours
     yielded: bool = False  # the sender was active within the last deadtime
+    private: bool = False  # sent on the private path (shoal format; the receiver checks it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +110,7 @@ def encode(heartbeat: Heartbeat, key: bytes | None = None) -> bytes:
         if key is not None:
             raise ValueError("the piranha heartbeat format has no room for a MAC")
         if (heartbeat.node is not None or heartbeat.seq or heartbeat.ack or heartbeat.serial_no
-                or heartbeat.probe or heartbeat.yielded):
+                or heartbeat.probe or heartbeat.yielded or heartbeat.private):
             raise ValueError("the piranha heartbeat format carries only the state")
         magic = PIRANHA_ACTIVE if heartbeat.state == "active" else PIRANHA_STANDBY
         return _PIRANHA.pack(magic)
@@ -121,7 +125,7 @@ def encode(heartbeat: Heartbeat, key: bytes | None = None) -> bytes:
     header = _HEADER.pack(
         MAGIC, VERSION, _STATES.index(heartbeat.state),
         (FLAG_MAC if key is not None else 0) | (FLAG_PROBE if heartbeat.probe else 0)
-        | (FLAG_YIELDED if heartbeat.yielded else 0),
+        | (FLAG_YIELDED if heartbeat.yielded else 0) | (FLAG_PRIVATE if heartbeat.private else 0),
         _NODES.index(heartbeat.node), heartbeat.seq, heartbeat.ack, heartbeat.serial_no,
     )
     if key is None:
@@ -164,7 +168,8 @@ def decode(payload: bytes, key: bytes | None = None) -> Heartbeat | WireError:
         if not hmac.compare_digest(mac, payload[_HEADER.size:]):
             return WireError("bad-mac")
     return Heartbeat("shoal", _STATES[state], _NODES[node], seq, ack, serial, authenticated=key is not None,
-                     probe=bool(flags & FLAG_PROBE), yielded=bool(flags & FLAG_YIELDED))
+                     probe=bool(flags & FLAG_PROBE), yielded=bool(flags & FLAG_YIELDED),
+                     private=bool(flags & FLAG_PRIVATE))
 
 
 def _check_key(key: bytes | None) -> None:
