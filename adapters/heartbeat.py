@@ -65,8 +65,11 @@ address and port: kept), and raises `HeartbeatError` with nothing changed
 when one cannot be bound.  The `Rebind` it returns is then either
 `commit()`ed (kept sockets get the new partner, TTL, rate and filter, new
 ones start being read, the others are closed) or `abort()`ed (the new ones
-closed; the running ones untouched).  `reconfigure(config)` does both at
-once.  `prepare` must run in the network namespace the sockets live in.
+closed; the running ones untouched), once; committing one prepared before
+another commit (or a close) raises RuntimeError.  `reconfigure(config)`
+does both at once.  `prepare` must run in the network namespace the
+sockets live in.  (A filter that cannot be replaced on commit is removed:
+the userland checks then apply alone, never the old rules.)
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ IPV6_FREEBIND = 78
 IP_PKTINFO = 8
 IP_RECVTTL = 12
 SO_ATTACH_FILTER = 26
+SO_DETACH_FILTER = 27
 SO_MEMINFO = 55
 SK_MEMINFO_DROPS = 8
 SKF_AD_OFF = -0x1000
@@ -182,6 +186,7 @@ class Rebind:
 
     owner: HeartbeatSockets
     node: Literal["primary", "backup"]
+    generation: int  # the owner's when prepared: a commit or close since makes this stale
     plan: dict[Path, _Socket] = field(default_factory=dict)  # kept sockets with new rules, and fresh ones
     fresh: list[_Socket] = field(default_factory=list)  # bound by `prepare`
     done: bool = False
@@ -219,6 +224,7 @@ class HeartbeatSockets:
         self._drops = dict.fromkeys(DROP_REASONS, 0)
         self._kernel_drops_closed = 0
         self._paths: dict[Path, _Socket] = {}
+        self._generation = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._logged_s = 0.0
         self._logged = dict(self._drops)
@@ -264,7 +270,7 @@ class HeartbeatSockets:
         partner_node: Literal["primary", "backup"] = "backup" if node == "primary" else "primary"
         min_ttl = _min_ttl(config)
         rate_per_s = max(RATE_MIN_PER_S, RATE_PER_KEEPALIVE * 1000 / max(1, config.keepalive_ms))
-        rebind = Rebind(self, node)
+        rebind = Rebind(self, node, self._generation)
         running = {(s.address, s.port): s for s in self._paths.values()}
         try:
             for path in paths:
@@ -316,14 +322,21 @@ class HeartbeatSockets:
         return state
 
     def _commit(self, rebind: Rebind) -> None:
-        if self._loop is None:
-            raise RuntimeError("HeartbeatSockets: commit before open")
+        if self._loop is None or rebind.generation != self._generation:
+            for new in rebind.fresh:
+                new.sock.close()
+            raise RuntimeError("HeartbeatSockets: a Rebind committed before open, after close "
+                               "or after another commit")
+        self._generation += 1
         running = {id(state.sock): state for state in self._paths.values()}
         for path, new in rebind.plan.items():
             kept = running.pop(id(new.sock), None)
             if kept is not None:
                 if kept.rules != new.rules and self._use_filter:
                     new.kernel_filter = _attach(new.sock, new.rules, path)
+                    if not new.kernel_filter:  # the old rules must not stay: userland checks alone
+                        with contextlib.suppress(OSError):
+                            new.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
                 self._loop.remove_reader(new.sock.fileno())
             self._loop.add_reader(new.sock.fileno(), self._drain, new)
         for old in running.values():
@@ -397,6 +410,7 @@ class HeartbeatSockets:
             self._close_one(state)
         self._paths = {}
         self._mirror()
+        self._generation += 1
         self._loop = None
 
     def _close_one(self, state: _Socket) -> None:
@@ -472,7 +486,7 @@ def _judge(state: _Socket, payload: bytes, ancdata: list[tuple[int, int, bytes]]
             ifindex = struct.unpack_from("i", data, 16)[0]
     if rules.ifindex is not None and ifindex != rules.ifindex:
         return "interface"
-    if ttl is None or ttl < rules.min_ttl:
+    if rules.min_ttl > 1 and (ttl is None or ttl < rules.min_ttl):
         return "ttl"
     return None
 

@@ -509,3 +509,22 @@ def test_a_new_partner_address_keeps_the_socket_and_moves_the_filter(trio: Trio,
             backup.sockets.close()
 
     run(main())
+
+
+def test_a_rebind_prepared_before_another_commit_is_refused(trio: Trio) -> None:
+    async def main() -> None:
+        backup = await Node().open(trio.b, V4, "backup")
+        try:
+            with entered(trio.b):
+                first = backup.sockets.prepare(dataclasses.replace(V4, heartbeat_port=PORT + 1))
+                stale = backup.sockets.prepare(dataclasses.replace(V4, heartbeat_port=PORT + 2))
+            first.commit()
+            fresh = [state.sock for state in stale.fresh]
+            with pytest.raises(RuntimeError, match="after another commit"):
+                stale.commit()
+            assert fresh and all(sock.fileno() == -1 for sock in fresh)
+            assert {sock.getsockname()[1] for sock in backup.sockets.sockets.values()} == {PORT + 1}
+        finally:
+            backup.sockets.close()
+
+    run(main())
