@@ -63,23 +63,30 @@ change:
   path) once) and not further ahead than the partner can have counted since
   it was last heard.  Anything else -- a lower sequence, a jump ahead -- is
   a new boot of the partner, believed only when its ack names a heartbeat
-  we sent within `deadtime` ("fresh"), when the partner was already dead to
-  us, or (with a key) when it is a jump ahead.  Otherwise it is dropped and
-  counted (`heartbeats_out_of_sequence`): it neither pushes the partner's
-  deadline (a forged `active` cannot keep a standby from taking over a dead
-  primary) nor is judged.
-- the partner's ack is the highest it sent in this stream: a forged stale
-  ack cannot make it look deaf.
-- a heartbeat is *trusted* when it continues the stream, acks us freshly,
-  or is signed: only a heartbeat that starts a new stream (the partner was
-  dead to us) is not.  Yielding a dual-active to an untrusted `active`
-  primary waits for the answer to a probe (one round trip), re-announcing
-  the VIPs meanwhile; an untrusted `leaving` is acted on only if no `active`
-  heartbeat arrives within `keepalive` (both counted as
-  `heartbeats_unconfirmed`).
+  we sent within `deadtime` ("fresh"), when the stream we knew has been
+  silent for a keepalive and a half (a forger cannot silence the real
+  partner), or (with a key) when it is a jump ahead.  Otherwise it is
+  dropped and counted (`heartbeats_out_of_sequence`) and never judged.
+- the partner's ack is the highest of its stream: a forged stale ack
+  cannot make it look deaf.
+- a stream is *trusted* once it has acked one of our recent heartbeats (or
+  its heartbeats are signed), and *credible* when trusted, or the first
+  stream we heard since we started, or shaped like a booting router (it
+  said standby for a keepalive or more before claiming active).  A stream
+  that replaced a silent one and claims active at once -- a forger's, once
+  the real partner died -- is neither: its `active` does not push the
+  partner's deadline (it keeps nobody standby past deadtime), a dual-active
+  is not yielded to it (the router probes, re-announcing its VIPs
+  meanwhile; a real partner's answer acks us and settles it), and it is
+  never judged deaf.  An untrusted `leaving` is acted on only if no
+  `active` heartbeat arrives within `keepalive`.  Both are counted as
+  `heartbeats_unconfirmed`.
 - an operator's hand-over holds this router standby until the partner goes
   active, and never longer than `deadtime + keepalive`.
-- `serial_no` drift: the partner's configuration serial is reported.
+
+What only a key prevents: a forger who sees the routers' heartbeats (and
+so knows the sequences), or one patient enough to mimic a booting router
+after the real partner died.
 """
 
 from __future__ import annotations
@@ -162,7 +169,11 @@ class Failover:
         self._last_probe_ms = -(2**62)
         self._leaving_confirm_ms: int | None = None  # an unconfirmed `leaving`: take over then
         self._window = ReplayWindow(0, 0, _WINDOW_SLOTS)  # the partner's stream: (seq, path) slots
-        self._trusted = False  # the last accepted heartbeat continued the stream, acked us, or was signed
+        self._trusted = False  # the last accepted heartbeat was signed or its stream has acked us freshly
+        self._stream_trusted = False  # the partner's current stream has acked one of our recent heartbeats
+        self._stream_standby_since: int | None = None  # its stream has said standby since then
+        self._stream_cold_started = False  # its stream said standby (a keepalive or more) before claiming active
+        self._stream_first = False  # its stream is the first we heard since we started
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
         self._sent_at: dict[int, int] = {}
         self._path_heard_ms: dict[Path, int] = {}
@@ -363,7 +374,14 @@ class Failover:
         self.last_heard_ms = now_ms
         self._path_heard_ms[path] = now_ms
         self._path_lost[path] = False
-        self.dead_at_ms = now_ms + self.config.deadtime_ms
+        trusted = heartbeat.format == "piranha" or self._trusted
+        self._track_cold_start(now_ms, heartbeat.state)
+        credible = trusted or self._stream_cold_started or self._stream_first
+        if credible or heartbeat.state != "active" or self.dead_at_ms is None:
+            self.dead_at_ms = now_ms + self.config.deadtime_ms
+        # else: the claim of a stream that replaced a silent one, never acked
+        # us and never looked like a booting router keeps nobody standby past
+        # deadtime (a forger's, once the real partner died).
         self.stall_grace_used = False
         self.next_probe_ms = None
         if heartbeat.probe and now_ms - self._last_reply_ms >= self.config.keepalive_ms // 4:
@@ -374,8 +392,7 @@ class Failover:
             self._leaving_confirm_ms = None
         if heartbeat.format == "shoal":
             self.partner_serial = heartbeat.serial_no
-        trusted = heartbeat.format == "piranha" or self._trusted
-        verdicts = self._judge(now_ms, heartbeat.state, trusted)
+        verdicts = self._judge(now_ms, heartbeat.state, trusted, credible)
         if regained and self.role == "active" and heartbeat.state == "standby" and not verdicts:
             verdicts = [Verdict("rearp", "partner back standby after a silence or a dual-active")]
         return verdicts
@@ -397,11 +414,32 @@ class Failover:
         if decoded.private != (path == "private"):
             self.counters["heartbeats_wrong_path"] += 1
             return None
+        never_heard = not self.heard_seq
         stream = self._in_stream(now_ms, decoded, path)
         if stream is None:
             return None
-        self._trusted = decoded.authenticated or stream == "continued" or self._acks_recent(decoded.ack, now_ms)
+        if stream == "new":
+            self._stream_first = never_heard
+            self._stream_trusted = False
+            self._stream_standby_since = None
+            self._stream_cold_started = False
+        if decoded.authenticated or self._acks_recent(decoded.ack, now_ms):
+            self._stream_trusted = True
+        self._trusted = decoded.authenticated or self._stream_trusted
         return decoded
+
+    def _track_cold_start(self, now_ms: int, state: PartnerState) -> None:
+        """A router that booted and cannot hear us says `standby` until its
+        `deadtime` ends (we see at least a `keepalive` of it: we may begin
+        believing its stream late), then claims active: the shape of a deaf
+        partner, which a forger that claims active at once does not have."""
+        if state == "standby":
+            if self._stream_standby_since is None:
+                self._stream_standby_since = now_ms
+        elif state == "active" and self._stream_standby_since is not None:
+            if now_ms - self._stream_standby_since >= self.config.keepalive_ms:
+                self._stream_cold_started = True
+            self._stream_standby_since = None
 
     def _in_stream(self, now_ms: int, heartbeat: Heartbeat, path: Path) -> Literal["continued", "new"] | None:
         """Whether `heartbeat` continues the partner's stream, starts a new
@@ -421,16 +459,19 @@ class Failover:
             self.counters["heartbeats_replayed"] += 1  # a slot already seen: a duplicate or a replay
             return None
         ahead = heartbeat.seq > self.heard_seq
+        # The stream we know has fallen silent (its sender would have spoken
+        # within a keepalive and a half): a restart; a forger cannot silence it.
+        silent = not self.partner_alive or elapsed_ms >= self.config.keepalive_ms * 3 // 2
         believable = (not self.heard_seq or self._acks_recent(heartbeat.ack, now_ms)
-                      or (self.key is None and not self.partner_alive) or (self.key is not None and ahead))
+                      or (self.key is None and silent) or (self.key is not None and ahead))
         if not believable:
             self.counters["heartbeats_out_of_sequence"] += 1
             return None
-        # A new boot of the partner: a new stream, its deafness measured from now.
+        # A new boot of the partner: a new stream (its deafness still measured
+        # from when we began hearing the partner's host).
         _, self._window = ReplayWindow(0, 0, _WINDOW_SLOTS).accept(slot)
         self.heard_seq = heartbeat.seq
         self.partner_ack = heartbeat.ack
-        self.hearing_since_ms = now_ms
         return "new"
 
     def _acks_recent(self, ack: int, now_ms: int) -> bool:
@@ -464,7 +505,7 @@ class Failover:
         since = max(acked_at, self.hearing_since_ms, self.started_ms)
         return now_ms - since > self.config.deadtime_ms + self.config.keepalive_ms
 
-    def _judge(self, now_ms: int, partner: PartnerState, trusted: bool) -> list[Verdict]:
+    def _judge(self, now_ms: int, partner: PartnerState, trusted: bool, credible: bool) -> list[Verdict]:
         if partner == "leaving" and not trusted:
             # Only the partner's silence (no `active` heartbeat) confirms it.
             self.counters["heartbeats_unconfirmed"] += 1
@@ -484,7 +525,7 @@ class Failover:
         if partner == "active":
             self.hold_standby = False
             self.hold_until_ms = None
-        if self.role == "active" and partner == "active" and deaf:
+        if self.role == "active" and partner == "active" and deaf and credible:
             return [Verdict("go_standby", "one-way failure: partner active and cannot hear us")]
         if rule == "nothing":
             return []
@@ -505,7 +546,7 @@ class Failover:
                     # Two keepalives: one round of the primary's may be lost.
                     self.backup_take_ms = now_ms + 2 * self.config.keepalive_ms
                 return []
-        if rule == "go_standby" and not trusted:
+        if rule == "go_standby" and not credible:
             # A dual-active, but nothing proves the sender hears us: ask it,
             # and meanwhile keep the clients here (a forger's claim must not
             # leave them on nobody).  The partner's answer settles it.
