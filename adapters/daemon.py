@@ -4,7 +4,24 @@ The loop is short (STYLE.md): take the next input (or wake at the engine's
 deadline), step the engine, carry out its commands in order, feed results
 back as inputs.  Commands that take time (checks, load reads, operator
 commands) run as tasks and come back as inputs; the others are carried out
-at once, in order.
+at once, in order.  The rules that keep it alive:
+
+- The first input is the kernel's table (`TableRead`), before any
+  heartbeat: a restarted daemon adopts what its previous life left.
+- Inputs wait in two bounded queues (`Inputs`): the partner's heartbeats
+  in their own, served first; beyond a bound an input is dropped and
+  counted.  How late the loop wakes for the engine's deadlines is measured
+  (`Lateness`) and shown in `shoal status` with the queues and the drops.
+- An input the engine raises on is logged, in operator terms, and dropped:
+  never fatal.  A command an adapter fails on is fed back as
+  `CommandFailed`; a task's failure (a check, a load read) comes back as a
+  failed result, and is logged.
+- Reloads (SIGHUP, `{"cmd": "reload"}`) are coalesced (`Reloads`), read and
+  parsed in a forked child with a size and a time bound (`read_config`),
+  and carried out all or nothing: new heartbeat sockets are bound before
+  the old ones close, the engine is stepped with the new config in the
+  loop, and anything that fails refuses the reload, with its reason, and
+  keeps the running configuration.
 """
 
 from __future__ import annotations
@@ -15,13 +32,14 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from engine.config import ConfigError, parse
-from engine.engine import Engine, EngineMisuse
+from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
+from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
+from engine.engine import Engine, EngineMisuse, Ready
 from engine.events import (
     TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
     HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
@@ -31,6 +49,9 @@ from engine.events import (
 from engine.model import Config, Node
 
 log = logging.getLogger("shoal")
+
+START_TIMEOUT_S = 60.0  # reading and parsing the config at start (a slow guest may need it)
+ADMIN_ACTIONS = ("failover", "drain", "undrain", "force_down", "force_up", "auto")
 
 
 class StartError(Exception):
@@ -49,27 +70,36 @@ def _preload() -> None:
     from pyroute2 import IPRoute  # noqa: F401
 
 
-def load_config(path: str) -> Config:
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise StartError(f"{path}: cannot read: {e}") from None
-    try:
-        return parse(text, path)
-    except ConfigError as e:
-        raise StartError(str(e)) from None
+# ---------------------------------------------------------------- host
 
 
-def load_key(config: Config) -> bytes | None:
-    if not config.heartbeat_key_file:
-        return None
+def prepare_state_dir(path: str) -> None:
+    """Make the state directory (mode 0700), or say clearly why it cannot be used."""
     try:
-        key = Path(config.heartbeat_key_file).read_bytes().strip()
+        st = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            os.mkdir(path, 0o700)
+            st = os.lstat(path)
+        except OSError as e:
+            raise StartError(f"state directory {path}: cannot create it: {e.strerror}") from None
     except OSError as e:
-        raise StartError(f"heartbeat_key_file {config.heartbeat_key_file}: cannot read: {e}") from None
-    if not key:
-        raise StartError(f"heartbeat_key_file {config.heartbeat_key_file} is empty")
-    return key
+        raise StartError(f"state directory {path}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise StartError(f"state directory {path} is a symbolic link: refusing it (give the real directory)")
+    if not stat.S_ISDIR(st.st_mode):
+        raise StartError(f"state directory {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise StartError(f"state directory {path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()})")
+    if st.st_mode & 0o022:
+        raise StartError(f"state directory {path} is writable by others (mode {st.st_mode & 0o777:o}): chmod 700 it")
+    probe = os.path.join(path, f".probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        os.unlink(probe)
+    except OSError as e:
+        raise StartError(f"state directory {path}: cannot write in it: {e.strerror}") from None
 
 
 def is_local(address: str) -> bool:
@@ -96,15 +126,42 @@ def find_node(config: Config) -> Node:
     return mine[0]  # type: ignore[return-value]
 
 
+class _Swap:
+    """A new set of heartbeat sockets bound beside the running one (for a
+    heartbeat adapter without `prepare`): `commit()` swaps, `abort()` closes it."""
+
+    def __init__(self, daemon: Daemon, sockets: Any) -> None:
+        self.daemon, self.sockets = daemon, sockets  # sockets None: nothing to swap
+
+    def commit(self) -> None:
+        if self.sockets is not None:
+            old, self.daemon.sockets = self.daemon.sockets, self.sockets
+            old.close()
+
+    def abort(self) -> None:
+        if self.sockets is not None:
+            self.sockets.close()
+
+
+# ---------------------------------------------------------------- the daemon
+
+
 class Daemon:
     def __init__(self, config_path: str, dataplane: str, state_dir: str, netns: str | None = None) -> None:
         self.config_path = config_path
         self.dataplane_name = dataplane
         self.state_dir = state_dir
         self.netns = netns
-        self.inputs: asyncio.Queue[Input] = asyncio.Queue()
+        self.inputs = Inputs()
+        self.lateness = Lateness()
+        self.reloads = Reloads(self._reload_once)
+        self.step_errors = Throttle()
         self.started = time.monotonic()
+        self.deadline: int | None = None
+        self.serving = False
         self.stopping = False
+        self.hup_while_starting = False
+        self.key: bytes | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
     def now_ms(self) -> int:
@@ -112,18 +169,25 @@ class Daemon:
 
     # ------------------------------------------------------------ start
 
-    async def start(self) -> None:
+    async def start(self) -> TableRead:
+        """Everything opened, the engine made; returns the first input (the kernel table)."""
         from adapters.checks import read_load, run_check
         from adapters.control import ControlServer
         from adapters.dataplane import make
         from adapters.heartbeat import HeartbeatSockets
-        from adapters.notify import CommandRunner, NotifyWriter
+        from adapters.notify import CommandRunner, NotifyWriter, notify_path_problem
         from adapters.vips import Vips
 
         self.run_check, self.read_load = run_check, read_load
-        self.config = load_config(self.config_path)
-        key = load_key(self.config)
+        prepare_state_dir(self.state_dir)
+        try:
+            self.config, self.key = await read_config(self.config_path, START_TIMEOUT_S)
+        except Refused as e:
+            raise StartError("\n".join([str(e), *e.errors])) from None
         self.node = find_node(self.config)
+        problem = self.config.notify_fifo and notify_path_problem(self.config.notify_fifo)
+        if problem:
+            raise StartError(problem)
         self.dataplane = make(self.dataplane_name, self.netns)
         self.vips = Vips(self.netns)
         self.runner = CommandRunner(on_result=self._command_done)
@@ -134,18 +198,25 @@ class Daemon:
             await self.sockets.open(self.config, self.node, self._datagram)
         except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
             raise StartError(str(e)) from None
-
         await asyncio.get_running_loop().run_in_executor(None, _preload)  # imports: not at takeover
+        self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=time.time_ns() // 1000)
         self.control = ControlServer(self.state_dir, self._request)
-        await self.control.start()
-        self.engine = Engine(self.config, self.node, heartbeat_key=key, seq_start=time.time_ns() // 1000)
-        kernel = self.dataplane.read()
+        try:
+            await self.control.start()
+        except OSError as e:
+            raise StartError(f"control socket {self.control.path}: {e.strerror or e}") from None
+        try:
+            kernel = self.dataplane.read()
+        except Exception as e:
+            raise StartError(f"cannot read the kernel table ({self.dataplane_name} dataplane): {e}") from None
         log.info("starting as %s, dataplane %s, %d service(s) in the kernel adopted",
                  self.node, self.dataplane_name, len(kernel))
-        self.inputs.put_nowait(TableRead(kernel))
+        for warning in config_warnings(self.config):
+            log.warning("WARNING: %s", warning)
+        return TableRead(kernel)
 
     def _datagram(self, path: Any, source: str, payload: bytes) -> None:
-        self.inputs.put_nowait(HeartbeatReceived(path, source, payload))
+        self.inputs.heartbeat(HeartbeatReceived(path, source, payload))
 
     def _command_done(self, cmd: RunCommand, returncode: int | None, detail: str) -> None:
         level = logging.INFO if returncode == 0 else logging.WARNING
@@ -154,34 +225,65 @@ class Daemon:
     # ------------------------------------------------------------ loop
 
     async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._hup)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: self.inputs.put(ShutdownRequested(), always=True))
         try:
-            await self.start()
+            first = await self.start()
         except StartError as e:
             log.error("%s", e)
+            self.close()
             return 1
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
-        loop.add_signal_handler(signal.SIGTERM, lambda: self.inputs.put_nowait(ShutdownRequested()))
-        loop.add_signal_handler(signal.SIGINT, lambda: self.inputs.put_nowait(ShutdownRequested()))
-        deadline: int | None = None
-        while True:
-            timeout = None if deadline is None else max(0.0, (deadline - self.now_ms()) / 1000)
-            try:
-                event: Input = await asyncio.wait_for(self.inputs.get(), timeout)
-            except asyncio.TimeoutError:
-                event = Tick()
-            ready = self.engine.step(self.now_ms(), event)
-            await self.carry_out(ready.commands)
-            deadline = ready.next_deadline_ms
-            if isinstance(event, ShutdownRequested):
-                break
+        except Exception:
+            log.exception("cannot start")
+            self.close()
+            return 1
+        await self._step(first)  # the kernel table, before any heartbeat
+        self.serving = True
+        if self.hup_while_starting:
+            self.reloads.request()
+        while not self.stopping:
+            event = await self.inputs.get(self._timeout_s())
+            await self._step(Tick() if event is None else event)
         await self.runner.drain()
         self.close()
         log.info("stopped")
         return 0
 
+    def _timeout_s(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline / 1000 - (time.monotonic() - self.started))
+
+    async def _step(self, event: Input | PendingReload) -> None:
+        if isinstance(event, PendingReload):
+            ready = self._commit_reload(event)
+        else:
+            ready = self._engine_step(event)
+            self.stopping = isinstance(event, ShutdownRequested)
+        if ready is not None:
+            await self.carry_out(ready.commands)
+
+    def _engine_step(self, event: Input) -> Ready | None:
+        """One step; an input the engine raises on is logged and dropped."""
+        now_ms = (time.monotonic() - self.started) * 1000
+        if self.deadline is not None and now_ms >= self.deadline:  # this step serves a deadline: how late?
+            self.lateness.note(now_ms - self.deadline)
+        try:
+            ready = self.engine.step(self.now_ms(), event)
+        except Exception as e:
+            self.inputs.drops["engine-error"] += 1
+            if self.step_errors.allow():
+                log.error("dropped %s: the engine failed on it: %s: %s (%d such failure(s) so far)",
+                          describe(event), type(e).__name__, e, self.step_errors.count,
+                          exc_info=self.step_errors.said <= self.step_errors.first)
+            return None
+        self.deadline = ready.next_deadline_ms
+        return ready
+
     def feed(self, event: Input) -> None:
-        self.inputs.put_nowait(event)
+        self.inputs.put(event)
 
     async def carry_out(self, commands: tuple[Command, ...]) -> None:
         loop = asyncio.get_running_loop()
@@ -196,22 +298,26 @@ class Daemon:
                 await self._one(cmd, loop)
             except Exception as e:  # an adapter failed: the engine hears of it
                 log.warning("%s failed: %s", type(cmd).__name__, e)
-                self.feed(CommandFailed(cmd, str(e)))
+                if not isinstance(cmd, Notify):  # its failure would only make another Notify
+                    self.feed(CommandFailed(cmd, str(e)))
         self._apply_table(batch)
 
     def _apply_table(self, batch: list[TableOp]) -> None:
         if not batch:
             return
         from adapters.dataplane import DataplaneError
+        from engine.status import op_text
 
         try:
             self.dataplane.apply(batch)
-        except DataplaneError as e:
-            op = getattr(e, "op", batch[0])
+        except Exception as e:  # DataplaneError, or a bug: the engine reconciles either way
+            op = getattr(e, "op", None) or batch[0]
             log.warning("table operation failed: %s", e)
+            if not isinstance(e, DataplaneError):
+                log.exception("the %s dataplane raised", self.dataplane_name)
             self.feed(CommandFailed(op, str(e)))
         for op in batch:
-            log.info("table %s", _describe(op))
+            log.info("table: ipvsadm %s", op_text(op))
 
     async def _one(self, cmd: Command, loop: asyncio.AbstractEventLoop) -> None:
         match cmd:
@@ -221,8 +327,8 @@ class Daemon:
                 await loop.run_in_executor(None, self.vips.add, cmd)
                 log.info("VIP %s/%d added on %s", cmd.address, cmd.prefix, cmd.label or cmd.device)
             case DelVip():
-                await loop.run_in_executor(None, self.vips.delete, cmd)
-                log.info("VIP %s/%d removed from %s", cmd.address, cmd.prefix, cmd.label or cmd.device)
+                if await loop.run_in_executor(None, self.vips.delete, cmd):
+                    log.info("VIP %s/%d removed from %s", cmd.address, cmd.prefix, cmd.label or cmd.device)
             case SendGratuitousArp(address, device):
                 from adapters.arp import send_gratuitous
 
@@ -240,65 +346,184 @@ class Daemon:
             case RunCommand():
                 self.runner.submit(cmd)
             case Notify(kind, data):
-                level = logging.WARNING if kind in ("drift", "error") else logging.INFO
-                log.log(level, "%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()))
-                self.notify.write(cmd, time.time())
+                self._notify(kind, data)
+                self.notify.write(cmd, time.time())  # never raises: a failing FIFO is counted
             case _:
                 raise EngineMisuse(f"no adapter carries out {cmd!r}")
+
+    def _notify(self, kind: str, data: Any) -> None:
+        said = " ".join(f"{k}={v}" for k, v in data.items())
+        if kind == "vip_cleanup":
+            log.warning("WARNING: removing VIPs a previous run of this router may have left on its "
+                        "interfaces (this router starts without adopting a table): %s", said)
+        else:
+            loud = kind in ("drift", "error", "admin_refused")
+            log.log(logging.WARNING if loud else logging.INFO, "%s %s", kind, said)
 
     def _task(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a task failed: %s", task.exception(), exc_info=task.exception())
 
     async def _check(self, check_id: int, spec: Any) -> None:
-        ok, detail = await self.run_check(spec)
+        try:
+            ok, detail = await self.run_check(spec)
+        except Exception as e:  # the checker's bug: the check fails, said
+            log.exception("check %s:%d raised", spec.address, spec.port)
+            ok, detail = False, f"the check itself failed: {type(e).__name__}: {e}"
         self.feed(CheckCompleted(check_id, ok, detail))
 
     async def _load(self, cmd: ReadLoad) -> None:
-        self.feed(LoadRead(cmd.load_id, await self.read_load(cmd)))
+        try:
+            load = await self.read_load(cmd)
+        except Exception:
+            log.exception("reading the load of %s raised", cmd.address)
+            load = None
+        self.feed(LoadRead(cmd.load_id, load))
+
+    # ------------------------------------------------------------ reload
+
+    def _hup(self) -> None:
+        if self.serving:
+            self.reloads.request()
+        else:
+            self.hup_while_starting = True
+
+    async def _reload_once(self) -> dict[str, Any]:
+        """Read, parse and check the file off the loop, bind what it needs;
+        then the loop carries it out (`_commit_reload`)."""
+        from adapters.notify import notify_path_problem
+
+        try:
+            config, key = await read_config(self.config_path)
+            try:
+                node = find_node(config)
+            except StartError as e:
+                raise Refused(str(e)) from None
+            if node != self.node:
+                raise Refused(f"the new config makes this host the {node}, not the {self.node}: "
+                              "restart the daemon instead")
+            problem = config.notify_fifo and notify_path_problem(config.notify_fifo)
+            if problem:
+                raise Refused(problem)
+            sockets = await self._rebind(config)
+        except Refused as e:
+            log.error("reload of %s refused, the running configuration (serial_no %d) kept: %s%s",
+                      self.config_path, self.config.serial_no, e,
+                      "".join(f"\n  {line}" for line in e.errors[:20])
+                      + (f"\n  ... and {len(e.errors) - 20} more" if len(e.errors) > 20 else ""))
+            return {"ok": False, "error": str(e), "errors": list(e.errors)}
+        pending = PendingReload(config, key, sockets, asyncio.get_running_loop().create_future())
+        self.inputs.put(pending, always=True)
+        return await pending.done
+
+    async def _rebind(self, config: Config) -> Any:
+        """The heartbeat sockets `config` needs (a new port, address, partner,
+        TTL or rate), bound beside the running ones: `commit()` or `abort()`."""
+        from adapters.heartbeat import HeartbeatSockets
+
+        try:
+            if hasattr(self.sockets, "prepare"):
+                return self.sockets.prepare(config, self.node)
+            bound = [(c.heartbeat_port, c.address_of(self.node, "public"), c.address_of(self.node, "private"),
+                      bool(c.primary_private and c.backup_private)) for c in (config, self.config)]
+            if bound[0] == bound[1]:
+                return _Swap(self, None)
+            sockets = HeartbeatSockets()
+            await sockets.open(config, self.node, self._datagram)
+            return _Swap(self, sockets)
+        except OSError as e:
+            raise Refused(f"the new heartbeat sockets cannot be opened: {e}") from None
+
+    def _commit_reload(self, pending: PendingReload) -> Ready | None:
+        """In the loop: step the engine with the new config, then commit the
+        new heartbeat sockets; if the engine failed, abort them."""
+        ready = self._engine_step(ConfigLoaded(pending.config, pending.key))
+        if ready is None:
+            pending.sockets.abort()
+            log.error("reload of %s refused: the engine failed on it (above); the running configuration kept",
+                      self.config_path)
+            pending.done.set_result({"ok": False, "error": "the engine failed on the new configuration "
+                                     "(see the daemon's log); the running configuration is kept"})
+            return None
+        pending.sockets.commit()
+        previous, self.config, self.key = self.config, pending.config, pending.key
+        if self.config.heartbeat_port != previous.heartbeat_port:
+            log.info("heartbeat sockets now on port %d", self.config.heartbeat_port)
+        self.notify.retarget(self.config.notify_fifo)
+        detail = changes(previous, self.config)
+        log.info("reloaded %s (serial_no %d): %s", self.config_path, self.config.serial_no, detail)
+        for warning in config_warnings(self.config):
+            log.warning("WARNING: %s", warning)
+        pending.done.set_result({"ok": True, "detail": detail})
+        return ready
 
     # ------------------------------------------------------------ control
 
-    def _reload(self) -> None:
-        try:
-            config = load_config(self.config_path)
-            key = load_key(config)
-            if find_node(config) != self.node:
-                raise StartError("the new config gives this host another node: restart the daemon instead")
-        except StartError as e:
-            log.error("reload rejected, keeping the running config:\n%s", e)
-            return
-        log.info("reloading %s (serial_no %d)", self.config_path, config.serial_no)
-        self.feed(ConfigLoaded(config, key))
-
     async def _request(self, request: dict[str, Any]) -> dict[str, Any]:
-        from adapters.control import status_json, table_of
+        from adapters.control import table_of
 
         cmd = request.get("cmd")
+        if not self.serving:
+            return {"error": "starting: ask again in a moment"}
         if cmd == "status":
-            return status_json(self.engine.status)
+            return self.status()
         if cmd == "table":
             table = self.dataplane.read()
             return {"table": table_of(table), "text": _ipvsadm_text(table)}
+        if cmd == "reload":
+            answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self.reloads.request(answer)
+            return await answer
         if cmd == "admin":
-            action = request.get("action")
-            if action not in ("failover", "drain", "undrain", "force_down", "force_up", "auto"):
-                raise ValueError(f"unknown admin action {action!r}")
-            server = str(request.get("server", ""))
-            if action != "failover":
-                self.engine._find_members(server, "")  # raises EngineMisuse -> answered, not fatal
-            self.feed(AdminRequested(action, server))
+            action, server = request.get("action"), request.get("server", "")
+            if action not in ADMIN_ACTIONS:
+                raise ValueError(f"unknown admin action {str(action)[:100]!r}: one of {', '.join(ADMIN_ACTIONS)}")
+            if not isinstance(server, str):
+                raise ValueError("server must be a string: VIRTUAL/SERVER or SERVER")
+            admin = AdminRequested(action, server)
+            refusal = self.engine.admin_refusal(admin)
+            if refusal is not None:
+                return {"ok": False, "error": refusal}
+            self.feed(admin)
             return {"ok": True}
-        raise ValueError(f"unknown command {cmd!r}")
+        raise ValueError(f"unknown command {str(cmd)[:100]!r}: status, table, reload or admin")
+
+    def status(self) -> dict[str, Any]:
+        from adapters.control import status_json
+
+        status = self.engine.status
+        data = status_json(status)
+        data["auth"] = getattr(status, "auth", None) or ("hmac-sha256" if self.key else "none")
+        data["warnings"] = config_warnings(self.config)
+        drops = dict(self.inputs.drops)
+        drops.update({f"heartbeat-{k}": v for k, v in (getattr(self.sockets, "drops", None) or {}).items()})
+        data["loop"] = {
+            "lateness_ms": self.lateness.summary(),
+            "queues": {"heartbeats": len(self.inputs.heartbeats), "inputs": len(self.inputs.others)},
+            "drops": drops,
+            "heartbeat_errors": dict(self.sockets.errors),
+            "control_errors": dict(self.control.errors),
+            "notify_errors": dict(self.notify.errors),
+            "reloads": {**self.reloads.counts, "in_flight": self.reloads.task is not None},
+        }
+        return data
 
     def close(self) -> None:
-        for closer in (self.sockets.close, self.control.close, self.dataplane.close, self.vips.close,
-                       self.notify.close, self.runner.close):
+        if self.reloads.task is not None:
+            self.reloads.task.cancel()
+        for name in ("sockets", "control", "dataplane", "vips", "notify", "runner"):
+            part = getattr(self, name, None)
             try:
-                closer()
+                if part is not None:
+                    part.close()
             except Exception as e:  # closing must not stop the others
-                log.warning("closing: %s", e)
+                log.warning("closing the %s: %s", name, e)
 
 
 def _ipvsadm_text(table: Any) -> str:
@@ -317,10 +542,6 @@ def table_of_safe(table: Any) -> Any:
     from adapters.control import table_of
 
     return table_of(table)
-
-
-def _describe(op: TableOp) -> str:
-    return f"{type(op).__name__} {op}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -343,5 +564,4 @@ def main(argv: list[str]) -> int:
                          else logging.Formatter("shoal[%(process)d]: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    os.makedirs(args.state_dir, exist_ok=True)
     return asyncio.run(Daemon(args.config, args.dataplane, args.state_dir).run())

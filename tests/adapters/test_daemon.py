@@ -74,7 +74,8 @@ def test_pair_serves_fails_over_reloads_and_stops(lab: Lab) -> None:
 def test_restart_adopts_the_table_and_keeps_connections(lab: Lab) -> None:
     primary = lab.start("primary")
     lab.wait("primary active alone", lambda: lab.role("primary") == "active", timeout_s=10)
-    lab.wait("rs1 in the kernel table", lambda: "table: ipvsadm -a -t 10.50.0.100:80" in lab.log("primary"))
+    nft = ["nft", "list", "ruleset"]
+    lab.wait("rs1 in the kernel table", lambda: "10.51.0.11" in lab.topo.run(lab.ns["primary"], nft).stdout)
     lab.wait("a client request through the VIP", lab.get)
     code = ("import socket,time,sys\n"
             "s=socket.create_connection(('10.50.0.100',80),2)\n"
