@@ -24,7 +24,7 @@ import pickle
 import resource
 import signal
 import stat
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, Awaitable, Callable, NoReturn
 
 import engine.config as config_package
@@ -52,9 +52,10 @@ class Refused(Exception):
 
 def load_config(path: str) -> tuple[Config, bytes | None]:
     """Read and parse `path` and its heartbeat key, here (raises Refused)."""
-    text = _read_bounded(path, MAX_CONFIG_BYTES, "the configuration")
+    data = _read_bounded(path, MAX_CONFIG_BYTES, "the configuration")
+    parse_bytes = getattr(config_package, "parse_bytes", None)  # a non-UTF-8 byte as file:line:col
     try:
-        config = parse(text.decode(), path)
+        config = parse_bytes(data, path) if parse_bytes else parse(data.decode(), path)
     except UnicodeDecodeError as e:
         raise Refused(f"{path}: not UTF-8 text (byte {e.start})") from None
     except ConfigError as e:
@@ -187,10 +188,10 @@ def changes(old: Config, new: Config) -> str:
     said += [f"virtual {n} removed" for n in before if n not in after]
     for name in (n for n in after if n in before and after[n] != before[n]):
         was, now = {s.name: s for s in before[name].servers}, {s.name: s for s in after[name].servers}
-        what = ([f"server {s} added" for s in now if s not in was] + [f"server {s} removed" for s in was if s not in now]
-                + [f"server {s} changed" for s in now if s in was and now[s] != was[s]])
-        if before[name].servers == after[name].servers or not what:
-            what.append("settings changed")
+        what = ["settings changed"] if replace(before[name], servers=()) != replace(after[name], servers=()) else []
+        what += [f"server {s} added" for s in now if s not in was]
+        what += [f"server {s} removed" for s in was if s not in now]
+        what += [f"server {s} changed" for s in now if s in was and now[s] != was[s]]
         said.append(f"virtual {name}: {', '.join(what)}")
     return "; ".join(said) or "nothing changed"
 
