@@ -28,6 +28,11 @@ SCHEDULERS: tuple[str, ...] = (
 )
 
 
+def default_min_ttl(heartbeat_format: HeartbeatFormat) -> int:
+    """`heartbeat_min_ttl` when the file does not set it."""
+    return 255 if heartbeat_format == "shoal" else 1
+
+
 @dataclass(frozen=True, slots=True)
 class Server:
     """`server NAME { }` inside a virtual."""
@@ -132,6 +137,12 @@ class Config:
     preempt: bool = False
     heartbeat_key_file: str | None = None
     heartbeat_format: HeartbeatFormat = "shoal"
+    # Partner heartbeats are accepted only with an IP TTL (hop limit) of at
+    # least this.  0 here means "the format's default", and construction
+    # puts the effective value in its place: 255 for shoal (both routers
+    # send 255, so an off-link host cannot forge one), 1 (not enforced) for
+    # piranha, whose pulse sends with the system's default TTL.
+    heartbeat_min_ttl: int = 0
     arp_count: int = 5
     arp_interval_ms: int = 1_000
     notify_fifo: str | None = None
@@ -141,6 +152,10 @@ class Config:
     # The parsed document (comments, order) the writer renders into.  Not
     # part of the model's identity.
     source: object | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_min_ttl == 0:
+            object.__setattr__(self, "heartbeat_min_ttl", default_min_ttl(self.heartbeat_format))
 
     def address_of(self, node: Node, path: Literal["public", "private"]) -> str | None:
         """This node's address on a heartbeat path (None: path not configured)."""

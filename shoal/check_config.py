@@ -1,15 +1,18 @@
 """`shoal check-config FILE`: parse and validate an lvs.cf.
 
-Exit 0 and a one-line summary on stdout when it is valid; exit 2 with every
-error as `file:line:col: message` on stderr when it is not, or with one
-clear line when it cannot be read.
+Exit 0 and a one-line summary on stdout when it is valid (and a line on
+stderr for each warning: valid, but at a risk; see engine/config/advice.py);
+exit 2 with every error as `file:line:col: message` on stderr when it is
+not, or with one clear line when it cannot be read.  A file is read up to
+one byte past MAX_FILE_BYTES: a bigger one is refused unread.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from engine.config import ConfigError, parse
+from engine.config import MAX_FILE_BYTES, ConfigError, parse_bytes, warnings
 from engine.model import Config
 
 
@@ -20,21 +23,20 @@ def main(argv: list[str]) -> int:
     path = argv[0]
     try:
         with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
-    except OSError as e:
-        print(f"shoal check-config: cannot read {path}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError as e:
-        print(f"shoal check-config: cannot read {path}: not UTF-8 text (byte {e.object[e.start]:#04x} "
-              f"at offset {e.start})", file=sys.stderr)
+            data = f.read(MAX_FILE_BYTES + 1)
+            size = max(len(data), os.fstat(f.fileno()).st_size)  # a bigger file is not read to its end
+    except (OSError, ValueError) as e:
+        print(f"shoal check-config: cannot read {path}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
         return 2
     try:
-        config = parse(text, path)
+        config = parse_bytes(data, path, size)
     except ConfigError as e:
         for issue in e.issues:
             print(issue, file=sys.stderr)
         return 2
     print(summary(path, config))
+    for warning in warnings(config):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     return 0
 
 

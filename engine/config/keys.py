@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from engine.config.lexer import Token, quote
+from engine.config.limits import (
+    CHECK_FORBIDDEN, FORBIDDEN, MAX_CHECK_CHARS, MAX_IPVS_TIMEOUT_S, MAX_PATH_CHARS, MAX_STRING_CHARS, MAX_TIME_MS,
+    U8, U16, U32, U64, character, shown,
+)
 from engine.model import SCHEDULERS
 
 SERVICE_PORTS: Mapping[str, int] = {
@@ -20,6 +24,9 @@ SERVICE_PORTS: Mapping[str, int] = {
     "mysql": 3306, "postgresql": 5432, "http-alt": 8080,
 }
 SCHED_FLAGS = ("sh-fallback", "sh-port", "mh-fallback", "mh-port", "flag-1", "flag-2", "flag-3")
+_DIGITS = re.compile(r"[0-9]+")
+_TIME = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
 
 
 class ValueProblem(Exception):
@@ -48,33 +55,39 @@ class Key:
 # ---------------------------------------------------------------- value kinds
 
 
-def _int(token: Token, lo: int, hi: int | None = None) -> int:
-    if not re.fullmatch(r"[0-9]+", token.text):
-        raise ValueProblem(f"expected a whole number, found {token.text!r}", token.col)
-    value = int(token.text)
-    if value < lo or (hi is not None and value > hi):
-        upper = f" and {hi}" if hi is not None else ""
-        wanted = f"a number between {lo}{upper}" if hi is not None else f"a number >= {lo}"
-        raise ValueProblem(f"expected {wanted}, found {value}", token.col)
+def _int(token: Token, lo: int, hi: int) -> int:
+    text = token.text
+    if not _DIGITS.fullmatch(text):
+        raise ValueProblem(f"expected a whole number, found {shown(text)}", token.col)
+    digits = text.lstrip("0")
+    if len(digits) > len(str(hi)):  # counted before converting: no cost, whatever its length
+        raise ValueProblem(f"expected a number between {lo} and {hi}, found a number of {len(digits)} digits",
+                           token.col)
+    value = int(text)
+    if value < lo or value > hi:
+        raise ValueProblem(f"expected a number between {lo} and {hi}, found {value}", token.col)
     return value
 
 
 def _bool(token: Token) -> bool:
     if token.text not in ("0", "1"):
-        raise ValueProblem(f"expected 0 or 1, found {token.text!r}", token.col)
+        raise ValueProblem(f"expected 0 or 1, found {shown(token.text)}", token.col)
     return token.text == "1"
 
 
 def _seconds_ms(token: Token, positive: bool) -> int:
-    m = re.fullmatch(r"([0-9]*)(?:\.([0-9]*))?", token.text)
+    m = _TIME.fullmatch(token.text)
     if not m or not (m.group(1) or m.group(2)):
-        raise ValueProblem(f"expected a time in seconds (fractions allowed), found {token.text!r}", token.col)
-    whole, frac = m.group(1) or "0", m.group(2) or ""
+        raise ValueProblem(f"expected a time in seconds (fractions allowed), found {shown(token.text)}", token.col)
+    whole, frac = (m.group(1) or "0").lstrip("0") or "0", m.group(2) or ""
     if len(frac.rstrip("0")) > 3:
-        raise ValueProblem(f"expected at most 3 decimals (milliseconds), found {token.text!r}", token.col)
+        raise ValueProblem(f"expected at most 3 decimals (milliseconds), found {shown(token.text)}", token.col)
+    if len(whole) > len(str(MAX_TIME_MS // 1000)) or int(whole) * 1000 + int((frac + "000")[:3]) > MAX_TIME_MS:
+        raise ValueProblem(f"expected at most {MAX_TIME_MS // 1000} seconds (a day), found {shown(token.text)}",
+                           token.col)
     ms = int(whole) * 1000 + int((frac + "000")[:3])
     if positive and ms <= 0:
-        raise ValueProblem(f"expected a time above 0, found {token.text!r}", token.col)
+        raise ValueProblem(f"expected a time above 0, found {shown(token.text)}", token.col)
     return ms
 
 
@@ -82,24 +95,30 @@ def _check_interval_ms(token: Token) -> int:
     """0 (off), or a time of at least 0.1 s: reading the whole kernel table more often is waste."""
     ms = _seconds_ms(token, positive=False)
     if 0 < ms < 100:
-        raise ValueProblem(f"expected 0 (off) or a time of at least 0.1 s, found {token.text!r}", token.col)
+        raise ValueProblem(f"expected 0 (off) or a time of at least 0.1 s, found {shown(token.text)}", token.col)
     return ms
 
 
 def _address(token: Token) -> str:
+    text = token.text
+    if _IPV4.fullmatch(text):  # the common case, without ipaddress (the same answer, ten times faster)
+        return text
+    if "%" in text or len(text) > 45:  # a scope (fe80::1%eth0) is not an address a VIP or a server can have
+        raise ValueProblem(f"expected an IPv4 or IPv6 address (without a %scope), found {shown(text)}", token.col)
     try:
-        return ipaddress.ip_address(token.text).compressed
+        return ipaddress.ip_address(text).compressed
     except ValueError:
-        raise ValueProblem(f"expected an IPv4 or IPv6 address, found {token.text!r}", token.col) from None
+        raise ValueProblem(f"expected an IPv4 or IPv6 address, found {shown(text)}", token.col) from None
 
 
 def _port(token: Token) -> int:
     if token.text in SERVICE_PORTS:
         return SERVICE_PORTS[token.text]
-    if not token.text.isdigit():
+    if not _DIGITS.fullmatch(token.text):
         known = ", ".join(sorted(SERVICE_PORTS))
-        raise ValueProblem(f"expected a port number or a service name ({known}), found {token.text!r}", token.col)
-    return _int(token, 1, 65535)
+        raise ValueProblem(f"expected a port number or a service name ({known}), found {shown(token.text)}",
+                           token.col)
+    return _int(token, 1, U16)
 
 
 def _netmask(token: Token) -> str:
@@ -108,12 +127,12 @@ def _netmask(token: Token) -> str:
     if re.fullmatch(r"[0-9]{1,3}", text) and int(text) <= 128:
         return str(int(text))
     try:
-        mask = int(ipaddress.IPv4Address(text))
+        mask = int(ipaddress.IPv4Address(text)) if len(text) <= 15 else -1
     except ValueError:
         mask = -1
     inverted = ~mask & 0xFFFFFFFF
     if mask < 0 or inverted & (inverted + 1):
-        raise ValueProblem(f"expected a netmask (255.255.255.0) or a prefix length, found {text!r}", token.col)
+        raise ValueProblem(f"expected a netmask (255.255.255.0) or a prefix length, found {shown(text)}", token.col)
     return text
 
 
@@ -126,14 +145,32 @@ def mask_family(mask: str) -> int | None:
 
 def _choice(token: Token, choices: tuple[str, ...]) -> str:
     if token.text not in choices:
-        raise ValueProblem(f"expected one of {', '.join(choices)}, found {token.text!r}", token.col)
+        raise ValueProblem(f"expected one of {', '.join(choices)}, found {shown(token.text)}", token.col)
     return token.text
 
 
-def _string(token: Token, limit: int | None = None) -> str:
-    if limit is not None and len(token.text) > limit:
+def _string(token: Token, limit: int = MAX_STRING_CHARS, forbidden: re.Pattern[str] = FORBIDDEN) -> str:
+    """Any text up to `limit` characters, without control characters (an
+    escaped newline included: only `send` and `expect` may hold \\r \\n)."""
+    if len(token.text) > limit:
         raise ValueProblem(f"at most {limit} characters, found {len(token.text)}", token.col)
+    bad = forbidden.search(token.text)
+    if bad:
+        raise ValueProblem(f"{character(bad.group())} is not allowed here (only send and expect may hold "
+                           f"\\r and \\n)", token.col)
     return token.text
+
+
+def _check_string(token: Token) -> str:
+    """`send`, `expect`: what goes on the wire, where \\r \\n \\t are the point."""
+    return _string(token, MAX_CHECK_CHARS, CHECK_FORBIDDEN)
+
+
+def _file(token: Token) -> str:
+    """A file name: not empty, at most PATH_MAX."""
+    if not token.text:
+        raise ValueProblem("expected a file name, found an empty string", token.col)
+    return _string(token, MAX_PATH_CHARS)
 
 
 def _sorry(token: Token) -> tuple[str, int | None]:
@@ -181,7 +218,7 @@ def boolean(name: str, field: str | None = None) -> Key:
     return key(name, field or name, _bool, lambda v: "1" if v else "0")
 
 
-def number(name: str, lo: int = 0, hi: int | None = None, field: str | None = None) -> Key:
+def number(name: str, lo: int, hi: int, field: str | None = None) -> Key:
     return key(name, field or name, lambda t: _int(t, lo, hi))
 
 
@@ -193,8 +230,8 @@ def address(name: str, field: str | None = None) -> Key:
     return key(name, field or name, _address)
 
 
-def string(name: str, field: str | None = None, limit: int | None = None) -> Key:
-    return key(name, field or name, lambda t: _string(t, limit), quote)
+def string(name: str, field: str | None = None, conv: Callable[[Token], str] = _string) -> Key:
+    return key(name, field or name, conv, quote)
 
 
 def choice(name: str, choices: tuple[str, ...], field: str | None = None) -> Key:
@@ -222,15 +259,23 @@ def _sched_flags(toks: list[Token]) -> dict[str, Any]:
 
 def _path(token: Token) -> str:
     if not token.text.startswith("/"):
-        raise ValueProblem(f"expected a path starting with '/', found {token.text!r}", token.col)
+        raise ValueProblem(f"expected a path starting with '/', found {shown(token.text)}", token.col)
     return _string(token)
 
 
 def _device(token: Token) -> str:
     """An interface, with an optional alias label: eth0, eth0:1, bond0.100."""
-    if not re.fullmatch(r"[A-Za-z0-9_.@-]+(:[A-Za-z0-9_]+)?", token.text) or len(token.text) > 15:
+    if len(token.text) > 15 or not re.fullmatch(r"[A-Za-z0-9_.@-]+(:[A-Za-z0-9_]+)?", token.text):
         raise ValueProblem(f"expected an interface with an optional alias (eth0:1, at most 15 characters), "
-                           f"found {token.text!r}", token.col)
+                           f"found {shown(token.text)}", token.col)
+    return token.text
+
+
+def _interface(token: Token) -> str:
+    """An interface name as the kernel takes it (IFNAMSIZ): eth0, bond0.100."""
+    if len(token.text) > 15 or not re.fullmatch(r"[A-Za-z0-9_.@-]+", token.text):
+        raise ValueProblem(f"expected an interface name (eth0, at most 15 characters), found {shown(token.text)}",
+                           token.col)
     return token.text
 
 
@@ -240,7 +285,7 @@ def _sorry_parse(toks: list[Token]) -> dict[str, Any]:
 
 
 GLOBAL_KEYS: tuple[Key, ...] = (
-    number("serial_no"),
+    number("serial_no", 0, U64),  # the heartbeat carries it as a u64
     choice("service", ("lvs",)),  # Piranha's `fos` (failover services) is not supported
     address("primary"), address("backup"), address("primary_private"), address("backup_private"),
     boolean("backup_active"), boolean("heartbeat"),
@@ -252,14 +297,16 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     string("debug_level"), string("rsh_command"),
     string("active_cmd"), string("inactive_cmd"),
     boolean("monitor_links"), boolean("hard_shutdown"), boolean("syncdaemon"),
-    string("syncd_iface"), number("syncd_id", 0, 255),
-    number("tcp_timeout", field="tcp_timeout_s"), number("tcpfin_timeout", field="tcpfin_timeout_s"),
-    number("udp_timeout", field="udp_timeout_s"),
+    key("syncd_iface", "syncd_iface", _interface), number("syncd_id", 0, U8),
+    number("tcp_timeout", 0, MAX_IPVS_TIMEOUT_S, field="tcp_timeout_s"),
+    number("tcpfin_timeout", 0, MAX_IPVS_TIMEOUT_S, field="tcpfin_timeout_s"),
+    number("udp_timeout", 0, MAX_IPVS_TIMEOUT_S, field="udp_timeout_s"),
     # shoal extensions
-    boolean("preempt"), string("heartbeat_key_file"),
+    boolean("preempt"), string("heartbeat_key_file", conv=_file),
     choice("heartbeat_format", ("shoal", "piranha")),
+    number("heartbeat_min_ttl", 1, U8),
     number("arp_count", 1, 1000), time_ms("arp_interval"),
-    string("notify_fifo"), time_ms("command_timeout"),
+    string("notify_fifo", conv=_file), time_ms("command_timeout"),
     key("table_check_interval", "table_check_interval_ms", _check_interval_ms, _fmt_ms),
 )
 
@@ -268,29 +315,29 @@ VIRTUAL_KEYS: tuple[Key, ...] = (
     address_device("address", "address", "device"),
     key("vip_nmask", "vip_nmask", _netmask),
     Key("sorry_server", (1,), _sorry_parse, _fmt_sorry, ("sorry_server", "sorry_port")),
-    number("fwmark", 1, 2**32 - 1),
+    number("fwmark", 1, U32),
     choice("protocol", ("tcp", "udp")),
     key("port", "port", _port),
     choice("scheduler", SCHEDULERS),
-    number("persistent", field="persistent_s"),
+    number("persistent", 0, MAX_IPVS_TIMEOUT_S, field="persistent_s"),
     key("pmask", "pmask", _netmask),
-    string("send", limit=255), string("expect", limit=255),
+    string("send", conv=_check_string), string("expect", conv=_check_string),
     boolean("use_regex"),
     string("send_program"),
     choice("load_monitor", ("none", "uptime", "rup", "ruptime")),
     time_ms("timeout"), time_ms("reentry", positive=False),
     boolean("quiesce_server"),
     # shoal extensions
-    number("rise", 1), number("fall", 1), time_ms("check_interval"),
+    number("rise", 1, U16), number("fall", 1, U16), time_ms("check_interval"),
     choice("check", ("auto", "tcp", "udp", "http", "https", "none")),
     key("http_path", "http_path", _path, quote), number("http_status", 100, 599),
-    number("quorum"), number("hysteresis"),
+    number("quorum", 0, U32), number("hysteresis", 0, U32),
     string("load_command"),
     Key("sched_flags", (1,), _sched_flags, lambda v: list(v) or None, ("sched_flags",), many=True),
 )
 
 SERVER_KEYS: tuple[Key, ...] = (
-    address("address"), boolean("active"), number("weight", 0, 65535),
+    address("address"), boolean("active"), number("weight", 0, U16),
     key("port", "port", _port),
     string("notify_up"), string("notify_down"),
 )

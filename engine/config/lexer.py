@@ -12,15 +12,19 @@ are ordinary characters (`http_path = /?a=b`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 ESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t", "'": "'", '"': '"'}
 UNESCAPES = {v: "\\" + k for k, v in ESCAPES.items()}
 BLANKS = " \t\r"
+_BARE_KEY = re.compile(r"[^ \t\r=]+")  # a bare token before the line's first '='
+_BARE = re.compile(r"[^ \t\r]+")  # after it
+_SKIP = re.compile(r"[ \t\r]*")
+_WORD = re.compile(r"[^ \t\r]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):  # a tuple, not a frozen dataclass: made for every word of the file, 3x cheaper
     text: str  # the value (unescaped, without quotes)
     col: int  # 1-based column of its first character
     quoted: bool = False
@@ -36,14 +40,14 @@ class LexError(Exception):
 
 def tokens(line: str) -> list[Token]:
     """The tokens of one line (no trailing comment).  Raises LexError."""
+    if '"' not in line and "'" not in line:
+        return _bare_tokens(line)
     out: list[Token] = []
-    i, n = 0, len(line)
+    n = len(line)
+    i = _SKIP.match(line, 0).end()  # type: ignore[union-attr]  # always matches
     seen_equals = False
     while i < n:
         ch = line[i]
-        if ch in BLANKS:
-            i += 1
-            continue
         if ch == "#":
             break
         start = i
@@ -52,15 +56,34 @@ def tokens(line: str) -> list[Token]:
             out.append(Token(text, start + 1, True, i))
             if i < n and line[i] not in BLANKS:
                 raise LexError(i + 1, f"expected a blank after the closing quote, found {line[i]!r}")
-            continue
-        if ch == "=" and not seen_equals:
+        elif ch == "=" and not seen_equals:
             seen_equals = True
-            out.append(Token("=", start + 1, False, i + 1))
             i += 1
-            continue
-        while i < n and line[i] not in BLANKS and (seen_equals or line[i] != "="):
-            i += 1
-        out.append(Token(line[start:i], start + 1, False, i))
+            out.append(Token("=", start + 1, False, i))
+        else:
+            bare = (_BARE if seen_equals else _BARE_KEY).match(line, i)
+            assert bare is not None  # line[i] is neither a blank nor (before the first '=') an '='
+            i = bare.end()
+            out.append(Token(line[start:i], start + 1, False, i))
+        i = _SKIP.match(line, i).end()  # type: ignore[union-attr]
+    return out
+
+
+def _bare_tokens(line: str) -> list[Token]:
+    """`tokens` of a line without quotes (most lines), the same, faster."""
+    out: list[Token] = []
+    equals = line.find("=")
+    for m in _WORD.finditer(line, 0, len(line) if equals < 0 else equals):
+        if m.group()[0] == "#":
+            return out
+        out.append(Token(m.group(), m.start() + 1, False, m.end()))
+    if equals < 0:
+        return out
+    out.append(Token("=", equals + 1, False, equals + 1))
+    for m in _WORD.finditer(line, equals + 1):
+        if m.group()[0] == "#":
+            break
+        out.append(Token(m.group(), m.start() + 1, False, m.end()))
     return out
 
 

@@ -12,10 +12,14 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from engine.config.keys import TABLES, Key, ValueProblem
 from engine.config.lexer import LexError, Token, tokens
+from engine.config.limits import (
+    FORBIDDEN, MAX_FILE_BYTES, MAX_ISSUES, MAX_LINE_CHARS, MAX_LINES, MAX_NAME_CHARS, MAX_SERVERS, MAX_VIRTUALS,
+    character, shown,
+)
 from engine.model import Config, Server, Virtual
 
 Block = tuple[str, ...]  # () global, (virtual,), (virtual, server)
@@ -43,8 +47,7 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):  # a tuple, not a frozen dataclass: one per line of the file, 3x cheaper
     text: str  # without its line ending
     kind: Literal["blank", "comment", "key", "open", "close", "bad"]
     block: Block  # the block the line is in (for open and close: that block)
@@ -88,25 +91,49 @@ class _Open:
     seen: set[str] = field(default_factory=set)
 
 
+def too_big(file: str, head: bytes, size: int) -> Issue:
+    """The one error of a file over MAX_FILE_BYTES, at its first byte past the bound (`head`: at least that much)."""
+    text = head[:MAX_FILE_BYTES].decode("utf-8", "ignore")
+    line, col = text.count("\n") + 1, len(text) - text.rfind("\n")
+    return Issue(file, line, col, f"the file is larger than {MAX_FILE_BYTES} bytes "
+                                  f"({MAX_FILE_BYTES // 1024 // 1024} MiB, the most shoal reads): {size} bytes")
+
+
+class _Stop(Exception):
+    """The file is refused as a whole (too big) or has too many errors: no reading on."""
+
+
 class Parser:
     def __init__(self, text: str, filename: str) -> None:
         self.text = text
         self.file = filename
         self.issues: list[Issue] = []
+        self.stopped = False  # the issues are not all of the file's: validation would add noise
         self.doc = Document([])
         self.globals: dict[str, Any] = {}
         self.seen_globals: set[str] = set()
         self.virtuals: list[Virtual] = []
         self.stack: list[_Open] = []
+        self.block: Block = ()  # the names of `stack`: the block the current line is in
+        self.counts = {"virtual": 0, "server": 0}
 
     def error(self, line: int, col: int, message: str) -> None:
         self.issues.append(Issue(self.file, line, col, message))
 
-    @property
-    def block(self) -> Block:
-        return tuple(o.ident for o in self.stack)
+    def stop(self, line: int, col: int, message: str) -> None:
+        self.error(line, col, message)
+        self.stopped = True
+        raise _Stop
 
     def run(self) -> Config:
+        try:
+            self.read()
+        except _Stop:
+            pass
+        return Config(**self.globals, virtuals=tuple(self.virtuals), source=self.doc)
+
+    def read(self) -> None:
+        self.bounds()
         raw_lines = self.text.split("\n")
         self.doc.final_newline = raw_lines[-1] == ""
         if self.doc.final_newline:
@@ -115,15 +142,32 @@ class Parser:
             self.doc.newline = "\r\n"
         for number, raw in enumerate(raw_lines, 1):
             self.line(number, raw.removesuffix("\r"))
+            if len(self.issues) >= MAX_ISSUES:
+                self.stop(number + 1, 1, f"too many errors: stopped reading after {MAX_ISSUES}")
         for still in reversed(self.stack):
             if still.name:  # a malformed opening line was reported already
                 self.error(still.line, still.col, f"missing '}}' for {still.kind} {still.name} "
                                                   f"opened at line {still.line}")
         while self.stack:
             self.close()
-        return Config(**self.globals, virtuals=tuple(self.virtuals), source=self.doc)
+
+    def bounds(self) -> None:
+        """A file too big to read is refused as a whole, before any line is looked at."""
+        text = self.text
+        size = len(text) if len(text) > MAX_FILE_BYTES else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_FILE_BYTES:
+            head = text[:MAX_FILE_BYTES + 1].encode("utf-8", "surrogatepass")
+            self.issues.append(too_big(self.file, head, size))
+            self.stopped = True
+            raise _Stop
+        lines = text.count("\n") + (not text.endswith("\n"))
+        if lines > MAX_LINES:
+            self.stop(MAX_LINES + 1, 1, f"the file has more than {MAX_LINES} lines (the most shoal reads): {lines}")
 
     def line(self, number: int, raw: str) -> None:
+        if len(raw) > MAX_LINE_CHARS or FORBIDDEN.search(raw):
+            self.unreadable(number, raw)
+            return
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             self.doc.lines.append(Line(raw, "blank" if not stripped else "comment", self.block))
@@ -144,9 +188,22 @@ class Parser:
         else:
             self.key_line(number, raw, toks)
 
+    def unreadable(self, number: int, raw: str) -> None:
+        """A line too long, or with a character no lvs.cf holds: reported, not read."""
+        bad = FORBIDDEN.search(raw, 0, MAX_LINE_CHARS + 1)
+        if bad:
+            self.error(number, bad.start() + 1, f"{character(bad.group())} is not allowed in lvs.cf "
+                                                f"(no control characters but tab)")
+        else:
+            self.error(number, MAX_LINE_CHARS + 1, f"line longer than {MAX_LINE_CHARS} characters "
+                                                   f"(the most shoal reads): {len(raw)}")
+        self.doc.lines.append(Line(raw, "bad", self.block))
+        key = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=", raw[:100])
+        self.doc.fail(self.block, key.group(1) if key else ANY_KEY)
+
     def closing(self, number: int, raw: str, toks: list[Token]) -> None:
         if len(toks) > 1:
-            self.error(number, toks[1].col, f"expected nothing after '}}', found {toks[1].text!r}")
+            self.error(number, toks[1].col, f"expected nothing after '}}', found {shown(toks[1].text)}")
         if not self.stack:
             self.error(number, toks[0].col, "'}' without an open virtual or server")
             self.doc.lines.append(Line(raw, "bad", ()))
@@ -177,16 +234,24 @@ class Parser:
         block = (*self.block, name.text)
         if not discard and block in self.doc.blocks:
             what = "virtual" if kind == "virtual" else f"server in virtual {block[0]}"
-            self.error(number, name.col, f"duplicate {what} name {name.text!r} (first at line {self.doc.blocks[block][0]})")
+            self.error(number, name.col, f"duplicate {what} name {shown(name.text)} (first at line {self.doc.blocks[block][0]})")
             discard = True
-        self.stack.append(_Open(kind, name.text, number, name.col, discard))
+        if len(name.text) > MAX_NAME_CHARS:
+            self.error(number, name.col, f"a {kind} name has at most {MAX_NAME_CHARS} characters, "
+                                         f"found {len(name.text)}")
+        if not discard:
+            self.counts[kind] += 1
+            most = MAX_VIRTUALS if kind == "virtual" else MAX_SERVERS
+            if self.counts[kind] > most:
+                self.stop(number, toks[0].col, f"more than {most} {kind}s in the file (the most shoal runs)")
+        self.push(_Open(kind, name.text, number, name.col, discard))
         self.doc.blocks[self.block] = (number, name.col)
         self.doc.lines.append(Line(raw, "open", self.block))
 
     def bad_opening(self, number: int, raw: str, kind: str, toks: list[Token], words: list[Token], opens: bool) -> None:
         if words and (words[0].quoted or not NAME.fullmatch(words[0].text)) and words[0].text != "{":
             self.error(number, words[0].col, f"expected a {kind} name without blanks, quotes or any of # = {{ }} /, "
-                                             f"found {words[0].text!r}")
+                                             f"found {shown(words[0].text)}")
         else:
             if not words:
                 col = toks[0].end + 1
@@ -198,7 +263,7 @@ class Parser:
         self.doc.lines.append(Line(raw, "bad", self.block))
         self.doc.fail(self.block, ANY_KEY)
         if opens:  # swallow its keys and its '}' so they cause no more errors
-            self.stack.append(_Open(kind, "", number, toks[0].col, discard=True))  # type: ignore[arg-type]
+            self.push(_Open(kind, "", number, toks[0].col, discard=True))  # type: ignore[arg-type]
 
     def close_unclosed(self, number: int, col: int, opening: str, keep: int) -> None:
         """A block opens while deeper ones are open: each lacks its '}'."""
@@ -209,8 +274,13 @@ class Parser:
                                         f"(before {opening})")
             self.close()
 
+    def push(self, block: _Open) -> None:
+        self.stack.append(block)
+        self.block = (*self.block, block.ident)
+
     def close(self) -> None:
         done = self.stack.pop()
+        self.block = self.block[:-1]
         if done.discard or any(o.discard for o in self.stack):
             return
         if done.kind == "server":
@@ -225,7 +295,7 @@ class Parser:
         self.doc.lines.append(Line(raw, "bad", block))
         if len(toks) < 2 or toks[1].text != "=" or toks[1].quoted or first.quoted:
             col = toks[1].col if len(toks) > 1 else first.end + 1
-            self.error(number, col, f"expected '=' after {first.text!r}")
+            self.error(number, col, f"expected '=' after {shown(first.text)}")
             self.doc.fail(block, first.text)
             return
         k = TABLES[block_kind].get(first.text)
@@ -272,11 +342,11 @@ class Parser:
 
     @staticmethod
     def unknown(name: str, block_kind: str) -> str:
-        message = f"unknown {block_kind} key {name!r}"
+        message = f"unknown {block_kind} key {shown(name)}"
         near = difflib.get_close_matches(name, list(TABLES[block_kind]), n=1, cutoff=0.6)
         if near:
             return f"{message}; did you mean {near[0]!r}?"
         elsewhere = [b for b in TABLES if b != block_kind and name in TABLES[b]]
         if elsewhere:
-            return f"{message}; {name!r} is a {elsewhere[0]} key"
+            return f"{message}; {shown(name)} is a {elsewhere[0]} key"
         return message

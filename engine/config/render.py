@@ -20,7 +20,7 @@ from typing import Any, Sequence
 from engine.config.keys import GLOBAL_KEYS, SERVER_KEYS, VIRTUAL_KEYS, Key, render_value
 from engine.config.lexer import quote
 from engine.config.parser import Block, Document, Line
-from engine.model import Config, Server, Virtual
+from engine.model import Config, Server, Virtual, default_min_ttl
 
 _KEYS = {"global": GLOBAL_KEYS, "virtual": VIRTUAL_KEYS, "server": SERVER_KEYS}
 _DEFAULTS: dict[str, Any] = {"global": Config(), "virtual": Virtual(name="-"), "server": Server(name="-")}
@@ -44,6 +44,13 @@ class _Style:
     newline: str = "\n"
 
 
+def _default(kind: str, k: Key, model: Any) -> list[str] | None:
+    """What an absent key `k` means for `model` (`heartbeat_min_ttl`'s depends on the format)."""
+    if k.name == "heartbeat_min_ttl":
+        return [str(default_min_ttl(model.heartbeat_format))]
+    return render_value(k, _DEFAULTS[kind])
+
+
 def _key_lines(kind: str, model: Any, indent: str, skip: set[str], essentials: bool) -> list[str]:
     lines = []
     for k in _KEYS[kind]:
@@ -52,7 +59,7 @@ def _key_lines(kind: str, model: Any, indent: str, skip: set[str], essentials: b
         tokens = render_value(k, model)
         if tokens is None:
             continue
-        if tokens == render_value(k, _DEFAULTS[kind]) and not (essentials and k.name in _ESSENTIAL[kind]):
+        if tokens == _default(kind, k, model) and not (essentials and k.name in _ESSENTIAL[kind]):
             continue
         lines.append(f"{indent}{k.name} = {' '.join(tokens)}")
     return lines

@@ -133,8 +133,9 @@ names = st.from_regex(r"[A-Za-z][A-Za-z0-9_.:\[\]-]{0,8}", fullmatch=True)
 ipv4 = st.ip_addresses(v=4).filter(lambda a: not a.is_unspecified).map(str)
 ipv6 = st.ip_addresses(v=6).filter(lambda a: not a.is_unspecified).map(lambda a: a.compressed)
 texts = st.text(st.characters(min_codepoint=32, max_codepoint=126) | st.sampled_from("\r\n\t"), max_size=30)
+commands = st.text(st.characters(min_codepoint=32, max_codepoint=126) | st.just("\t"), max_size=30)  # one line
 paths = st.from_regex(r"/[a-z0-9/._-]{1,20}", fullmatch=True)
-times_ms = st.integers(1, 10**9)
+times_ms = st.integers(1, 86_400_000)  # at most a day
 devices = st.sampled_from(["eth0", "eth0:1", "eth1:12", "bond0.100", "ens3"])
 maybe = st.none
 
@@ -143,8 +144,8 @@ maybe = st.none
 def servers(draw: st.DrawFn, family: st.SearchStrategy[str]) -> Server:
     return Server(
         name=draw(names), address=draw(family), active=draw(st.booleans()), weight=draw(st.integers(0, 65535)),
-        port=draw(maybe() | st.integers(1, 65535)), notify_up=draw(maybe() | texts),
-        notify_down=draw(maybe() | texts),
+        port=draw(maybe() | st.integers(1, 65535)), notify_up=draw(maybe() | commands),
+        notify_down=draw(maybe() | commands),
     )
 
 
@@ -174,13 +175,13 @@ def virtuals(draw: st.DrawFn, index: int, network: str) -> Virtual:
         port=1000 + index, scheduler=scheduler, sched_flags=flags, persistent_s=persistent,
         pmask=draw(maybe() | mask) if persistent else None,
         send=draw(maybe() | texts), expect=draw(maybe() | (st.just("HTT?P.*") if use_regex else texts)), use_regex=use_regex,
-        send_program=draw(maybe() | texts), load_monitor=draw(st.sampled_from(["none", "uptime", "rup", "ruptime"])),
-        timeout_ms=draw(times_ms), reentry_ms=draw(st.integers(0, 10**9)), quiesce_server=draw(st.booleans()),
+        send_program=draw(maybe() | commands), load_monitor=draw(st.sampled_from(["none", "uptime", "rup", "ruptime"])),
+        timeout_ms=draw(times_ms), reentry_ms=draw(st.integers(0, 86_400_000)), quiesce_server=draw(st.booleans()),
         rise=draw(maybe() | st.integers(1, 9)), fall=draw(maybe() | st.integers(1, 9)),
         check_interval_ms=draw(maybe() | times_ms),
         check=draw(st.sampled_from(["auto", "tcp", "udp", "none"] + (["http", "https"] if protocol == "tcp" else []))),
         http_path=draw(paths), http_status=draw(st.integers(100, 599)), quorum=draw(st.integers(0, 99)),
-        hysteresis=draw(st.integers(0, 9)), load_command=draw(maybe() | texts),
+        hysteresis=draw(st.integers(0, 9)), load_command=draw(maybe() | commands),
         servers=tuple(draw(st.lists(servers(family), max_size=3, unique_by=lambda s: s.name))),
     )
 
@@ -188,7 +189,7 @@ def virtuals(draw: st.DrawFn, index: int, network: str) -> Virtual:
 @st.composite
 def configs(draw: st.DrawFn) -> Config:
     family = draw(st.sampled_from([ipv4, ipv6]))
-    keepalive = draw(st.integers(1, 10**6))
+    keepalive = draw(st.integers(1, 10**6))  # and deadtime up to 2 * 10**6 ms: within a day
     network = draw(st.sampled_from(["nat", "direct", "tunnel"]))
     nat_router = draw(maybe() | ipv4)
     private = draw(st.booleans())
@@ -197,20 +198,21 @@ def configs(draw: st.DrawFn) -> Config:
     pformat = draw(st.sampled_from(["shoal", "piranha"]))
     has_backup = draw(st.booleans())
     return Config(
-        serial_no=draw(st.integers(0, 2**40)), primary=primary, backup=backup if has_backup else None,
+        serial_no=draw(st.integers(0, 2**64 - 1)), primary=primary, backup=backup if has_backup else None,
         primary_private="10.11.12.1" if private else None, backup_private="10.11.12.2" if private else None,
         heartbeat=draw(st.booleans()), heartbeat_port=draw(st.integers(1, 65535)),
         keepalive_ms=keepalive, deadtime_ms=keepalive + draw(st.integers(1, 10**6)),
         network=network, nat_router=nat_router, nat_router_device=draw(devices) if nat_router else None,  # type: ignore[arg-type]
         nat_nmask=draw(maybe() | st.just("255.255.255.0")) if nat_router else None,
         debug_level=draw(st.sampled_from(["NONE", "verbose", "3"])), rsh_command=draw(st.sampled_from(["rsh", "ssh"])),
-        active_cmd=draw(maybe() | texts), inactive_cmd=draw(maybe() | texts),
+        active_cmd=draw(maybe() | commands), inactive_cmd=draw(maybe() | commands),
         monitor_links=draw(st.booleans()), hard_shutdown=draw(st.booleans()), syncdaemon=draw(st.booleans()),
         syncd_iface=draw(st.sampled_from(["eth0", "eth2", "bond0"])), syncd_id=draw(st.integers(0, 255)),
         tcp_timeout_s=draw(st.integers(0, 10**6)), tcpfin_timeout_s=draw(st.integers(0, 999)),
         udp_timeout_s=draw(st.integers(0, 999)), preempt=draw(st.booleans()),
         heartbeat_format=pformat,  # type: ignore[arg-type]
         heartbeat_key_file=draw(maybe() | paths) if pformat == "shoal" else None,
+        heartbeat_min_ttl=draw(st.sampled_from([0, 1, 2, 64, 254, 255])),  # 0: the format's default
         arp_count=draw(st.integers(1, 1000)), arp_interval_ms=draw(times_ms), notify_fifo=draw(maybe() | paths),
         command_timeout_ms=draw(times_ms),
         backup_active=has_backup and draw(st.booleans()),
