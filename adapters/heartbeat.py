@@ -27,6 +27,8 @@ is dropped before it costs the daemon anything, and counted.
   | `ttl`            | its TTL / hop limit is below `heartbeat_min_ttl`      |
   |                  | (255 with the shoal format, 1 with piranha's: the     |
   |                  | original pulse sends with the system's default, 64)   |
+  | `malformed`      | not the shape of a heartbeat (`engine.wire.plausible`:|
+  |                  | a length one of the formats has, the shoal magic)     |
   | `rate`           | it passed all of the above, but the path's token      |
   |                  | bucket is empty (`RATE_PER_KEEPALIVE` a keepalive,   |
   |                  | at least `RATE_MIN_PER_S` a second, bursts of         |
@@ -89,6 +91,7 @@ from typing import Any, Literal
 
 from engine.events import Path, SendHeartbeat
 from engine.model import Config
+from engine.wire import plausible
 
 log = logging.getLogger("shoal.heartbeat")
 
@@ -100,7 +103,7 @@ RATE_PER_KEEPALIVE = 16  # one heartbeat, probes every keepalive/4, answers to o
 RATE_MIN_PER_S = 50.0
 BURST = 32
 LOG_EVERY_S = 10.0
-DROP_REASONS = ("foreign_source", "interface", "ttl", "oversize", "rate", "kernel")
+DROP_REASONS = ("foreign_source", "interface", "ttl", "oversize", "malformed", "rate", "kernel")
 
 # Linux constants the socket module lacks.
 IP_FREEBIND = 15
@@ -366,6 +369,8 @@ class HeartbeatSockets:
                 self._count(_error_name(e))
                 return
             reason = _judge(state, payload, ancdata, flags, addr)
+            if reason is None and not plausible(payload):
+                reason = "malformed"  # before the rate budget: garbage cannot spend it
             if reason is None and not state.bucket.take(now_s):
                 reason = "rate"
             if reason is not None:

@@ -172,6 +172,15 @@ def decode(payload: bytes, key: bytes | None = None) -> Heartbeat | WireError:
                      private=bool(flags & FLAG_PRIVATE))
 
 
+def plausible(payload: bytes) -> bool:
+    """Whether `payload` has the shape of a heartbeat (a length one of the
+    formats has, the shoal magic where it applies): a check cheap enough for
+    a socket to make before it spends anything on a datagram (its rate
+    budget among others).  `decode` still judges every byte."""
+    size = len(payload)
+    return size == _PIRANHA.size or (size in (_HEADER.size, _HEADER.size + MAC_SIZE) and payload[:4] == MAGIC)
+
+
 def _check_key(key: bytes | None) -> None:
     if key is not None and not key:
         raise ValueError("an empty heartbeat key authenticates nothing")

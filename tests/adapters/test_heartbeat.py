@@ -40,6 +40,12 @@ V6 = Config(primary="fd09::1", backup="fd09::2", primary_private="fd09:1::1",
 KEY = b"secret"
 PIRANHA = wire.encode(wire.Heartbeat("piranha", "active", None, 0, 0, 0))
 SHOAL = wire.encode(wire.Heartbeat("shoal", "standby", "backup", 7, 3, 12), KEY)
+
+
+def shaped(tag: bytes) -> bytes:
+    """A payload with the shape of a heartbeat (engine.wire.plausible) that
+    says `tag`: the sockets pass it on unjudged."""
+    return wire.MAGIC + tag[:28].ljust(28, b".")
 IP_TRANSPARENT = 19
 IPV6_TRANSPARENT = 75
 MALLORY = {V4: "10.9.0.66", V6: "fd09::66"}
@@ -172,18 +178,18 @@ def test_a_failing_callback_is_counted_and_the_socket_goes_on(pair: Any) -> None
         def flaky(path: Path, source: str, payload: bytes) -> None:
             nonlocal calls
             calls += 1
-            if payload == b"boom":
+            if payload == shaped(b"boom"):
                 raise RuntimeError("callback bug")
             backup.queue.put_nowait((path, source, payload))
 
         backup.sockets.on_datagram = flaky
         try:
             with sender(pair.a, "10.9.0.1") as partner:
-                for payload in (b"\x00", b"", b"boom", b"after"):
+                for payload in (PIRANHA, SHOAL, shaped(b"boom"), shaped(b"after")):
                     partner.sendto(payload, ("10.9.0.2", PORT))
-                assert await backup.next() == ("public", "10.9.0.1", b"\x00")
-                assert await backup.next() == ("public", "10.9.0.1", b"")
-                assert await backup.next() == ("public", "10.9.0.1", b"after")
+                assert await backup.next() == ("public", "10.9.0.1", PIRANHA)
+                assert await backup.next() == ("public", "10.9.0.1", SHOAL)
+                assert await backup.next() == ("public", "10.9.0.1", shaped(b"after"))
             assert calls == 4
             assert backup.sockets.errors == {"callback": 1}
         finally:
@@ -269,7 +275,7 @@ def test_a_third_host_is_dropped_before_userland_or_counted(trio: Trio, config: 
         try:
             assert backup.sockets.kernel_filter["public"] is kernel_filter
             with sender(trio.m, MALLORY[config]) as mallory, sender(trio.a, config.primary) as partner:
-                for payload in (PIRANHA, SHOAL, b"x" * 32):
+                for payload in (PIRANHA, SHOAL, shaped(b"x")):
                     for _ in range(100):
                         mallory.sendto(payload, to_backup(config))
                     partner.sendto(payload, to_backup(config))
@@ -370,6 +376,34 @@ def test_the_partners_address_forged_on_the_other_lan_is_dropped(trio: Trio, con
 
 
 @FAMILIES
+def test_garbage_from_the_partners_address_does_not_spend_the_rate(trio: Trio, config: Config) -> None:
+    """Datagrams without the shape of a heartbeat (engine.wire.plausible)
+    are dropped as `malformed` before the token bucket: a garbage flood
+    forging the partner's address cannot crowd out its real heartbeats."""
+    sent = 1000
+
+    async def main() -> None:
+        backup = await Node().open(trio.b, config, "backup")
+        try:
+            with sender(trio.a, config.primary) as flood:
+                for i in range(sent):
+                    flood.sendto(b"\x00" * (8 + i % 40), to_backup(config))
+                    if i % 50 == 49:
+                        await asyncio.sleep(0.001)
+                await asyncio.sleep(0.2)
+                drops = backup.sockets.drops
+                assert drops["malformed"] + drops["kernel"] == sent and drops["rate"] == 0, drops
+                for _ in range(BURST):  # the whole burst is still there for the real partner
+                    flood.sendto(SHOAL, to_backup(config))
+                await backup.settle(BURST)
+                assert len(backup.got) == BURST and backup.sockets.drops["rate"] == 0
+        finally:
+            backup.sockets.close()
+
+    asyncio.run(main())
+
+
+@FAMILIES
 def test_a_flood_from_the_partners_address_is_bounded_by_rate(trio: Trio, config: Config) -> None:
     """Only a key tells a forger on the link from the partner; what gets
     through is bounded (`BURST`, then `RATE_MIN_PER_S` with keepalive 2 s),
@@ -442,14 +476,14 @@ def test_a_new_port_is_bound_beside_the_old_then_the_old_closed(trio: Trio) -> N
             with entered(trio.b):
                 rebind = backup.sockets.prepare(moved)
             with sender(trio.a, V4.primary) as partner:
-                partner.sendto(b"old port, still served", to_backup(V4))
-                assert (await backup.next())[2] == b"old port, still served"
+                partner.sendto(shaped(b"old port, still served"), to_backup(V4))
+                assert (await backup.next())[2] == shaped(b"old port, still served")
                 rebind.commit()
                 assert all(sock.fileno() == -1 for sock in old.values())
                 assert backup.sockets.kernel_filter == {"public": True, "private": True}
-                partner.sendto(b"old port", to_backup(V4))
-                partner.sendto(b"new port", to_backup(V4, port=PORT + 1))
-                assert await backup.next() == ("public", V4.primary, b"new port")
+                partner.sendto(shaped(b"old port"), to_backup(V4))
+                partner.sendto(shaped(b"new port"), to_backup(V4, port=PORT + 1))
+                assert await backup.next() == ("public", V4.primary, shaped(b"new port"))
             # the old port is free again
             with entered(trio.b), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
                 again.bind(to_backup(V4))
@@ -473,8 +507,8 @@ def test_a_reload_that_cannot_bind_changes_nothing(trio: Trio) -> None:
                 backup.sockets.reconfigure(moved)
             assert backup.sockets.sockets == running and backup.sockets.partners["public"] == V4.primary
             with sender(trio.a, V4.primary) as partner:
-                partner.sendto(b"still here", to_backup(V4))
-                assert await backup.next() == ("public", V4.primary, b"still here")
+                partner.sendto(shaped(b"still here"), to_backup(V4))
+                assert await backup.next() == ("public", V4.primary, shaped(b"still here"))
             squatter.close()
             with entered(trio.b):  # and the public socket it had bound for 540 was closed again
                 backup.sockets.prepare(moved).abort()
@@ -498,9 +532,9 @@ def test_a_new_partner_address_keeps_the_socket_and_moves_the_filter(trio: Trio,
             assert backup.sockets.sockets["public"].fileno() == fileno
             assert backup.sockets.partners == {"public": "10.9.0.66", "private": "10.9.1.1"}
             with sender(trio.a, V4.primary) as old, sender(trio.m, "10.9.0.66") as new:
-                old.sendto(b"old partner", to_backup(V4))
-                new.sendto(b"new partner", to_backup(V4))
-                assert await backup.next() == ("public", "10.9.0.66", b"new partner")
+                old.sendto(shaped(b"old partner"), to_backup(V4))
+                new.sendto(shaped(b"new partner"), to_backup(V4))
+                assert await backup.next() == ("public", "10.9.0.66", shaped(b"new partner"))
             await backup.settle(2)
             assert len(backup.got) == 1
             reason = "kernel" if kernel_filter else "foreign_source"
