@@ -64,7 +64,7 @@ change:
   it was last heard.  Anything else -- a lower sequence, a jump ahead -- is
   a new boot of the partner, believed only when its ack names a heartbeat
   we sent within `deadtime` ("fresh"), when the stream we knew has been
-  silent for a keepalive and a half (a forger cannot silence the real
+  silent for more than a keepalive (a forger cannot silence the real
   partner), or (with a key) when it is a jump ahead.  Otherwise it is
   dropped and counted (`heartbeats_out_of_sequence`) and never judged.
 - the partner's ack is the highest of its stream: a forged stale ack
@@ -459,9 +459,10 @@ class Failover:
             self.counters["heartbeats_replayed"] += 1  # a slot already seen: a duplicate or a replay
             return None
         ahead = heartbeat.seq > self.heard_seq
-        # The stream we know has fallen silent (its sender would have spoken
-        # within a keepalive and a half): a restart; a forger cannot silence it.
-        silent = not self.partner_alive or elapsed_ms >= self.config.keepalive_ms * 3 // 2
+        # The stream we know has fallen silent (its sender speaks every
+        # keepalive): a restart; a forger cannot silence it.  If a loss let
+        # a forger in, the real partner's next heartbeat acks us and wins back.
+        silent = not self.partner_alive or elapsed_ms > self.config.keepalive_ms
         believable = (not self.heard_seq or self._acks_recent(heartbeat.ack, now_ms)
                       or (self.key is None and silent) or (self.key is not None and ahead))
         if not believable:
