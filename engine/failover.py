@@ -174,6 +174,10 @@ class Failover:
         self._stream_standby_since: int | None = None  # its stream has said standby since then
         self._stream_cold_started = False  # its stream said standby (a keepalive or more) before claiming active
         self._stream_first = False  # its stream is the first we heard since we started
+        # A stream not (yet) believed: its last sequence, when, and since when it said standby
+        # (so that once believed, a booting router's standby phase is not lost).
+        self._candidate: tuple[int, int, int | None] | None = None
+        self._carried_standby_since: int | None = None
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
         self._sent_at: dict[int, int] = {}
         self._path_heard_ms: dict[Path, int] = {}
@@ -421,7 +425,7 @@ class Failover:
         if stream == "new":
             self._stream_first = never_heard
             self._stream_trusted = False
-            self._stream_standby_since = None
+            self._stream_standby_since = self._carried_standby_since
             self._stream_cold_started = False
         if decoded.authenticated or self._acks_recent(decoded.ack, now_ms):
             self._stream_trusted = True
@@ -465,9 +469,18 @@ class Failover:
         silent = not self.partner_alive or elapsed_ms > self.config.keepalive_ms
         believable = (not self.heard_seq or self._acks_recent(heartbeat.ack, now_ms)
                       or (self.key is None and silent) or (self.key is not None and ahead))
+        candidate = self._candidate
+        continues = candidate is not None and candidate[0] < heartbeat.seq <= (
+            candidate[0] + _JUMP_SLACK + _JUMP_PER_KEEPALIVE * (now_ms - candidate[1]) // self.config.keepalive_ms)
+        standby_since = candidate[2] if candidate is not None and continues else None
         if not believable:
             self.counters["heartbeats_out_of_sequence"] += 1
+            if standby_since is None and heartbeat.state == "standby":
+                standby_since = now_ms
+            self._candidate = (heartbeat.seq, now_ms, standby_since)
             return None
+        self._candidate = None
+        self._carried_standby_since = standby_since
         # A new boot of the partner: a new stream (its deafness still measured
         # from when we began hearing the partner's host).
         _, self._window = ReplayWindow(0, 0, _WINDOW_SLOTS).accept(slot)

@@ -15,7 +15,9 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   heard nothing from the primary for `deadtime` (the primary hears a deaf
   backup active and must yield: a one-way failure; after hearing its
   partner again it gives it `deadtime` before calling it deaf).  A cut of every path loses heartbeats
-  both ways, so it is never judged.  And a router that holds the VIPs and
+  both ways, so it is never judged; a cut that heals (or loss that is
+  lowered) counts as a drop at that moment, so W runs from the heal
+  ("outside a cut", SPEC.md), not from the last heartbeat the cut lost.  And a router that holds the VIPs and
   hears its partner active settles it in that very step: it yields, or
   (the winner) re-ARPs (or did within the last `arp_interval`: the engine
   sends at most one round per interval).

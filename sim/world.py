@@ -195,6 +195,13 @@ class World:
             case _:
                 pass  # RunCommand, SetTimeouts, sync daemon, other notices: the log only
 
+    def _passable_from_now(self, senders: set[str]) -> None:
+        """A cut healed (or loss lowered): until now these senders' heartbeats
+        could not get through, as if the last one was dropped now -- the
+        invariants judge what follows from here ("outside a cut", SPEC.md)."""
+        for sender in senders:
+            self.last_drop_ms[sender] = self.now
+
     def _send_heartbeat(self, sender: str, path: str, payload: bytes) -> None:
         p = self.loss[path]
         if (sender, path) in self.cut or p >= 1 or (p > 0 and self.rng.random() < p):
@@ -264,9 +271,12 @@ class World:
             if kind == "partition":
                 self.cut |= {(s, p) for s in senders for p in paths}
             else:
+                self._passable_from_now({s for s, p in self.cut if p in paths})
                 self.cut = {(s, p) for s, p in self.cut if p not in paths}
         elif kind == "loss":
             for path in ((fault.extra["path"],) if "path" in fault.extra else PATHS):
+                if self.loss[path] > 0 and float(value) < self.loss[path]:
+                    self._passable_from_now(set(ROUTERS))
                 self.loss[path] = float(value)
         elif kind == "load":
             for address, _ in self.addresses(value):
