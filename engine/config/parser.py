@@ -54,6 +54,7 @@ class Line(NamedTuple):  # a tuple, not a frozen dataclass: one per line of the 
     key: str | None = None
     canonical: tuple[str, ...] | None = None  # the value as the writer would write it
     span: tuple[int, int] = (0, 0)  # where the values are in `text` (0-based, end exclusive)
+    ending: str = ""  # its line ending where it is not the document's `newline` (a file may mix them)
 
 
 @dataclass
@@ -140,9 +141,15 @@ class Parser:
             raw_lines.pop()
         if raw_lines and raw_lines[0].endswith("\r"):
             self.doc.newline = "\r\n"
+        last = len(raw_lines)
         for number, raw in enumerate(raw_lines, 1):
-            self.line(number, raw.removesuffix("\r"))
-            if len(self.issues) >= MAX_ISSUES:
+            # the \r of a \r\n; one at the very end of the file ends no line: a control character
+            ending = "" if number == last and not self.doc.final_newline else "\r\n" if raw.endswith("\r") else "\n"
+            self.line(number, raw[:-1] if ending == "\r\n" else raw)
+            if ending and ending != self.doc.newline:
+                self.doc.lines[-1] = self.doc.lines[-1]._replace(ending=ending)
+            if len(self.issues) >= MAX_ISSUES:  # a line may have added more than one
+                self.issues = sorted(self.issues, key=lambda i: (i.line, i.col, i.message))[:MAX_ISSUES]
                 self.stop(number + 1, 1, f"too many errors: stopped reading after {MAX_ISSUES}")
         for still in reversed(self.stack):
             if still.name:  # a malformed opening line was reported already
@@ -233,7 +240,7 @@ class Parser:
             self.close_unclosed(number, toks[0].col, f"server {name.text}", keep=1)
         block = (*self.block, name.text)
         if not discard and block in self.doc.blocks:
-            what = "virtual" if kind == "virtual" else f"server in virtual {block[0]}"
+            what = "virtual" if kind == "virtual" else f"server in virtual {self.stack[0].name}"
             self.error(number, name.col, f"duplicate {what} name {shown(name.text)} (first at line {self.doc.blocks[block][0]})")
             discard = True
         if len(name.text) > MAX_NAME_CHARS:

@@ -156,9 +156,12 @@ def _render_into(config: Config, doc: Document) -> str:
     style = _style(doc)
     out = _Writer(style)
     out.items(_tree(doc.lines), (), config)
-    text = style.newline.join(out.lines)
-    if out.lines and doc.final_newline:
-        text += style.newline
+    parts: list[str] = []
+    for n, line in enumerate(out.lines):
+        parts.append(line)
+        if n < len(out.lines) - 1 or doc.final_newline:
+            parts.append(out.endings.get(n) or style.newline)
+    text = "".join(parts)
     return text
 
 
@@ -174,6 +177,13 @@ class _Writer:
     def __init__(self, style: _Style) -> None:
         self.style = style
         self.lines: list[str] = []
+        self.endings: dict[int, str] = {}  # the lines of the document that end otherwise than the style says
+
+    def keep(self, line: Line, text: str | None = None) -> None:
+        """A line of the document (or its text, changed), with its own line ending."""
+        if line.ending:
+            self.endings[len(self.lines)] = line.ending
+        self.lines.append(line.text if text is None else text)
 
     def items(self, items: list[_Item], block: Block, model: Any) -> None:
         """One block's body: its lines and child blocks, in the model's order."""
@@ -220,24 +230,25 @@ class _Writer:
 
     def node(self, node: _Node, block: Block, model: Any) -> None:
         """A kept block (`block`: its name in the model, which may sit in another place of the file)."""
-        self.lines += [line.text for line in node.lead]
-        self.lines.append(node.open.text)
+        for lead in node.lead:
+            self.keep(lead)
+        self.keep(node.open)
         self.items(node.body, block, model)
         if node.close is not None:
-            self.lines.append(node.close.text)
+            self.keep(node.close)
 
     def line(self, line: Line, model: Any) -> None:
         if line.kind != "key" or line.key is None:
-            self.lines.append(line.text)
+            self.keep(line)
             return
         tokens = render_value(_key(_kind(line.block), line.key), model)
         if tokens is None:
             return  # the model dropped it
         if tuple(tokens) == line.canonical:
-            self.lines.append(line.text)
+            self.keep(line)
         else:
             start, end = line.span
-            self.lines.append(line.text[:start] + " ".join(tokens) + line.text[end:])
+            self.keep(line, line.text[:start] + " ".join(tokens) + line.text[end:])
 
     def _new_keys_at(self, items: list[_Item], block: Block) -> int:
         """Where keys the block gains go: after its last key before any child block."""

@@ -104,6 +104,15 @@ def test_tab_and_crlf_are_fine_and_escapes_only_where_they_belong() -> None:
         "\\r and \\n)"]
 
 
+def test_a_carriage_return_ends_a_line_only_before_a_newline() -> None:
+    """Found by fuzzing: a \\r at the very end of a file was taken for a line ending, and lost by `render`."""
+    assert errors(HEAD + "keepalive = 1\r") == [
+        "t.cf:2:14: U+000D (carriage return) is not allowed in lvs.cf (no control characters but tab)"]
+    assert errors(HEAD + "keepalive = 1\r\r\n") == [
+        "t.cf:2:14: U+000D (carriage return) is not allowed in lvs.cf (no control characters but tab)"]
+    assert parse(HEAD + "keepalive = 1\r\n").keepalive_ms == 1000
+
+
 def test_a_nul_in_notify_fifo_is_refused() -> None:
     assert errors(HEAD + "notify_fifo = /run/a\0b\n") == [
         "t.cf:2:21: U+0000 (NUL) is not allowed in lvs.cf (no control characters but tab)"]
@@ -147,6 +156,22 @@ def test_more_virtuals_or_servers_than_shoal_runs_stops_the_reading() -> None:
     servers = "".join(f"server s{i} {{\n}}\n" for i in range(MAX_SERVERS + 1))
     assert errors(HEAD + "virtual v {\nactive = 0\n" + servers + "}\n") == [
         f"t.cf:{4 + 2 * MAX_SERVERS}:1: more than {MAX_SERVERS} servers in the file (the most shoal runs)"]
+
+
+def test_errors_stop_at_exactly_max_issues_when_a_line_has_two() -> None:
+    """Found by fuzzing: the 100th line with two errors made 102."""
+    text = HEAD + "bogus\n" + "} x\n" * (MAX_ISSUES // 2 + 5)  # one error, then two a line: 99, then 101
+    found = errors(text)
+    assert len(found) == MAX_ISSUES + 1
+    assert found[-2] == f"t.cf:{2 + MAX_ISSUES // 2}:1: '}}' without an open virtual or server"
+    assert found[-1] == f"t.cf:{3 + MAX_ISSUES // 2}:1: too many errors: stopped reading after {MAX_ISSUES}"
+
+
+def test_a_duplicate_server_in_a_duplicate_virtual_names_the_virtual() -> None:
+    """Found by fuzzing: the message showed the parser's inner name of the discarded block ('v#5')."""
+    text = HEAD + "virtual v {\n active = 0\n}\nvirtual v {\n server s {\n }\n server s {\n }\n}\n"
+    assert errors(text) == ["t.cf:5:9: duplicate virtual name 'v' (first at line 2)",
+                            "t.cf:8:9: duplicate server in virtual v name 's' (first at line 6)"]
 
 
 def test_errors_stop_at_max_issues_also_from_validation() -> None:

@@ -39,6 +39,16 @@ def test_byte_for_byte_also_with_crlf_odd_spacing_and_no_final_newline() -> None
     assert render(parse(text)) == text
 
 
+def test_mixed_line_endings_render_byte_for_byte() -> None:
+    """Found by fuzzing (docs/FUZZING.md): the file's first line ending used to be applied to every line."""
+    for text in ("primary = 10.0.0.1\r\nkeepalive = 1\n", "primary = 10.0.0.1\nkeepalive = 1\r\n\r\n\n",
+                 "# a\r\nprimary = 10.0.0.1\nvirtual v {\r\n active = 0\n}"):
+        config = parse(text)
+        assert render(config) == text
+        assert render(replace(config, keepalive_ms=1500)).count("\r\n") == text.count("\r\n") + (
+            text.startswith("# a"))  # a key the model gained is written in the style of the first line
+
+
 def test_changing_one_weight_changes_one_line() -> None:
     text, config = example()
     http = config.virtuals[0]
