@@ -177,6 +177,7 @@ class Failover:
         # A stream not (yet) believed: its last sequence, when, and since when it said standby
         # (so that once believed, a booting router's standby phase is not lost).
         self._candidate: tuple[int, int, int | None] | None = None
+        self._stream_start_seq = 0  # the first sequence of the partner's current stream: nothing below is in it
         self._carried_standby_since: int | None = None
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
         self._sent_at: dict[int, int] = {}
@@ -454,7 +455,7 @@ class Failover:
         ok, window = self._window.accept(slot)
         elapsed_ms = 0 if self.last_heard_ms is None else now_ms - self.last_heard_ms
         reach = self.heard_seq + _JUMP_SLACK + _JUMP_PER_KEEPALIVE * elapsed_ms // self.config.keepalive_ms
-        if self.heard_seq and ok and heartbeat.seq <= reach:
+        if self.heard_seq and ok and self._stream_start_seq <= heartbeat.seq <= reach:
             self._window = window
             self.heard_seq = max(self.heard_seq, heartbeat.seq)
             self.partner_ack = max(self.partner_ack, heartbeat.ack)
@@ -485,6 +486,7 @@ class Failover:
         # from when we began hearing the partner's host).
         _, self._window = ReplayWindow(0, 0, _WINDOW_SLOTS).accept(slot)
         self.heard_seq = heartbeat.seq
+        self._stream_start_seq = heartbeat.seq
         self.partner_ack = heartbeat.ack
         return "new"
 
