@@ -235,6 +235,13 @@ def test_fuzz_the_daemons_request_handler(daemon_served: Served, sent: list[byte
     check_answers(daemon_served.path, sent)
 
 
+def test_the_handler_kept_serving(daemon_served: Served) -> None:
+    status = json.loads(exchange(daemon_served.path, [b'{"cmd": "status"}\n'])[0])
+    assert status["node"] == "primary" and "handler-error" not in daemon_served.server.errors, \
+        daemon_served.server.errors
+    print("answered with errors:", dict(sorted(daemon_served.server.errors.items())))
+
+
 # ---------------------------------------------------------------- a real daemon
 
 
