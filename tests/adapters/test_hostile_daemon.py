@@ -107,6 +107,18 @@ def udp_ports(lab: Lab, node: str) -> set[int]:
 def test_heartbeat_port_moved_by_sighup_on_both_routers(lab: Lab) -> None:
     primary, backup = start_pair(lab)
     assert 539 in udp_ports(lab, "primary") and 539 in udp_ports(lab, "backup")
+    # A port another process holds: the reload is refused, with the reason, and nothing moves.
+    squatter = ("import socket,time;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+                "s.bind(('10.50.0.1',2539));print('bound',flush=True);time.sleep(60)")
+    held = lab.topo.spawn(lab.ns["primary"], [sys.executable, "-c", squatter], stdout=subprocess.PIPE)
+    assert held.stdout is not None and held.stdout.readline() == b"bound\n"
+    (lab.tmp / "lvs.cf").write_text(CONFIG.replace("serial_no = 1", "serial_no = 2\nheartbeat_port = 2539"))
+    answer = ask(lab.state("primary"), {"cmd": "reload"}, timeout_s=10)
+    assert answer["ok"] is False and "cannot bind" in answer["error"] and "2539" in answer["error"], answer
+    assert lab.status("primary")["serial_no"] == 1 and 539 in udp_ports(lab, "primary")
+    assert "refused, the running configuration (serial_no 1) kept" in lab.log("primary")
+    hold(lab, "after the refused reload", 1.0, lambda: None if settled(lab) else "the pair moved")
+
     (lab.tmp / "lvs.cf").write_text(CONFIG.replace("serial_no = 1", "serial_no = 2\nheartbeat_port = 1539"))
     primary.send_signal(signal.SIGHUP)
     backup.send_signal(signal.SIGHUP)
@@ -125,6 +137,8 @@ def test_heartbeat_port_moved_by_sighup_on_both_routers(lab: Lab) -> None:
 
     hold(lab, "both hear each other on port 1539, exactly one active", 3.0, heard_on_the_new_port)
     assert "heartbeat sockets now on port 1539" in lab.log("primary")
+    answer = ask(lab.state("backup"), {"cmd": "reload"}, timeout_s=10)
+    assert answer == {"ok": True, "detail": "nothing changed"}, answer
 
 
 def big_config(servers: int) -> str:
