@@ -345,6 +345,9 @@ class Daemon:
                 self._task(self._load(cmd))
             case RunCommand():
                 self.runner.submit(cmd)
+            case Notify("vip_cleanup", data):
+                await self._vip_cleanup(str(data.get("addresses", "")).split(), loop)
+                self.notify.write(cmd, time.time())
             case Notify(kind, data):
                 self._notify(kind, data)
                 self.notify.write(cmd, time.time())  # never raises: a failing FIFO is counted
@@ -352,13 +355,22 @@ class Daemon:
                 raise EngineMisuse(f"no adapter carries out {cmd!r}")
 
     def _notify(self, kind: str, data: Any) -> None:
-        said = " ".join(f"{k}={v}" for k, v in data.items())
-        if kind == "vip_cleanup":
-            log.warning("WARNING: removing VIPs a previous run of this router may have left on its "
-                        "interfaces (this router starts without adopting a table): %s", said)
+        loud = kind in ("drift", "error", "admin_refused")
+        log.log(logging.WARNING if loud else logging.INFO, "%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()))
+
+    async def _vip_cleanup(self, addresses: list[str], loop: asyncio.AbstractEventLoop) -> None:
+        """The engine starts without a table to adopt and removes the configured
+        VIPs (the `DelVip`s after this notice): loud when a previous run left any."""
+        try:
+            left = await loop.run_in_executor(None, self.vips.held, addresses)
+        except Exception as e:  # the DelVips that follow remove them anyway
+            left = set()
+            log.warning("cannot list this router's addresses: %s", e)
+        if left:
+            log.warning("WARNING: VIPs left on this router's interfaces by a previous run, now removed "
+                        "(this router starts without a table to adopt): %s", " ".join(sorted(left)))
         else:
-            loud = kind in ("drift", "error", "admin_refused")
-            log.log(logging.WARNING if loud else logging.INFO, "%s %s", kind, said)
+            log.info("no VIP left on this router's interfaces by a previous run")
 
     def _task(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -244,7 +244,8 @@ def test_a_restart_over_a_flushed_table_removes_the_stale_vip(lab: Lab) -> None:
     hold(lab, "the backup keeps serving", 1.0,
          lambda: None if lab.role("backup") == "active" and lab.role("primary") == "standby" else "roles moved")
     restarted = lab.log("primary")[before:]
-    assert "WARNING: removing VIPs" in restarted, restarted
+    assert "WARNING: VIPs left on this router's interfaces by a previous run, now removed" in restarted, restarted
+    assert "10.50.0.100 10.51.0.254" in restarted, restarted
     assert f"VIP {VIP}/24 removed from eth0:1" in restarted, restarted
     eth1 = lab.topo.run(lab.ns["primary"], ["ip", "-j", "addr", "show", "dev", "eth1"]).stdout
     assert "10.51.0.254" not in eth1, eth1  # the nat_router address too
@@ -316,4 +317,6 @@ def test_status_says_the_heartbeats_are_not_authenticated(lab: Lab) -> None:
     assert "heartbeat authentication: none" in text and "WARNING: heartbeats are not authenticated" in text, text
     assert re.search(r"loop: late p50 [\d.]+ ms, p99 [\d.]+ ms", text), text
     assert "WARNING: heartbeats are not authenticated" in lab.log("primary")
+    assert "no VIP left on this router's interfaces by a previous run" in lab.log("primary")
+    assert "VIPs left" not in lab.log("primary")  # a clean start is not loud
     assert json.loads(json.dumps(status)) == status
