@@ -179,6 +179,29 @@ def test_a_big_invalid_file_is_refused_off_the_loop(lab: Lab) -> None:
     assert lab.get()
 
 
+@pytest.mark.parametrize("change", [
+    ("serial_no = 1", "serial_no = 18446744073709551616"),  # 2**64: the heartbeat carries a u64
+    ("keepalive = 0.2", "keepalive = 1e309"),  # infinite
+    ("serial_no = 1", "serial_no = 1" + "0" * 5000),  # beyond Python's int() digit limit
+    ("arp_interval = 0.2", "arp_interval = 0.2\nnotify_fifo = /tmp/fifo\x00x"),  # a NUL in a path
+], ids=["serial-2**64", "keepalive-1e309", "5000-digits", "nul-in-notify_fifo"])
+def test_a_reload_the_daemon_cannot_run_is_refused_with_its_place(lab: Lab, change: tuple[str, str]) -> None:
+    """Issue 9, items 6 and 8: before, `serial_no` 2**64 passed check-config and
+    a reload with it killed the daemon with its VIP on the interface (two
+    owners); 1e309 and 5,000 digits were tracebacks; a NUL in notify_fifo
+    spun the loop."""
+    primary, backup = start_pair(lab)
+    old, new = change
+    assert old in CONFIG
+    (lab.tmp / "lvs.cf").write_text(CONFIG.replace(old, new))
+    primary.send_signal(signal.SIGHUP)
+    lab.wait("the refusal logged", lambda: "refused" in lab.log("primary"), timeout_s=5)
+    assert re.search(r"lvs\.cf:\d+:\d+: ", lab.log("primary")), lab.log("primary")[-2000:]
+    hold(lab, "after the refused reload", 2.0, lambda: primary_keeps_serving(lab))
+    assert primary.poll() is None and lab.status("primary")["serial_no"] == 1
+    assert lab.get()
+
+
 def test_a_drain_racing_a_reload_that_removed_the_server(netns_ok: None, tmp_path: Path) -> None:
     with_rs2 = CONFIG.replace("    server rs1 {", "    server rs2 {\n        address = 10.51.0.12\n    }\n"
                                                  "    server rs1 {")
