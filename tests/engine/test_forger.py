@@ -17,18 +17,10 @@ from hypothesis import strategies as st
 from engine.config import parse
 from engine.failover import Failover, Verdict
 from engine.wire import Heartbeat, encode
+from tests.engine.test_forgery import BASE
+from tests.engine.test_forgery import SOURCES as ADDRESS
 
-CONFIG = parse("""serial_no = 1
-primary = 10.0.0.1
-backup = 10.0.0.2
-primary_private = 192.168.0.1
-backup_private = 192.168.0.2
-backup_active = 1
-keepalive = 1
-deadtime = 3
-""", "lvs.cf")
-ADDRESS = {("primary", "public"): "10.0.0.1", ("primary", "private"): "192.168.0.1",
-           ("backup", "public"): "10.0.0.2", ("backup", "private"): "192.168.0.2"}
+CONFIG = parse(BASE, "lvs.cf")
 REAL_SEQ = 1_000_000  # the routers' sequences start here; the forger's stay below it or far above
 EXAMPLES = int(os.environ.get("SHOAL_FUZZ_EXAMPLES", "200"))
 
