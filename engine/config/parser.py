@@ -1,5 +1,10 @@
 """lvs.cf text into the model, collecting every problem of the file.
 
+Reading is bounded (engine/config/limits.py): a file over the size or
+line bound is refused before any line is read, a line too long or holding
+a control character is reported and skipped, and after MAX_ISSUES errors
+(or one virtual or server too many) the parser stops.
+
 The parser keeps a `Document`: every line with what it held, so that the
 writer can render a changed model back keeping comments, blank lines, key
 order and the spelling of unchanged values.  It recovers from each error
@@ -92,12 +97,12 @@ class _Open:
     seen: set[str] = field(default_factory=set)
 
 
-def too_big(file: str, head: bytes, size: int) -> Issue:
+def too_big(file: str, head: bytes, size: int, unit: str = "bytes") -> Issue:
     """The one error of a file over MAX_FILE_BYTES, at its first byte past the bound (`head`: at least that much)."""
     text = head[:MAX_FILE_BYTES].decode("utf-8", "ignore")
     line, col = text.count("\n") + 1, len(text) - text.rfind("\n")
     return Issue(file, line, col, f"the file is larger than {MAX_FILE_BYTES} bytes "
-                                  f"({MAX_FILE_BYTES // 1024 // 1024} MiB, the most shoal reads): {size} bytes")
+                                  f"({MAX_FILE_BYTES // 1024 // 1024} MiB, the most shoal reads): {size} {unit}")
 
 
 class _Stop(Exception):
@@ -161,12 +166,15 @@ class Parser:
     def bounds(self) -> None:
         """A file too big to read is refused as a whole, before any line is looked at."""
         text = self.text
-        size = len(text) if len(text) > MAX_FILE_BYTES else len(text.encode("utf-8", "surrogatepass"))
-        if size > MAX_FILE_BYTES:
-            head = text[:MAX_FILE_BYTES + 1].encode("utf-8", "surrogatepass")
-            self.issues.append(too_big(self.file, head, size))
-            self.stopped = True
-            raise _Stop
+        if len(text) > MAX_FILE_BYTES // 4:  # else it cannot be: a character is at most 4 bytes
+            # the size in bytes, but for a text so big that encoding it would cost: its characters
+            size = len(text.encode("utf-8", "surrogatepass")) if len(text) <= 4 * MAX_FILE_BYTES else len(text)
+            if size > MAX_FILE_BYTES:
+                head = text[:MAX_FILE_BYTES + 1].encode("utf-8", "surrogatepass")
+                self.issues.append(too_big(self.file, head, size, "bytes" if len(text) <= 4 * MAX_FILE_BYTES
+                                           else "characters"))
+                self.stopped = True
+                raise _Stop
         lines = text.count("\n") + (not text.endswith("\n"))
         if lines > MAX_LINES:
             self.stop(MAX_LINES + 1, 1, f"the file has more than {MAX_LINES} lines (the most shoal reads): {lines}")

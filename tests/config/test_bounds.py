@@ -204,13 +204,13 @@ PATHOLOGICAL = {
 @pytest.mark.parametrize("name", list(PATHOLOGICAL))
 def test_pathological_inputs_are_refused_fast(name: str) -> None:
     text = PATHOLOGICAL[name]
-    start = time.perf_counter()
+    start = time.process_time()
     try:
         parse(text, "t.cf")
     except ConfigError as e:
         assert 1 <= len(e.issues) <= MAX_ISSUES + 1
-    took = time.perf_counter() - start
-    assert took < 1.0, f"{name}: {took:.2f} s"  # measured: 0.002-0.15 s (docs/FUZZING.md)
+    took = time.process_time() - start
+    assert took < 1.0, f"{name}: {took:.2f} s of CPU"  # measured: 0.002-0.15 s (docs/FUZZING.md)
 
 
 def test_the_biggest_valid_file_parses_in_about_a_second() -> None:
@@ -218,11 +218,11 @@ def test_the_biggest_valid_file_parses_in_about_a_second() -> None:
     servers = "".join(f"server s{i} {{\naddress = 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}\n}}\n"
                       for i in range(min(33_000, MAX_SERVERS)))
     text = PAIR + "heartbeat_key_file = /k\nvirtual v {\naddress = 192.168.0.1 eth0:1\n" + servers + "}\n"
-    start = time.perf_counter()
+    start = time.process_time()
     config = parse(text)
-    took = time.perf_counter() - start
+    took = time.process_time() - start
     assert len(config.virtuals[0].servers) == min(33_000, MAX_SERVERS)
-    assert took < 5.0, f"{took:.2f} s"  # measured: 0.35 s idle, 0.7 s on a loaded machine
+    assert took < 5.0, f"{took:.2f} s"  # measured: 0.7 s on the loaded 2-core development machine
     assert render(config) == text
 
 
