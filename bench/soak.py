@@ -219,7 +219,7 @@ def build(seed: int, count: int, spare: str | None) -> tuple[str, list[Piece], l
         else:
             faults_out.append([("at", start), ("reload", config)])
         for f in faults:
-            items = [("at", float(f["at"]) + start)]
+            items: list[tuple[str, Any]] = [("at", float(f["at"]) + start)]
             for key, value in f.items():
                 if key == "at":
                     continue
@@ -476,11 +476,11 @@ def hooked(soak: Soak) -> Iterator[None]:
             super().sample(now_ms)
 
     lab_runner._start = hooked_start
-    lab_runner.Sampler = FollowingSampler
+    lab_runner.Sampler = FollowingSampler  # type: ignore[misc]
     try:
         yield
     finally:
-        lab_runner._start, lab_runner.Sampler = start, sampler
+        lab_runner._start, lab_runner.Sampler = start, sampler  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------ analysis
