@@ -82,7 +82,10 @@ change:
   `active` heartbeat arrives within `keepalive`.  Both are counted as
   `heartbeats_unconfirmed`.
 - an operator's hand-over holds this router standby until the partner goes
-  active, and never longer than `deadtime + keepalive`.
+  active, and never longer than `deadtime + keepalive`; with `preempt = 1`
+  a primary that handed over does not take the role back until it is
+  active again for another reason (the partner left or died): the order
+  is not undone a round trip later.
 
 What only a key prevents: a forger who sees the routers' heartbeats (and
 so knows the sequences), or one patient enough to mimic a booting router
@@ -145,6 +148,7 @@ class Failover:
         self.role: Role = "standby"
         self.hold_standby = False  # after an admin failover: stay standby until the partner is active
         self.hold_until_ms: int | None = None  # ... and never past this
+        self.handed_over = False  # an operator moved the role away: no preemption until active again
         self.leaving = False
         self.seq = max(seq_start, 0)
         self.heard_seq = 0  # the partner's highest sequence: our ack
@@ -281,6 +285,8 @@ class Failover:
         """The engine carried out a verdict: announce it at once."""
         if self.role == "active" and role == "standby":
             self.yielded_until_ms = now_ms + self.config.deadtime_ms
+        if role == "active":
+            self.handed_over = False
         self.role = role
         self.backup_take_ms = None
         if self.enabled:
@@ -325,6 +331,7 @@ class Failover:
         self.yielded_until_ms = now_ms + self.config.deadtime_ms
         self.role = "standby"
         self.hold_standby = True
+        self.handed_over = True
         self.hold_until_ms = now_ms + self.config.deadtime_ms + self.config.keepalive_ms
         if not self.enabled:
             return []
@@ -549,7 +556,7 @@ class Failover:
             # Only over a proven two-way link: the partner acks a heartbeat we
             # sent within deadtime.  Else (just booted, or a one-way failure)
             # taking over would leave both active until it hears us.
-            if self.config.preempt and self.partner_hears_us(now_ms):
+            if self.config.preempt and self.partner_hears_us(now_ms) and not self.handed_over:
                 return [Verdict("go_active", "preempt: the primary takes its place back")]
             return []
         if rule == "go_active" and partner == "leaving":

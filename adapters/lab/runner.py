@@ -264,6 +264,9 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
         if isinstance(step, Fault):
             trace(now_ms(), "world", "fault", {"what": step.describe()})
             world.apply(step)
+            for router, what in world.refusals:
+                trace(now_ms(), router, "admin", {"what": what})
+            world.refusals.clear()
             continue
         index, e = step
         view = View(round(now_ms()), world.config, {r: world.router_view(r) for r in ROUTERS})

@@ -18,6 +18,8 @@ def line(r: dict[str, Any]) -> str:
         text = f"table now {r['dests']}"
     elif kind == "expect":
         text = f"{'PASS' if r['ok'] else 'FAIL'}   {r['what']}"
+    elif kind == "admin":
+        text = r["what"]
     elif kind == "log":
         text = "daemon log, last lines:" + r["tail"]
     else:

@@ -66,6 +66,7 @@ class LabWorld:
         self.client_out = workdir / "client.txt"
         self.client: subprocess.Popen[bytes] | None = None
         self.hb = HeartbeatFaults()
+        self.refusals: list[tuple[str, str]] = []  # (router, what): operator orders a daemon refused
         self.last_status: dict[str, dict[str, Any]] = {}  # per router, from the last `router_view`
 
     # ------------------------------------------------------------ processes
@@ -257,6 +258,9 @@ class LabWorld:
         return all((p, s) in self.hb.cuts or self.hb.loss.get(p, 0) > 0 for p in paths for s in ROUTERS)
 
     def _admin(self, words: list[str]) -> None:
+        """An operator's order to the running daemons.  A daemon may refuse it
+        (a failover without a partner heard both ways): that is the daemon's
+        answer, kept in `refusals` for the timeline, not a lab error."""
         running = [r for r in ROUTERS if self.daemon_running(r)]
         if words[0] == "failover":
             running = [r for r in running if self.status(r).get("role") == "active"][:1]
@@ -264,9 +268,12 @@ class LabWorld:
         else:
             request = {"cmd": "admin", "action": words[0], "server": words[1]}
         for r in running:
-            answer = ask(str(self.routers[r].state_dir), request, 2.0)
+            try:
+                answer = ask(str(self.routers[r].state_dir), request, 2.0)
+            except OSError as e:  # the daemon is restarting: it never heard the order
+                answer = {"error": f"not answering: {e}"}
             if "error" in answer:
-                raise LabError(f"admin {' '.join(words)} on {r}: {answer['error']}")
+                self.refusals.append((r, f"admin {' '.join(words)} refused: {answer['error']}"))
 
     # ------------------------------------------------------------ observations
 
