@@ -63,7 +63,7 @@ def _int(token: Token, lo: int, hi: int) -> int:
     if len(digits) > len(str(hi)):  # counted before converting: no cost, whatever its length
         raise ValueProblem(f"expected a number between {lo} and {hi}, found a number of {len(digits)} digits",
                            token.col)
-    value = int(text)
+    value = int(digits or "0")  # without its leading zeros: int() refuses more than 4300 digits
     if value < lo or value > hi:
         raise ValueProblem(f"expected a number between {lo} and {hi}, found {value}", token.col)
     return value
@@ -82,10 +82,10 @@ def _seconds_ms(token: Token, positive: bool) -> int:
     whole, frac = (m.group(1) or "0").lstrip("0") or "0", m.group(2) or ""
     if len(frac.rstrip("0")) > 3:
         raise ValueProblem(f"expected at most 3 decimals (milliseconds), found {shown(token.text)}", token.col)
-    if len(whole) > len(str(MAX_TIME_MS // 1000)) or int(whole) * 1000 + int((frac + "000")[:3]) > MAX_TIME_MS:
+    ms = MAX_TIME_MS + 1 if len(whole) > len(str(MAX_TIME_MS)) else int(whole) * 1000 + int((frac + "000")[:3])
+    if ms > MAX_TIME_MS:
         raise ValueProblem(f"expected at most {MAX_TIME_MS // 1000} seconds (a day), found {shown(token.text)}",
                            token.col)
-    ms = int(whole) * 1000 + int((frac + "000")[:3])
     if positive and ms <= 0:
         raise ValueProblem(f"expected a time above 0, found {shown(token.text)}", token.col)
     return ms
