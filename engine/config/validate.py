@@ -103,6 +103,12 @@ def _virtual(check: _Checker, c: Config, v: Virtual, seen: dict[Service, str]) -
             re.compile(v.expect)
         except re.error as e:
             check.at(b, "expect", f"expect is not a valid regular expression: {e}", value=True, needs=("use_regex",))
+        else:
+            beyond = _BEYOND_RE2.search(v.expect)
+            if beyond:
+                check.at(b, "expect", f"expect uses {beyond.group(0)}, which the health checks' regular expressions "
+                                      "(RE2: linear time) do not have: no backreferences, no lookaround",
+                         value=True, needs=("use_regex",))
     if v.sched_flags and v.scheduler not in ("sh", "mh"):
         check.at(b, "sched_flags", f"sched_flags apply to the sh and mh schedulers, not {v.scheduler}",
                  needs=("scheduler",))
@@ -162,6 +168,10 @@ def _servers(check: _Checker, v: Virtual) -> None:
         elif s.active and _unspecified(s.address):
             check.at(sb, "address", f"address {s.address} is not a usable real server address", value=True,
                      needs=("active",))
+
+
+# What Python's `re` accepts and RE2 (adapters/checks.py) refuses: backreferences and lookaround.
+_BEYOND_RE2 = re.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?<?[=!]|\(\?>|\(\?\(")
 
 
 def _family(address: str) -> int:
