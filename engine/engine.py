@@ -183,6 +183,9 @@ class Engine:
                 pass
             case HeartbeatReceived(path, source, payload):
                 self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
+                for note in self.failover.take_notes():
+                    where = {"path": note.path, "source": note.source} if note.path and note.source else {}
+                    out.append(Notify("heartbeat_ignored", {"counter": note.counter, "why": note.why, **where}))
             case CheckCompleted(check_id, ok, detail):
                 self._check_completed(check_id, ok, detail, out)
             case LoadRead(load_id, load):

@@ -285,7 +285,10 @@ class Notify:
     "heartbeat_lost" (path), "quorum" (service, ok),
     "config" (serial_no), "error" (what), "admin_refused" (action, server,
     reason: an operator's request the engine will not carry out),
-    "vip_cleanup" (reason, addresses: VIPs removed at start), "stall"
+    "vip_cleanup" (reason, addresses: VIPs removed at start),
+    "heartbeat_ignored" (counter, why, path, source: a heartbeat or a
+    partner's claim not acted on; once per kind until the partner is heard
+    trusted again, the counter in the status counts them all), "stall"
     (reason), "hold" (reason: an operator's hand-over ended without the
     partner taking over).
     """

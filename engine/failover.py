@@ -112,6 +112,27 @@ Decision = Literal["go_active", "go_standby", "rearp"]
 
 
 @dataclass(frozen=True, slots=True)
+class Suspect:
+    """A heartbeat (or a partner's claim) not acted on, for the log: the
+    counter it went to, why, and where it came from (None: a claim)."""
+
+    counter: str
+    why: str
+    path: Path | None
+    source: str | None
+
+
+_SUSPECT_WHY: Mapping[str, str] = {
+    "heartbeats_wrong_path": "signed for the other path (a capture replayed across paths): ignored",
+    "heartbeats_replayed": "a sequence already heard on this path (a replay or a duplicate): ignored",
+    "heartbeats_out_of_sequence": "neither continues the partner's sequence nor acks one of ours "
+                                  "(a forger, or a restart not yet believed): ignored",
+    "heartbeats_unconfirmed": "the partner's claim comes from a stream that never acked us: "
+                              "not acted on until it does (probing)",
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     decision: Decision
     reason: str
@@ -182,6 +203,8 @@ class Failover:
         # (so that once believed, a booting router's standby phase is not lost).
         self._candidate: tuple[int, int, int | None] | None = None
         self._stream_start_seq = 0  # the first sequence of the partner's current stream: nothing below is in it
+        self._noted: set[str] = set()  # suspect kinds already noted since the partner was last trusted
+        self.notes: list[Suspect] = []
         self._carried_standby_since: int | None = None
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
         self._sent_at: dict[int, int] = {}
@@ -387,6 +410,8 @@ class Failover:
         self._path_heard_ms[path] = now_ms
         self._path_lost[path] = False
         trusted = heartbeat.format == "piranha" or self._trusted
+        if trusted:
+            self._noted.clear()
         self._track_cold_start(now_ms, heartbeat.state)
         credible = trusted or self._stream_cold_started or self._stream_first
         if credible or heartbeat.state != "active" or self.dead_at_ms is None:
@@ -424,7 +449,7 @@ class Failover:
             self.counters["heartbeats_bad"] += 1
             return None
         if decoded.private != (path == "private"):
-            self.counters["heartbeats_wrong_path"] += 1
+            self._suspect("heartbeats_wrong_path", path, source)
             return None
         never_heard = not self.heard_seq
         stream = self._in_stream(now_ms, decoded, path)
@@ -468,7 +493,7 @@ class Failover:
             self.partner_ack = max(self.partner_ack, heartbeat.ack)
             return "continued"
         if self.heard_seq and not ok and slot > self._window.highest - _WINDOW_SLOTS:
-            self.counters["heartbeats_replayed"] += 1  # a slot already seen: a duplicate or a replay
+            self._suspect("heartbeats_replayed", path, self.partner_address(path) or "")  # a slot already seen
             return None
         ahead = heartbeat.seq > self.heard_seq
         # The stream we know has fallen silent (its sender speaks every
@@ -482,7 +507,7 @@ class Failover:
             candidate[0] + _JUMP_SLACK + _JUMP_PER_KEEPALIVE * (now_ms - candidate[1]) // self.config.keepalive_ms)
         standby_since = candidate[2] if candidate is not None and continues else None
         if not believable:
-            self.counters["heartbeats_out_of_sequence"] += 1
+            self._suspect("heartbeats_out_of_sequence", path, self.partner_address(path) or "")
             if standby_since is None and heartbeat.state == "standby":
                 standby_since = now_ms
             self._candidate = (heartbeat.seq, now_ms, standby_since)
@@ -496,6 +521,19 @@ class Failover:
         self._stream_start_seq = heartbeat.seq
         self.partner_ack = heartbeat.ack
         return "new"
+
+    def _suspect(self, counter: str, path: Path | None, source: str | None) -> None:
+        """Count a heartbeat not acted on, and note it for the log once until
+        the partner is heard trusted again (a forger at any rate: one line)."""
+        self.counters[counter] += 1
+        if counter not in self._noted:
+            self._noted.add(counter)
+            self.notes.append(Suspect(counter, _SUSPECT_WHY[counter], path, source))
+
+    def take_notes(self) -> list[Suspect]:
+        """What `receive` noted for the log since the last call."""
+        notes, self.notes = self.notes, []
+        return notes
 
     def _acks_recent(self, ack: int, now_ms: int) -> bool:
         """`ack` names a heartbeat we sent within `deadtime`: its sender hears us
@@ -531,7 +569,7 @@ class Failover:
     def _judge(self, now_ms: int, partner: PartnerState, trusted: bool, credible: bool) -> list[Verdict]:
         if partner == "leaving" and not trusted:
             # Only the partner's silence (no `active` heartbeat) confirms it.
-            self.counters["heartbeats_unconfirmed"] += 1
+            self._suspect("heartbeats_unconfirmed", None, None)
             if self._leaving_confirm_ms is None:
                 self._leaving_confirm_ms = now_ms + self.config.keepalive_ms
             self._probe_soon(now_ms)
@@ -573,7 +611,7 @@ class Failover:
             # A dual-active, but nothing proves the sender hears us: ask it,
             # and meanwhile keep the clients here (a forger's claim must not
             # leave them on nobody).  The partner's answer settles it.
-            self.counters["heartbeats_unconfirmed"] += 1
+            self._suspect("heartbeats_unconfirmed", None, None)
             self._probe_soon(now_ms)
             return [Verdict("rearp", "dual-active: the partner's claim is unconfirmed; asking it")]
         assert rule in ("go_active", "go_standby", "rearp")
