@@ -126,23 +126,6 @@ def find_node(config: Config) -> Node:
     return mine[0]  # type: ignore[return-value]
 
 
-class _Swap:
-    """A new set of heartbeat sockets bound beside the running one (for a
-    heartbeat adapter without `prepare`): `commit()` swaps, `abort()` closes it."""
-
-    def __init__(self, daemon: Daemon, sockets: Any) -> None:
-        self.daemon, self.sockets = daemon, sockets  # sockets None: nothing to swap
-
-    def commit(self) -> None:
-        if self.sockets is not None:
-            old, self.daemon.sockets = self.daemon.sockets, self.sockets
-            old.close()
-
-    def abort(self) -> None:
-        if self.sockets is not None:
-            self.sockets.close()
-
-
 # ---------------------------------------------------------------- the daemon
 
 
@@ -437,18 +420,8 @@ class Daemon:
     async def _rebind(self, config: Config) -> Any:
         """The heartbeat sockets `config` needs (a new port, address, partner,
         TTL or rate), bound beside the running ones: `commit()` or `abort()`."""
-        from adapters.heartbeat import HeartbeatSockets
-
         try:
-            if hasattr(self.sockets, "prepare"):
-                return self.sockets.prepare(config, self.node)
-            bound = [(c.heartbeat_port, c.address_of(self.node, "public"), c.address_of(self.node, "private"),
-                      bool(c.primary_private and c.backup_private)) for c in (config, self.config)]
-            if bound[0] == bound[1]:
-                return _Swap(self, None)
-            sockets = HeartbeatSockets()
-            await sockets.open(config, self.node, self._datagram)
-            return _Swap(self, sockets)
+            return self.sockets.prepare(config, self.node)
         except OSError as e:
             raise Refused(f"the new heartbeat sockets cannot be opened: {e}") from None
 

@@ -37,8 +37,6 @@ RELOAD_TIMEOUT_S = 5.0  # reading and parsing a config, in the child
 MAX_CONFIG_BYTES = int(getattr(config_package, "MAX_FILE_BYTES", 4 * 1024 * 1024))
 MAX_KEY_BYTES = 64 * 1024
 CHILD_MEMORY_BYTES = 1 << 30  # the parsing child may map this much more than the daemon
-NO_KEY = ("heartbeats are not authenticated: any host on the LAN can forge them; run `shoal keygen FILE` "
-          "and set heartbeat_key_file on both routers")
 Answer = dict[str, Any]
 
 
@@ -167,15 +165,7 @@ def _reap(pid: int) -> None:
 
 def config_warnings(config: Config) -> list[str]:
     """What an operator must hear about a config that runs (no heartbeat key...)."""
-    pure = getattr(config_package, "warnings", None)
-    if pure is not None:
-        return [getattr(w, "message", None) or str(w) for w in pure(config)]
-    if not (config.backup and config.heartbeat):
-        return []
-    if config.heartbeat_format == "piranha":
-        return ["heartbeat_format = piranha carries no authentication: any host on the LAN can forge "
-                "heartbeats; use heartbeat_format = shoal with heartbeat_key_file on both routers"]
-    return [] if config.heartbeat_key_file else [NO_KEY]
+    return list(config_package.warnings(config))
 
 
 def changes(old: Config, new: Config) -> str:

@@ -18,8 +18,10 @@ def warnings(config: Config) -> list[str]:
     if pair and config.heartbeat_format == "shoal" and not config.heartbeat_key_file:
         out.append(
             "heartbeats are not authenticated: this pair runs heartbeat_format = shoal without heartbeat_key_file, "
-            "so any host on the LAN can forge heartbeats and take the VIPs from both routers "
-            f"(heartbeat_min_ttl = {config.heartbeat_min_ttl} keeps out only hosts beyond a router); "
+            "so any host on the LAN can send heartbeats in either router's name; only the sequence numbers "
+            "the routers exchange stand in its way, and a host that sees them can take the VIPs from both "
+            f"(heartbeat_min_ttl = {config.heartbeat_min_ttl} keeps out only hosts beyond a router; "
+            "docs/SECURITY.md); "
             f"run `shoal keygen {KEY_EXAMPLE}`, copy that file to the other router, and set "
             f"heartbeat_key_file = {KEY_EXAMPLE} in lvs.cf on both")
     if pair and config.heartbeat_format == "piranha":

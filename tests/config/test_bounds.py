@@ -254,7 +254,7 @@ def test_heartbeat_min_ttl_is_written_only_when_it_is_not_the_format_s_default()
 def test_a_pair_without_a_key_is_warned_about() -> None:
     (warning,) = warnings(parse(PAIR))
     assert warning.startswith("heartbeats are not authenticated: ")
-    assert "any host on the LAN can forge heartbeats" in warning
+    assert "any host on the LAN can send heartbeats in either router's name" in warning
     assert "shoal keygen" in warning and "heartbeat_key_file = " in warning and "on both" in warning
     assert warnings(parse(PAIR + "heartbeat_key_file = /etc/shoal/heartbeat.key\n")) == []
     assert warnings(parse(HEAD)) == []  # one router: no heartbeat to forge
