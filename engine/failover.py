@@ -53,34 +53,19 @@ Beyond the original:
   A signed heartbeat says which path it was sent on, so one captured on one
   path is not accepted on the other.
 
-Without a key (docs/SECURITY.md): a host on the LAN can forge the
-partner's source address.  What it cannot know is the sequence numbers
-the two routers exchange, so no single packet it sends may cause a drastic
-change:
+Without a key (docs/SECURITY.md): which heartbeats are believed, trusted
+and credible is `engine.stream`'s decision (one stream per partner boot).
+Here:
 
-- one stream per partner boot.  A heartbeat continues the partner's stream
-  when its sequence is new (one window over both paths: each (sequence,
-  path) once) and not further ahead than the partner can have counted since
-  it was last heard.  Anything else -- a lower sequence, a jump ahead -- is
-  a new boot of the partner, believed only when its ack names a heartbeat
-  we sent within `deadtime` ("fresh"), when the stream we knew has been
-  silent for more than a keepalive (a forger cannot silence the real
-  partner), or (with a key) when it is a jump ahead.  Otherwise it is
-  dropped and counted (`heartbeats_out_of_sequence`) and never judged.
-- the partner's ack is the highest of its stream: a forged stale ack
-  cannot make it look deaf.
-- a stream is *trusted* once it has acked one of our recent heartbeats (or
-  its heartbeats are signed), and *credible* when trusted, or the first
-  stream we heard since we started, or shaped like a booting router (it
-  said standby for a keepalive or more before claiming active).  A stream
-  that replaced a silent one and claims active at once -- a forger's, once
-  the real partner died -- is neither: its `active` does not push the
+- a heartbeat that is not believed is counted and never judged
+  (`heartbeats_out_of_sequence`, `heartbeats_replayed`);
+- the `active` of a stream that is not credible does not push the
   partner's deadline (it keeps nobody standby past deadtime), a dual-active
   is not yielded to it (the router probes, re-announcing its VIPs
-  meanwhile; a real partner's answer acks us and settles it), and it is
-  never judged deaf.  An untrusted `leaving` is acted on only if no
-  `active` heartbeat arrives within `keepalive`.  Both are counted as
-  `heartbeats_unconfirmed`.
+  meanwhile; a real partner's answer acks us and settles it within one
+  round trip), and it is never judged deaf;
+- an untrusted `leaving` is acted on only if no `active` heartbeat arrives
+  within `keepalive` (both counted as `heartbeats_unconfirmed`);
 - an operator's hand-over holds this router standby until the partner goes
   active, and never longer than `deadtime + keepalive`; with `preempt = 1`
   a primary that handed over does not take the role back until it is
@@ -100,11 +85,8 @@ from typing import Literal, Mapping
 
 from engine.events import Path, SendHeartbeat
 from engine.model import Config, Node
-from engine.wire import Heartbeat, ReplayWindow, WireError, decode, encode
-
-_WINDOW_SLOTS = 128  # the replay window counts (sequence, path) slots: 64 sequences on two paths
-_JUMP_SLACK = 32  # sequences a partner may count beyond the rate below (answers, role changes)
-_JUMP_PER_KEEPALIVE = 16  # at most: one heartbeat and four probes per keepalive, answers to ours
+from engine.stream import PartnerStream
+from engine.wire import Heartbeat, WireError, decode, encode
 
 Role = Literal["standby", "active"]
 PartnerState = Literal["active", "standby", "leaving"]
@@ -172,7 +154,7 @@ class Failover:
         self.handed_over = False  # an operator moved the role away: no preemption until active again
         self.leaving = False
         self.seq = max(seq_start, 0)
-        self.heard_seq = 0  # the partner's highest sequence: our ack
+        self.stream = PartnerStream()
         self.counters: dict[str, int] = {
             "heartbeats_received": 0, "heartbeats_bad": 0, "heartbeats_unauthenticated": 0,
             "heartbeats_replayed": 0, "heartbeats_foreign": 0, "heartbeats_out_of_sequence": 0,
@@ -181,7 +163,6 @@ class Failover:
         self.partner_alive: bool | None = None  # None: never heard
         self.partner_state: PartnerState | None = None
         self.partner_serial: int | None = None
-        self.partner_ack = 0  # the highest ack of the partner's current stream
         self.last_heard_ms: int | None = None
         self.hearing_since_ms = 0
         self.dead_at_ms: int | None = None
@@ -193,19 +174,8 @@ class Failover:
         self._last_reply_ms = -(2**62)
         self._last_probe_ms = -(2**62)
         self._leaving_confirm_ms: int | None = None  # an unconfirmed `leaving`: take over then
-        self._window = ReplayWindow(0, 0, _WINDOW_SLOTS)  # the partner's stream: (seq, path) slots
-        self._trusted = False  # the last accepted heartbeat was signed or its stream has acked us freshly
-        self._stream_trusted = False  # the partner's current stream has acked one of our recent heartbeats
-        self._stream_standby_since: int | None = None  # its stream has said standby since then
-        self._stream_cold_started = False  # its stream said standby (a keepalive or more) before claiming active
-        self._stream_first = False  # its stream is the first we heard since we started
-        # A stream not (yet) believed: its last sequence, when, and since when it said standby
-        # (so that once believed, a booting router's standby phase is not lost).
-        self._candidate: tuple[int, int, int | None] | None = None
-        self._stream_start_seq = 0  # the first sequence of the partner's current stream: nothing below is in it
         self._noted: set[str] = set()  # suspect kinds already noted since the partner was last trusted
         self.notes: list[Suspect] = []
-        self._carried_standby_since: int | None = None
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
         self._sent_at: dict[int, int] = {}
         self._path_heard_ms: dict[Path, int] = {}
@@ -377,7 +347,7 @@ class Failover:
                 state=state,
                 node=self.node if fmt == "shoal" else None,
                 seq=self.seq if fmt == "shoal" else 0,
-                ack=self.heard_seq if fmt == "shoal" else 0,
+                ack=self.stream.heard_seq if fmt == "shoal" else 0,
                 serial_no=self.config.serial_no if fmt == "shoal" else 0,
                 probe=probe and fmt == "shoal",
                 yielded=fmt == "shoal" and state != "active" and now_ms < self.yielded_until_ms,
@@ -409,11 +379,11 @@ class Failover:
         self.last_heard_ms = now_ms
         self._path_heard_ms[path] = now_ms
         self._path_lost[path] = False
-        trusted = heartbeat.format == "piranha" or self._trusted
+        trusted = heartbeat.format == "piranha" or self.stream.trusted
         if trusted:
             self._noted.clear()
-        self._track_cold_start(now_ms, heartbeat.state)
-        credible = trusted or self._stream_cold_started or self._stream_first
+        self.stream.observe(now_ms, heartbeat.state, self.config.keepalive_ms)
+        credible = heartbeat.format == "piranha" or self.stream.credible
         if credible or heartbeat.state != "active" or self.dead_at_ms is None:
             self.dead_at_ms = now_ms + self.config.deadtime_ms
         # else: the claim of a stream that replaced a silent one, never acked
@@ -451,76 +421,15 @@ class Failover:
         if decoded.private != (path == "private"):
             self._suspect("heartbeats_wrong_path", path, source)
             return None
-        never_heard = not self.heard_seq
-        stream = self._in_stream(now_ms, decoded, path)
-        if stream is None:
+        last = self.last_heard_ms
+        silent = not self.partner_alive or (last is not None and now_ms - last > self.config.keepalive_ms)
+        admission = self.stream.admit(now_ms, decoded, path, keepalive_ms=self.config.keepalive_ms,
+                                      last_heard_ms=last, fresh=self._acks_recent(decoded.ack, now_ms),
+                                      silent=silent, signed=self.key is not None)
+        if admission in ("replayed", "out_of_sequence"):
+            self._suspect(f"heartbeats_{admission}", path, source)
             return None
-        if stream == "new":
-            self._stream_first = never_heard
-            self._stream_trusted = False
-            self._stream_standby_since = self._carried_standby_since
-            self._stream_cold_started = False
-        if decoded.authenticated or self._acks_recent(decoded.ack, now_ms):
-            self._stream_trusted = True
-        self._trusted = decoded.authenticated or self._stream_trusted
         return decoded
-
-    def _track_cold_start(self, now_ms: int, state: PartnerState) -> None:
-        """A router that booted and cannot hear us says `standby` until its
-        `deadtime` ends (we see at least a `keepalive` of it: we may begin
-        believing its stream late), then claims active: the shape of a deaf
-        partner, which a forger that claims active at once does not have."""
-        if state == "standby":
-            if self._stream_standby_since is None:
-                self._stream_standby_since = now_ms
-        elif state == "active" and self._stream_standby_since is not None:
-            if now_ms - self._stream_standby_since >= self.config.keepalive_ms:
-                self._stream_cold_started = True
-            self._stream_standby_since = None
-
-    def _in_stream(self, now_ms: int, heartbeat: Heartbeat, path: Path) -> Literal["continued", "new"] | None:
-        """Whether `heartbeat` continues the partner's stream, starts a new
-        one (a believable new boot), or neither (None): see the rules at the
-        top.  A blind forger cannot continue a stream: it does not know the
-        sequence."""
-        slot = heartbeat.seq * 2 + (1 if path == "private" else 0)
-        ok, window = self._window.accept(slot)
-        elapsed_ms = 0 if self.last_heard_ms is None else now_ms - self.last_heard_ms
-        reach = self.heard_seq + _JUMP_SLACK + _JUMP_PER_KEEPALIVE * elapsed_ms // self.config.keepalive_ms
-        if self.heard_seq and ok and self._stream_start_seq <= heartbeat.seq <= reach:
-            self._window = window
-            self.heard_seq = max(self.heard_seq, heartbeat.seq)
-            self.partner_ack = max(self.partner_ack, heartbeat.ack)
-            return "continued"
-        if self.heard_seq and not ok and slot > self._window.highest - _WINDOW_SLOTS:
-            self._suspect("heartbeats_replayed", path, self.partner_address(path) or "")  # a slot already seen
-            return None
-        ahead = heartbeat.seq > self.heard_seq
-        # The stream we know has fallen silent (its sender speaks every
-        # keepalive): a restart; a forger cannot silence it.  If a loss let
-        # a forger in, the real partner's next heartbeat acks us and wins back.
-        silent = not self.partner_alive or elapsed_ms > self.config.keepalive_ms
-        believable = (not self.heard_seq or self._acks_recent(heartbeat.ack, now_ms)
-                      or (self.key is None and silent) or (self.key is not None and ahead))
-        candidate = self._candidate
-        continues = candidate is not None and candidate[0] < heartbeat.seq <= (
-            candidate[0] + _JUMP_SLACK + _JUMP_PER_KEEPALIVE * (now_ms - candidate[1]) // self.config.keepalive_ms)
-        standby_since = candidate[2] if candidate is not None and continues else None
-        if not believable:
-            self._suspect("heartbeats_out_of_sequence", path, self.partner_address(path) or "")
-            if standby_since is None and heartbeat.state == "standby":
-                standby_since = now_ms
-            self._candidate = (heartbeat.seq, now_ms, standby_since)
-            return None
-        self._candidate = None
-        self._carried_standby_since = standby_since
-        # A new boot of the partner: a new stream (its deafness still measured
-        # from when we began hearing the partner's host).
-        _, self._window = ReplayWindow(0, 0, _WINDOW_SLOTS).accept(slot)
-        self.heard_seq = heartbeat.seq
-        self._stream_start_seq = heartbeat.seq
-        self.partner_ack = heartbeat.ack
-        return "new"
 
     def _suspect(self, counter: str, path: Path | None, source: str | None) -> None:
         """Count a heartbeat not acted on, and note it for the log once until
@@ -545,6 +454,16 @@ class Failover:
         """Ask the partner for an answer that proves it hears us (at most one
         probe per quarter keepalive, whatever arrives meanwhile)."""
         self.next_probe_ms = max(now_ms, self._last_probe_ms + max(1, self.config.keepalive_ms // 4))
+
+    @property
+    def heard_seq(self) -> int:
+        """The partner's highest sequence in its current stream: our ack."""
+        return self.stream.heard_seq
+
+    @property
+    def partner_ack(self) -> int:
+        """The highest ack of the partner's current stream."""
+        return self.stream.ack
 
     def partner_hears_us(self, now_ms: int) -> bool:
         """The partner's ack names a heartbeat we sent within `deadtime`."""
