@@ -15,14 +15,18 @@ check starts (a fault that begins during a check is seen by the next one):
   ICMP error means success, as for the original);
 - connect-only (no `expect`, no `send_program`): success once connected;
   a hung server still accepts, so it passes such a check;
-- with `expect`: the reply is compared, prefix match or regex search
-  (`use_regex`, on the first 254 bytes); `*` matches anything.  A healthy
-  server answers what `expect` wants; a `wrong` server answers
-  `WRONG_REPLY`, which is compared for real, so an `expect` that would match
-  it anyway (`*`, `.*`) still passes;
+- with `expect`: the reply is compared for real, prefix match or regex
+  search (`use_regex`, on the first 254 bytes); `*` matches anything.  What
+  a server answers in each mode is `scenario.faults` (the lab's servers
+  send the same bytes): a healthy one `HEALTHY_REPLY`, a `wrong` one
+  `WRONG_REPLY`;
 - slow: the reply comes after `delay_ms`; at or past the timeout, fails
-  at the timeout;
-- http checks: a wrong server answers status 500.
+  at the timeout (a connect-only check passes: the connection is accepted
+  at once, as by the lab's real servers);
+- http checks: the reply's status must be `http_status` and its body match
+  `expect` (`WRONG_REPLY` has no status line: it fails every http check);
+- `send_program`: what the program prints is not modelled: it passes
+  against a healthy server and prints `WRONG_REPLY` against a wrong one.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from typing import Any
 import re2  # type: ignore[import-untyped]
 
 from engine.events import CheckSpec
+from scenario.faults import HEALTHY_REPLY, WRONG_REPLY, http_answer
 
-WRONG_REPLY = "HTTP/1.0 500 Internal Server Error\r\n\r\nsimulated wrong reply\r\n"
 CLIENT_TIMEOUT_MS = 3_000  # a client gives up on a server after this long
 
 
@@ -46,14 +50,15 @@ class ServerModel:
     load: float = 1.0
 
 
-def expect_matches(spec: CheckSpec, reply: str) -> bool:
+def expect_matches(spec: CheckSpec, reply: bytes) -> bool:
     expect = spec.expect
     if expect is None or expect == "*":
         return True
     if spec.use_regex:
         pattern = _regex(expect)
-        return pattern is not None and pattern.search(reply.encode()[:254]) is not None
-    return reply[: len(expect)] == expect
+        return pattern is not None and pattern.search(reply[:254]) is not None
+    want = expect.encode()
+    return reply[: len(want)] == want
 
 
 _RE2_OPTIONS = re2.Options()
@@ -85,18 +90,22 @@ def check_result(spec: CheckSpec, server: ServerModel, rtt_ms: int) -> tuple[int
         if connect_only:  # accepted (TCP), or no ICMP error (UDP): the original calls it alive
             return rtt, True, "connected"
         return timeout, False, "timeout"
+    if connect_only:  # a slow server accepts at once: only its reply is late
+        return rtt, True, "connected"
     delay = rtt + (server.delay_ms if mode == "slow" else 0)
     if delay >= timeout:
         return timeout, False, "timeout"
-    if connect_only:
-        return delay, True, "connected"
-    if spec.kind in ("http", "https"):
-        ok = mode != "wrong" or spec.http_status == 500
-        return delay, ok, "status 200" if mode != "wrong" else "status 500"
-    if mode == "wrong":
-        ok = expect_matches(spec, WRONG_REPLY)
-        return delay, ok, "reply matches expect" if ok else "reply does not match expect"
-    return delay, True, "reply matches expect"
+    answer = WRONG_REPLY if mode == "wrong" else HEALTHY_REPLY
+    if spec.kind in ("http", "https") and spec.send_program is None:
+        status, body = http_answer(answer)
+        if status != spec.http_status:
+            return delay, False, "no status line" if status is None else f"status {status}"
+        ok = expect_matches(spec, body)
+        return delay, ok, f"status {status}" if ok else "body does not match expect"
+    if spec.send_program is not None and mode != "wrong":
+        return delay, True, "program output matches expect"
+    ok = expect_matches(spec, answer)
+    return delay, ok, "reply matches expect" if ok else "reply does not match expect"
 
 
 def answers_client(server: ServerModel) -> bool:

@@ -5,7 +5,9 @@ to any request, with the fault modes of SPEC.md, switched by one line on
 the control socket (a Unix socket; the answer is `ok` or `error ...`):
 
 - `up`: healthy; `down`: not listening (connections refused);
-- `hang`: accepts, reads, never answers; `wrong`: answers garbage;
+- `hang`: accepts, reads, never answers; `wrong`: answers, but not what
+  `expect` wants (the bytes of each mode are `scenario.faults`', the ones
+  the simulator compares);
 - `slow SECONDS`: answers after that delay;
 - `load X`: writes X to the load file (what a load command reads).
 """
@@ -17,8 +19,7 @@ import asyncio
 import os
 import signal
 
-ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
-WRONG = b"garbage, not what you expected\r\n"
+from scenario.faults import reply
 
 
 class RealServer:
@@ -52,7 +53,7 @@ class RealServer:
                 return
             if self.mode == "slow":
                 await asyncio.sleep(self.delay_s)
-            writer.write(WRONG if self.mode == "wrong" else ANSWER)
+            writer.write(reply(self.mode) or b"")
             await writer.drain()
         except (ConnectionError, OSError):
             pass

@@ -30,7 +30,7 @@ def spec(**kw: object) -> CheckSpec:
     (ServerModel("hang"), {}, (2, True)),  # connect-only: a hung server still accepts
     (ServerModel("hang"), {"expect": "HTTP"}, (2000, False)),
     (ServerModel("wrong"), {"expect": "HTTP/1.0 200"}, (2, False)),
-    (ServerModel("wrong"), {"expect": "HTTP"}, (2, True)),  # the wrong reply starts with HTTP too
+    (ServerModel("wrong"), {"expect": "HTTP"}, (2, False)),  # issue 10: a wrong answer is not HTTP at all
     (ServerModel("wrong"), {"expect": "^HTTP/1.. 200", "use_regex": True}, (2, False)),
     (ServerModel("wrong"), {"expect": ".*", "use_regex": True}, (2, True)),
     (ServerModel("wrong"), {"expect": "*"}, (2, True)),
