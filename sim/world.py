@@ -32,7 +32,8 @@ from engine.engine import Engine, check_spec
 from engine.events import (
     TABLE_OPS, AddDest, AddService, AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed,
     ConfigLoaded, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LoadRead,
-    Notify, ReadLoad, ReadTable, SendGratuitousArp, SendHeartbeat, StartCheck, TableRead, Tick,
+    Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck,
+    StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
 )
 from engine.model import Config, Server, Virtual
 from engine.pool import service_key
@@ -192,8 +193,10 @@ class World:
                                                  "from": data["from"], "to": data["to"], "detail": data["detail"]})
             case Notify("heartbeat_lost", data):
                 self.trace(now, name, "heartbeat_lost", {"path": data["path"]})
+            case Notify() | RunCommand() | SetTimeouts() | StartSyncDaemon() | StopSyncDaemon():
+                pass  # other notices, operator commands, kernel timeouts, connection sync: not modelled
             case _:
-                pass  # RunCommand, SetTimeouts, sync daemon, other notices: the log only
+                raise TypeError(f"the simulator cannot carry out {type(command).__name__}: {command}")
 
     def _passable_from_now(self, senders: set[str]) -> None:
         """A cut healed (or loss lowered): until now these senders' heartbeats

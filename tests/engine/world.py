@@ -167,6 +167,9 @@ class World:
                 self.later(1, node, CommandFailed(command, str(e)))
         elif isinstance(command, ReadTable):
             self.later(1, node, TableRead(dict(self.tables.setdefault(node, {}))))
+        elif not isinstance(command, (AddVip, DelVip, SendGratuitousArp, Notify, RunCommand, SetTimeouts,
+                                      StartSyncDaemon, StopSyncDaemon)):  # these: the log only
+            raise TypeError(f"the test world cannot carry out {type(command).__name__}: {command}")
         line = describe(command)
         if line is not None:
             self.log.append(f"{fmt_time(self.now_ms)} {node} {line}")
