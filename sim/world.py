@@ -108,7 +108,7 @@ class World:
         router.host_up, router.booted_ms = True, self.now
         router.vips, router.table, router.sched = set(), {}, {}
         router.engine = Engine(self.config, name, seq_start=router.boots << 32)  # type: ignore[arg-type]
-        self.feed(router, Tick())
+        self.feed(router, TableRead(dict(router.table)))  # as the daemon boots: what the kernel holds first
 
     def crash(self, name: str) -> None:
         router = self.routers[name]
@@ -163,8 +163,9 @@ class World:
                 router.vips.add(address)
                 self.trace(now, name, "vip", {"op": "add", "address": address})
             case DelVip(address=address):
-                router.vips.discard(address)
-                self.trace(now, name, "vip", {"op": "del", "address": address})
+                if address in router.vips:  # a cleanup at boot deletes what may not be there
+                    router.vips.discard(address)
+                    self.trace(now, name, "vip", {"op": "del", "address": address})
             case SendGratuitousArp(address, _):
                 self.arp_view[address] = name
                 router.last_arp_ms = now
