@@ -23,7 +23,7 @@ from engine.events import (
     SetTimeouts, ShutdownRequested, StartCheck, StartSyncDaemon, StopSyncDaemon, TableOp, TableRead, Tick,
     TABLE_OPS,
 )
-from engine.failover import Failover, Verdict
+from engine.failover import Failover, Noticed, Verdict
 from engine.model import Config, Node, Server, Virtual
 from engine.pool import Member, desired_entry, dest_port, prefix_of, quorum_state, service_key
 from engine.status import PartnerStatus, ServerStatus, ServiceStatus, Status, TableStatus, op_text
@@ -268,15 +268,18 @@ class Engine:
     def _due(self, now_ms: int, stalled: bool, out: list[Command]) -> None:
         verdicts, notes = self.failover.tick(now_ms, stalled)
         for note in notes:
-            if note.startswith("heartbeat_lost:"):
-                out.append(Notify("heartbeat_lost", {"path": note.split(":", 1)[1]}))
-            elif note == "partner_dead":
-                out.append(Notify("partner", {"alive": False, "reason": "no heartbeat for deadtime"}))
-            elif note == "stall":
-                out.append(Notify("stall", {"reason": "step late: listening one more keepalive"}))
-            elif note == "hold_expired":
-                out.append(Notify("hold", {"reason": "the partner did not take over within deadtime + keepalive "
-                                                     "of the operator's failover: the usual rules apply again"}))
+            match note:
+                case Noticed("heartbeat_lost", path):
+                    out.append(Notify("heartbeat_lost", {"path": path}))
+                case Noticed("partner_dead"):
+                    out.append(Notify("partner", {"alive": False, "reason": "no heartbeat for deadtime"}))
+                case Noticed("stall"):
+                    out.append(Notify("stall", {"reason": "step late: listening one more keepalive"}))
+                case Noticed("hold_expired"):
+                    out.append(Notify("hold", {"reason": "the partner did not take over within deadtime + keepalive "
+                                                         "of the operator's failover: the usual rules apply again"}))
+                case _:
+                    raise EngineMisuse(f"a notice the engine does not know: {note}")
         self._verdicts(verdicts, out)
         out.extend(self.failover.due_heartbeats(now_ms))
         for name in self.timers.pop_due(now_ms):

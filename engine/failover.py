@@ -94,6 +94,16 @@ Decision = Literal["go_active", "go_standby", "rearp"]
 
 
 @dataclass(frozen=True, slots=True)
+class Noticed:
+    """What `tick` found worth a notice (never a decision: those are `Verdict`s):
+    a path's heartbeats lost for deadtime (`path` set), the partner dead,
+    a stall (the step came late), an operator's hold expired."""
+
+    kind: Literal["heartbeat_lost", "partner_dead", "stall", "hold_expired"]
+    path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Suspect:
     """A heartbeat (or a partner's claim) not acted on, for the log: the
     counter it went to, why, and where it came from (None: a claim)."""
@@ -215,29 +225,29 @@ class Failover:
         self.next_send_ms = now_ms
         return []
 
-    def tick(self, now_ms: int, stalled: bool) -> tuple[list[Verdict], list[str]]:
+    def tick(self, now_ms: int, stalled: bool) -> tuple[list[Verdict], list[Noticed]]:
         """Deadlines due at `now_ms`: verdicts, and events worth a notice."""
         verdicts: list[Verdict] = []
-        notes: list[str] = []
+        notes: list[Noticed] = []
         if not self.enabled or self.leaving:
             return verdicts, notes
         for path in self.paths:
             heard = self._path_heard_ms.get(path, self.started_ms)
             if not self._path_lost[path] and now_ms - heard >= self.config.deadtime_ms:
                 self._path_lost[path] = True
-                notes.append(f"heartbeat_lost:{path}")
+                notes.append(Noticed("heartbeat_lost", path))
         if self.dead_at_ms is not None and now_ms >= self.dead_at_ms:
             if stalled and not self.stall_grace_used:
                 self.stall_grace_used = True
                 self.counters["stalls"] += 1
                 self.dead_at_ms = now_ms + self.config.keepalive_ms
-                notes.append("stall")
+                notes.append(Noticed("stall"))
             else:
                 self.dead_at_ms = None
                 self.partner_alive = False
                 self.partner_state = None
                 self.backup_take_ms = None
-                notes.append("partner_dead")
+                notes.append(Noticed("partner_dead"))
                 if self.role == "standby":
                     self.hold_standby = False
                     verdicts.append(Verdict("go_active", "partner dead: no heartbeat for deadtime"))
@@ -245,7 +255,7 @@ class Failover:
             self.hold_until_ms = None
             if self.hold_standby:
                 self.hold_standby = False
-                notes.append("hold_expired")
+                notes.append(Noticed("hold_expired"))
                 if self.role == "standby" and self.partner_state == "standby":
                     self.backup_take_ms = now_ms  # the usual standby/standby rules, now
         if self._leaving_confirm_ms is not None and now_ms >= self._leaving_confirm_ms:

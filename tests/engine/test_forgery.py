@@ -8,7 +8,7 @@ from __future__ import annotations
 from engine.config import parse
 from engine.engine import Engine
 from engine.events import AdminRequested, HeartbeatReceived, Notify, SendHeartbeat, TableRead, Tick
-from engine.failover import Failover
+from engine.failover import Failover, Noticed
 from engine.wire import Heartbeat, encode
 
 BASE = """serial_no = 1
@@ -146,7 +146,7 @@ def test_a_hand_over_hold_ends_when_the_partner_never_takes_over() -> None:
         deliver(b._send(t, "standby"), "backup", p, t)
         assert p.tick(t, stalled=False)[0] == []
     _, notes = p.tick(3000 + 3000 + 1000, stalled=False)
-    assert "hold_expired" in notes and not p.hold_standby
+    assert Noticed("hold_expired") in notes and not p.hold_standby
 
 
 def test_operator_failover_is_refused_unless_the_partner_is_heard_both_ways() -> None:
