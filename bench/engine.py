@@ -53,8 +53,8 @@ def bench_engine(total_inputs: int) -> float:
     while fed < total_inputs:
         # The backup's heartbeats (standby), both paths, each keepalive.
         seq += 1
-        payload = encode(Heartbeat("shoal", "standby", "backup", seq, seq, 0))
         for path, source in (("public", "192.168.0.2"), ("private", "172.16.0.2")):
+            payload = encode(Heartbeat("shoal", "standby", "backup", seq, seq, 0, private=path == "private"))
             ready = engine.step(now, HeartbeatReceived(path, source, payload))  # type: ignore[arg-type]
             fed += 1
             pending.extend(c.check_id for c in ready.commands if isinstance(c, StartCheck))
@@ -70,6 +70,9 @@ def bench_engine(total_inputs: int) -> float:
         pending.extend(c.check_id for c in ready.commands if isinstance(c, StartCheck))
     elapsed = time.perf_counter() - started
     assert ready.status.role == "active", ready.status.role
+    dropped = {k: v for k, v in ready.status.counters.items() if k.startswith("heartbeats_") and v
+               and k != "heartbeats_received"}
+    assert not dropped, f"the bench's heartbeats were not believed: {dropped}"
     return fed / elapsed
 
 
