@@ -75,6 +75,7 @@ def status_json(status: Status) -> dict[str, Any]:
             for s in status.services
         ],
         "counters": dict(status.counters),
+        "auth": status.auth,
         "table": _table_json(status),
     }
 

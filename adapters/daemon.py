@@ -39,7 +39,7 @@ from typing import Any
 
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
-from engine.engine import Engine, EngineMisuse, Ready
+from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
 from engine.events import (
     TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
     HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
@@ -51,7 +51,6 @@ from engine.model import Config, Node
 log = logging.getLogger("shoal")
 
 START_TIMEOUT_S = 60.0  # reading and parsing the config at start (a slow guest may need it)
-ADMIN_ACTIONS = ("failover", "drain", "undrain", "force_down", "force_up", "auto")
 
 
 class StartError(Exception):
@@ -158,7 +157,7 @@ class Daemon:
         from adapters.control import ControlServer
         from adapters.dataplane import make
         from adapters.heartbeat import HeartbeatSockets
-        from adapters.notify import CommandRunner, NotifyWriter, notify_path_problem
+        from adapters.notify import CommandRunner, NotifyWriter
         from adapters.vips import Vips
 
         self.run_check, self.read_load = run_check, read_load
@@ -168,7 +167,7 @@ class Daemon:
         except Refused as e:
             raise StartError("\n".join([str(e), *e.errors])) from None
         self.node = find_node(self.config)
-        problem = self.config.notify_fifo and notify_path_problem(self.config.notify_fifo)
+        problem = _unrunnable(self.config)
         if problem:
             raise StartError(problem)
         self.dataplane = make(self.dataplane_name, self.netns)
@@ -392,8 +391,6 @@ class Daemon:
     async def _reload_once(self) -> dict[str, Any]:
         """Read, parse and check the file off the loop, bind what it needs;
         then the loop carries it out (`_commit_reload`)."""
-        from adapters.notify import notify_path_problem
-
         try:
             config, key = await read_config(self.config_path)
             try:
@@ -403,7 +400,7 @@ class Daemon:
             if node != self.node:
                 raise Refused(f"the new config makes this host the {node}, not the {self.node}: "
                               "restart the daemon instead")
-            problem = config.notify_fifo and notify_path_problem(config.notify_fifo)
+            problem = _unrunnable(config)
             if problem:
                 raise Refused(problem)
             sockets = await self._rebind(config)
@@ -484,10 +481,9 @@ class Daemon:
 
         status = self.engine.status
         data = status_json(status)
-        data["auth"] = getattr(status, "auth", None) or ("hmac-sha256" if self.key else "none")
         data["warnings"] = config_warnings(self.config)
         drops = dict(self.inputs.drops)
-        drops.update({f"heartbeat-{k}": v for k, v in (getattr(self.sockets, "drops", None) or {}).items()})
+        drops.update({f"heartbeat-{k}": v for k, v in self.sockets.drops.items()})
         data["loop"] = {
             "lateness_ms": self.lateness.summary(),
             "queues": {"heartbeats": len(self.inputs.heartbeats), "inputs": len(self.inputs.others)},
@@ -509,6 +505,13 @@ class Daemon:
                     part.close()
             except Exception as e:  # closing must not stop the others
                 log.warning("closing the %s: %s", name, e)
+
+
+def _unrunnable(config: Config) -> str | None:
+    """What in a valid config this host cannot run (checked at start and on reload)."""
+    from adapters.notify import notify_path_problem
+
+    return notify_path_problem(config.notify_fifo) if config.notify_fifo else None
 
 
 def _ipvsadm_text(table: Any) -> str:

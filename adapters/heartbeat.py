@@ -430,11 +430,11 @@ class HeartbeatSockets:
 
 
 def _min_ttl(config: Config) -> int:
-    value = getattr(config, "heartbeat_min_ttl", None)
-    if not value:  # a config model without the key (or 0, "the default"): the format's default
-        value = 1 if getattr(config, "heartbeat_format", "shoal") == "piranha" else SEND_TTL
-    if not isinstance(value, int) or not 1 <= value <= 255:
-        raise HeartbeatError(f"heartbeat_min_ttl {value!r} is not a TTL (1..255)")
+    """`heartbeat_min_ttl` (the config holds the effective value: 255 with the
+    shoal format, 1 with piranha's, unless set)."""
+    value = config.heartbeat_min_ttl
+    if not 1 <= value <= 255:
+        raise HeartbeatError(f"heartbeat_min_ttl {value} is not a TTL (1..255)")
     return value
 
 

@@ -28,13 +28,13 @@ from dataclasses import fields, replace
 from typing import Any, Awaitable, Callable, NoReturn
 
 import engine.config as config_package
-from engine.config import ConfigError, parse
+from engine.config import ConfigError
 from engine.model import Config
 
 log = logging.getLogger("shoal")
 
 RELOAD_TIMEOUT_S = 5.0  # reading and parsing a config, in the child
-MAX_CONFIG_BYTES = int(getattr(config_package, "MAX_FILE_BYTES", 4 * 1024 * 1024))
+MAX_CONFIG_BYTES = config_package.MAX_FILE_BYTES
 MAX_KEY_BYTES = 64 * 1024
 CHILD_MEMORY_BYTES = 1 << 30  # the parsing child may map this much more than the daemon
 Answer = dict[str, Any]
@@ -51,11 +51,8 @@ class Refused(Exception):
 def load_config(path: str) -> tuple[Config, bytes | None]:
     """Read and parse `path` and its heartbeat key, here (raises Refused)."""
     data = _read_bounded(path, MAX_CONFIG_BYTES, "the configuration")
-    parse_bytes = getattr(config_package, "parse_bytes", None)  # a non-UTF-8 byte as file:line:col
     try:
-        config = parse_bytes(data, path) if parse_bytes else parse(data.decode(), path)
-    except UnicodeDecodeError as e:
-        raise Refused(f"{path}: not UTF-8 text (byte {e.start})") from None
+        config = config_package.parse_bytes(data, path)  # a non-UTF-8 byte is an error at its place
     except ConfigError as e:
         errors = tuple(str(i) for i in e.issues)
         raise Refused(f"{path}: {len(errors)} error(s)", errors) from None

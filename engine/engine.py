@@ -61,7 +61,10 @@ class Ready:
         return self._engine._status_of_step(self._step)
 
 
-_ADMIN_ACTIONS = frozenset({"drain", "undrain", "force_down", "force_up", "auto"})
+# An operator's request on a server, and the override it sets (health.py's Admin).
+SERVER_ACTIONS: Mapping[str, nanny.Admin] = {
+    "drain": "drain", "undrain": "auto", "force_down": "force_down", "force_up": "force_up", "auto": "auto"}
+ADMIN_ACTIONS = ("failover", *SERVER_ACTIONS)
 
 
 class EngineMisuse(Exception):
@@ -558,7 +561,7 @@ class Engine:
                 return (f"the partner runs serial_no {fo.partner_serial}, this router {self.config.serial_no}: "
                         "reload both with the same lvs.cf first")
             return None
-        if request.action not in _ADMIN_ACTIONS:
+        if request.action not in SERVER_ACTIONS:
             return f"unknown admin action {request.action!r}"
         if not self._matching_members(request.server, request.virtual):
             where = f" in virtual {request.virtual}" if request.virtual else ""
@@ -575,8 +578,7 @@ class Engine:
             self._go_standby("operator: failover", out, hand_over=True)
             return
         targets = self._matching_members(request.server, request.virtual)
-        admin: nanny.Admin = {"drain": "drain", "undrain": "auto", "force_down": "force_down",
-                              "force_up": "force_up", "auto": "auto"}[request.action]  # type: ignore[assignment]
+        admin = SERVER_ACTIONS[request.action]
         for key in targets:
             member = self._members[key]
             before = self._standing(member)

@@ -15,10 +15,12 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from adapters import netns
+from tests.adapters.pairlab import Lab, make_lab
 
 
 @dataclass
@@ -53,3 +55,11 @@ def pair(netns_ok: None) -> Iterator[Pair]:
             topo.address(ns, prv, f"10.9.1.{side}/24")
             topo.address(ns, prv, f"fd09:1::{side}/64")
         yield Pair(topo, a, b)
+
+
+@pytest.fixture
+def lab(netns_ok: None, tmp_path: Path) -> Iterator[Lab]:
+    """The two-daemon lab of pairlab.py with its default lvs.cf (a test module
+    may define its own `lab`)."""
+    with make_lab(tmp_path) as built:
+        yield built

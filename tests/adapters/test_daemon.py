@@ -12,20 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.control import ask
-from tests.adapters.pairlab import CONFIG, Lab, make_lab
-
-
-@pytest.fixture
-def lab(netns_ok: None, tmp_path: Path) -> Iterator[Lab]:
-    with make_lab(tmp_path) as built:
-        yield built
+from tests.adapters.pairlab import CONFIG, Lab
 
 
 def test_pair_serves_fails_over_reloads_and_stops(lab: Lab) -> None:

@@ -43,12 +43,6 @@ from tests.adapters.pairlab import CONFIG, Lab, make_lab
 VIP = "10.50.0.100"
 
 
-@pytest.fixture
-def lab(netns_ok: None, tmp_path: Path) -> Iterator[Lab]:
-    with make_lab(tmp_path) as built:
-        yield built
-
-
 def settled(lab: Lab) -> bool:
     """Primary active with the VIP, backup standby without, each hearing the other."""
     p, b = lab.status("primary"), lab.status("backup")

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ import pytest
 
 from adapters.control import ask
 from engine import wire
-from tests.adapters.pairlab import Lab, make_lab
+from tests.adapters.pairlab import Lab
 
 VIP = "10.50.0.100"
 BACKUP = "10.50.0.2"
@@ -100,12 +99,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0  # a zombie has no VmRSS line
-
-
-@pytest.fixture
-def lab(netns_ok: None, tmp_path: Path) -> Iterator[Lab]:
-    with make_lab(tmp_path) as built:
-        yield built
 
 
 @dataclass

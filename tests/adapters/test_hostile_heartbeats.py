@@ -43,9 +43,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,7 +52,7 @@ import pytest
 from adapters import netns
 from adapters.control import ask
 from engine.wire import Heartbeat, decode, encode
-from tests.adapters.pairlab import Lab, make_lab
+from tests.adapters.pairlab import Lab
 
 VIP = "10.50.0.100"
 PRIMARY = "10.50.0.1"
@@ -105,12 +104,6 @@ for ident, (at, payload) in enumerate(spec["packets"], 1):
         print(f"send: {e}", file=sys.stderr, flush=True)
 print(json.dumps({"sent": sent, "failed": failed}), flush=True)
 '''
-
-
-@pytest.fixture
-def lab(netns_ok: None, tmp_path: Path) -> Iterator[Lab]:
-    with make_lab(tmp_path) as built:
-        yield built
 
 
 # ---------------------------------------------------------------- forging
