@@ -73,6 +73,15 @@ def _globals(check: _Checker, c: Config) -> None:
                                           "(the piranha format has no room for a MAC)", needs=("heartbeat_format",))
     if c.nat_nmask is not None and c.nat_router is not None:
         _mask_fits(check, g, "nat_nmask", c.nat_nmask, c.nat_router, "nat_router")
+    if not c.heartbeat and c.backup_active:
+        check.at(g, "heartbeat", "heartbeat = 0 turns the heartbeat off, but backup_active = 1 needs it: the routers "
+                                 "fail over by heartbeat (for a single router, set backup_active = 0)",
+                 value=True, needs=("backup_active",))
+    if not c.hard_shutdown:
+        check.at(g, "hard_shutdown", "hard_shutdown = 0 is not supported: a shoal router that stops, or gives up "
+                                     "on a link failure (monitor_links), always releases its VIPs and its table at "
+                                     "once and tells its partner; remove the line or set hard_shutdown = 1",
+                 value=True)
 
 
 def _mask_fits(check: _Checker, block: Block, key: str, mask: str, address: str, address_key: str) -> None:

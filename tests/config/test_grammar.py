@@ -63,7 +63,7 @@ GLOBAL: list[tuple[str, str, dict[str, Any]]] = [
     ("active_cmd", '"/usr/local/bin/became-active --quiet"', {"active_cmd": "/usr/local/bin/became-active --quiet"}),
     ("inactive_cmd", "/bin/true", {"inactive_cmd": "/bin/true"}),
     ("monitor_links", "1", {"monitor_links": True}),
-    ("hard_shutdown", "0", {"hard_shutdown": False}),
+    ("hard_shutdown", "1", {"hard_shutdown": True}),  # 0 is refused: invalid/unsupported_switches.cf
     ("syncdaemon", "1", {"syncdaemon": True}),
     ("syncd_iface", "eth2", {"syncd_iface": "eth2"}),
     ("syncd_id", "255", {"syncd_id": 255}),

@@ -207,16 +207,17 @@ def configs(draw: st.DrawFn) -> Config:
     backup = draw(family.filter(lambda a: a != primary))
     pformat = draw(st.sampled_from(["shoal", "piranha"]))
     has_backup = draw(st.booleans())
+    backup_active = has_backup and draw(st.booleans())
     return Config(
         serial_no=draw(st.integers(0, 2**64 - 1)), primary=primary, backup=backup if has_backup else None,
         primary_private="10.11.12.1" if private else None, backup_private="10.11.12.2" if private else None,
-        heartbeat=draw(st.booleans()), heartbeat_port=draw(st.integers(1, 65535)),
+        heartbeat=backup_active or draw(st.booleans()), heartbeat_port=draw(st.integers(1, 65535)),
         keepalive_ms=keepalive, deadtime_ms=keepalive + draw(st.integers(1, 10**6)),
         network=network, nat_router=nat_router, nat_router_device=draw(devices) if nat_router else None,  # type: ignore[arg-type]
         nat_nmask=draw(maybe() | st.just("255.255.255.0")) if nat_router else None,
         debug_level=draw(st.sampled_from(["NONE", "verbose", "3"])), rsh_command=draw(st.sampled_from(["rsh", "ssh"])),
         active_cmd=draw(maybe() | commands), inactive_cmd=draw(maybe() | commands),
-        monitor_links=draw(st.booleans()), hard_shutdown=draw(st.booleans()), syncdaemon=draw(st.booleans()),
+        monitor_links=draw(st.booleans()), hard_shutdown=True, syncdaemon=draw(st.booleans()),
         syncd_iface=draw(st.sampled_from(["eth0", "eth2", "bond0"])), syncd_id=draw(st.integers(0, 255)),
         tcp_timeout_s=draw(st.integers(0, 10**6)), tcpfin_timeout_s=draw(st.integers(0, 999)),
         udp_timeout_s=draw(st.integers(0, 999)), preempt=draw(st.booleans()),
@@ -225,7 +226,7 @@ def configs(draw: st.DrawFn) -> Config:
         heartbeat_min_ttl=draw(st.sampled_from([0, 1, 2, 64, 254, 255])),  # 0: the format's default
         arp_count=draw(st.integers(1, 1000)), arp_interval_ms=draw(times_ms), notify_fifo=draw(maybe() | paths),
         command_timeout_ms=draw(times_ms),
-        backup_active=has_backup and draw(st.booleans()),
+        backup_active=backup_active,
         virtuals=tuple(draw(virtuals(i, network)) for i in draw(st.lists(st.integers(0, 5), unique=True, max_size=4))),
     )
 
