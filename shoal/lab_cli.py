@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
     from adapters.lab.plan import LabError
     from adapters.lab.runner import run
     from scenario.model import ScenarioError, load
+    from scenario.verdicts import exit_code, summary_lines
 
     parser = argparse.ArgumentParser(prog="shoal lab", description="run a scenario on real namespaces (root)")
     parser.add_argument("scenario", help="scenario file")
@@ -65,8 +66,7 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print()
-    for v in result.verdicts:
-        mark = "ok  " if v.ok else "FAIL" if v.ok is False else "skip"
-        print(f"{mark} {v.what}")
+    for text in summary_lines(result.verdicts):
+        print(text)
     print(f"# {result.wall_s:.1f} wall seconds")
-    return 0 if result.ok else 1
+    return exit_code(result.ok)

@@ -12,6 +12,7 @@ import sys
 from importlib import resources
 
 from scenario.model import ScenarioError, load, loads
+from scenario.verdicts import exit_code, summary_lines
 from sim.runner import Result, run
 from sim.timeline import json_lines, line, timeline
 
@@ -57,13 +58,12 @@ def main(argv: list[str]) -> int:
         print(timeline(result.records))
         print()
         print_verdicts(result, sys.stdout)  # with --json, the `expect` records are the verdicts
-    return 0 if result.ok else 1
+    return exit_code(result.ok)
 
 
 def print_verdicts(result: Result, out: object) -> None:
-    for v in result.verdicts:
-        mark = "ok  " if v.ok else "FAIL" if v.ok is False else "skip"
-        print(f"{mark} {v.what}", file=out)  # type: ignore[call-overload]
+    for text in summary_lines(result.verdicts):
+        print(text, file=out)  # type: ignore[call-overload]
     for violation in result.violations:
         print(f"FAIL invariant {violation.name}: {violation.message}", file=out)  # type: ignore[call-overload]
         print("     what led there:", file=out)  # type: ignore[call-overload]

@@ -16,17 +16,11 @@ import simpy
 
 from scenario.checks import RouterView, View, judge
 from scenario.model import Expect, Scenario
+from scenario.verdicts import Verdict, Verdicts, all_hold
 from sim.invariants import Invariants, Violation
 from sim.world import World
 
 LATE = 10  # simpy priority after NORMAL (1): runs after everything else at that instant
-
-
-@dataclass
-class Verdict:
-    ok: bool | None  # None: not judged (the run stopped first)
-    what: str
-    line: int = 0
 
 
 @dataclass
@@ -38,7 +32,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return all(v.ok is not False for v in self.verdicts) and not self.violations
+        return all_hold(self.verdicts) and not self.violations
 
 
 def view_of(world: World, clients: tuple[int, int] | None = None) -> View:
@@ -90,14 +84,13 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
     for fault in scenario.faults:
         world.at(fault.at_ms, fault_action(fault))
 
-    verdicts: dict[int, Verdict] = {}
+    verdicts = Verdicts(scenario.expects)
 
     def expectation(index: int, e: Expect) -> None:
         invariants.check_dual()
         clients = world.clients.window(*e.window_ms) if world.clients and e.window_ms else None
-        ok, what = judge(e, view_of(world, clients))
-        verdicts[index] = Verdict(ok, what, e.line)
-        trace(world.now, "world", "expect", {"ok": ok, "what": what})
+        v = verdicts.judged(index, *judge(e, view_of(world, clients)))
+        trace(world.now, "world", "expect", {"ok": v.ok, "what": v.what})
         report_violations()
 
     def late(at_ms: int, action: Any) -> None:
@@ -121,14 +114,10 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
 
     for index, e in enumerate(scenario.expects):
         if e.kind == "always":
-            v = invariants.violations.get(e.value)
-            what = e.describe() + (f": {v.message}" if v else "")
-            verdicts[index] = Verdict(v is None, what, e.line)
-            trace(end_ms, "world", "expect", {"ok": v is None, "what": what})
-        elif index not in verdicts:
-            verdicts[index] = Verdict(None, e.describe() + f" (not judged: the run stopped at {end_ms / 1000:g} s)",
-                                      e.line)
-    result.verdicts = [verdicts[i] for i in range(len(scenario.expects))]
+            violation = invariants.violations.get(e.value)
+            v = verdicts.always(index, violation.message if violation else None)
+            trace(end_ms, "world", "expect", {"ok": v.ok, "what": v.what})
+    result.verdicts = verdicts.close(end_ms)
     always = {e.value for e in scenario.expects if e.kind == "always"}
     result.violations = [v for name, v in invariants.violations.items() if name not in always]
     return result

@@ -48,18 +48,12 @@ from adapters.lab.world import ROUTERS, LabWorld
 from engine.table import DestKey
 from scenario.checks import View, active_vips, judge
 from scenario.model import Expect, Fault, Scenario
+from scenario.verdicts import Verdict, Verdicts, all_hold
 
 POLL_S = 0.05
 SLACK_MS = 300
 STALE_MS = 600  # wall: a table op in flight (an nft run) between two reads is not a mismatch
 CLIENT_TIMEOUT_MS = 3_000  # as the simulator's clients (sim/servers.py), scaled
-
-
-@dataclass
-class Verdict:
-    ok: bool | None  # None: not judged (the run stopped first)
-    what: str
-    line: int = 0
 
 
 @dataclass
@@ -70,7 +64,7 @@ class LabResult:
 
     @property
     def ok(self) -> bool:
-        return all(v.ok is not False for v in self.verdicts)
+        return all_hold(self.verdicts)
 
 
 class Sampler:
@@ -249,7 +243,7 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
     steps += [(e.at_ms, 1, (i, e)) for i, e in enumerate(scenario.expects)
               if e.at_ms is not None and e.kind != "client_success" and e.at_ms <= scenario.duration_ms]
     steps.sort(key=lambda s: (s[0], s[1]))
-    verdicts: dict[int, Verdict] = {}
+    verdicts = Verdicts(original)
     stopped_at: float | None = None
     # Between two samples a pause of `POLL_S`, or as long as the last sample took when that was
     # longer: looking never takes more than half the time (under qemu's software emulation a
@@ -273,7 +267,7 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
         ok, what = judge(original[index], view)  # described in scenario time
         if e.kind == "vip_owner" and e.value != "none":
             ok, what = _client_arp(world, view, ok, what, str(e.value))
-        verdicts[index] = Verdict(ok, what, e.line)
+        verdicts.judged(index, ok, what)
         trace(now_ms(), "world", "expect", {"ok": ok, "what": what})
         if not ok and not keep_going:
             stopped_at = now_ms()
@@ -293,16 +287,12 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
             if not ok:
                 failed = [f"{t / scale / 1000:.1f}" for t, good in records if lo <= t < hi and not good]
                 what += f"; failed connections opened at {', '.join(failed[:20])}" + (" ..." if len(failed) > 20 else "")
-            verdicts[index] = Verdict(ok, what, e.line)
+            verdicts.judged(index, ok, what)
             trace(end_ms, "world", "expect", {"ok": ok, "what": what})
         elif e.kind == "always" and stopped_at is None:
-            message = sampler.violations.get(e.value)
-            verdicts[index] = Verdict(message is None, original[index].describe() + (f": {message}" if message else ""), e.line)
-            trace(end_ms, "world", "expect", {"ok": message is None, "what": verdicts[index].what})
-        elif index not in verdicts:
-            verdicts[index] = Verdict(None, original[index].describe() + f" (not judged: the run stopped at "
-                                                           f"{end_ms / scale / 1000:g} s)", e.line)
-    result.verdicts = [verdicts[i] for i in range(len(scenario.expects))]
+            v = verdicts.always(index, sampler.violations.get(e.value))
+            trace(end_ms, "world", "expect", {"ok": v.ok, "what": v.what})
+    result.verdicts = verdicts.close(end_ms, scale)
     if not result.ok:
         for r in ROUTERS:
             trace(end_ms, r, "log", {"tail": "\n" + world.log_tail(r)})
