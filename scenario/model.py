@@ -21,9 +21,10 @@ from typing import Any
 
 from engine.config import ConfigError, parse
 from engine.model import Config
+from scenario.devices import devices
 
 FAULT_KEYS = ("crash", "restart", "kill", "server_down", "server_up", "server_hang", "server_wrong",
-              "server_slow", "partition", "heal", "loss", "load", "reload", "admin")
+              "server_slow", "partition", "heal", "loss", "load", "reload", "admin", "link_down", "link_up")
 EXPECT_KEYS = ("vip_owner", "role", "in_table", "not_in_table", "weight", "client_success", "always")
 ALWAYS = ("single_owner", "table_matches_health")
 ROUTERS = ("primary", "backup")
@@ -31,8 +32,9 @@ PATHS = ("public", "private", "all")
 ROLES = ("active", "standby", "down")
 TOP_KEYS = ("title", "seed", "duration", "config", "config_file", "network", "fault", "expect")
 # What each fault may carry besides `at` and its own key.
-FAULT_EXTRA = {"partition": {"from"}, "loss": {"path"}, "server_slow": {"delay"}, "load": {"value"}}
-REQUIRED_EXTRA = {"server_slow": "delay", "load": "value"}
+FAULT_EXTRA = {"partition": {"from"}, "loss": {"path"}, "server_slow": {"delay"}, "load": {"value"},
+               "link_down": {"device"}, "link_up": {"device"}}
+REQUIRED_EXTRA = {"server_slow": "delay", "load": "value", "link_down": "device", "link_up": "device"}
 
 
 class ScenarioError(Exception):
@@ -247,6 +249,8 @@ def _fault(raw: dict[str, Any], line: int, where: _Where) -> Fault:
         extra[key] = _number(extra[key], file, line, key)
     elif not isinstance(value, str):
         raise ScenarioError(file, line, f"{kind} must be a string, not {value!r}")
+    if kind in ("link_down", "link_up") and not isinstance(extra["device"], str):
+        raise ScenarioError(file, line, f"{kind}: device must be a string (an interface name), not {extra['device']!r}")
     return Fault(ms(at), kind, value, extra, line)
 
 
@@ -254,6 +258,7 @@ def _fault(raw: dict[str, Any], line: int, where: _Where) -> Fault:
 class _Names:
     servers: frozenset[str]  # SERVER and VIRTUAL/SERVER (real servers)
     sorry: frozenset[str]  # sorry and VIRTUAL/sorry
+    devices: tuple[str, ...]  # a router's interfaces (scenario.devices), by the first config
 
 
 def _names(configs: list[Config]) -> _Names:
@@ -265,12 +270,12 @@ def _names(configs: list[Config]) -> _Names:
                 servers |= {s.name, f"{v.name}/{s.name}"}
             if v.sorry_server:
                 sorry |= {"sorry", f"{v.name}/sorry"}
-    return _Names(frozenset(servers), frozenset(sorry))
+    return _Names(frozenset(servers), frozenset(sorry), devices(configs[0]).names)
 
 
 def _check_fault_names(fault: Fault, names: _Names, file: str) -> None:
     kind, value = fault.kind, fault.value
-    if kind in ("crash", "restart", "kill") and value not in ROUTERS:
+    if kind in ("crash", "restart", "kill", "link_down", "link_up") and value not in ROUTERS:
         raise ScenarioError(file, fault.line, f"{kind}: no router {value!r} (routers: primary, backup)")
     if kind.startswith("server_") or kind == "load":
         if value not in names.servers:
@@ -281,6 +286,9 @@ def _check_fault_names(fault: Fault, names: _Names, file: str) -> None:
         raise ScenarioError(file, fault.line, f"partition: from must be primary or backup, not {fault.extra['from']!r}")
     if kind == "loss" and fault.extra.get("path", "public") not in ("public", "private"):
         raise ScenarioError(file, fault.line, f"loss: path must be public or private, not {fault.extra['path']!r}")
+    if kind in ("link_down", "link_up") and fault.extra["device"] not in names.devices:
+        raise ScenarioError(file, fault.line, f"{kind}: no interface {fault.extra['device']!r} on the routers "
+                                              f"(by the config: {', '.join(names.devices)})")
     if kind == "admin":
         words = value.split()
         if words == ["failover"]:

@@ -62,6 +62,10 @@ def test_toml_error_has_its_line() -> None:
     ('admin = "drain web9"', "no real server"),
     ('explode = "primary"', "exactly one of"),
     ('crash = "primary"\nwhy = "because"', "unexpected key"),
+    ('link_down = "primary"', "needs `device`"),
+    ('link_down = "primary"\ndevice = "eth7"', "no interface 'eth7' on the routers (by the config: eth0, eth1, eth2)"),
+    ('link_up = "tertiary"\ndevice = "eth0"', "no router"),
+    ('link_down = "primary"\ndevice = 1', "device must be a string"),
 ])
 def test_bad_faults(fault: str, message: str) -> None:
     text = DEFAULT + f"\n[[fault]]\nat = 50.0\n{fault}\n"
@@ -116,3 +120,19 @@ def test_config_file(tmp_path: Path) -> None:
         from scenario.model import load
         load(scenario)
     assert e.value.file.endswith("lvs.cf") and e.value.line == _line_of(body.lstrip("\n"), "keepalive")
+
+
+def test_link_faults_name_the_interfaces_of_the_rule() -> None:
+    """scenario.devices: VIP interfaces, nat_router's, a private path's."""
+    from scenario.devices import devices
+
+    s = loads(DEFAULT + '\n[[fault]]\nat = 50.0\nlink_down = "backup"\ndevice = "eth1"\n', "s.toml")
+    fault = s.faults[-1]
+    assert (fault.kind, fault.value, fault.extra) == ("link_down", "backup", {"device": "eth1"})
+    d = devices(s.config)
+    assert (d.carries("eth0"), d.carries("eth1")) == (("vip", "public"), ("server",))
+    two = s.config.__class__(**{**{f: getattr(s.config, f) for f in s.config.__dataclass_fields__},
+                                "primary_private": "10.9.0.1", "backup_private": "10.9.0.2",
+                                "nat_router_device": "eth2:1"})
+    d2 = devices(two)
+    assert (d2.server, d2.private, d2.names) == ("eth2", "eth3", ("eth0", "eth2", "eth3"))
