@@ -8,7 +8,6 @@ every exit path; the namespaces belong to `Topology`.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.control import ask
+from adapters.lab import daemons
 from adapters.lab import server as lab_server
 from adapters.lab.plan import LabError, Plan
 from adapters.lab.topology import Topology
@@ -29,12 +29,11 @@ from scenario.checks import RouterView
 from scenario.model import Fault
 
 ROUTERS = ("primary", "backup")
-# Generous bounds, reached only when something is wrong: under qemu's software emulation (the
-# kernel suite's `shoal lab --dataplane ipvs`) a daemon takes half a minute to start and a
-# control-socket answer can take seconds; on a host, milliseconds.
-START_TIMEOUT_S = 120.0
-ASK_TIMEOUT_S = 5.0
-ROOT = str(Path(__file__).resolve().parents[2])  # the checkout: `python -m shoal` runs from here
+# Generous bounds (adapters/lab/daemons.py), reached only when something is wrong: under qemu's
+# software emulation (the kernel suite's `shoal lab --dataplane ipvs`) a daemon takes half a
+# minute to start and a control-socket answer can take seconds; on a host, milliseconds.
+START_TIMEOUT_S = daemons.START_TIMEOUT_S
+ASK_TIMEOUT_S = daemons.ASK_TIMEOUT_S
 
 
 @dataclass
@@ -43,7 +42,7 @@ class RouterState:
     config_path: Path
     state_dir: Path
     log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
+    daemon: daemons.Daemon | None = None  # the running (or last) `shoal run` of this router
     host_up: bool = True
 
 
@@ -72,12 +71,7 @@ class LabWorld:
     # ------------------------------------------------------------ processes
 
     def _spawn(self, node: str, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   PYTHONUNBUFFERED="1")
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(["ip", "netns", "exec", self.topo.ns(node), self.python, *args],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    cwd=ROOT, env=env, start_new_session=True)
+        proc = daemons.spawn(self.topo.ns(node), args, log, self.python)
         self.procs.append(proc)
         return proc
 
@@ -104,9 +98,12 @@ class LabWorld:
                         raise LabError(f"the lab server behind {control} did not start ({why})") from None
                     time.sleep(0.05)
 
-    def start_client(self) -> None:
+    def start_client(self, rate: float | None = None) -> None:
+        """The client (adapters/lab/client.py) on every target; `rate`: its connections a second
+        (default: the client's own)."""
         targets = [a for host, port in self.plan.targets for a in ("--target", f"{host}:{port}")]
-        self.client = self._spawn("client", ["-m", "adapters.lab.client", *targets, "--timeout",
+        rate_args = ["--rate", str(rate)] if rate is not None else []
+        self.client = self._spawn("client", ["-m", "adapters.lab.client", *targets, *rate_args, "--timeout",
                                              f"{self.client_timeout_s:g}", "--out", str(self.client_out)],
                                   self.workdir / "client.log")
 
@@ -124,26 +121,28 @@ class LabWorld:
             r.config_path.write_text(text)
         self.config = config
 
-    def start_daemon(self, name: str) -> None:
+    def start_daemon(self, name: str) -> daemons.Daemon:
+        """`shoal run` for router `name` in its namespace (adapters/lab/daemons.py), not waited for."""
         r = self.routers[name]
-        r.state_dir.mkdir(exist_ok=True)
-        r.proc = self._spawn(name, ["-m", "shoal", "run", "-c", str(r.config_path), "--dataplane", self.dataplane,
-                                    "--state-dir", str(r.state_dir)], r.log_path)
+        r.daemon = daemons.start(self.topo.ns(name), r.config_path, r.state_dir, r.log_path, self.dataplane,
+                                 name=name, python=self.python)
+        self.procs.append(r.daemon.proc)
+        return r.daemon
+
+    def daemon(self, name: str) -> daemons.Daemon | None:
+        """Router `name`'s daemon as last started (running or not), None before its first start."""
+        return self.routers[name].daemon
 
     def wait_daemons(self, timeout_s: float | None = None) -> None:
-        """Until both control sockets answer (or a daemon died: LabError with its log)."""
-        deadline = time.monotonic() + (START_TIMEOUT_S if timeout_s is None else timeout_s)
-        for r in self.routers.values():
-            while True:
-                if r.proc is None or r.proc.poll() is not None:
-                    raise LabError(f"the {r.name} daemon exited at start:\n{self.log_tail(r.name)}")
-                try:
-                    ask(str(r.state_dir), {"cmd": "status"}, ASK_TIMEOUT_S)
-                    break
-                except (OSError, ValueError):
-                    if time.monotonic() > deadline:
-                        raise LabError(f"the {r.name} daemon does not answer:\n{self.log_tail(r.name)}") from None
-                    time.sleep(0.05)
+        """Until both daemons serve their status (or one died: LabError with its log)."""
+        started = [r.daemon for r in self.routers.values() if r.daemon is not None]
+        missing = [r.name for r in self.routers.values() if r.daemon is None]
+        if missing:
+            raise LabError(f"the {missing[0]} daemon was never started")
+        try:
+            daemons.wait_ready(started, START_TIMEOUT_S if timeout_s is None else timeout_s)
+        except daemons.DaemonFailed as e:
+            raise LabError(str(e)) from None
 
     def wait_first_checks(self, slack_s: float = 5.0) -> None:
         """Until every active daemon has a first check result for each of its servers, as the
@@ -160,18 +159,12 @@ class LabWorld:
             time.sleep(0.05)
 
     def log_tail(self, name: str, lines: int = 25) -> str:
-        try:
-            text = self.routers[name].log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+        return daemons.log_tail(self.routers[name].log_path, lines)
 
     def _kill_daemon(self, name: str) -> None:
         r = self.routers[name]
-        if r.proc is not None and r.proc.poll() is None:
-            r.proc.send_signal(signal.SIGKILL)
-            r.proc.wait()
-        r.proc = None
+        if r.daemon is not None:
+            r.daemon.kill()
 
     def close(self) -> None:
         """Kill every process this lab started, by PID."""
@@ -212,8 +205,8 @@ class LabWorld:
         elif kind == "reload":
             self.write_config(value)
             for r in self.routers.values():
-                if r.proc is not None and r.proc.poll() is None:
-                    r.proc.send_signal(signal.SIGHUP)
+                if r.daemon is not None:
+                    r.daemon.signal(signal.SIGHUP)
         elif kind == "admin":
             self._admin(str(value).split())
         else:
@@ -278,8 +271,8 @@ class LabWorld:
     # ------------------------------------------------------------ observations
 
     def daemon_running(self, name: str) -> bool:
-        proc = self.routers[name].proc
-        return proc is not None and proc.poll() is None
+        d = self.routers[name].daemon
+        return d is not None and d.running()
 
     def status(self, name: str) -> dict[str, Any]:
         try:

@@ -27,6 +27,7 @@ from typing import Any
 
 from adapters import netns
 from adapters.control import ask
+from adapters.lab import daemons
 
 CONFIG = """serial_no = 1
 primary = 10.50.0.1
@@ -71,18 +72,28 @@ class Lab:
     topo: netns.Topology
     ns: dict[str, str]
     tmp: Path
-    daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started: list[daemons.Daemon] = field(default_factory=list)  # every daemon started, stopped on exit
+    running: dict[str, daemons.Daemon] = field(default_factory=dict)  # the last one per node
+
+    @property
+    def daemons(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The last daemon process started per node (a test may signal and wait for it)."""
+        return {node: d.proc for node, d in self.running.items()}
 
     def state(self, node: str) -> str:
         return str(self.tmp / node)
 
     def start(self, node: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{node}.log", "ab")
-        proc = self.topo.spawn(self.ns[node], [sys.executable, "-m", "shoal.cli", "run", "-c", str(self.tmp / "lvs.cf"),
-                                               "--dataplane", "nft", "--state-dir", self.state(node)],
-                               stdout=log, stderr=log)
-        self.daemons[node] = proc
-        return proc
+        """`shoal run` (nft dataplane) in `node`'s namespace (adapters/lab/daemons.py), not waited for."""
+        d = daemons.start(self.ns[node], self.tmp / "lvs.cf", self.state(node), self.tmp / f"{node}.log",
+                          "nft", name=node)
+        self.started.append(d)
+        self.running[node] = d
+        return d.proc
+
+    def close(self) -> None:
+        """Stop every daemon started (SIGTERM, SIGKILL after a grace), by PID."""
+        daemons.stop_all(self.started, grace_s=2.0)
 
     def log(self, node: str) -> str:
         return (self.tmp / f"{node}.log").read_text()
@@ -141,4 +152,8 @@ def make_lab(tmp_path: Path, config: str = CONFIG, server: str = SERVER) -> Iter
         topo.run(ns["rs1"], ["ip", "route", "add", "default", "via", "10.51.0.254"])
         (tmp_path / "server.py").write_text(server)
         topo.spawn(ns["rs1"], [sys.executable, str(tmp_path / "server.py")])
-        yield Lab(topo, ns, tmp_path)
+        lab = Lab(topo, ns, tmp_path)
+        try:
+            yield lab
+        finally:
+            lab.close()

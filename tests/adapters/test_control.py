@@ -13,10 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -30,6 +27,7 @@ from hypothesis import strategies as st
 
 from adapters import netns
 from adapters.control import MAX_LINE, ControlError, ControlServer, ask
+from adapters.lab import daemons
 from tests.adapters.pairlab import CONFIG
 
 EXAMPLES = int(os.environ.get("SHOAL_FUZZ_EXAMPLES", "0"))
@@ -255,25 +253,14 @@ def live(netns_ok: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         topo.veth(ns, "eth1", peer, "eth1")
         topo.address(ns, "eth0", "10.50.0.1/24")
         topo.address(ns, "eth1", "10.51.0.1/24")
-        with open(tmp / "daemon.log", "wb") as out:
-            proc = topo.spawn(ns, [sys.executable, "-m", "shoal.cli", "run", "-c", str(tmp / "lvs.cf"),
-                                   "--dataplane", "dry-run", "--state-dir", str(tmp / "state")],
-                              stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while "role" not in answer(str(tmp / "state")):
-            assert time.monotonic() < deadline and proc.poll() is None, (tmp / "daemon.log").read_text()[-3000:]
-            time.sleep(0.1)
-        yield str(tmp / "state" / "control.sock"), tmp
-        assert proc.poll() is None, (tmp / "daemon.log").read_text()[-3000:]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-
-
-def answer(state_dir: str) -> dict[str, Any]:
-    try:
-        return ask(state_dir, {"cmd": "status"}, timeout_s=1)
-    except (OSError, ValueError) as e:
-        return {"error": str(e)}
+        d = daemons.start(ns, tmp / "lvs.cf", tmp / "state", tmp / "daemon.log", "dry-run", name="solo")
+        try:
+            d.wait_ready(60)
+            yield str(tmp / "state" / "control.sock"), tmp
+            assert d.running(), d.log()[-3000:]
+        finally:
+            code = d.stop()
+        assert code == 0, d.log()[-3000:]
 
 
 @settings(max_examples=EXAMPLES or 60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
