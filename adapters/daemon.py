@@ -37,6 +37,7 @@ import sys
 import time
 from typing import Any
 
+from adapters.describe import Said, describe as describe_command, failed, host_port, plain, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
 from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
@@ -192,9 +193,10 @@ class Daemon:
         except Exception as e:
             raise StartError(f"cannot read the kernel table ({self.dataplane_name} dataplane): {e}") from None
         log.info("starting as %s, dataplane %s, %d service(s) in the kernel adopted",
-                 self.node, self.dataplane_name, len(kernel))
-        for warning in config_warnings(self.config):
-            log.warning("WARNING: %s", warning)
+                 self.node, self.dataplane_name, len(kernel),
+                 extra=_fields(kind="start", node=self.node, dataplane=self.dataplane_name,
+                               serial_no=self.config.serial_no, adopted=len(kernel)))
+        _warn(config_warnings(self.config))
         return TableRead(kernel)
 
     def _datagram(self, path: Any, source: str, payload: bytes) -> None:
@@ -202,7 +204,13 @@ class Daemon:
 
     def _command_done(self, cmd: RunCommand, returncode: int | None, detail: str) -> None:
         level = logging.INFO if returncode == 0 else logging.WARNING
-        log.log(level, "command %r (%s) finished: %s", cmd.command, cmd.reason, detail)
+        log.log(level, "command: %s (%s) finished: %s", quoted(cmd.command), cmd.reason, detail,
+                extra=_fields(kind="command", command=cmd.command, reason=cmd.reason, returncode=returncode,
+                              detail=detail))
+
+    def _say(self, said: Said) -> None:
+        """One line of `adapters.describe`: its text, and its fields in the JSON log."""
+        log.log(logging.WARNING if said.loud else logging.INFO, "%s", said.text, extra={"fields": said.fields})
 
     # ------------------------------------------------------------ loop
 
@@ -230,7 +238,7 @@ class Daemon:
             await self._step(Tick() if event is None else event)
         await self.runner.drain()
         self.close()
-        log.info("stopped")
+        log.info("stopped", extra=_fields(kind="stop"))
         return 0
 
     def _timeout_s(self) -> float | None:
@@ -279,7 +287,7 @@ class Daemon:
             try:
                 await self._one(cmd, loop)
             except Exception as e:  # an adapter failed: the engine hears of it
-                log.warning("%s failed: %s", type(cmd).__name__, e)
+                self._say(failed(cmd, str(e), getattr(self, "config", None)))
                 if not isinstance(cmd, Notify):  # its failure would only make another Notify
                     self.feed(CommandFailed(cmd, str(e)))
         self._apply_table(batch)
@@ -288,18 +296,26 @@ class Daemon:
         if not batch:
             return
         from adapters.dataplane import DataplaneError
-        from engine.status import op_text
 
+        config = getattr(self, "config", None)
         try:
             self.dataplane.apply(batch)
         except Exception as e:  # DataplaneError, or a bug: the engine reconciles either way
-            op = getattr(e, "op", None) or batch[0]
-            log.warning("table operation failed: %s", e)
+            op = getattr(e, "op", None)
+            at = batch.index(op) if op in batch else 0  # type: ignore[arg-type]
+            for done in batch[:at]:
+                self._say(describe_command(done, config))
+            self._say(failed(batch[at], str(e), config))
+            if len(batch) > at + 1:
+                log.warning("table: %d later operation(s) of the batch not known to be carried out; "
+                            "the kernel's table is read back", len(batch) - at - 1,
+                            extra=_fields(kind="table", op="unknown", ops=len(batch) - at - 1))
             if not isinstance(e, DataplaneError):
                 log.exception("the %s dataplane raised", self.dataplane_name)
-            self.feed(CommandFailed(op, str(e)))
+            self.feed(CommandFailed(batch[at], str(e)))
+            return
         for op in batch:
-            log.info("table: ipvsadm %s", op_text(op))
+            self._say(describe_command(op, config))
 
     async def _one(self, cmd: Command, loop: asyncio.AbstractEventLoop) -> None:
         match cmd:
@@ -307,18 +323,21 @@ class Daemon:
                 self.sockets.send(cmd)
             case AddVip():
                 await loop.run_in_executor(None, self.vips.add, cmd)
-                log.info("VIP %s/%d added on %s", cmd.address, cmd.prefix, cmd.label or cmd.device)
+                self._say(describe_command(cmd))
             case DelVip():
-                if await loop.run_in_executor(None, self.vips.delete, cmd):
-                    log.info("VIP %s/%d removed from %s", cmd.address, cmd.prefix, cmd.label or cmd.device)
+                if await loop.run_in_executor(None, self.vips.delete, cmd):  # said only when it was there
+                    self._say(describe_command(cmd))
             case SendGratuitousArp(address, device):
                 from adapters.arp import send_gratuitous
 
                 await loop.run_in_executor(None, send_gratuitous, address, device)
+                self._say(describe_command(cmd))
             case SetTimeouts():
                 self.dataplane.set_timeouts(cmd)
+                self._say(describe_command(cmd))
             case StartSyncDaemon() | StopSyncDaemon():
                 self.dataplane.sync_daemon(cmd)
+                self._say(describe_command(cmd))
             case ReadTable():
                 self.feed(TableRead(self.dataplane.read()))
             case StartCheck(check_id, spec):
@@ -327,18 +346,15 @@ class Daemon:
                 self._task(self._load(cmd))
             case RunCommand():
                 self.runner.submit(cmd)
+                self._say(describe_command(cmd))
             case Notify("vip_cleanup", data):
                 await self._vip_cleanup(str(data.get("addresses", "")).split(), loop)
                 self.notify.write(cmd, time.time())
-            case Notify(kind, data):
-                self._notify(kind, data)
+            case Notify():
+                self._say(describe_command(cmd, self.config))
                 self.notify.write(cmd, time.time())  # never raises: a failing FIFO is counted
             case _:
-                raise EngineMisuse(f"no adapter carries out {cmd!r}")
-
-    def _notify(self, kind: str, data: Any) -> None:
-        loud = kind in ("drift", "error", "admin_refused")
-        log.log(logging.WARNING if loud else logging.INFO, "%s %s", kind, " ".join(f"{k}={v}" for k, v in data.items()))
+                raise EngineMisuse(f"no adapter carries out a {type(cmd).__name__}")
 
     async def _vip_cleanup(self, addresses: list[str], loop: asyncio.AbstractEventLoop) -> None:
         """The engine starts without a table to adopt and removes the configured
@@ -347,12 +363,14 @@ class Daemon:
             left = await loop.run_in_executor(None, self.vips.held, addresses)
         except Exception as e:  # the DelVips that follow remove them anyway
             left = set()
-            log.warning("cannot list this router's addresses: %s", e)
+            log.warning("vip: cannot list this router's addresses: %s", e, extra=_fields(kind="vip_cleanup"))
         if left:
             log.warning("WARNING: VIPs left on this router's interfaces by a previous run, now removed "
-                        "(this router starts without a table to adopt): %s", " ".join(sorted(left)))
+                        "(this router starts without a table to adopt): %s", " ".join(sorted(left)),
+                        extra=_fields(kind="vip_cleanup", addresses=" ".join(sorted(left))))
         else:
-            log.info("no VIP left on this router's interfaces by a previous run")
+            log.info("vip: none left on this router's interfaces by a previous run",
+                     extra=_fields(kind="vip_cleanup", addresses=""))
 
     def _task(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -368,7 +386,7 @@ class Daemon:
         try:
             ok, detail = await self.run_check(spec)
         except Exception as e:  # the checker's bug: the check fails, said
-            log.exception("check %s:%d raised", spec.address, spec.port)
+            log.exception("check of %s raised", host_port(spec.address, spec.port))
             ok, detail = False, f"the check itself failed: {type(e).__name__}: {e}"
         self.feed(CheckCompleted(check_id, ok, detail))
 
@@ -408,7 +426,9 @@ class Daemon:
             log.error("reload of %s refused, the running configuration (serial_no %d) kept: %s%s",
                       self.config_path, self.config.serial_no, e,
                       "".join(f"\n  {line}" for line in e.errors[:20])
-                      + (f"\n  ... and {len(e.errors) - 20} more" if len(e.errors) > 20 else ""))
+                      + (f"\n  ... and {len(e.errors) - 20} more" if len(e.errors) > 20 else ""),
+                      extra=_fields(kind="reload", ok=False, serial_no=self.config.serial_no, error=str(e),
+                                    errors=len(e.errors)))
             return {"ok": False, "error": str(e), "errors": list(e.errors)}
         pending = PendingReload(config, key, sockets, asyncio.get_running_loop().create_future())
         self.inputs.put(pending, always=True)
@@ -429,7 +449,7 @@ class Daemon:
         if ready is None:
             pending.sockets.abort()
             log.error("reload of %s refused: the engine failed on it (above); the running configuration kept",
-                      self.config_path)
+                      self.config_path, extra=_fields(kind="reload", ok=False, serial_no=self.config.serial_no))
             pending.done.set_result({"ok": False, "error": "the engine failed on the new configuration "
                                      "(see the daemon's log); the running configuration is kept"})
             return None
@@ -439,9 +459,9 @@ class Daemon:
             log.info("heartbeat sockets now on port %d", self.config.heartbeat_port)
         self.notify.retarget(self.config.notify_fifo)
         detail = changes(previous, self.config)
-        log.info("reloaded %s (serial_no %d): %s", self.config_path, self.config.serial_no, detail)
-        for warning in config_warnings(self.config):
-            log.warning("WARNING: %s", warning)
+        log.info("reloaded %s (serial_no %d): %s", self.config_path, self.config.serial_no, detail,
+                 extra=_fields(kind="reload", ok=True, serial_no=self.config.serial_no, changes=detail))
+        _warn(config_warnings(self.config))
         pending.done.set_result({"ok": True, "detail": detail})
         return ready
 
@@ -470,7 +490,9 @@ class Daemon:
                 raise ValueError("server must be a string: VIRTUAL/SERVER or SERVER")
             admin = AdminRequested(action, server)
             refusal = self.engine.admin_refusal(admin)
-            if refusal is not None:
+            if refusal is not None:  # said as the engine's own refusal would be
+                self._say(describe_command(Notify("admin_refused", {"action": action, "server": server,
+                                                                    "reason": refusal}), self.config))
                 return {"ok": False, "error": refusal}
             self.feed(admin)
             return {"ok": True}
@@ -532,10 +554,28 @@ def table_of_safe(table: Any) -> Any:
     return table_of(table)
 
 
+def _fields(**fields: Any) -> dict[str, Any]:
+    """`extra=` of a log call: these facts go into the JSON log beside the message."""
+    return {"fields": fields}
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        log.warning("WARNING: %s", warning, extra=_fields(kind="warning", warning=warning))
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line: `t`, `level`, `msg` (the text line), the
+    line's fields (`kind` and the rest, docs/LOGS.md) and `exc`, the
+    traceback of a bug.  The three first are never overwritten by a field."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"t": round(record.created, 3), "level": record.levelname.lower(),
-                           "msg": record.getMessage()})
+        fields = getattr(record, "fields", None)
+        out: dict[str, Any] = dict(fields) if isinstance(fields, dict) else {}
+        out.update(t=round(record.created, 3), level=record.levelname.lower(), msg=record.getMessage())
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=plain)
 
 
 def main(argv: list[str]) -> int:

@@ -243,8 +243,8 @@ def test_start_with_heartbeats_arriving_during_the_preload_adopts_the_table(netn
         restarted = lab.log("primary")[before:]
         assert "1 service(s) in the kernel adopted" in restarted, restarted
         assert "EEXIST" not in restarted and "exists" not in restarted, restarted
-        assert "table: ipvsadm" not in restarted, restarted  # adopted as it was: not one table operation
-        assert "to=active" not in lab.log("backup"), lab.log("backup")
+        assert "table: -" not in restarted, restarted  # adopted as it was: not one table operation
+        assert "-> active" not in lab.log("backup"), lab.log("backup")
 
 
 def test_a_restart_over_a_flushed_table_removes_the_stale_vip(lab: Lab) -> None:
@@ -263,7 +263,7 @@ def test_a_restart_over_a_flushed_table_removes_the_stale_vip(lab: Lab) -> None:
     restarted = lab.log("primary")[before:]
     assert "WARNING: VIPs left on this router's interfaces by a previous run, now removed" in restarted, restarted
     assert "10.50.0.100 10.51.0.254" in restarted, restarted
-    assert f"VIP {VIP}/24 removed from eth0:1" in restarted, restarted
+    assert f"vip: del {VIP}/24 dev eth0:1" in restarted, restarted
     eth1 = lab.topo.run(lab.ns["primary"], ["ip", "-j", "addr", "show", "dev", "eth1"]).stdout
     assert "10.51.0.254" not in eth1, eth1  # the nat_router address too
     assert lab.get()
