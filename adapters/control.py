@@ -32,6 +32,7 @@ import stat
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from adapters.describe import host_port
 from engine.status import Status
 from engine.table import Table
 
@@ -105,11 +106,15 @@ def status_text(data: dict[str, Any]) -> str:
         + (", cannot hear us" if p["deaf"] else "") + (f", serial_no {p['serial_no']} differs" if p["drift"] else ""),
     ]
     for s in data["services"]:
-        where = f"fwmark {s['fwmark']}" if s["fwmark"] else f"{s['protocol']} {s['address']}:{s['port']}"
-        lines.append(f"virtual {s['name']} ({where}, {s['scheduler']})" + ("  [sorry server in]" if s["sorry_in_table"] else ""))
+        # the service as `ipvsadm -Ln` heads it: TCP 10.0.0.1:80, UDP [2001:db8::1]:53, FWM 5
+        address = s["address"] or "-"
+        where = (f"FWM {s['fwmark']}" + (" IPv6" if ":" in address else "") if s["fwmark"]
+                 else f"{s['protocol'].upper()} {host_port(address, s['port'])}")
+        lines.append(f"virtual {s['name']} ({where} {s['scheduler']})" + ("  [sorry server in]" if s["sorry_in_table"] else ""))
         for r in s["servers"]:
             flag = "" if r["admin"] == "auto" else f" [{r['admin']}]"
-            lines.append(f"  {r['name']:<12} {r['address']}:{r['port']:<6} {r['health']:<8} weight {r['weight']}{flag}"
+            lines.append(f"  {r['name']:<12} {host_port(r['address'], r['port']):<21} {r['health']:<8} "
+                         f"weight {r['weight']}{flag}"
                          f"  ({r['checks_ok']} ok, {r['checks_failed']} failed; {r['last_detail'] or '-'})")
     t = data.get("table")
     if t is not None:
@@ -225,7 +230,8 @@ class ControlServer:
 
     def _bug(self, request: dict[str, Any], e: Exception) -> dict[str, Any]:
         self._count("handler-error")
-        log.error("control request %s failed", _short(request), exc_info=e)
+        log.error("control: request %s failed", _short(json.dumps(request, default=lambda o: type(o).__name__)),
+                  exc_info=e, extra={"fields": {"kind": "control", "error": type(e).__name__}})
         return {"error": f"internal error: {type(e).__name__}: {_short(e)}"}
 
     def close(self) -> None:
