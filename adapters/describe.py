@@ -119,18 +119,21 @@ _OP = {AddService: "-A", EditService: "-E", DelService: "-D", AddDest: "-a", Edi
 
 def ipvsadm_args(op: TableOp) -> str:
     """A table operation as `ipvsadm` arguments (`-a -t 10.0.0.1:80 -r 10.1.0.11:80 -m -w 1`),
-    as the dry-run dataplane prints it; never raises."""
+    as the dry-run dataplane prints it; never raises (what ipvsadm cannot say,
+    an unknown protocol or scheduler flag, is said in the table's own words)."""
     from adapters.dataplane.ipvsadm import restore_line
 
     try:
         return restore_line(op)
-    except (ValueError, KeyError, TypeError):  # a protocol or flag ipvsadm cannot say: the engine's words
-        from engine.status import op_text
-
-        try:
-            return op_text(op)
-        except (ValueError, KeyError, TypeError):
-            return f"{_OP.get(type(op), '?')} {type(op).__name__}"
+    except (ValueError, KeyError, TypeError):
+        key = op.service.key if isinstance(op, (AddService, EditService)) else op.key if isinstance(op, DelService) \
+            else op.service
+        text = f"{_OP.get(type(op), '?')} {service_name(key)}"
+        if isinstance(op, (AddDest, EditDest)):
+            text += f" -r {op.dest.key} {_METHOD.get(op.dest.forward, '?')} -w {op.dest.weight}"
+        elif isinstance(op, DelDest):
+            text += f" -r {op.dest}"
+        return text
 
 
 def _table(op: TableOp, config: Config | None) -> Said:

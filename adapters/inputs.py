@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.describe import command_words, describe as said
 from engine.events import (
     AdminRequested, CheckCompleted, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LoadRead,
     ShutdownRequested, TableRead,
@@ -130,11 +131,11 @@ def describe(event: Input) -> str:
         case CheckCompleted(check_id, ok, detail):
             return f"the result of check {check_id} ({'ok' if ok else 'failed'}: {detail[:120]})"
         case LoadRead(load_id, load):
-            return f"load reading {load_id} ({load})"
+            return f"load reading {load_id} ({'unreadable' if load is None else f'{load:g}'})"
         case ConfigLoaded(config):
             return f"the reload of serial_no {config.serial_no} ({len(config.virtuals)} virtual(s))"
         case CommandFailed(command, error):
-            return f"the failure of {type(command).__name__} ({error[:200]})"
+            return f"the failure of {said(command).text} ({command_words(error[:200])})"
         case TableRead(table):
             return f"the kernel table read ({len(table)} service(s))"
         case AdminRequested(action, server):

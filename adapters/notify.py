@@ -35,6 +35,7 @@ import stat
 import time
 from collections.abc import Callable
 
+from adapters.describe import quoted
 from engine.events import Notify, RunCommand
 
 log = logging.getLogger("shoal.notify")
@@ -46,7 +47,7 @@ LOG_EVERY_S = 60.0  # a failing notify_fifo is logged at most this often (after 
 
 
 def _log_result(cmd: RunCommand, returncode: int | None, detail: str) -> None:
-    log.info("command %r (%s): %s", cmd.command, cmd.reason, detail)
+    log.info("command: %s (%s) finished: %s", quoted(cmd.command), cmd.reason, detail)
 
 
 class CommandRunner:
@@ -95,7 +96,7 @@ class CommandRunner:
             try:
                 self.on_result(cmd, returncode, detail)
             except Exception:
-                log.exception("on_result failed for %r", cmd.command)
+                log.exception("command: on_result failed for %s", quoted(cmd.command))
             self.queue.task_done()
 
     async def _run(self, cmd: RunCommand) -> tuple[int | None, str]:
@@ -177,7 +178,7 @@ def notify_path_problem(path: str) -> str | None:
     """Why `path` cannot be the notify FIFO (None: it can).  A missing
     path is fine: a regular file is created at the first line."""
     if "\0" in path:
-        return f"notify_fifo {path!r} holds a NUL byte"
+        return f"notify_fifo {quoted(path)} holds a NUL byte"
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

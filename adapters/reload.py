@@ -24,7 +24,7 @@ import pickle
 import resource
 import signal
 import stat
-from dataclasses import fields, replace
+from dataclasses import fields
 from typing import Any, Awaitable, Callable, NoReturn
 
 import engine.config as config_package
@@ -165,20 +165,38 @@ def config_warnings(config: Config) -> list[str]:
     return list(config_package.warnings(config))
 
 
+def _cf(name: str, value: object) -> str:
+    """A model value as lvs.cf writes it: seconds for `*_ms`, 0/1 for booleans, `none` when unset."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if name.endswith("_ms") and isinstance(value, int):
+        return f"{value / 1000:g}"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def _keys(old: Any, new: Any, skip: tuple[str, ...] = ()) -> list[str]:
+    """`key old -> new` for each field of two model values that differs, named as lvs.cf names it."""
+    return [f"{f.name.removesuffix('_ms').removesuffix('_s')} {_cf(f.name, getattr(old, f.name))} -> "
+            f"{_cf(f.name, getattr(new, f.name))}"
+            for f in fields(old) if f.name not in skip and getattr(old, f.name) != getattr(new, f.name)]
+
+
 def changes(old: Config, new: Config) -> str:
-    """What a reload changed, in lvs.cf terms."""
-    said = [f"{f.name.removesuffix('_ms').removesuffix('_s')} {getattr(old, f.name)} -> {getattr(new, f.name)}"
-            for f in fields(Config) if f.name not in ("virtuals", "source")
-            and getattr(old, f.name) != getattr(new, f.name)]
+    """What a reload changed, in lvs.cf terms (`keepalive 2 -> 1`, `virtual web: server rs1 weight 3 -> 4`)."""
+    said = _keys(old, new, ("virtuals", "source"))
     before, after = {v.name: v for v in old.virtuals}, {v.name: v for v in new.virtuals}
     said += [f"virtual {n} added" for n in after if n not in before]
     said += [f"virtual {n} removed" for n in before if n not in after]
     for name in (n for n in after if n in before and after[n] != before[n]):
         was, now = {s.name: s for s in before[name].servers}, {s.name: s for s in after[name].servers}
-        what = ["settings changed"] if replace(before[name], servers=()) != replace(after[name], servers=()) else []
+        what = _keys(before[name], after[name], ("name", "servers"))
         what += [f"server {s} added" for s in now if s not in was]
         what += [f"server {s} removed" for s in was if s not in now]
-        what += [f"server {s} changed" for s in now if s in was and now[s] != was[s]]
+        what += [f"server {s} {', '.join(_keys(was[s], now[s]))}" for s in now if s in was and now[s] != was[s]]
         said.append(f"virtual {name}: {', '.join(what)}")
     return "; ".join(said) or "nothing changed"
 

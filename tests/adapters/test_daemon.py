@@ -221,7 +221,10 @@ def test_changes_and_warnings_speak_lvs_cf() -> None:
                 .replace("    server rs1 {", "    server rs2 {\n        address = 10.51.0.12\n    }\n    server rs1 {"))
     assert changes(old, new) == "serial_no 1 -> 2; heartbeat_port 539 -> 1539; virtual web: server rs2 added"
     assert changes(old, old) == "nothing changed"
-    assert changes(old, parse(CONFIG.replace("scheduler = rr", "scheduler = wlc"))) == "virtual web: settings changed"
+    assert changes(old, parse(CONFIG.replace("scheduler = rr", "scheduler = wlc"))) == "virtual web: scheduler rr -> wlc"
+    other = parse(CONFIG.replace("keepalive = 0.2", "keepalive = 0.25\npreempt = 1")
+                  .replace("address = 10.51.0.11", "address = 10.51.0.11\n        weight = 4"))
+    assert changes(old, other) == "keepalive 0.2 -> 0.25; preempt 0 -> 1; virtual web: server rs1 weight 1 -> 4"
     assert any("heartbeats are not authenticated" in w for w in config_warnings(old))
 
 

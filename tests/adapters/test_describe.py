@@ -232,3 +232,14 @@ def test_quoted() -> None:
     assert quoted(b"\xff\x00ok\"\\") == '"\\xff\\x00ok\\"\\\\"'
     assert quoted("héllo") == '"héllo"'
     assert quoted("a" * 10, limit=4) == '"aaaa"...'
+
+
+def test_the_daemon_s_inputs_are_said_without_a_repr() -> None:
+    from adapters.inputs import describe as describe_input
+    from engine.events import CommandFailed, LoadRead
+
+    assert describe_input(LoadRead(3, None)) == "load reading 3 (unreadable)"
+    assert describe_input(LoadRead(3, 0.25)) == "load reading 3 (0.25)"
+    failure = CommandFailed(AddDest(WEB, Dest(RS1, 3)), "EEXIST: destination 10.60.1.11:80 exists")
+    assert describe_input(failure) == ("the failure of table: -a -t 10.50.0.100:80 -r 10.60.1.11:80 -m -w 3 "
+                                       "(EEXIST: destination 10.60.1.11:80 exists)")
