@@ -90,6 +90,7 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]  # google-re2: matching in linear time
 
+from adapters.describe import quoted
 from engine.events import CheckSpec, ReadLoad
 
 REGEX_WINDOW = 254  # bytes compared with use_regex (the original's buffer)
@@ -164,7 +165,7 @@ def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
 
 
 def _shown(reply: bytes) -> str:
-    return repr(reply[:DETAIL_BYTES]) + ("..." if len(reply) > DETAIL_BYTES else "")
+    return quoted(reply, DETAIL_BYTES)  # as lvs.cf quotes send/expect: "HTTP/1.0 500\\r\\n"...
 
 
 def _mismatch(reply: bytes) -> str:
@@ -197,7 +198,7 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
                 return await _udp_check(spec, timeout_s)
             if spec.kind in ("http", "https"):
                 return await _http_check(spec)
-            return False, f"unknown check kind {spec.kind!r}"
+            return False, f"unknown check kind {quoted(spec.kind)}"
     except TimeoutError:
         if partial:
             return False, f"timeout, reply so far does not match expect: {_shown(bytes(partial))}"
@@ -351,7 +352,7 @@ async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
             return False, "response headers too long"
         status, headers = _parse_head(head)
         if status is None:
-            return False, f"not an HTTP response: {head[:DETAIL_BYTES]!r}"
+            return False, f"not an HTTP response: {_shown(head)}"
         if status != spec.http_status:
             return False, f"status {status} (expected {spec.http_status})"
         if spec.expect is None:
@@ -360,7 +361,7 @@ async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
         body = await _read_body(reader, headers, want)
         if matches(spec.expect, spec.use_regex, body):
             return True, f"status {status}, body matches expect"
-        return False, f"status {status}, body does not match expect: {body[:DETAIL_BYTES]!r}"
+        return False, f"status {status}, body does not match expect: {_shown(body)}"
     except asyncio.IncompleteReadError as e:
         return False, f"connection closed mid-response after {len(e.partial)} bytes"
     except asyncio.LimitOverrunError:
@@ -491,11 +492,11 @@ async def _program_check(spec: CheckSpec, exited: list[int]) -> tuple[bool, str]
     if spec.expect is not None:
         if matches(spec.expect, spec.use_regex, out):
             return True, "program output matches expect"
-        return False, "program output does not match expect: " + repr(out[:DETAIL_BYTES])
+        return False, "program output does not match expect: " + _shown(out)
     if status == 0:
         return True, "program exited 0"
-    said = err.strip()[:DETAIL_BYTES]
-    return False, f"program exited {status}" + (f": {said!r}" if said else "")
+    said = err.strip()
+    return False, f"program exited {status}" + (f": {_shown(said)}" if said else "")
 
 
 # ------------------------------------------------------------ load
