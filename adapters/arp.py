@@ -66,7 +66,7 @@ def device_mac(device: str) -> str:
         try:
             info = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("256s", device.encode()[:15]))
         except OSError as e:
-            raise ArpError(f"cannot read the MAC of {device!r}: {e.strerror}") from None
+            raise ArpError(f"cannot read the MAC of {device}: {e.strerror}") from None
     return ":".join(f"{b:02x}" for b in info[18:24])
 
 

@@ -43,7 +43,7 @@ def _norm(address: str) -> str:
     try:
         return ipaddress.ip_address(address).compressed
     except ValueError:
-        raise VipError(f"{address!r} is not an IP address") from None
+        raise VipError(f"{address} is not an IP address") from None
 
 
 def valid_label(label: str, device: str) -> bool:
@@ -84,7 +84,7 @@ class Vips:
 
             index = self._index(ipr, cmd.device)
             if index is None:
-                raise VipError(f"cannot add VIP {address}/{cmd.prefix}: no such device {cmd.device!r}")
+                raise VipError(f"cannot add VIP {address}/{cmd.prefix}: no such device {cmd.device}")
             extra: dict[str, Any] = {}
             if v6:
                 extra["flags"] = IFA_F_NODAD

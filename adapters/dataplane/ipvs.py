@@ -59,6 +59,7 @@ import struct
 from typing import Any, Iterable, Sequence
 
 from adapters.dataplane import DataplaneError, genl
+from adapters.describe import describe, ipvsadm_args
 from adapters.dataplane.genl import IpvsNetlink
 from adapters.dataplane.ipvsadm import canonical, canonical_pmask, default_pmask, sched_flag_bits, sched_flag_names
 from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, SetTimeouts
@@ -113,7 +114,7 @@ def key_args(key: ServiceKey) -> dict[str, Any]:
             raise DataplaneError(f"IPVS has no fwmark service {key.fwmark}", code="EINVAL")
         return {"af": _af(key.family), "fwmark": key.fwmark}
     if key.protocol not in PROTOCOLS:
-        raise DataplaneError(f"IPVS has no protocol {key.protocol!r}", code="EINVAL")
+        raise DataplaneError(f"IPVS has no protocol {key.protocol}", code="EINVAL")
     return {"af": _af(key.family), "protocol": PROTOCOLS[key.protocol], "addr": key.address, "port": key.port}
 
 
@@ -164,7 +165,7 @@ def calls(op: TableOp) -> tuple[str, str, dict[str, Any], dict[str, Any] | None]
             return "dest", "set", key_args(key), dest_args(dest)
         case DelDest(key, dkey):
             return "dest", "del", key_args(key), dest_key_args(dkey)
-    raise TypeError(f"not a table operation: {op!r}")
+    raise TypeError(f"not a table operation: a {type(op).__name__}")
 
 
 def _attr(nla: Any, name: str) -> Any:
@@ -266,7 +267,7 @@ def scheduler_refusal(command: str, service: Any, number: object) -> DataplaneEr
     if command not in ("add", "set") or number != errno.ENOENT:
         return None
     name = service.get("sched_name") if hasattr(service, "get") else None
-    return DataplaneError(f"EINVAL: the kernel has no IPVS scheduler {name!r} (no module ip_vs_{name}; "
+    return DataplaneError(f"EINVAL: the kernel has no IPVS scheduler {name} (no module ip_vs_{name}; "
                           f"it answered ENOENT)", code="EINVAL")
 
 
@@ -276,9 +277,10 @@ def refusal(op: TableOp, number: int) -> DataplaneError:
     method, command, s, _ = calls(op)
     missing = scheduler_refusal(command, s, number) if method == "service" else None
     if missing is not None:
-        return DataplaneError(f"{missing} ({op!r})", op, missing.code)
+        return DataplaneError(f"{missing} (ipvsadm {ipvsadm_args(op)})", op, missing.code)
     code = errno.errorcode.get(number, "EIO")
-    return DataplaneError(f"{code}: {command} {method} failed: {os.strerror(number)} ({op!r})", op, code)
+    return DataplaneError(f"{code}: {command} {method} failed: {os.strerror(number)} (ipvsadm {ipvsadm_args(op)})",
+                          op, code)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -416,7 +418,8 @@ class Ipvs:
             raise DataplaneError(f"reading the IPVS table failed: {e}", code=_code(e)) from None
         return out
 
-    def _config(self, cmd_number: int, attrs: Iterable[tuple[str, Any]], what: object) -> None:
+    def _config(self, cmd_number: int, attrs: Iterable[tuple[str, Any]],
+                what: SetTimeouts | StartSyncDaemon | StopSyncDaemon) -> None:
         from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 
         msg = _config_msg_class()()
@@ -427,7 +430,7 @@ class Ipvs:
             list(self.sock.nlm_request(msg, msg_type=self.sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK))
         except Exception as e:
             code = _code(e)
-            raise DataplaneError(f"{code}: {what!r} failed: {e}", what, code) from None
+            raise DataplaneError(f"{code}: {describe(what).text} failed: {e}", what, code) from None
 
     def set_timeouts(self, cmd: SetTimeouts) -> None:
         attrs = timeouts_attrs(cmd)

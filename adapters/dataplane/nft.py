@@ -163,9 +163,9 @@ def check_entry(entry: ServiceEntry) -> None:
     service = entry.service
     key = service.key
     if key.protocol not in ("tcp", "udp", "fwmark"):
-        raise NotExpressible(f"protocol {key.protocol!r} is not supported")
+        raise NotExpressible(f"protocol {key.protocol} is not supported")
     if service.scheduler not in SCHEDULERS:
-        raise NotExpressible(f"scheduler {service.scheduler!r} is unknown to the nft dataplane")
+        raise NotExpressible(f"scheduler {service.scheduler} is unknown to the nft dataplane")
     for dest in entry.dests.values():
         _check_dest(key, dest)
 
@@ -349,7 +349,7 @@ def _key_of(op: TableOp) -> ServiceKey:
             return service.key
         case DelService(key) | AddDest(key, _) | EditDest(key, _) | DelDest(key, _):
             return key
-    raise TypeError(f"not a table operation: {op!r}")
+    raise TypeError(f"not a table operation: a {type(op).__name__}")
 
 
 class Nft:

@@ -66,7 +66,7 @@ def test_delete_removes_the_address_whatever_its_prefix(pair: Any, vips: Vips) -
 
 
 def test_real_failures_raise_a_clear_vip_error(pair: Any, vips: Vips) -> None:
-    with pytest.raises(VipError, match="no such device 'eth9'"):
+    with pytest.raises(VipError, match="no such device eth9$"):
         vips.add(AddVip("10.9.0.104", 32, "eth9", "eth9:1"))
     with pytest.raises(VipError, match="not an IP address"):
         vips.add(AddVip("10.9.0.300", 32, "va", "va"))
