@@ -222,11 +222,11 @@ class Daemon:
         try:
             first = await self.start()
         except StartError as e:
-            log.error("%s", e)
+            log.error("%s", e, extra=_fields(kind="start", ok=False, error=str(e)))
             self.close()
             return 1
         except Exception:
-            log.exception("cannot start")
+            log.exception("cannot start", extra=_fields(kind="start", ok=False))
             self.close()
             return 1
         await self._step(first)  # the kernel table, before any heartbeat
@@ -267,7 +267,9 @@ class Daemon:
             if self.step_errors.allow():
                 log.error("dropped %s: the engine failed on it: %s: %s (%d such failure(s) so far)",
                           describe(event), type(e).__name__, e, self.step_errors.count,
-                          exc_info=self.step_errors.said <= self.step_errors.first)
+                          exc_info=self.step_errors.said <= self.step_errors.first,
+                          extra=_fields(kind="engine_error", input=describe(event), error=type(e).__name__,
+                                        count=self.step_errors.count))
             return None
         self.deadline = ready.next_deadline_ms
         return ready
@@ -311,7 +313,8 @@ class Daemon:
                             "the kernel's table is read back", len(batch) - at - 1,
                             extra=_fields(kind="table", op="unknown", ops=len(batch) - at - 1))
             if not isinstance(e, DataplaneError):
-                log.exception("the %s dataplane raised", self.dataplane_name)
+                log.exception("the %s dataplane raised", self.dataplane_name,
+                              extra=_fields(kind="table", op="bug", dataplane=self.dataplane_name))
             self.feed(CommandFailed(batch[at], str(e)))
             return
         for op in batch:
@@ -380,13 +383,15 @@ class Daemon:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("a task failed: %s", task.exception(), exc_info=task.exception())
+            log.error("a task failed: %s", task.exception(), exc_info=task.exception(),
+                      extra=_fields(kind="task_error", error=type(task.exception()).__name__))
 
     async def _check(self, check_id: int, spec: Any) -> None:
         try:
             ok, detail = await self.run_check(spec)
         except Exception as e:  # the checker's bug: the check fails, said
-            log.exception("check of %s raised", host_port(spec.address, spec.port))
+            log.exception("check of %s raised", host_port(spec.address, spec.port),
+                          extra=_fields(kind="check", address=spec.address, port=spec.port, error=type(e).__name__))
             ok, detail = False, f"the check itself failed: {type(e).__name__}: {e}"
         self.feed(CheckCompleted(check_id, ok, detail))
 
@@ -394,7 +399,8 @@ class Daemon:
         try:
             load = await self.read_load(cmd)
         except Exception:
-            log.exception("reading the load of %s raised", cmd.address)
+            log.exception("load: reading the load of %s raised", cmd.address,
+                          extra=_fields(kind="load", address=cmd.address))
             load = None
         self.feed(LoadRead(cmd.load_id, load))
 
@@ -456,7 +462,8 @@ class Daemon:
         pending.sockets.commit()
         previous, self.config, self.key = self.config, pending.config, pending.key
         if self.config.heartbeat_port != previous.heartbeat_port:
-            log.info("heartbeat sockets now on port %d", self.config.heartbeat_port)
+            log.info("heartbeat: sockets now on port %d", self.config.heartbeat_port,
+                     extra=_fields(kind="reload", ok=True, heartbeat_port=self.config.heartbeat_port))
         self.notify.retarget(self.config.notify_fifo)
         detail = changes(previous, self.config)
         log.info("reloaded %s (serial_no %d): %s", self.config_path, self.config.serial_no, detail,
@@ -485,7 +492,7 @@ class Daemon:
         if cmd == "admin":
             action, server = request.get("action"), request.get("server", "")
             if action not in ADMIN_ACTIONS:
-                raise ValueError(f"unknown admin action {str(action)[:100]!r}: one of {', '.join(ADMIN_ACTIONS)}")
+                raise ValueError(f"unknown admin action {quoted(str(action), 100)}: one of {', '.join(ADMIN_ACTIONS)}")
             if not isinstance(server, str):
                 raise ValueError("server must be a string: VIRTUAL/SERVER or SERVER")
             admin = AdminRequested(action, server)
@@ -496,7 +503,7 @@ class Daemon:
                 return {"ok": False, "error": refusal}
             self.feed(admin)
             return {"ok": True}
-        raise ValueError(f"unknown command {str(cmd)[:100]!r}: status, table, reload or admin")
+        raise ValueError(f"unknown command {quoted(str(cmd), 100)}: status, table, reload or admin")
 
     def status(self) -> dict[str, Any]:
         from adapters.control import status_json
@@ -526,7 +533,7 @@ class Daemon:
                 if part is not None:
                     part.close()
             except Exception as e:  # closing must not stop the others
-                log.warning("closing the %s: %s", name, e)
+                log.warning("closing the %s: %s", name, e, extra=_fields(kind="stop", part=name, error=str(e)))
 
 
 def _unrunnable(config: Config) -> str | None:

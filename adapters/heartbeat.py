@@ -383,7 +383,8 @@ class HeartbeatSockets:
                 self.on_datagram(state.path, _normalise(str(addr[0])), payload)
             except Exception:  # the callback's bug must not kill the socket
                 self._count("callback")
-                log.exception("on_datagram failed for a datagram on the %s path", state.path)
+                log.exception("heartbeat: on_datagram failed for a datagram on the %s path", state.path,
+                              extra={"fields": {"kind": "heartbeat_error", "path": state.path}})
 
     def _log_drops(self, now_s: float) -> None:
         if now_s - self._logged_s < LOG_EVERY_S:
@@ -392,8 +393,10 @@ class HeartbeatSockets:
         new = {r: n - self._logged.get(r, 0) for r, n in self._drops.items() if n > self._logged.get(r, 0)}
         self._logged = dict(self._drops)
         last = f" (last foreign source {self._last_foreign})" if "foreign_source" in new else ""
-        log.warning("heartbeat datagrams dropped: %s%s",
-                    " ".join(f"{r}={n}" for r, n in new.items()), last)
+        log.warning("heartbeat: datagrams dropped: %s%s",
+                    " ".join(f"{r}={n}" for r, n in new.items()), last,
+                    extra={"fields": {"kind": "heartbeat_dropped", **new,
+                                      **({"last_foreign": self._last_foreign} if last else {})}})
 
     # ------------------------------------------------------------ sending
 
@@ -442,7 +445,7 @@ def _family(address: str, path: Path) -> int:
     try:
         return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
     except ValueError:
-        raise HeartbeatError(f"{path} heartbeat address {address!r} is not an IP address") from None
+        raise HeartbeatError(f"{path} heartbeat address {address} is not an IP address") from None
 
 
 def _rules(family: int, own: str, partner: str | None, min_ttl: int) -> _Rules:
@@ -507,8 +510,9 @@ def _ask_ancillary(sock: socket.socket, family: int, path: Path) -> bool:
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         return True
     except OSError as e:
-        log.warning("%s heartbeat socket: no TTL or interface of received datagrams (%s): "
-                    "only the source is checked here", path, e.strerror)
+        log.warning("heartbeat: %s socket: no TTL or interface of received datagrams (%s): "
+                    "only the source is checked here", path, e.strerror,
+                    extra={"fields": {"kind": "heartbeat_socket", "path": path, "error": e.strerror}})
         return False
 
 
@@ -557,8 +561,9 @@ def _attach(sock: socket.socket, rules: _Rules, path: Path) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         return True
     except OSError as e:
-        log.warning("%s heartbeat socket: no kernel filter (%s): datagrams are filtered after "
-                    "they are queued", path, e.strerror)
+        log.warning("heartbeat: %s socket: no kernel filter (%s): datagrams are filtered after "
+                    "they are queued", path, e.strerror,
+                    extra={"fields": {"kind": "heartbeat_socket", "path": path, "error": e.strerror}})
         return False
 
 

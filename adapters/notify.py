@@ -47,7 +47,9 @@ LOG_EVERY_S = 60.0  # a failing notify_fifo is logged at most this often (after 
 
 
 def _log_result(cmd: RunCommand, returncode: int | None, detail: str) -> None:
-    log.info("command: %s (%s) finished: %s", quoted(cmd.command), cmd.reason, detail)
+    log.info("command: %s (%s) finished: %s", quoted(cmd.command), cmd.reason, detail,
+             extra={"fields": {"kind": "command", "command": cmd.command, "reason": cmd.reason,
+                               "returncode": returncode, "detail": detail}})
 
 
 class CommandRunner:
@@ -96,7 +98,8 @@ class CommandRunner:
             try:
                 self.on_result(cmd, returncode, detail)
             except Exception:
-                log.exception("command: on_result failed for %s", quoted(cmd.command))
+                log.exception("command: on_result failed for %s", quoted(cmd.command),
+                              extra={"fields": {"kind": "command", "command": cmd.command}})
             self.queue.task_done()
 
     async def _run(self, cmd: RunCommand) -> tuple[int | None, str]:
@@ -210,7 +213,9 @@ class NotifyWriter:
             total = sum(self.errors.values())
             counts = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items()))
             log.warning("notify_fifo %s: line dropped (%s); %d dropped in all (%s)",
-                        self.path, _MEANING.get(name, name), total, counts)
+                        self.path, _MEANING.get(name, name), total, counts,
+                        extra={"fields": {"kind": "notify_fifo", "path": self.path, "error": name,
+                                          "dropped": total}})
             self._logged_at = now
 
     def retarget(self, path: str | None) -> None:

@@ -227,7 +227,7 @@ class Reloads:
                 try:
                     answer = await self.run_once()
                 except Exception as e:  # a bug: said, never fatal
-                    log.exception("reload failed")
+                    log.exception("reload failed", extra={"fields": {"kind": "reload", "ok": False}})
                     answer = {"ok": False, "error": f"internal error: {e}"}
                 self.counts["done" if answer.get("ok") else "refused"] += 1
                 for waiter in waiters:
