@@ -191,6 +191,7 @@ class Failover:
         self._path_heard_ms: dict[Path, int] = {}
         self._path_lost: dict[Path, bool] = {}
         self.started_ms = 0
+        self._stall_after_ms: int | None = None
         self.reconfigure(config, key)
 
     # ------------------------------------------------------------ config
@@ -225,8 +226,14 @@ class Failover:
         self.next_send_ms = now_ms
         return []
 
-    def tick(self, now_ms: int, stalled: bool) -> tuple[list[Verdict], list[Noticed]]:
+    def expect_wake(self, deadline_ms: int | None) -> None:
+        """The engine asked to be woken at `deadline_ms`: a step that comes
+        more than `keepalive` after it is a stall (see the stall guard)."""
+        self._stall_after_ms = None if deadline_ms is None else deadline_ms + self.config.keepalive_ms
+
+    def tick(self, now_ms: int) -> tuple[list[Verdict], list[Noticed]]:
         """Deadlines due at `now_ms`: verdicts, and events worth a notice."""
+        stalled = self._stall_after_ms is not None and now_ms > self._stall_after_ms
         verdicts: list[Verdict] = []
         notes: list[Noticed] = []
         if not self.enabled or self.leaving:
@@ -474,6 +481,32 @@ class Failover:
     def partner_ack(self) -> int:
         """The highest ack of the partner's current stream."""
         return self.stream.ack
+
+    def handover_refusal(self, now_ms: int) -> str | None:
+        """Why an operator's failover would be refused now; None: it would be
+        carried out.  It needs a partner ready to take over: heard both ways
+        (its heartbeats reach us and acknowledge ours within `deadtime`),
+        standby, and running the same `serial_no`.  Handing over to a
+        partner that cannot hear us, or one that runs another
+        configuration, could leave nobody serving."""
+        if not self.enabled:
+            return "no failover configured (backup_active = 0 or no backup address)"
+        if self.role != "active":
+            return "this router is standby: nothing to hand over"
+        if not self.partner_can_take:
+            return "the partner cannot take over (backup_active = 0)"
+        if not self.partner_alive:
+            return "the partner is not heard"
+        if self.config.heartbeat_format != "shoal":
+            return "heartbeat_format = piranha cannot tell whether the partner hears us"
+        if not self.partner_hears_us(now_ms):
+            return "the partner does not hear us (its heartbeats acknowledge none of ours within deadtime)"
+        if self.partner_state != "standby":
+            return f"the partner is {self.partner_state or 'unknown'}, not standby"
+        if self.partner_serial != self.config.serial_no:
+            return (f"the partner runs serial_no {self.partner_serial}, this router {self.config.serial_no}: "
+                    "reload both with the same lvs.cf first")
+        return None
 
     def partner_hears_us(self, now_ms: int) -> bool:
         """The partner's ack names a heartbeat we sent within `deadtime`."""

@@ -2,14 +2,20 @@
 
 `shoal status`, the web tool, the simulator's checks and the tests read
 this; nothing in it is ever mutated after it is built.
+
+`StatusCache` keeps the services' part between snapshots: the engine tells
+it which members and virtuals changed, and only those are rebuilt (building
+every server's status on every step was most of a step's cost).  A new
+config rebuilds everything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, TableOp
+from engine.model import Config, Virtual
 from engine.table import DestKey, Forward, Service, ServiceKey
 
 
@@ -89,6 +95,52 @@ class Status:
             if service.name == name:
                 return service
         raise KeyError(f"no service named {name!r}")
+
+
+class StatusCache:
+    """The services of the last snapshot, and what changed since."""
+
+    def __init__(self) -> None:
+        self.servers: dict[tuple[str, str], ServerStatus] = {}  # by (virtual, server)
+        self._services: tuple[ServiceStatus, ...] | None = None
+        self._dirty_members: set[tuple[str, str]] = set()
+        self._dirty_virtuals: set[str] = set()
+        self._index: dict[str, int] = {}
+
+    def reset(self, config: Config) -> None:
+        self.servers.clear()
+        self._services = None
+        self._index = {v.name: i for i, v in enumerate(config.virtuals)}
+
+    def member_changed(self, key: tuple[str, str]) -> None:
+        self._dirty_members.add(key)
+
+    def virtual_changed(self, name: str) -> None:
+        self._dirty_virtuals.add(name)
+
+    def services(self, config: Config, build: Callable[[Virtual], ServiceStatus]) -> tuple[ServiceStatus, ...]:
+        """Every virtual's status, rebuilt with `build` (which may reuse
+        `servers`) where something changed."""
+        if self._services is not None and not self._dirty_members and not self._dirty_virtuals:
+            return self._services
+        stale = set(self._dirty_virtuals)
+        for key in self._dirty_members:
+            self.servers.pop(key, None)
+            stale.add(key[0])
+        for name in self._dirty_virtuals:
+            for server in config.virtual(name).servers:
+                self.servers.pop((name, server.name), None)
+        self._dirty_members.clear()
+        self._dirty_virtuals.clear()
+        if self._services is None or len(self._services) != len(config.virtuals):
+            services = [build(v) for v in config.virtuals]
+        else:
+            services = list(self._services)
+            for name in stale:
+                index = self._index[name]
+                services[index] = build(config.virtuals[index])
+        self._services = tuple(services)
+        return self._services
 
 
 _FORWARD_FLAG: Mapping[Forward, str] = {"masq": "-m", "route": "-g", "tunnel": "-i"}

@@ -56,7 +56,7 @@ def test_a_blind_forger_never_changes_a_settled_pair(injections: list[tuple[int,
     settled_at = 5_000
     for now in range(0, 30_000, 50):
         for name, r in routers.items():
-            verdicts, _ = r.tick(now, stalled=False)
+            verdicts, _ = r.tick(now)
             apply(r, verdicts, now)
             other = routers["backup" if name == "primary" else "primary"]
             for send in r.due_heartbeats(now):  # clean paths, 1 ms: delivered within this slot
@@ -82,5 +82,5 @@ def test_receive_never_raises(packets: list[tuple[bytes, str, str]], node: str, 
     r.start(0)
     for i, (payload, path, source) in enumerate(packets):
         r.receive(i * 10, path, source, payload)  # type: ignore[arg-type]
-        r.tick(i * 10, stalled=False)
+        r.tick(i * 10)
         r.due_heartbeats(i * 10)

@@ -112,14 +112,14 @@ def test_an_untrusted_leaving_is_cancelled_by_the_partner_still_active() -> None
     assert b.counters["heartbeats_unconfirmed"] == 1
     active = encode(Heartbeat("shoal", "active", "primary", 5_000_001, 0, 1))
     b.receive(4500, "public", "10.0.0.1", active)
-    verdicts, _ = b.tick(5001, stalled=False)
+    verdicts, _ = b.tick(5001)
     assert [v.decision for v in verdicts] == []
     # Without the cancelling `active`, the keepalive's silence confirms it.
     p, b = pair()
     exchange(p, b, 0)
     b.partner_alive, b.dead_at_ms = False, None
     b.receive(4000, "public", "10.0.0.1", leaving)
-    verdicts, _ = b.tick(5000, stalled=False)
+    verdicts, _ = b.tick(5000)
     assert [v.decision for v in verdicts] == ["go_active"]
 
 
@@ -144,8 +144,8 @@ def test_a_hand_over_hold_ends_when_the_partner_never_takes_over() -> None:
     assert p.hold_standby
     for t in (4000, 5000, 6000):  # the backup stays standby (it never takes over)
         deliver(b._send(t, "standby"), "backup", p, t)
-        assert p.tick(t, stalled=False)[0] == []
-    _, notes = p.tick(3000 + 3000 + 1000, stalled=False)
+        assert p.tick(t)[0] == []
+    _, notes = p.tick(3000 + 3000 + 1000)
     assert Noticed("hold_expired") in notes and not p.hold_standby
 
 

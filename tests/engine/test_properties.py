@@ -133,9 +133,10 @@ def test_a_broken_invariant_is_an_explicit_error() -> None:
 
     from engine.engine import InvariantBroken
     from engine.events import Tick
+    from engine.holding import Vip
 
     engine = Engine(BASE, "backup")
     engine.step(0, Tick())
-    engine.vips = (("10.0.0.100", 32, "eth0", "eth0:1"),)  # corrupt it: a standby holding a VIP
+    engine.holding.held = (Vip("10.0.0.100", 32, "eth0", "eth0:1"),)  # corrupt it: a standby holding a VIP
     with pytest.raises(InvariantBroken, match="standby but holds"):
         engine.step(1, Tick())

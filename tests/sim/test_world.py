@@ -133,8 +133,8 @@ def test_a_backup_that_never_takes_over_breaks_takeover(monkeypatch: pytest.Monk
 
     original = engine.failover.Failover.tick
 
-    def deaf_tick(self, now_ms, stalled):  # type: ignore[no-untyped-def]
-        verdicts, notes = original(self, now_ms, stalled)
+    def deaf_tick(self, now_ms):  # type: ignore[no-untyped-def]
+        verdicts, notes = original(self, now_ms)
         return [v for v in verdicts if "partner dead" not in v.reason], notes
 
     monkeypatch.setattr(engine.failover.Failover, "tick", deaf_tick)
