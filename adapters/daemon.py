@@ -577,9 +577,11 @@ class JsonFormatter(logging.Formatter):
     traceback of a bug.  The three first are never overwritten by a field."""
 
     def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {"t": round(record.created, 3), "level": record.levelname.lower(),
+                               "msg": record.getMessage()}
         fields = getattr(record, "fields", None)
-        out: dict[str, Any] = dict(fields) if isinstance(fields, dict) else {}
-        out.update(t=round(record.created, 3), level=record.levelname.lower(), msg=record.getMessage())
+        if isinstance(fields, dict):
+            out.update((k, v) for k, v in fields.items() if k not in out)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=plain)

@@ -130,7 +130,7 @@ def test_heartbeat_port_moved_by_sighup_on_both_routers(lab: Lab) -> None:
         return f"partner last heard {late} s ago" if late > 0.6 else None
 
     hold(lab, "both hear each other on port 1539, exactly one active", 3.0, heard_on_the_new_port)
-    assert "heartbeat sockets now on port 1539" in lab.log("primary")
+    assert "heartbeat: sockets now on port 1539" in lab.log("primary")
     answer = ask(lab.state("backup"), {"cmd": "reload"}, timeout_s=10)
     assert answer == {"ok": True, "detail": "nothing changed"}, answer
 
@@ -334,6 +334,6 @@ def test_status_says_the_heartbeats_are_not_authenticated(lab: Lab) -> None:
     assert "heartbeat authentication: none" in text and "WARNING: heartbeats are not authenticated" in text, text
     assert re.search(r"loop: late p50 [\d.]+ ms, p99 [\d.]+ ms", text), text
     assert "WARNING: heartbeats are not authenticated" in lab.log("primary")
-    assert "no VIP left on this router's interfaces by a previous run" in lab.log("primary")
+    assert "vip: none left on this router's interfaces by a previous run" in lab.log("primary")
     assert "VIPs left" not in lab.log("primary")  # a clean start is not loud
     assert json.loads(json.dumps(status)) == status
