@@ -304,7 +304,7 @@ class Daemon:
             self.dataplane.apply(batch)
         except Exception as e:  # DataplaneError, or a bug: the engine reconciles either way
             op = getattr(e, "op", None)
-            at = batch.index(op) if op in batch else 0  # type: ignore[arg-type]
+            at = batch.index(op) if op in batch else 0
             for done in batch[:at]:
                 self._say(describe_command(done, config))
             self._say(failed(batch[at], str(e), config))

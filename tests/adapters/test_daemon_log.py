@@ -124,7 +124,7 @@ def fragments(f: dict[str, Any]) -> list[str]:
             out.append(f"-p {f['persistent']}")
         names = "/".join(f[k] for k in ("virtual", "name") if k in f)
         return out + ([f"({names})"] if names else [])
-    return {
+    said: dict[str, Callable[[], list[str]]] = {
         "vip": lambda: [f"vip: {f['op']} {f['address']}/{f['prefix']} dev {f['label'] or f['device']}"],
         "arp": lambda: [f"arp: {f['address']} on {f['device']}"],
         "role": lambda: [f"role: {f['from']} -> {f['to']} ({f['reason']})"],
@@ -134,7 +134,8 @@ def fragments(f: dict[str, Any]) -> list[str]:
         "reload": lambda: [f"serial_no {f['serial_no']}"],
         "start": lambda: [f"starting as {f['node']}, dataplane {f['dataplane']}", f"{f['adopted']} service(s)"],
         "warning": lambda: [f["warning"]],
-    }.get(kind, lambda: [])()
+    }
+    return said[kind]() if kind in said else []
 
 
 def wait(what: str, predicate: Callable[[], bool], log: Path, timeout_s: float = 30.0) -> None:
@@ -169,10 +170,15 @@ def test_a_daemon_log_speaks_ipvsadm_and_lvs_cf(netns_ok: None, tmp_path: Path) 
             daemon = topo.spawn(solo, [sys.executable, "-m", "shoal.cli", "run", "-c", str(tmp_path / "lvs.cf"),
                                        "--dataplane", "dry-run", "--state-dir", state, "--log-format", "json"],
                                 stdout=subprocess.DEVNULL, stderr=out)
-        status = lambda: ask(state, {"cmd": "status"}, timeout_s=2)  # noqa: E731
-        wait("rs1 and v6a up, rs2 down", lambda: (lambda s: s["web/rs1"]["health"] == s["web6/v6a"]["health"]
-                                                  == "up" and s["web/rs2"]["health"] == "down")(servers(status())),
-             log)
+
+        def status() -> dict[str, Any]:
+            return ask(state, {"cmd": "status"}, timeout_s=2)
+
+        def settled() -> bool:
+            s = servers(status())
+            return bool(s["web/rs1"]["health"] == s["web6/v6a"]["health"] == "up" and s["web/rs2"]["health"] == "down")
+
+        wait("rs1 and v6a up, rs2 down", settled, log)
         assert ask(state, {"cmd": "admin", "action": "drain", "server": "web/rs1"}) == {"ok": True}
         assert ask(state, {"cmd": "admin", "action": "failover"})["ok"] is False  # no partner: refused
         wait("rs1 drained", lambda: servers(status())["web/rs1"]["weight"] == 0, log)
