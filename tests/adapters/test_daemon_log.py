@@ -246,3 +246,30 @@ def test_the_json_formatter_carries_the_fields_and_the_text_formatter_the_line()
     assert (out["kind"], out["service"], out["server"]) == ("health", "web", "rs2")
     assert logging.Formatter("shoal[%(process)d]: %(message)s").format(record).endswith(
         ": health web/rs2: up -> down")
+
+
+def test_a_failed_table_batch_says_what_was_done_what_failed_and_what_is_unknown(caplog: Any) -> None:
+    import io
+
+    from adapters.daemon import Daemon
+    from adapters.dataplane.dryrun import DryRun
+    from engine.events import AddDest, AddService, CommandFailed, DelService
+    from engine.table import Dest, DestKey, Service, ServiceKey
+
+    web, rs1 = ServiceKey("tcp", "10.50.0.100", 80), DestKey("10.50.0.11", 80)
+    daemon = Daemon("lvs.cf", "dry-run", "/nonexistent")
+    daemon.dataplane = DryRun(io.StringIO())
+    bad = AddDest(web, Dest(rs1, 5, name="rs1"))
+    with caplog.at_level(logging.INFO, logger="shoal"):
+        daemon._apply_table([AddService(Service(web, name="web")), AddDest(web, Dest(rs1, 1, name="rs1")), bad,
+                             DelService(web, "web")])
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "table: -A -t 10.50.0.100:80 -s wlc (web)"),
+        ("INFO", "table: -a -t 10.50.0.100:80 -r 10.50.0.11:80 -m -w 1 (rs1)"),
+        ("WARNING", "table: -a -t 10.50.0.100:80 -r 10.50.0.11:80 -m -w 5 (rs1) failed: "
+                    "EEXIST: destination 10.50.0.11:80 exists in TCP 10.50.0.100:80"),
+        ("WARNING", "table: 1 later operation(s) of the batch not known to be carried out; "
+                    "the kernel's table is read back"),
+    ]
+    assert caplog.records[2].fields["failed"].endswith("exists in TCP 10.50.0.100:80")
+    assert list(daemon.inputs.others) == [CommandFailed(bad, "EEXIST: destination 10.50.0.11:80 exists in TCP 10.50.0.100:80")]
