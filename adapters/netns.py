@@ -31,6 +31,17 @@ with ioctl or netlink there, not from `/sys/class/net`.
 cannot do this (not root, no `ip netns`): tests turn that into a failure,
 never a skip.  `sweep()` removes namespaces left by dead processes (a
 SIGKILLed test run cannot clean up after itself).
+
+This is the one namespace helper of the repository: `shoal lab`'s network
+(adapters/lab/topology.py), the adapters' real-network tests and the
+kernel suite's guest (tests/kernel/guest/netlab.py, which imports it from
+the host's checkout shared read-only over 9p) all build with it.  For
+many commands at once where every process costs (qemu's software
+emulation): `batch(ns, lines)` (one `ip -batch`), `run_entered(ns, argv)`
+(started from a thread inside `ns`: no `ip netns exec`), `write_sysctl`
+(through /proc, no process at all), and `new_prefix()` for names that
+`sweep()` knows.  Every failed command raises `NetnsCommandFailed` with
+the command and its stderr.
 """
 
 from __future__ import annotations
@@ -74,12 +85,62 @@ def require() -> None:
         raise NetnsUnavailable(f"`ip netns list` fails: {done.stderr.strip()}")
 
 
-def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def ip(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run `ip ARGS...`; raise NetnsCommandFailed with its stderr on failure."""
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, input=input)
     if check and done.returncode != 0:
         raise NetnsCommandFailed(f"ip {' '.join(args)}: {done.stderr.strip() or done.returncode}")
     return done
+
+
+def run_in(ns: str, argv: Sequence[str], check: bool = True, timeout_s: float | None = 10.0,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run argv inside `ns` (`ip netns exec`: /sys is that namespace's)."""
+    done = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True,
+                          timeout=timeout_s, input=input)
+    if check and done.returncode != 0:
+        raise NetnsCommandFailed(f"[{ns}] {' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+    return done
+
+
+def run_entered(ns: str | None, argv: Sequence[str], input: str | None = None, timeout_s: float = 30.0) -> str:
+    """Run argv from this thread switched into `ns` (None: where it is), cheaper than `ip netns
+    exec` (no `ip` process, /sys not remounted); its stdout, or NetnsCommandFailed."""
+    with entered(ns) if ns else contextlib.nullcontext():
+        done = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise NetnsCommandFailed(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}\n{input or ''}")
+    return done.stdout
+
+
+def batch(ns: str | None, lines: Sequence[str], force: bool = False, timeout_s: float = 30.0) -> None:
+    """`ip [-n NS] -batch -` with `lines`: one process for many commands.  With `force`, every
+    line is tried and failures are ignored (removing what may be gone already)."""
+    argv = ["ip", *(["-n", ns] if ns else []), *(["-force"] if force else []), "-batch", "-"]
+    text = "\n".join(lines) + "\n"
+    if force:
+        subprocess.run(argv, input=text, capture_output=True, text=True, timeout=timeout_s)
+    else:
+        run_entered(None, argv, text, timeout_s)
+
+
+def write_sysctl(ns: str, key: str, value: str) -> None:
+    """Write a net sysctl in `ns` (/proc/sys/net follows the calling thread's namespace)."""
+    with entered(ns):
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+
+
+def new_prefix() -> str:
+    """A namespace name prefix unique to this process and call (`sh<pid>-<n>-`): `sweep()`
+    removes what a dead process left under it."""
+    return f"{_PREFIX}{os.getpid()}-{next(_counter)}-"
+
+
+def listed(prefix: str) -> list[str]:
+    """The namespaces on this host whose names start with `prefix`, sorted."""
+    names = os.listdir(NETNS_DIR) if os.path.isdir(NETNS_DIR) else []
+    return sorted(n for n in names if n.startswith(prefix))
 
 
 def _setns(fd: int) -> None:
@@ -131,7 +192,7 @@ class Topology:
     """
 
     def __init__(self, prefix: str | None = None) -> None:
-        self.prefix = prefix or f"{_PREFIX}{os.getpid()}-{next(_counter)}-"
+        self.prefix = prefix or new_prefix()
         self.names: dict[str, str] = {}
         self.processes: list[subprocess.Popen[bytes]] = []
 
@@ -196,14 +257,10 @@ class Topology:
 
     # ------------------------------------------------------------ running
 
-    def run(self, ns: str, argv: Sequence[str], check: bool = True,
-            timeout_s: float = 10.0) -> subprocess.CompletedProcess[str]:
-        """Run argv inside `ns` (`ip netns exec`: /sys is that namespace's)."""
-        done = subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True,
-                              text=True, timeout=timeout_s)
-        if check and done.returncode != 0:
-            raise NetnsCommandFailed(f"[{ns}] {' '.join(argv)}: {done.stderr.strip() or done.returncode}")
-        return done
+    def run(self, ns: str, argv: Sequence[str], check: bool = True, timeout_s: float | None = 10.0,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run argv inside `ns` (`run_in`)."""
+        return run_in(ns, argv, check, timeout_s, input)
 
     def spawn(self, ns: str, argv: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]:
         """Start argv inside `ns` in a new session; killed on exit."""

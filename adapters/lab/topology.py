@@ -11,15 +11,21 @@ namespace (`bridge` family, forward hook), so the routers' own nftables
 
 With the ipvs dataplane each router's IPVS table (and its connection sync
 daemon) is its namespace's own; it goes away with the namespace.
+
+Namespaces, veths, bridges, addresses and commands inside them are
+adapters/netns.py's (the repository's one namespace helper); a command
+that fails here is a `LabError` (`shoal lab` exits 2 with it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-import subprocess
+from collections.abc import Iterator
 
+from adapters import netns
 from adapters.lab.plan import LabError, Plan
 
 PREFIX = "shoal-lab-"
@@ -27,11 +33,13 @@ BRIDGES = {"public": "br-pub", "private": "br-prv", "server": "br-srv"}
 LAB_TABLE = "shoal_lab"
 
 
-def run(*args: str, check: bool = True, input: str | None = None) -> str:
-    done = subprocess.run(args, capture_output=True, text=True, input=input)
-    if check and done.returncode != 0:
-        raise LabError(f"{' '.join(args)}: {done.stderr.strip() or done.returncode}")
-    return done.stdout
+@contextlib.contextmanager
+def lab_errors() -> Iterator[None]:
+    """A failed namespace command, said as a LabError."""
+    try:
+        yield
+    except netns.NetnsCommandFailed as e:
+        raise LabError(str(e)) from None
 
 
 def preflight(dataplane: str = "nft") -> None:
@@ -49,8 +57,7 @@ def preflight(dataplane: str = "nft") -> None:
 
 def lab_namespaces() -> list[str]:
     """Every lab namespace on this host (any run's)."""
-    out = run("ip", "-j", "netns", "list", check=False).strip()
-    return [n["name"] for n in json.loads(out or "[]") if n["name"].startswith(PREFIX)]
+    return netns.listed(PREFIX)
 
 
 class Topology:
@@ -59,7 +66,7 @@ class Topology:
     def __init__(self, plan: Plan, tag: str | None = None) -> None:
         self.plan = plan
         self.prefix = f"{PREFIX}{tag or os.getpid()}-"
-        self.created: list[str] = []
+        self.net = netns.Topology(self.prefix)  # what it made, removed by `remove`
 
     def ns(self, node: str) -> str:
         return self.prefix + node
@@ -79,30 +86,23 @@ class Topology:
     def __exit__(self, *exc: object) -> None:
         self.remove()
 
-    def _add_ns(self, name: str) -> None:
-        run("ip", "netns", "add", name)
-        self.created.append(name)
-        run("ip", "-n", name, "link", "set", "lo", "up")
-
     def build(self) -> None:
-        self._add_ns(self.net_ns)
-        for net in self.plan.nets:
-            br = BRIDGES[net]
-            run("ip", "-n", self.net_ns, "link", "add", br, "type", "bridge")
-            run("ip", "-n", self.net_ns, "link", "set", br, "up")
+        with lab_errors():
+            self._build()
+
+    def _build(self) -> None:
+        net = self.net
+        net.namespace("net")
+        for name in self.plan.nets:
+            net.bridge(self.net_ns, BRIDGES[name])
         for index, node in enumerate(self.plan.nodes):
-            ns = self.ns(node.name)
-            self._add_ns(ns)
+            ns = net.namespace(node.name)
             for iface in node.ifaces:
-                peer = f"n{index}-{iface.net[:3]}"
-                run("ip", "-n", ns, "link", "add", iface.name, "type", "veth", "peer", "name", peer,
-                    "netns", self.net_ns)
-                run("ip", "-n", self.net_ns, "link", "set", peer, "master", BRIDGES[iface.net], "up")
+                net.veth(ns, iface.name, self.net_ns, f"n{index}-{iface.net[:3]}", bridge=BRIDGES[iface.net])
                 for address in iface.addresses:
-                    run("ip", "-n", ns, "addr", "add", address, "dev", iface.name)
-                run("ip", "-n", ns, "link", "set", iface.name, "up")
+                    net.address(ns, iface.name, address)
             if node.gateway:
-                run("ip", "-n", ns, "route", "add", "default", "via", node.gateway)
+                netns.ip("-n", ns, "route", "add", "default", "via", node.gateway)
             if node.name in ("primary", "backup"):
                 self.sysctl(node.name, "net.ipv4.ip_forward", "1")
             if node.name == "client":
@@ -114,37 +114,39 @@ class Topology:
         self.set_heartbeat_rules([])
 
     def sysctl(self, node: str, key: str, value: str) -> None:
-        run("ip", "netns", "exec", self.ns(node), "sysctl", "-qw", f"{key}={value}")
+        with lab_errors():
+            netns.run_in(self.ns(node), ["sysctl", "-qw", f"{key}={value}"], timeout_s=None)
 
     def remove(self) -> None:
-        for name in reversed(self.created):
-            run("ip", "netns", "del", name, check=False)
-        self.created.clear()
+        self.net.close()
 
     # ------------------------------------------------------------ faults
 
     def links(self, node: str, up: bool) -> None:
-        for iface in self.plan.node(node).ifaces:
-            run("ip", "-n", self.ns(node), "link", "set", iface.name, "up" if up else "down")
+        with lab_errors():
+            for iface in self.plan.node(node).ifaces:
+                netns.ip("-n", self.ns(node), "link", "set", iface.name, "up" if up else "down")
 
     def flush_router(self, node: str, keep: set[str], ipvs: bool = False) -> None:
         """A router host's boot: only the lab's own addresses, no nftables (with `ipvs`: an
         empty IPVS table and no connection sync daemon either)."""
-        data = json.loads(run("ip", "-n", self.ns(node), "-j", "addr", "show") or "[]")
-        for link in data:
-            for a in link.get("addr_info", []):
-                if a.get("family") == "inet" and a["local"] not in keep:
-                    run("ip", "-n", self.ns(node), "addr", "del", f"{a['local']}/{a['prefixlen']}",
-                        "dev", link["ifname"], check=False)
-        run("ip", "netns", "exec", self.ns(node), "nft", "flush", "ruleset")
-        if ipvs:
-            run("ip", "netns", "exec", self.ns(node), "ipvsadm", "-C")
-            for state in ("master", "backup"):
-                run("ip", "netns", "exec", self.ns(node), "ipvsadm", "--stop-daemon", state, check=False)
+        ns = self.ns(node)
+        with lab_errors():
+            data = json.loads(netns.ip("-n", ns, "-j", "addr", "show").stdout or "[]")
+            for link in data:
+                for a in link.get("addr_info", []):
+                    if a.get("family") == "inet" and a["local"] not in keep:
+                        netns.ip("-n", ns, "addr", "del", f"{a['local']}/{a['prefixlen']}", "dev", link["ifname"],
+                                 check=False)
+            netns.run_in(ns, ["nft", "flush", "ruleset"], timeout_s=None)
+            if ipvs:
+                netns.run_in(ns, ["ipvsadm", "-C"], timeout_s=None)
+                for state in ("master", "backup"):
+                    netns.run_in(ns, ["ipvsadm", "--stop-daemon", state], check=False, timeout_s=None)
 
     def addresses(self, node: str) -> frozenset[str]:
         """The IPv4/IPv6 addresses configured in a node's namespace."""
-        out = run("ip", "-n", self.ns(node), "-j", "addr", "show", check=False)
+        out = netns.ip("-n", self.ns(node), "-j", "addr", "show", check=False).stdout
         data = json.loads(out or "[]")
         return frozenset(a["local"] for link in data for a in link.get("addr_info", []))
 
@@ -154,4 +156,5 @@ class Topology:
         script = (f"table bridge {LAB_TABLE} {{}}\ndelete table bridge {LAB_TABLE}\n"
                   f"table bridge {LAB_TABLE} {{\n  chain forward {{\n"
                   f"    type filter hook forward priority 0; policy accept;\n{body}\n  }}\n}}\n")
-        run("ip", "netns", "exec", self.net_ns, "nft", "-f", "-", input=script)
+        with lab_errors():
+            netns.run_in(self.net_ns, ["nft", "-f", "-"], input=script, timeout_s=None)

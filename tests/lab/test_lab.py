@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from adapters import netns
 from adapters.lab import server as lab_server
 from adapters.lab.plan import LabError, plan, scale_config, scale_scenario
 from adapters.lab.runner import table_problem
-from adapters.lab.topology import Topology, lab_namespaces, preflight, run
+from adapters.lab.topology import Topology, lab_namespaces, preflight
 from adapters.lab.world import LabWorld, table_from_json
 from scenario.model import load
 
@@ -110,9 +111,9 @@ def test_servers_faults_and_client_through_a_hand_made_router() -> None:
         try:
             world.start_servers()
             ns = topo.ns("primary")
-            run("ip", "-n", ns, "addr", "add", "10.0.0.100/24", "dev", "eth0")
-            run("ip", "-n", ns, "addr", "add", "10.1.0.254/24", "dev", "eth1")
-            run("ip", "netns", "exec", ns, "nft", "-f", "-", input=(
+            netns.ip("-n", ns, "addr", "add", "10.0.0.100/24", "dev", "eth0")
+            netns.ip("-n", ns, "addr", "add", "10.1.0.254/24", "dev", "eth1")
+            netns.run_in(ns, ["nft", "-f", "-"], input=(
                 "table ip lb { chain pre { type nat hook prerouting priority dstnat;\n"
                 "ip daddr 10.0.0.100 tcp dport 80 dnat to numgen inc mod 3 map "
                 "{ 0 : 10.1.0.11, 1 : 10.1.0.12, 2 : 10.1.0.13 }\n}\n}\n"))
@@ -146,18 +147,18 @@ def test_client_neighbour_table_names_the_vip_holder() -> None:
             client = topo.ns("client")
 
             def mac(router: str) -> str:
-                out = run("ip", "-n", topo.ns(router), "-j", "link", "show", "eth0")
+                out = netns.ip("-n", topo.ns(router), "-j", "link", "show", "eth0").stdout
                 return str(__import__("json").loads(out)[0]["address"])
 
             assert world.arp_holder("10.0.0.100") == "nobody"
-            run("ip", "-n", client, "neigh", "replace", "10.0.0.100", "lladdr", mac("backup"), "dev", "eth0")
+            netns.ip("-n", client, "neigh", "replace", "10.0.0.100", "lladdr", mac("backup"), "dev", "eth0")
             assert world.arp_holder("10.0.0.100") == "backup"
             view = View(0, config, {})
             ok, what = _client_arp(world, view, True, "vip_owner primary", "primary")
             assert not ok and "10.0.0.100 -> backup" in what
-            run("ip", "-n", client, "neigh", "replace", "10.0.0.100", "lladdr", mac("primary"), "dev", "eth0")
+            netns.ip("-n", client, "neigh", "replace", "10.0.0.100", "lladdr", mac("primary"), "dev", "eth0")
             assert _client_arp(world, view, True, "vip_owner primary", "primary") == (True, "vip_owner primary")
-            run("ip", "-n", client, "neigh", "replace", "10.0.0.100", "lladdr", "02:00:00:00:00:99", "dev", "eth0")
+            netns.ip("-n", client, "neigh", "replace", "10.0.0.100", "lladdr", "02:00:00:00:00:99", "dev", "eth0")
             assert world.arp_holder("10.0.0.100") == "02:00:00:00:00:99"
         finally:
             world.close()
