@@ -79,7 +79,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -91,10 +90,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from adapters import netns  # noqa: E402
 from adapters.dataplane.nft import service_text, skeleton  # noqa: E402
-from adapters.lab.plan import LabError, plan as make_plan  # noqa: E402
-from adapters.lab.topology import PREFIX, Topology, lab_namespaces, preflight, run  # noqa: E402
-from adapters.lab.world import LabWorld  # noqa: E402
+from adapters.lab.plan import LabError  # noqa: E402
+from adapters.lab.topology import PREFIX, lab_namespaces, preflight  # noqa: E402
+from adapters.lab.world import LabWorld, open_world  # noqa: E402
 from engine.config import parse  # noqa: E402
 from engine.model import Config  # noqa: E402
 from engine.pool import service_key  # noqa: E402
@@ -214,29 +214,14 @@ class ClientLog:
         return None, marked
 
 
-def start_client(world: LabWorld) -> ClientLog:
-    targets = [a for host, port in world.plan.targets for a in ("--target", f"{host}:{port}")]
-    world.client = world._spawn("client", ["-m", "adapters.lab.client", *targets, "--rate", str(CLIENT_RATE),
-                                           "--timeout", f"{CLIENT_TIMEOUT_S:g}", "--out", str(world.client_out)],
-                                world.workdir / "client.log")
-    return ClientLog(world.client_out)
-
-
 @contextmanager
 def lab(config: Config, tag: str) -> Iterator[tuple[LabWorld, ClientLog]]:
-    """The lab's network, real servers and client; everything removed on exit."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"shoal-failover-{tag}-"))
-    try:
-        with Topology(make_plan([config]), tag=f"fo{os.getpid()}{tag}") as topo:
-            world = LabWorld(topo, config, workdir, CLIENT_TIMEOUT_S)
-            try:
-                world.write_config(config)
-                world.start_servers()
-                yield world, start_client(world)
-            finally:
-                world.close()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    """The lab's network (`open_world`), real servers and client; everything removed on exit."""
+    with open_world([config], CLIENT_TIMEOUT_S, tag=f"fo{os.getpid()}{tag}",
+                    workdir_prefix=f"shoal-failover-{tag}-") as world:
+        world.start_servers()
+        world.start_client(rate=CLIENT_RATE)
+        yield world, ClientLog(world.client_out)
 
 
 @dataclass
@@ -365,7 +350,10 @@ class Keepalived:
         return path
 
     def install_table(self, name: str) -> None:
-        run("ip", "netns", "exec", self.world.topo.ns(name), "nft", "-f", "-", input=self.table)
+        try:
+            netns.run_in(self.world.topo.ns(name), ["nft", "-f", "-"], input=self.table, timeout_s=None)
+        except netns.NetnsCommandFailed as e:
+            raise LabError(str(e)) from None
 
     def start(self, name: str) -> None:
         self.starts += 1

@@ -115,21 +115,20 @@ import tempfile
 import threading
 import time
 import tomllib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.control import ask  # noqa: E402
 from adapters.lab import runner as lab_runner  # noqa: E402
 from adapters.lab.plan import LabError  # noqa: E402
 from adapters.lab.world import ROUTERS, LabWorld  # noqa: E402
 from scenario.checks import active_vips  # noqa: E402
-from scenario.model import Fault, Scenario, ScenarioError, loads  # noqa: E402
+from scenario.model import Fault, ScenarioError, loads  # noqa: E402
+from scenario.verdicts import summary_lines  # noqa: E402
 from sim.explore import DURATION_S, HEAL_AT_S, RandomDraw, generate  # noqa: E402
 
 TICK_S = 0.5
@@ -287,8 +286,10 @@ def _fds(pid: int) -> int | None:
         return None
 
 
-class Soak:
-    """The observer: attached to the lab's world once it exists, sampling from a thread."""
+class Soak(lab_runner.Hooks):
+    """The observer, hooked into the lab's runner (`lab_runner.Hooks`): sampling from a thread
+    once the daemons answer, faults carried out under its lock, the single_owner bound
+    following the config in effect, the logs kept at the end."""
 
     def __init__(self, scale: float, out: Path, echo: Any) -> None:
         self.scale, self.out, self.echo = scale, out, echo
@@ -307,6 +308,8 @@ class Soak:
         self.has_loop = False
         self.samples_file = open(out / "samples.jsonl", "w")
         self.last_print = -1e9
+        self.bound_config: Any = None  # the config the single_owner bound was last taken from
+        self.bound_previous: tuple[float, float] = (0, 0.0)  # (its predecessor's keepalive_ms, since)
 
     def now(self) -> float:
         assert self.t0 is not None
@@ -314,39 +317,46 @@ class Soak:
 
     # the lab's hooks
 
-    def attach(self, world: LabWorld) -> None:
-        self.world = world
-        apply, close = world.apply, world.close
-
-        def carry_out(fault: Fault) -> None:
-            with self.lock:
-                try:
-                    apply(fault)
-                except (LabError, OSError, ValueError) as e:
-                    # The lab raises when a daemon refuses an operator order (an operator failover
-                    # is refused unless the partner is heard both ways) or does not answer (being
-                    # restarted): the simulator's world drops such an order; so does the soak.
-                    if fault.kind != "admin":
-                        raise
-                    t = self.now() if self.t0 is not None else 0.0
-                    self.admin_refused.append(f"{t:.1f} s admin {fault.value}: {e}")
-                    self.echo(f"{t:9.3f}  world    admin {fault.value} not carried out: {e}")
-
-        def closing() -> None:
-            self.halt()
-            logs = self.out / "logs"
-            logs.mkdir(exist_ok=True)
-            for f in world.workdir.glob("*.log"):
-                shutil.copy(f, logs / f.name)
-            close()
-
-        world.apply = carry_out  # type: ignore[method-assign]
-        world.close = closing  # type: ignore[method-assign]
-
-    def started(self, t0: float) -> None:
-        self.t0 = t0
+    def started(self, world: LabWorld, t0: float) -> None:
+        self.world, self.t0 = world, t0
         self.thread = threading.Thread(target=self._run, name="soak-sampler", daemon=True)
         self.thread.start()
+
+    def carry_out(self, world: LabWorld, fault: Fault) -> None:
+        with self.lock:
+            try:
+                world.apply(fault)
+            except (LabError, OSError, ValueError) as e:
+                # The lab raises when a daemon refuses an operator order (an operator failover
+                # is refused unless the partner is heard both ways) or does not answer (being
+                # restarted): the simulator's world drops such an order; so does the soak.
+                if fault.kind != "admin":
+                    raise
+                t = self.now() if self.t0 is not None else 0.0
+                self.admin_refused.append(f"{t:.1f} s admin {fault.value}: {e}")
+                self.echo(f"{t:9.3f}  world    admin {fault.value} not carried out: {e}")
+
+    def single_owner_bound_ms(self, world: LabWorld, bound_ms: float) -> float:
+        """The runner's bound takes `keepalive` from the scenario's first config; the soak
+        reloads to clusters with another keepalive, and the bound of the config before a reload
+        still holds for a while after it."""
+        c = world.config
+        if c is not self.bound_config:
+            previous = self.bound_config
+            self.bound_previous = (previous.keepalive_ms if previous else 0, time.monotonic())
+            self.bound_config = c
+        prev_ms, since = self.bound_previous
+        keep: float = c.keepalive_ms
+        if time.monotonic() - since < 2 * max(prev_ms, keep) / 1000 + 1:
+            keep = max(keep, prev_ms)
+        return keep + lab_runner.SLACK_MS
+
+    def closing(self, world: LabWorld) -> None:
+        self.halt()
+        logs = self.out / "logs"
+        logs.mkdir(exist_ok=True)
+        for f in world.workdir.glob("*.log"):
+            shutil.copy(f, logs / f.name)
 
     def halt(self) -> None:
         self.stop.set()
@@ -379,21 +389,22 @@ class Soak:
         procs = {}
         with self.lock:  # a fault in flight (a kill, a restart) is never taken for a crash
             for r in ROUTERS:
-                proc = world.routers[r].proc
-                if proc is not None and proc.poll() is not None and proc.pid not in self.seen_dead:
-                    self.seen_dead.add(proc.pid)
+                d = world.daemon(r)
+                if d is not None and not d.running() and d.pid not in self.seen_dead and not d.stopped:
+                    self.seen_dead.add(d.pid)
                     tail = world.log_tail(r, 15)
-                    self.deaths.append(f"{t:.1f} s: the {r} daemon (pid {proc.pid}) exited with "
-                                       f"{proc.returncode}, the lab did not kill it\n{tail}")
-                    self.echo(f"{t:9.3f}  {r:<8} DAEMON EXITED with {proc.returncode} (pid {proc.pid})\n{tail}")
-                procs[r] = proc if proc is not None and proc.poll() is None else None
+                    self.deaths.append(f"{t:.1f} s: the {r} daemon (pid {d.pid}) exited with "
+                                       f"{d.returncode}, the lab did not kill it\n{tail}")
+                    self.echo(f"{t:9.3f}  {r:<8} DAEMON EXITED with {d.returncode} (pid {d.pid})\n{tail}")
+                procs[r] = d if d is not None and d.running() else None
         for r in ROUTERS:
-            if procs[r] is None:
+            d = procs[r]
+            if d is None:
                 roles[r] = "down"
                 continue
             started = time.monotonic()
             try:
-                status = ask(str(world.routers[r].state_dir), {"cmd": "status"}, ASK_TIMEOUT_S)
+                status = d.status(ASK_TIMEOUT_S)
             except (FileNotFoundError, ConnectionRefusedError):
                 status = {}
                 self.not_listening[r] += 1
@@ -405,7 +416,7 @@ class Soak:
             statuses[r] = (status, took_ms)
         config = world.config
         vips = active_vips(config) + ([config.nat_router] if config.nat_router else [])
-        held = {r: (world.vips(r) if procs[r] is not None and world.routers[r].host_up else frozenset())
+        held = {r: (world.vips(r) if procs[r] is not None and world.host_up(r) else frozenset())
                 for r in ROUTERS}
         holders = {v: [r for r in ROUTERS if v in held[r]] for v in vips}
         tick = Tick(round(t, 3), roles, holders, world.paths_all_cut())
@@ -444,43 +455,6 @@ class Soak:
             self.last_print = t
             self.echo(f"{t:9.3f}  sample   " + " | ".join(line))
             self.samples_file.flush()
-
-
-@contextmanager
-def hooked(soak: Soak) -> Iterator[None]:
-    """The lab's runner, as `shoal lab` runs it, with three hooks: the world handed to the soak
-    once its daemons answer (and scenario time 0 with it), and the single_owner bound following
-    the config in effect (the runner's `Sampler` takes `keepalive` from the scenario's first
-    config; the soak reloads to clusters with another keepalive)."""
-    start, sampler = lab_runner._start, lab_runner.Sampler
-
-    def hooked_start(world: LabWorld, scenario: Scenario) -> float:
-        soak.attach(world)
-        t0 = start(world, scenario)
-        soak.started(t0)
-        return t0
-
-    class FollowingSampler(sampler):  # type: ignore[misc, valid-type]
-        def sample(self, now_ms: float) -> None:
-            c = self.world.config
-            if c is not getattr(self, "_config", None):
-                # the bound of the config before a reload still holds for a while after it
-                previous = getattr(self, "_config", None)
-                self._previous = (previous.keepalive_ms if previous else 0, time.monotonic())
-                self._config = c
-            prev_ms, since = self._previous
-            keep = c.keepalive_ms
-            if time.monotonic() - since < 2 * max(prev_ms, keep) / 1000 + 1:
-                keep = max(keep, prev_ms)
-            self.dual_bound_ms = keep + lab_runner.SLACK_MS
-            super().sample(now_ms)
-
-    lab_runner._start = hooked_start
-    lab_runner.Sampler = FollowingSampler  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        lab_runner._start, lab_runner.Sampler = start, sampler  # type: ignore[misc]
 
 
 # ------------------------------------------------------------------ analysis
@@ -695,11 +669,8 @@ def report(soak: Soak, pieces: list[Piece], skipped: list[int], spare: str | Non
         out.append(f"operator orders refused or unanswered (dropped, as the simulator does): {len(soak.admin_refused)}")
         out += ["  " + a for a in soak.admin_refused]
     out.append("expectations:")
-    for v in verdicts:
-        mark = "ok  " if v.ok else "FAIL" if v.ok is False else "skip"
-        out.append(f"  {mark} {v.what}")
-        if v.ok is False:
-            problems.append(f"expectation failed: {v.what}")
+    out += ["  " + text for text in summary_lines(verdicts)]
+    problems += [f"expectation failed: {v.what}" for v in verdicts if v.ok is False]
     out.append("")
     out.append("verdict: " + ("PASS (no growth, no stuck state)" if not problems else "FAIL"))
     out += ["  " + p for p in problems]
@@ -802,8 +773,7 @@ def main(argv: list[str]) -> int:
     verdicts: list[Any] = []
     failure = ""
     try:
-        with hooked(soak):
-            result = lab_runner.run(scenario, scale, keep_going=True, echo=echo_timeline, dataplane="nft")
+        result = lab_runner.run(scenario, scale, keep_going=True, echo=echo_timeline, dataplane="nft", hooks=soak)
         verdicts = result.verdicts
     except LabError as e:
         failure = f"the lab stopped: {e}"

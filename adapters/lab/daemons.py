@@ -54,6 +54,7 @@ class Daemon:
     def __init__(self, name: str, proc: subprocess.Popen[bytes], state_dir: Path, log_path: Path) -> None:
         self.name, self.proc = name, proc
         self.state_dir, self.log_path = state_dir, log_path
+        self.stopped = False  # `kill` or `stop` was called: an exit is not the daemon's own doing
 
     @property
     def pid(self) -> int:
@@ -102,12 +103,14 @@ class Daemon:
 
     def kill(self) -> None:
         """SIGKILL now and reap it: the process dies without a word to its partner."""
+        self.stopped = True
         if self.running():
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int:
         """SIGTERM (VIPs given up, the partner told), SIGKILL after `grace_s`; its exit status."""
+        self.stopped = True
         if self.running():
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -149,10 +152,9 @@ def spawn(ns: str | None, argv: Sequence[str], log_path: Path, python: str = sys
 
 def start(ns: str | None, config_path: Path | str, state_dir: Path | str, log_path: Path | str,
           dataplane: str = "nft", name: str = "", python: str = sys.executable) -> Daemon:
-    """`shoal run -c CONFIG --dataplane DATAPLANE --state-dir STATE_DIR` in `ns` (the state
-    directory is made if missing); not waited for (`Daemon.wait_ready`)."""
+    """`shoal run -c CONFIG --dataplane DATAPLANE --state-dir STATE_DIR` in `ns` (the daemon
+    makes its state directory, mode 0700, if missing); not waited for (`Daemon.wait_ready`)."""
     state, log = Path(state_dir), Path(log_path)
-    state.mkdir(parents=True, exist_ok=True)
     proc = spawn(ns, ["-m", "shoal", "run", "-c", str(config_path), "--dataplane", dataplane,
                       "--state-dir", str(state)], log, python)
     return Daemon(name or (ns or "local"), proc, state, log)

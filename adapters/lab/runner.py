@@ -31,20 +31,20 @@ ARPs of a takeover reached the client), not only the address on the router.
 
 `client_success` is judged at the end, once every connection opened in the
 window has finished.
+
+`Hooks` is what a caller may add to a run without reaching inside it
+(bench/soak.py: an observer of the daemons, a fault wrapper, a single_owner
+bound that follows reloads); `run` without hooks is `shoal lab`.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-from adapters.lab.plan import plan as make_plan, scale_scenario
-from adapters.lab.topology import Topology, preflight
-from adapters.lab.world import ROUTERS, LabWorld
+from adapters.lab.plan import scale_scenario
+from adapters.lab.world import ROUTERS, LabWorld, open_world
 from engine.table import DestKey
 from scenario.checks import View, active_vips, judge
 from scenario.model import Expect, Fault, Scenario
@@ -67,11 +67,34 @@ class LabResult:
         return all_hold(self.verdicts)
 
 
+class Hooks:
+    """What a caller of `run` may add to a lab run; every hook here does nothing more than the
+    runner itself.  Subclass and override."""
+
+    def started(self, world: LabWorld, t0: float) -> None:
+        """Both daemons serve and the active one has its first check results: scenario time 0
+        is `t0` (time.monotonic())."""
+
+    def carry_out(self, world: LabWorld, fault: Fault) -> None:
+        """Carry out one of the scenario's faults."""
+        world.apply(fault)
+
+    def single_owner_bound_ms(self, world: LabWorld, bound_ms: float) -> float:
+        """How long (wall ms) a VIP may be held by both routers, asked at every sample;
+        `bound_ms` is the runner's own: the scenario's first keepalive + `SLACK_MS`."""
+        return bound_ms
+
+    def closing(self, world: LabWorld) -> None:
+        """The run is over, passed or not (or could not start): before the lab's processes are
+        killed and its namespaces and working directory removed."""
+
+
 class Sampler:
     """What the routers look like now, compared with the last look; the `always` checks."""
 
-    def __init__(self, world: LabWorld, scale: float, trace: Callable[..., None]) -> None:
+    def __init__(self, world: LabWorld, scale: float, trace: Callable[..., None], hooks: Hooks | None = None) -> None:
         self.world, self.trace = world, trace
+        self.hooks = hooks or Hooks()
         c = world.config
         self.dual_bound_ms = c.keepalive_ms + SLACK_MS
         self.scale = scale
@@ -114,11 +137,12 @@ class Sampler:
         for address in list(self.dual_since):
             if address not in both:
                 del self.dual_since[address]
+        bound_ms = self.hooks.single_owner_bound_ms(self.world, self.dual_bound_ms)
         wall_now = time.monotonic()
         for address in sorted(both):
             since = self.dual_since.setdefault(address, wall_now)
             held_ms = (wall_now - since) * 1000
-            if held_ms > self.dual_bound_ms:
+            if held_ms > bound_ms:
                 self._violate("single_owner", now_ms, f"{address} held by both routers for {held_ms:.0f} ms "
                                                       f"(wall) with a heartbeat path up")
 
@@ -179,15 +203,14 @@ def _client_arp(world: LabWorld, view: View, ok: bool, what: str, owner: str) ->
 
 
 def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
-        echo: Callable[[str], None] | None = None, dataplane: str = "nft") -> LabResult:
+        echo: Callable[[str], None] | None = None, dataplane: str = "nft", hooks: Hooks | None = None) -> LabResult:
     """Run `scenario` for real, the daemons on `dataplane` ("nft" or "ipvs").  LabError when the
     lab cannot run (exit 2)."""
     from adapters.lab.timeline import line
 
+    hooks = hooks or Hooks()
     scaled = scale_scenario(scenario, scale)
     configs = [scaled.config] + [f.value for f in scaled.faults if f.kind == "reload"]
-    lab_plan = make_plan(configs)
-    preflight(dataplane)
     result = LabResult()
     started = time.monotonic()
     t0 = started
@@ -198,24 +221,18 @@ def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
         if echo is not None:
             echo(line(record))
 
-    workdir = Path(tempfile.mkdtemp(prefix="shoal-lab-"))
-    try:
-        with Topology(lab_plan) as topo:
-            world = LabWorld(topo, scaled.config, workdir, max(0.2, CLIENT_TIMEOUT_MS * scale / 1000),
-                             dataplane=dataplane)
-            try:
-                t0 = _start(world, scaled)
-                _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result)
-            finally:
-                world.close()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with open_world(configs, max(0.2, CLIENT_TIMEOUT_MS * scale / 1000), dataplane) as world:
+        try:
+            t0 = _start(world, scaled)
+            hooks.started(world, t0)
+            _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result, hooks)
+        finally:
+            hooks.closing(world)
     result.wall_s = time.monotonic() - started
     return result
 
 
 def _start(world: LabWorld, scenario: Scenario) -> float:
-    world.write_config(scenario.config)
     world.start_servers()
     if any(e.kind == "client_success" for e in scenario.expects):
         world.start_client()
@@ -234,11 +251,11 @@ def _sample(sampler: Sampler, now_ms: float) -> float:
 
 
 def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], scale: float, keep_going: bool,
-          t0: float, trace: Callable[..., None], result: LabResult) -> None:
+          t0: float, trace: Callable[..., None], result: LabResult, hooks: Hooks) -> None:
     def now_ms() -> float:
         return (time.monotonic() - t0) * 1000
 
-    sampler = Sampler(world, scale, trace)
+    sampler = Sampler(world, scale, trace, hooks)
     steps: list[tuple[int, int, Fault | tuple[int, Expect]]] = [(f.at_ms, 0, f) for f in scenario.faults]
     steps += [(e.at_ms, 1, (i, e)) for i, e in enumerate(scenario.expects)
               if e.at_ms is not None and e.kind != "client_success" and e.at_ms <= scenario.duration_ms]
@@ -257,7 +274,7 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
             time.sleep(max(0.0, min(max(POLL_S, took_s), (at_ms - now_ms()) / 1000)))
         if isinstance(step, Fault):
             trace(now_ms(), "world", "fault", {"what": step.describe()})
-            world.apply(step)
+            hooks.carry_out(world, step)
             for router, what in world.refusals:
                 trace(now_ms(), router, "admin", {"what": what})
             world.refusals.clear()

@@ -4,14 +4,22 @@ lab sees, as `scenario.checks.RouterView`s.
 
 Every process is started here and killed here by its PID (`close`), on
 every exit path; the namespaces belong to `Topology`.
+
+`open_world(configs)` is the lab's public entry point for anything that
+drives it other than a scenario (bench/failover.py): the network of the
+configs, a working directory and a `LabWorld`, all removed on exit.
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +27,8 @@ from typing import Any
 from adapters.control import ask
 from adapters.lab import daemons
 from adapters.lab import server as lab_server
-from adapters.lab.plan import LabError, Plan
-from adapters.lab.topology import Topology
+from adapters.lab.plan import LabError, Plan, plan as make_plan
+from adapters.lab.topology import Topology, preflight
 from engine.config import render
 from engine.model import Config
 from engine.pool import service_key
@@ -270,6 +278,10 @@ class LabWorld:
 
     # ------------------------------------------------------------ observations
 
+    def host_up(self, name: str) -> bool:
+        """Router `name`'s host runs (not crashed): its kernel holds its addresses."""
+        return self.routers[name].host_up
+
     def daemon_running(self, name: str) -> bool:
         d = self.routers[name].daemon
         return d is not None and d.running()
@@ -358,3 +370,26 @@ def table_from_json(rows: list[dict[str, Any]], config: Config) -> Table:
             dests[dk] = Dest(dk, d["weight"], d.get("forward", "masq"), names.get((key, dk), ""))
         table[key] = ServiceEntry(service, dests)
     return table
+
+
+@contextmanager
+def open_world(configs: Sequence[Config], client_timeout_s: float, dataplane: str = "nft",
+               tag: str | None = None, workdir_prefix: str = "shoal-lab-") -> Iterator[LabWorld]:
+    """The lab for `configs` (the first is written for the daemons; the others, reloads to come,
+    only shape the network): root and tools checked (`preflight`), the namespaces built, a
+    working directory; on exit every process is killed by PID, the namespaces and the directory
+    removed.  Nothing is started: `start_servers`, `start_client`, `start_daemon` are the
+    caller's.  LabError when the lab cannot run here."""
+    lab_plan = make_plan(list(configs))
+    preflight(dataplane)
+    workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
+    try:
+        with Topology(lab_plan, tag=tag) as topo:
+            world = LabWorld(topo, configs[0], workdir, client_timeout_s, dataplane=dataplane)
+            try:
+                world.write_config(configs[0])
+                yield world
+            finally:
+                world.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
