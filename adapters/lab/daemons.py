@@ -151,12 +151,13 @@ def spawn(ns: str | None, argv: Sequence[str], log_path: Path, python: str = sys
 
 
 def start(ns: str | None, config_path: Path | str, state_dir: Path | str, log_path: Path | str,
-          dataplane: str = "nft", name: str = "", python: str = sys.executable) -> Daemon:
-    """`shoal run -c CONFIG --dataplane DATAPLANE --state-dir STATE_DIR` in `ns` (the daemon
-    makes its state directory, mode 0700, if missing); not waited for (`Daemon.wait_ready`)."""
+          dataplane: str = "nft", name: str = "", python: str = sys.executable, args: Sequence[str] = ()) -> Daemon:
+    """`shoal run -c CONFIG --dataplane DATAPLANE --state-dir STATE_DIR [ARGS...]` in `ns` (the
+    daemon makes its state directory, mode 0700, if missing; `args`, e.g. `--log-format json`);
+    not waited for (`Daemon.wait_ready`)."""
     state, log = Path(state_dir), Path(log_path)
     proc = spawn(ns, ["-m", "shoal", "run", "-c", str(config_path), "--dataplane", dataplane,
-                      "--state-dir", str(state)], log, python)
+                      "--state-dir", str(state), *args], log, python)
     return Daemon(name or (ns or "local"), proc, state, log)
 
 
