@@ -2,75 +2,44 @@
 
 Everything that affects the router's role lives here; this module does not
 know what going active *does* (the engine turns a `Verdict` into VIPs, ARP
-and table commands) and never reads a clock.
+and table commands) and never reads a clock.  Its parts, one per module:
 
-The receive rules (../shared/PIRANHA.md, "pulse heartbeat"), as a table
-keyed by (my role, the partner's state, my node):
+- what one heartbeat means for our role: `engine.verdicts`'s table (the
+  original's receive rules, one-way failure, preemption, belief);
+- whether the partner is dead, a path lost, a step stalled, the partner
+  deaf to us, a probe due: `engine.liveness`;
+- which heartbeats are believed, trusted and credible: `engine.stream`
+  (one stream per partner boot; docs/SECURITY.md).
 
-| me      | partner | node    | verdict                                      |
-|---------|---------|---------|----------------------------------------------|
-| active  | active  | backup  | go standby (dual-active: the primary wins)   |
-| active  | active  | primary | re-ARP (the winner re-announces its VIPs)    |
-| active  | standby | any     | nothing                                      |
-| standby | active  | any     | nothing (no preemption; `preempt = 1`: the   |
-|         |         |         | primary takes over once the partner's ack    |
-|         |         |         | shows it hears us; the backup yields)        |
-| standby | standby | primary | go active                                    |
-| standby | standby | backup  | go active if the primary has not within two  |
-|         |         |         | `keepalive`s (so a cold start is never dual) |
-| any     | leaving | any     | the partner is gone: go active at once       |
+Every deadline here is a named timer in one `engine.timers.Timers`
+(`next_deadline`).  Here:
 
-Every heartbeat pushes the partner's deadline to now + `deadtime`; silence
-on every path until then means "partner dead": a standby router goes active.
-
-Beyond the original:
-
-- one-way failure: heartbeats carry a sequence number and the last sequence
-  heard from the partner (its *ack*).  When the partner's ack is older than
-  `deadtime + keepalive`, the partner cannot hear us ("deaf"); it will
-  declare us dead and go active, so we never go active over it, and an
-  active router whose deaf partner is active yields, whatever its node.
-  Exactly one stays active.  (A partner that went active after `deadtime` of
-  two-way loss is not deaf yet: it hears us at our next heartbeat and yields.)
+- a standby router whose partner died goes active; one whose partner left
+  goes active at once (an untrusted `leaving` only if no `active`
+  heartbeat arrives within `keepalive`);
+- the standby backup of a standby pair goes active two keepalives after it
+  first heard the primary standby (one round may be lost); a cold start is
+  never dual;
 - the winner of a dual-active re-ARPs however it learns it won: on hearing
   the partner active (the table), and on hearing it standby after a silence
-  or after it was active (its yield may be all that reaches us).
-- probes: once a round of the partner's heartbeats is overdue, a router
-  sends a heartbeat flagged `probe` every quarter keepalive, which the
-  partner answers at once; so "partner dead" needs every probe of the last
-  `deadtime - 1.5 keepalive` lost too, not just two rounds in a row
-  (at 20% loss and the original's timers: 16 false takeovers in 5 simulated
-  hours without probes, none with them).
+  or after it was active (its yield may be all that reaches us);
 - a router that yielded the active role flags its heartbeats `yielded` for
   `deadtime`, so the winner re-ARPs even when the loser's `active`
-  heartbeats were all lost.
-- stall guard: when a step arrives more than `keepalive` after the deadline
-  the engine asked for (the process was descheduled), the partner's queued
-  heartbeats have not been read yet; the router listens for one more
-  `keepalive` before declaring the partner dead.
+  heartbeats were all lost;
+- a heartbeat that is not believed is counted and never judged
+  (`heartbeats_out_of_sequence`, `heartbeats_replayed`); the `active` of a
+  stream that is not credible does not push the partner's deadline (it
+  keeps nobody standby past deadtime) and is never judged deaf;
 - authentication: with a key, heartbeats without a valid HMAC or replayed
   (outside the anti-replay window) are dropped and counted, never acted on.
   A signed heartbeat says which path it was sent on, so one captured on one
-  path is not accepted on the other.
-
-Without a key (docs/SECURITY.md): which heartbeats are believed, trusted
-and credible is `engine.stream`'s decision (one stream per partner boot).
-Here:
-
-- a heartbeat that is not believed is counted and never judged
-  (`heartbeats_out_of_sequence`, `heartbeats_replayed`);
-- the `active` of a stream that is not credible does not push the
-  partner's deadline (it keeps nobody standby past deadtime), a dual-active
-  is not yielded to it (the router probes, re-announcing its VIPs
-  meanwhile; a real partner's answer acks us and settles it within one
-  round trip), and it is never judged deaf;
-- an untrusted `leaving` is acted on only if no `active` heartbeat arrives
-  within `keepalive` (both counted as `heartbeats_unconfirmed`);
+  path is not accepted on the other;
 - an operator's hand-over holds this router standby until the partner goes
   active, and never longer than `deadtime + keepalive`; with `preempt = 1`
   a primary that handed over does not take the role back until it is
   active again for another reason (the partner left or died): the order
-  is not undone a round trip later.
+  is not undone a round trip later; it needs a partner that can take over
+  (`handover_refusal`).
 
 What only a key prevents: a forger who sees the routers' heartbeats (and
 so knows the sequences), or one patient enough to mimic a booting router
@@ -79,29 +48,18 @@ after the real partner died.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
 from engine.events import Path, SendHeartbeat
+from engine.liveness import At, Liveness, Noticed
 from engine.model import Config, Node
 from engine.stream import PartnerStream
+from engine.timers import Timers
+from engine.verdicts import Heard, PartnerState, Role, Verdict, judge
 from engine.wire import Heartbeat, WireError, decode, encode
 
-Role = Literal["standby", "active"]
-PartnerState = Literal["active", "standby", "leaving"]
-Decision = Literal["go_active", "go_standby", "rearp"]
-
-
-@dataclass(frozen=True, slots=True)
-class Noticed:
-    """What `tick` found worth a notice (never a decision: those are `Verdict`s):
-    a path's heartbeats lost for deadtime (`path` set), the partner dead,
-    a stall (the step came late), an operator's hold expired."""
-
-    kind: Literal["heartbeat_lost", "partner_dead", "stall", "hold_expired"]
-    path: Path | None = None
-
+__all__ = ["Failover", "Noticed", "Suspect", "Verdict"]
 
 @dataclass(frozen=True, slots=True)
 class Suspect:
@@ -124,43 +82,22 @@ _SUSPECT_WHY: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    decision: Decision
-    reason: str
-
-
-_RULES: Mapping[tuple[Role, PartnerState, Node], Decision | Literal["nothing", "backup_wait", "preempt"]] = {
-    ("active", "active", "backup"): "go_standby",
-    ("active", "active", "primary"): "rearp",
-    ("active", "standby", "backup"): "nothing",
-    ("active", "standby", "primary"): "nothing",
-    ("standby", "active", "backup"): "nothing",
-    ("standby", "active", "primary"): "preempt",
-    ("standby", "standby", "primary"): "go_active",
-    ("standby", "standby", "backup"): "backup_wait",
-    ("active", "leaving", "backup"): "nothing",
-    ("active", "leaving", "primary"): "nothing",
-    ("standby", "leaving", "backup"): "go_active",
-    ("standby", "leaving", "primary"): "go_active",
-}
-
-_REASONS: Mapping[Decision, str] = {
-    "go_standby": "dual-active: the primary wins",
-    "rearp": "dual-active: partner still active, re-announcing",
-    "go_active": "partner standby",
-}
-
-
 class Failover:
     """pulse for one router.  Mutable, owned by one `Engine`."""
 
+    # Deadlines, each a named timer in `timers` (None: not set).
+    next_send_ms = At("send")
+    backup_take_ms = At("backup_take")  # standby/standby: the backup takes over then
+    hold_until_ms = At("hold")  # an operator's hand-over holds this router standby until then
+    leaving_confirm_ms = At("leaving_confirm")  # an unconfirmed `leaving`: take over then
+
     def __init__(self, config: Config, node: Node, *, key: bytes | None, seq_start: int) -> None:
+        self.timers = Timers()
+        self.live = Liveness(self.timers)
         self.node: Node = node
         self.partner_node: Node = "backup" if node == "primary" else "primary"
         self.role: Role = "standby"
-        self.hold_standby = False  # after an admin failover: stay standby until the partner is active
-        self.hold_until_ms: int | None = None  # ... and never past this
+        self.hold_standby = False  # after an admin failover: stay standby until the partner is active (or hold_until_ms)
         self.handed_over = False  # an operator moved the role away: no preemption until active again
         self.leaving = False
         self.seq = max(seq_start, 0)
@@ -170,29 +107,26 @@ class Failover:
             "heartbeats_replayed": 0, "heartbeats_foreign": 0, "heartbeats_out_of_sequence": 0,
             "heartbeats_wrong_path": 0, "heartbeats_unconfirmed": 0, "stalls": 0,
         }
-        self.partner_alive: bool | None = None  # None: never heard
         self.partner_state: PartnerState | None = None
         self.partner_serial: int | None = None
-        self.last_heard_ms: int | None = None
-        self.hearing_since_ms = 0
-        self.dead_at_ms: int | None = None
-        self.next_send_ms: int | None = None
-        self.backup_take_ms: int | None = None
-        self.stall_grace_used = False
-        self.next_probe_ms: int | None = None
         self.yielded_until_ms = -(2**62)
         self._last_reply_ms = -(2**62)
-        self._last_probe_ms = -(2**62)
-        self._leaving_confirm_ms: int | None = None  # an unconfirmed `leaving`: take over then
         self._noted: set[str] = set()  # suspect kinds already noted since the partner was last trusted
         self.notes: list[Suspect] = []
-        self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
-        self._sent_at: dict[int, int] = {}
-        self._path_heard_ms: dict[Path, int] = {}
-        self._path_lost: dict[Path, bool] = {}
-        self.started_ms = 0
-        self._stall_after_ms: int | None = None
         self.reconfigure(config, key)
+
+    @property
+    def partner_alive(self) -> bool | None:
+        """None: never heard."""
+        return self.live.alive
+
+    @partner_alive.setter
+    def partner_alive(self, alive: bool | None) -> None:
+        self.live.alive = alive
+
+    @property
+    def last_heard_ms(self) -> int | None:
+        return self.live.last_heard_ms
 
     # ------------------------------------------------------------ config
 
@@ -204,8 +138,7 @@ class Failover:
             if config.address_of("primary", p) and config.address_of("backup", p)
         )
         self.enabled = config.backup_active and bool(self.paths)
-        for path in self.paths:
-            self._path_lost.setdefault(path, False)
+        self.live.configure(self.paths, config.deadtime_ms)
 
     def partner_address(self, path: Path) -> str | None:
         return self.config.address_of(self.partner_node, path)
@@ -218,43 +151,32 @@ class Failover:
 
     def start(self, now_ms: int) -> list[Verdict]:
         """The first step.  With failover off the primary is simply active."""
-        self.started_ms = now_ms
-        self.hearing_since_ms = now_ms
+        self.live.start(now_ms, self.paths, self.config.deadtime_ms)
         if not self.enabled:
             return [Verdict("go_active", "no failover (backup_active = 0)")] if self.node == "primary" else []
-        self.dead_at_ms = now_ms + self.config.deadtime_ms
+        self.live.dead_at_ms = now_ms + self.config.deadtime_ms
         self.next_send_ms = now_ms
         return []
 
     def expect_wake(self, deadline_ms: int | None) -> None:
-        """The engine asked to be woken at `deadline_ms`: a step that comes
-        more than `keepalive` after it is a stall (see the stall guard)."""
-        self._stall_after_ms = None if deadline_ms is None else deadline_ms + self.config.keepalive_ms
+        """The engine asked to be woken at `deadline_ms` (the stall guard's reference)."""
+        self.live.expect_wake(deadline_ms, self.config.keepalive_ms)
 
     def tick(self, now_ms: int) -> tuple[list[Verdict], list[Noticed]]:
         """Deadlines due at `now_ms`: verdicts, and events worth a notice."""
-        stalled = self._stall_after_ms is not None and now_ms > self._stall_after_ms
         verdicts: list[Verdict] = []
-        notes: list[Noticed] = []
         if not self.enabled or self.leaving:
-            return verdicts, notes
-        for path in self.paths:
-            heard = self._path_heard_ms.get(path, self.started_ms)
-            if not self._path_lost[path] and now_ms - heard >= self.config.deadtime_ms:
-                self._path_lost[path] = True
-                notes.append(Noticed("heartbeat_lost", path))
-        if self.dead_at_ms is not None and now_ms >= self.dead_at_ms:
-            if stalled and not self.stall_grace_used:
-                self.stall_grace_used = True
+            return verdicts, []
+        first = self.timers.next()
+        if first is None or now_ms < first:
+            return verdicts, []  # nothing due (the common case)
+        notes = self.live.due(now_ms, self.paths, self.config.deadtime_ms, self.config.keepalive_ms)
+        for note in notes:
+            if note.kind == "stall":
                 self.counters["stalls"] += 1
-                self.dead_at_ms = now_ms + self.config.keepalive_ms
-                notes.append(Noticed("stall"))
-            else:
-                self.dead_at_ms = None
-                self.partner_alive = False
+            elif note.kind == "partner_dead":
                 self.partner_state = None
                 self.backup_take_ms = None
-                notes.append(Noticed("partner_dead"))
                 if self.role == "standby":
                     self.hold_standby = False
                     verdicts.append(Verdict("go_active", "partner dead: no heartbeat for deadtime"))
@@ -265,11 +187,11 @@ class Failover:
                 notes.append(Noticed("hold_expired"))
                 if self.role == "standby" and self.partner_state == "standby":
                     self.backup_take_ms = now_ms  # the usual standby/standby rules, now
-        if self._leaving_confirm_ms is not None and now_ms >= self._leaving_confirm_ms:
-            self._leaving_confirm_ms = None
+        leaving_confirm = self.leaving_confirm_ms
+        if leaving_confirm is not None and now_ms >= leaving_confirm:
+            self.leaving_confirm_ms = None
             if self.role == "standby" and self.partner_state != "active":
-                self.partner_alive = False
-                self.dead_at_ms = None
+                self.live.forget()
                 self.hold_standby = False
                 verdicts.append(Verdict("go_active", "partner leaving (no active heartbeat for a keepalive since)"))
         if self.backup_take_ms is not None and now_ms >= self.backup_take_ms:
@@ -281,13 +203,8 @@ class Failover:
     def next_deadline(self) -> int | None:
         if not self.enabled or self.leaving:
             return None
-        candidates = [t for t in (self.dead_at_ms, self.next_send_ms, self.backup_take_ms, self._probe_due_ms(),
-                                  self.hold_until_ms, self._leaving_confirm_ms)
-                      if t is not None]
-        for path in self.paths:
-            if not self._path_lost[path]:
-                candidates.append(self._path_heard_ms.get(path, self.started_ms) + self.config.deadtime_ms)
-        return min(candidates) if candidates else None
+        self.live.schedule_probe(self._probe_due_ms())
+        return self.timers.next()
 
     # ------------------------------------------------------------ sending
 
@@ -310,21 +227,13 @@ class Failover:
         if not probe and (self.next_send_ms is None or now_ms < self.next_send_ms):
             return []
         if probe:
-            self._last_probe_ms = now_ms
-            self.next_probe_ms = now_ms + max(1, self.config.keepalive_ms // 4)
+            self.live.last_probe_ms = now_ms
+            self.live.next_probe_ms = now_ms + max(1, self.config.keepalive_ms // 4)
         self.next_send_ms = None if self.leaving else now_ms + self.config.keepalive_ms
         return self._send(now_ms, "leaving" if self.leaving else self.role, probe=probe)
 
     def _probe_due_ms(self) -> int | None:
-        """When to ask the partner for an immediate answer: once a round of
-        its heartbeats is overdue, then every quarter keepalive until it is
-        heard or declared dead (shoal format only)."""
-        if (self.config.heartbeat_format != "shoal" or not self.partner_alive or self.leaving
-                or self.last_heard_ms is None or self.dead_at_ms is None):
-            return None
-        if self.next_probe_ms is not None:
-            return self.next_probe_ms
-        return self.last_heard_ms + self.config.keepalive_ms * 3 // 2
+        return self.live.probe_due(self.config.heartbeat_format == "shoal", self.leaving, self.config.keepalive_ms)
 
     def leave(self, now_ms: int) -> list[SendHeartbeat]:
         """Shutting down (or handing over): tell the partner, then fall silent."""
@@ -350,12 +259,7 @@ class Failover:
 
     def _send(self, now_ms: int, state: PartnerState, probe: bool = False) -> list[SendHeartbeat]:
         self.seq += 1
-        self._sent.append((self.seq, now_ms))
-        self._sent_at[self.seq] = now_ms
-        horizon = now_ms - 3 * self.config.deadtime_ms
-        while len(self._sent) > 1 and self._sent[0][1] < horizon:
-            old, _ = self._sent.popleft()
-            del self._sent_at[old]
+        self.live.sent(self.seq, now_ms, self.config.deadtime_ms)
         fmt = self.config.heartbeat_format
         sends = []
         for path in self.paths:
@@ -390,30 +294,25 @@ class Failover:
         # after the partner was active, a standby partner means we are the
         # winner of a dual-active however its yield reached us: re-announce.
         regained = self.partner_alive is False or self.partner_state == "active" or heartbeat.yielded
-        if not self.partner_alive:
-            self.hearing_since_ms = now_ms
-        self.partner_alive = True
-        self.last_heard_ms = now_ms
-        self._path_heard_ms[path] = now_ms
-        self._path_lost[path] = False
+        self.live.heard(now_ms, path, self.config.deadtime_ms)
         trusted = heartbeat.format == "piranha" or self.stream.trusted
         if trusted:
             self._noted.clear()
         self.stream.observe(now_ms, heartbeat.state, self.config.keepalive_ms)
         credible = heartbeat.format == "piranha" or self.stream.credible
-        if credible or heartbeat.state != "active" or self.dead_at_ms is None:
-            self.dead_at_ms = now_ms + self.config.deadtime_ms
+        if credible or heartbeat.state != "active" or self.live.dead_at_ms is None:
+            self.live.dead_at_ms = now_ms + self.config.deadtime_ms
         # else: the claim of a stream that replaced a silent one, never acked
         # us and never looked like a booting router keeps nobody standby past
         # deadtime (a forger's, once the real partner died).
-        self.stall_grace_used = False
-        self.next_probe_ms = None
+        self.live.stall_grace_used = False
+        self.live.next_probe_ms = None
         if heartbeat.probe and now_ms - self._last_reply_ms >= self.config.keepalive_ms // 4:
             self._last_reply_ms = now_ms  # the partner missed a round of ours: answer at once
             self.next_send_ms = now_ms
         self.partner_state = heartbeat.state
         if heartbeat.state == "active":
-            self._leaving_confirm_ms = None
+            self.leaving_confirm_ms = None
         if heartbeat.format == "shoal":
             self.partner_serial = heartbeat.serial_no
         verdicts = self._judge(now_ms, heartbeat.state, trusted, credible)
@@ -462,15 +361,10 @@ class Failover:
         return notes
 
     def _acks_recent(self, ack: int, now_ms: int) -> bool:
-        """`ack` names a heartbeat we sent within `deadtime`: its sender hears us
-        now, and is no blind forger (it cannot guess our sequence)."""
-        sent = self._sent_at.get(ack)
-        return sent is not None and now_ms - sent <= self.config.deadtime_ms
+        return self.live.acks_recent(ack, now_ms, self.config.deadtime_ms)
 
     def _probe_soon(self, now_ms: int) -> None:
-        """Ask the partner for an answer that proves it hears us (at most one
-        probe per quarter keepalive, whatever arrives meanwhile)."""
-        self.next_probe_ms = max(now_ms, self._last_probe_ms + max(1, self.config.keepalive_ms // 4))
+        self.live.probe_soon(now_ms, self.config.keepalive_ms)
 
     @property
     def heard_seq(self) -> int:
@@ -513,71 +407,34 @@ class Failover:
         return self._acks_recent(self.partner_ack, now_ms)
 
     def partner_deaf(self, now_ms: int) -> bool:
-        """The partner has not heard us for longer than `deadtime + keepalive`.
-
-        A partner that just declared us dead after `deadtime` of (two-way)
-        loss carries an ack about `deadtime` old in its first `active`
-        heartbeat; one more `keepalive` tells that apart from a one-way
-        failure, where the ack stays stale while we keep hearing it.
-        """
+        """The partner has not heard us for longer than `deadtime + keepalive` (shoal format only)."""
         if self.config.heartbeat_format != "shoal":
             return False
-        acked_at = self._sent_at.get(self.partner_ack, -(2**62))
-        if self.partner_ack and self._sent and self.partner_ack > self._sent[-1][0]:
-            acked_at = now_ms  # an ack from the future: our own restart; not deaf
-        since = max(acked_at, self.hearing_since_ms, self.started_ms)
-        return now_ms - since > self.config.deadtime_ms + self.config.keepalive_ms
+        return self.live.deaf(self.partner_ack, now_ms, self.config.deadtime_ms, self.config.keepalive_ms)
 
     def _judge(self, now_ms: int, partner: PartnerState, trusted: bool, credible: bool) -> list[Verdict]:
-        if partner == "leaving" and not trusted:
-            # Only the partner's silence (no `active` heartbeat) confirms it.
+        """The receive rules (`engine.verdicts`), and what they ask us to remember."""
+        j = judge(Heard(
+            role=self.role, partner=partner, node=self.node, trusted=trusted, credible=credible,
+            deaf=partner != "leaving" and self.partner_deaf(now_ms),
+            hears_us=partner == "active" and self.partner_hears_us(now_ms), can_take=self.partner_can_take,
+            preempt=self.config.preempt, handed_over=self.handed_over, holding=self.hold_standby,
+        ))
+        if j.unconfirmed:
             self._suspect("heartbeats_unconfirmed", None, None)
-            if self._leaving_confirm_ms is None:
-                self._leaving_confirm_ms = now_ms + self.config.keepalive_ms
             self._probe_soon(now_ms)
-            return []
-        if partner == "leaving":
-            self.partner_alive = False
-            self.dead_at_ms = None
+        if j.confirm_leaving and self.leaving_confirm_ms is None:
+            self.leaving_confirm_ms = now_ms + self.config.keepalive_ms
+        if j.partner_gone:
+            self.live.forget()
+        if j.release_hold:
             self.hold_standby = False
             self.hold_until_ms = None
-        rule = _RULES[(self.role, partner, self.node)]
-        deaf = partner != "leaving" and self.partner_deaf(now_ms)
-        if partner != "standby" or self.role != "standby":
+        if j.backup_wait == "cancel":
             self.backup_take_ms = None
-        if partner == "active":
-            self.hold_standby = False
-            self.hold_until_ms = None
-        if self.role == "active" and partner == "active" and deaf and credible:
-            return [Verdict("go_standby", "one-way failure: partner active and cannot hear us")]
-        if rule == "nothing":
-            return []
-        if rule == "preempt":
-            # Only over a proven two-way link: the partner acks a heartbeat we
-            # sent within deadtime.  Else (just booted, or a one-way failure)
-            # taking over would leave both active until it hears us.
-            if self.config.preempt and self.partner_hears_us(now_ms) and not self.handed_over:
-                return [Verdict("go_active", "preempt: the primary takes its place back")]
-            return []
-        if rule == "go_active" and partner == "leaving":
-            return [Verdict("go_active", "partner leaving")]
-        if self.role == "standby" and partner == "standby":
-            if self.hold_standby or (deaf and self.partner_can_take):
-                return []
-            if rule == "backup_wait":
-                if self.backup_take_ms is None:
-                    # Two keepalives: one round of the primary's may be lost.
-                    self.backup_take_ms = now_ms + 2 * self.config.keepalive_ms
-                return []
-        if rule == "go_standby" and not credible:
-            # A dual-active, but nothing proves the sender hears us: ask it,
-            # and meanwhile keep the clients here (a forger's claim must not
-            # leave them on nobody).  The partner's answer settles it.
-            self._suspect("heartbeats_unconfirmed", None, None)
-            self._probe_soon(now_ms)
-            return [Verdict("rearp", "dual-active: the partner's claim is unconfirmed; asking it")]
-        assert rule in ("go_active", "go_standby", "rearp")
-        return [Verdict(rule, _REASONS[rule])]
+        elif j.backup_wait == "start" and self.backup_take_ms is None:
+            self.backup_take_ms = now_ms + 2 * self.config.keepalive_ms
+        return list(j.verdicts)
 
 
 _AUTH_ERRORS = frozenset({"unauthenticated", "bad-mac", "unauthenticated-peer", "unexpected-mac"})

@@ -106,7 +106,7 @@ def test_an_untrusted_leaving_is_cancelled_by_the_partner_still_active() -> None
     p, b = pair()
     exchange(p, b, 0)
     b.partner_alive = False  # the primary was dead to the backup: a new stream is believed, not trusted
-    b.dead_at_ms = None
+    b.live.dead_at_ms = None
     leaving = encode(Heartbeat("shoal", "leaving", "primary", 5_000_000, 0, 1))
     assert b.receive(4000, "public", "10.0.0.1", leaving) == []
     assert b.counters["heartbeats_unconfirmed"] == 1
@@ -117,7 +117,7 @@ def test_an_untrusted_leaving_is_cancelled_by_the_partner_still_active() -> None
     # Without the cancelling `active`, the keepalive's silence confirms it.
     p, b = pair()
     exchange(p, b, 0)
-    b.partner_alive, b.dead_at_ms = False, None
+    b.partner_alive, b.live.dead_at_ms = False, None
     b.receive(4000, "public", "10.0.0.1", leaving)
     verdicts, _ = b.tick(5000)
     assert [v.decision for v in verdicts] == ["go_active"]
@@ -166,7 +166,7 @@ def test_operator_failover_is_refused_unless_the_partner_is_heard_both_ways() ->
     hb = encode(Heartbeat("shoal", "standby", "backup", 7, 0, 1))
     e.step(3020, HeartbeatReceived("public", "10.0.0.2", hb))
     assert "does not hear us" in (e.admin_refusal(AdminRequested("failover")) or "")
-    sent = max(e.failover._sent_at)
+    sent = max(e.failover.live.sent_at)
     hb = encode(Heartbeat("shoal", "standby", "backup", 8, sent, 2))
     e.step(3030, HeartbeatReceived("public", "10.0.0.2", hb))
     assert "serial_no 2" in (e.admin_refusal(AdminRequested("failover")) or "")
