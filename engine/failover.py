@@ -48,38 +48,15 @@ after the real partner died.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Mapping
-
 from engine.events import Path, SendHeartbeat
 from engine.liveness import At, Liveness, Noticed
 from engine.model import Config, Node
-from engine.stream import PartnerStream
+from engine.stream import SUSPECT_WHY, PartnerStream, Suspect
 from engine.timers import Timers
 from engine.verdicts import Heard, PartnerState, Role, Verdict, judge
-from engine.wire import Heartbeat, WireError, decode, encode
+from engine.wire import AUTH_ERRORS, Heartbeat, WireError, decode, encode
 
 __all__ = ["Failover", "Noticed", "Suspect", "Verdict"]
-
-@dataclass(frozen=True, slots=True)
-class Suspect:
-    """A heartbeat (or a partner's claim) not acted on, for the log: the
-    counter it went to, why, and where it came from (None: a claim)."""
-
-    counter: str
-    why: str
-    path: Path | None
-    source: str | None
-
-
-_SUSPECT_WHY: Mapping[str, str] = {
-    "heartbeats_wrong_path": "signed for the other path (a capture replayed across paths): ignored",
-    "heartbeats_replayed": "a sequence already heard on this path (a replay or a duplicate): ignored",
-    "heartbeats_out_of_sequence": "neither continues the partner's sequence nor acks one of ours "
-                                  "(a forger, or a restart not yet believed): ignored",
-    "heartbeats_unconfirmed": "the partner's claim comes from a stream that never acked us: "
-                              "not acted on until it does (probing)",
-}
 
 
 class Failover:
@@ -326,7 +303,7 @@ class Failover:
             return None
         decoded = decode(payload, self.key)
         if isinstance(decoded, WireError):
-            bad = "heartbeats_unauthenticated" if self.key is not None and decoded.reason in _AUTH_ERRORS else "heartbeats_bad"
+            bad = "heartbeats_unauthenticated" if self.key is not None and decoded.reason in AUTH_ERRORS else "heartbeats_bad"
             self.counters[bad] += 1
             return None
         if decoded.format == "piranha":
@@ -340,7 +317,7 @@ class Failover:
         last = self.last_heard_ms
         silent = not self.partner_alive or (last is not None and now_ms - last > self.config.keepalive_ms)
         admission = self.stream.admit(now_ms, decoded, path, keepalive_ms=self.config.keepalive_ms,
-                                      last_heard_ms=last, fresh=self._acks_recent(decoded.ack, now_ms),
+                                      last_heard_ms=last, fresh=self.live.acks_recent(decoded.ack, now_ms, self.config.deadtime_ms),
                                       silent=silent, signed=self.key is not None)
         if admission in ("replayed", "out_of_sequence"):
             self._suspect(f"heartbeats_{admission}", path, source)
@@ -353,18 +330,12 @@ class Failover:
         self.counters[counter] += 1
         if counter not in self._noted:
             self._noted.add(counter)
-            self.notes.append(Suspect(counter, _SUSPECT_WHY[counter], path, source))
+            self.notes.append(Suspect(counter, SUSPECT_WHY[counter], path, source))
 
     def take_notes(self) -> list[Suspect]:
         """What `receive` noted for the log since the last call."""
         notes, self.notes = self.notes, []
         return notes
-
-    def _acks_recent(self, ack: int, now_ms: int) -> bool:
-        return self.live.acks_recent(ack, now_ms, self.config.deadtime_ms)
-
-    def _probe_soon(self, now_ms: int) -> None:
-        self.live.probe_soon(now_ms, self.config.keepalive_ms)
 
     @property
     def heard_seq(self) -> int:
@@ -404,7 +375,7 @@ class Failover:
 
     def partner_hears_us(self, now_ms: int) -> bool:
         """The partner's ack names a heartbeat we sent within `deadtime`."""
-        return self._acks_recent(self.partner_ack, now_ms)
+        return self.live.acks_recent(self.partner_ack, now_ms, self.config.deadtime_ms)
 
     def partner_deaf(self, now_ms: int) -> bool:
         """The partner has not heard us for longer than `deadtime + keepalive` (shoal format only)."""
@@ -422,7 +393,7 @@ class Failover:
         ))
         if j.unconfirmed:
             self._suspect("heartbeats_unconfirmed", None, None)
-            self._probe_soon(now_ms)
+            self.live.probe_soon(now_ms, self.config.keepalive_ms)
         if j.confirm_leaving and self.leaving_confirm_ms is None:
             self.leaving_confirm_ms = now_ms + self.config.keepalive_ms
         if j.partner_gone:
@@ -436,5 +407,3 @@ class Failover:
             self.backup_take_ms = now_ms + 2 * self.config.keepalive_ms
         return list(j.verdicts)
 
-
-_AUTH_ERRORS = frozenset({"unauthenticated", "bad-mac", "unauthenticated-peer", "unexpected-mac"})

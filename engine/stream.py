@@ -37,11 +37,15 @@ dual-active to it, and never judges it deaf.
 
 The partner's ack is the highest of its stream, so a forged stale ack
 cannot make a healthy partner look deaf.
+
+A heartbeat not believed (or a claim not acted on) is a `Suspect`: counted,
+and noted for the log with the reason in `SUSPECT_WHY`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Mapping
 
 from engine.events import Path
 from engine.wire import Heartbeat, ReplayWindow
@@ -51,6 +55,27 @@ Admission = Literal["continued", "new", "replayed", "out_of_sequence"]
 WINDOW_SLOTS = 128  # the replay window counts (sequence, path) slots: 64 sequences on two paths
 JUMP_SLACK = 32  # sequences a partner may count beyond the rate below (answers, role changes)
 JUMP_PER_KEEPALIVE = 16  # at most: one heartbeat and four probes per keepalive, answers to ours
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """A heartbeat (or a partner's claim) not acted on, for the log: the
+    counter it went to, why, and where it came from (None: a claim)."""
+
+    counter: str
+    why: str
+    path: Path | None
+    source: str | None
+
+
+SUSPECT_WHY: Mapping[str, str] = {
+    "heartbeats_wrong_path": "signed for the other path (a capture replayed across paths): ignored",
+    "heartbeats_replayed": "a sequence already heard on this path (a replay or a duplicate): ignored",
+    "heartbeats_out_of_sequence": "neither continues the partner's sequence nor acks one of ours "
+                                  "(a forger, or a restart not yet believed): ignored",
+    "heartbeats_unconfirmed": "the partner's claim comes from a stream that never acked us: "
+                              "not acted on until it does (probing)",
+}
 
 
 class PartnerStream:

@@ -95,6 +95,9 @@ class WireError:
     detail: str = ""
 
 
+AUTH_ERRORS = frozenset({"unauthenticated", "bad-mac", "unauthenticated-peer", "unexpected-mac"})  # the key's refusals
+
+
 def encode(heartbeat: Heartbeat, key: bytes | None = None) -> bytes:
     """The datagram for `heartbeat`; signed when `key` is given (shoal only).
 
