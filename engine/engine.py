@@ -43,12 +43,12 @@ from engine.events import (
     AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LoadRead,
     Notify, RunCommand, SetTimeouts, ShutdownRequested, TableRead, Tick,
 )
-from engine.failover import Failover, Noticed, Verdict
-from engine.holding import Holding, Vip
+from engine.failover import Failover, Verdict
+from engine.holding import Holding
 from engine.keeper import Keeper
-from engine.model import Config, Node, Virtual
+from engine.model import Config, Node
 from engine.registry import LOAD_PERIOD_MS, SERVER_ACTIONS, Registry, check_spec
-from engine.status import PartnerStatus, ServerStatus, ServiceStatus, Status, StatusCache
+from engine.status import Status, StatusCache
 from engine.table import Table
 from engine.timers import Deadline, Timers
 
@@ -66,14 +66,8 @@ class Ready:
 
     `status` is built when first read (most steps' status is never read,
     and building it is most of a step's cost); read it before the next
-    step, or read `Engine.status` for the current one.
-
-    A `ReadTable` (every `table_check_interval`, and after a table command
-    failed) is answered with one `TableRead`, or a `CommandFailed` naming
-    it, in the order asked, the table read when the command is carried out
-    (after the table operations before it).  A read answered after table
-    operations of later steps went out may miss them: the engine discards
-    it and asks again, rather than take it for drift.
+    step, or read `Engine.status` for the current one.  How a `ReadTable`
+    is answered: `engine.events.ReadTable`.
     """
 
     commands: tuple[Command, ...]
@@ -120,10 +114,6 @@ class Engine:
         """The table as applied to the kernel (what the engine believes it holds)."""
         return self.keeper.applied
 
-    @property
-    def vips(self) -> tuple[Vip, ...]:
-        return self.holding.held
-
     # ================================================================ step
 
     def step(self, now_ms: int, event: Input) -> Ready:
@@ -143,9 +133,7 @@ class Engine:
                 pass
             case HeartbeatReceived(path, source, payload):
                 self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
-                for note in self.failover.take_notes():
-                    where = {"path": note.path, "source": note.source} if note.path and note.source else {}
-                    out.append(Notify("heartbeat_ignored", {"counter": note.counter, "why": note.why, **where}))
+                out.extend(note.notify() for note in self.failover.take_notes())
             case CheckCompleted(check_id, ok, detail):
                 self._check_completed(check_id, ok, detail, out)
             case LoadRead(load_id, load):
@@ -228,19 +216,7 @@ class Engine:
 
     def _due(self, now_ms: int, out: list[Command]) -> None:
         verdicts, notes = self.failover.tick(now_ms)
-        for note in notes:
-            match note:
-                case Noticed("heartbeat_lost", path):
-                    out.append(Notify("heartbeat_lost", {"path": path}))
-                case Noticed("partner_dead"):
-                    out.append(Notify("partner", {"alive": False, "reason": "no heartbeat for deadtime"}))
-                case Noticed("stall"):
-                    out.append(Notify("stall", {"reason": "step late: listening one more keepalive"}))
-                case Noticed("hold_expired"):
-                    out.append(Notify("hold", {"reason": "the partner did not take over within deadtime + keepalive "
-                                                         "of the operator's failover: the usual rules apply again"}))
-                case _:
-                    raise EngineMisuse(f"a notice the engine does not know: {note}")
+        out.extend(note.notify() for note in notes)
         self._verdicts(verdicts, out)
         out.extend(self.failover.due_heartbeats(now_ms))
         for name in self.timers.pop_due(now_ms):
@@ -428,30 +404,12 @@ class Engine:
         self._status = Status(
             node=self.node, role=fo.role, now_ms=now, serial_no=self.config.serial_no,
             vips=self.holding.addresses,
-            partner=PartnerStatus(
-                alive=bool(fo.partner_alive), state=fo.partner_state, serial_no=fo.partner_serial,
-                last_heard_ms=fo.last_heard_ms, deaf=bool(fo.partner_alive) and fo.partner_deaf(now),
-                drift=fo.partner_serial is not None and fo.partner_serial != self.config.serial_no,
-            ),
-            services=self._cache.services(self.config, self._service_status), counters=dict(fo.counters),
+            partner=fo.partner_status(now),
+            services=self._cache.services(self.config, lambda v: self.registry.service_status(
+                v, self.keeper.entries.get(v.name), self.keeper.service_keys[v.name] is not None,
+                self.keeper.quorum.get(v.name, True), self._cache.servers)),
+            counters=dict(fo.counters),
             table=self.keeper.status(self.config.table_check_interval_ms),
             auth="none" if fo.key is None else "hmac-sha256",
         )
         return self._status
-
-    def _service_status(self, virtual: Virtual) -> ServiceStatus:
-        entry = self.keeper.entries.get(virtual.name)
-        dests = entry.dests if entry is not None else {}
-        servers: list[ServerStatus] = []
-        for member in self.registry.members_of(virtual):
-            key = (virtual.name, member.server.name)
-            cached = self._cache.servers.get(key)
-            if cached is None:
-                cached = self._cache.servers[key] = self.registry.server_status(member, dests)
-            servers.append(cached)
-        return ServiceStatus(
-            name=virtual.name, address=virtual.address, port=virtual.port, protocol=virtual.protocol,
-            fwmark=virtual.fwmark, scheduler=virtual.scheduler, active=self.keeper.service_keys[virtual.name] is not None,
-            sorry_in_table=any(d.name == "sorry" for d in dests.values()),
-            quorum_ok=self.keeper.quorum.get(virtual.name, True), servers=tuple(servers),
-        )

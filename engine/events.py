@@ -23,8 +23,8 @@ gets a `Ready`:
      of an empty table gets `Notify("vip_cleanup")` and a `DelVip` for
      every configured VIP (leftovers of a previous life) before the rest.
      A `ReadTable` is carried out in command order like the rest: the
-     table it reads is the kernel's at that point (see `Ready` in
-     engine.py for the reads that miss later operations).
+     table it reads is the kernel's at that point (see `ReadTable` for
+     the reads that miss later operations).
 
 - `next_deadline_ms` is when the engine next needs a `Tick` (None: only
   inputs will wake it).  Waking late is harmless; waking early is a no-op.
@@ -225,7 +225,15 @@ class StopSyncDaemon:
 
 @dataclass(frozen=True, slots=True)
 class ReadTable:
-    """Read back what the kernel holds; answer with `TableRead`."""
+    """Read back what the kernel holds; answer with `TableRead`.
+
+    Asked every `table_check_interval`, and after a table command failed;
+    answered with one `TableRead`, or a `CommandFailed` naming it, in the
+    order asked, the table read when the command is carried out (after the
+    table operations before it).  A read answered after table operations
+    of later steps went out may miss them: the engine discards it and asks
+    again, rather than take it for drift.
+    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from __future__ import annotations
 from engine.events import Path, SendHeartbeat
 from engine.liveness import At, Liveness, Noticed
 from engine.model import Config, Node
+from engine.status import PartnerStatus
 from engine.stream import SUSPECT_WHY, PartnerStream, Suspect
 from engine.timers import Timers
 from engine.verdicts import Heard, PartnerState, Role, Verdict, judge
@@ -372,6 +373,14 @@ class Failover:
             return (f"the partner runs serial_no {self.partner_serial}, this router {self.config.serial_no}: "
                     "reload both with the same lvs.cf first")
         return None
+
+    def partner_status(self, now_ms: int) -> PartnerStatus:
+        alive = bool(self.partner_alive)
+        return PartnerStatus(
+            alive=alive, state=self.partner_state, serial_no=self.partner_serial, last_heard_ms=self.last_heard_ms,
+            deaf=alive and self.partner_deaf(now_ms),
+            drift=self.partner_serial is not None and self.partner_serial != self.config.serial_no,
+        )
 
     def partner_hears_us(self, now_ms: int) -> bool:
         """The partner's ack names a heartbeat we sent within `deadtime`."""

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
-from engine.events import Path
+from engine.events import Notify, Path
 from engine.timers import Deadline, Timers
 
 PATHS: tuple[Path, Path] = ("public", "private")
@@ -73,6 +73,21 @@ class Noticed:
 
     kind: Literal["heartbeat_lost", "partner_dead", "stall", "hold_expired"]
     path: Path | None = None
+
+    def notify(self) -> Notify:
+        """The notice for the log and the notify FIFO."""
+        if self.kind == "heartbeat_lost":
+            return Notify("heartbeat_lost", {"path": self.path})
+        kind, reason = _NOTICES[self.kind]
+        return Notify(kind, {"alive": False, "reason": reason} if kind == "partner" else {"reason": reason})
+
+
+_NOTICES: Mapping[str, tuple[str, str]] = {
+    "partner_dead": ("partner", "no heartbeat for deadtime"),
+    "stall": ("stall", "step late: listening one more keepalive"),
+    "hold_expired": ("hold", "the partner did not take over within deadtime + keepalive "
+                             "of the operator's failover: the usual rules apply again"),
+}
 
 
 class Liveness:

@@ -39,8 +39,8 @@ from engine import health as nanny
 from engine.events import AdminRequested, CheckSpec, Command, Notify, ReadLoad, RunCommand, StartCheck
 from engine.model import Config, Server, Virtual
 from engine.pool import Member, dest_port
-from engine.status import ServerStatus
-from engine.table import Dest, DestKey, ServiceKey, Table
+from engine.status import ServerStatus, ServiceStatus
+from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
 from engine.timers import Deadline
 
 LOAD_PERIOD_MS = 20_000  # nanny reads load_monitor about every 20 s
@@ -214,6 +214,24 @@ class Registry:
                 configured_weight=server.weight,
             ))
         return views
+
+    def service_status(self, virtual: Virtual, entry: ServiceEntry | None, active: bool, quorum_ok: bool,
+                       cache: dict[MemberKey, ServerStatus]) -> ServiceStatus:
+        """One virtual's status, given its desired `entry`; its servers' from `cache` when there."""
+        dests = entry.dests if entry is not None else {}
+        servers: list[ServerStatus] = []
+        for member in self.members_of(virtual):
+            key = (virtual.name, member.server.name)
+            cached = cache.get(key)
+            if cached is None:
+                cached = cache[key] = self.server_status(member, dests)
+            servers.append(cached)
+        return ServiceStatus(
+            name=virtual.name, address=virtual.address, port=virtual.port, protocol=virtual.protocol,
+            fwmark=virtual.fwmark, scheduler=virtual.scheduler, active=active,
+            sorry_in_table=any(d.name == "sorry" for d in dests.values()), quorum_ok=quorum_ok,
+            servers=tuple(servers),
+        )
 
     def server_status(self, member: MemberState, dests: Mapping[DestKey, Dest]) -> ServerStatus:
         server, virtual = member.server, member.virtual

@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
-from engine.events import Path
+from engine.events import Notify, Path
 from engine.wire import Heartbeat, ReplayWindow
 
 Admission = Literal["continued", "new", "replayed", "out_of_sequence"]
@@ -66,6 +66,10 @@ class Suspect:
     why: str
     path: Path | None
     source: str | None
+
+    def notify(self) -> Notify:
+        where = {"path": self.path, "source": self.source} if self.path and self.source else {}
+        return Notify("heartbeat_ignored", {"counter": self.counter, "why": self.why, **where})
 
 
 SUSPECT_WHY: Mapping[str, str] = {

@@ -48,7 +48,7 @@ class CheckedWorld(World):
         self.kernel[node] = apply(self.kernel[node], ops)
         assert self.kernel[node] == engine.applied
         if after == "standby":
-            assert engine.vips == () and not engine.applied
+            assert engine.holding.held == () and not engine.applied
         self.deadlines[node] = ready.next_deadline_ms
         for command in ready.commands:
             self._carry_out(node, command)
