@@ -28,6 +28,8 @@ from typing import Callable, Iterable, Iterator
 NETLINK_ROUTE = 0
 RTMGRP_LINK = 1
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+IFA_ADDRESS, IFA_LOCAL = 1, 2
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 IFLA_IFNAME = 3
@@ -35,6 +37,7 @@ IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 _NLMSG = struct.Struct("=IHHII")  # length, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _RTA = struct.Struct("=HH")  # length, type
+_IFADDR = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 
 
 def link_events(data: bytes) -> Iterator[tuple[int, str | None, int, bool]]:
@@ -67,6 +70,51 @@ def _ifname(data: bytes, start: int, end: int) -> str | None:
             return raw.decode("ascii", "replace")
         at += (length + 3) & ~3
     return None
+
+
+def interface_of(address: str) -> str | None:
+    """The interface that holds `address` on this host (None: none does),
+    from one RTM_GETADDR dump: the heartbeat paths' interfaces are found by
+    their addresses, which lvs.cf gives, not by name."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    wanted = socket.inet_pton(family, address)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE) as sock:
+        sock.settimeout(2.0)
+        sock.bind((0, 0))
+        request = _IFADDR.pack(family, 0, 0, 0, 0)
+        sock.sendto(_NLMSG.pack(_NLMSG.size + len(request), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+                    + request, (0, 0))
+        while True:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSG.size <= len(data):
+                length, kind, _, _, _ = _NLMSG.unpack_from(data, offset)
+                if length < _NLMSG.size or offset + length > len(data):
+                    return None
+                if kind in (NLMSG_DONE, NLMSG_ERROR):
+                    return None
+                if kind == RTM_NEWADDR and length >= _NLMSG.size + _IFADDR.size:
+                    index = _IFADDR.unpack_from(data, offset + _NLMSG.size)[4]
+                    if wanted in _attributes(data, offset + _NLMSG.size + _IFADDR.size, offset + length,
+                                             (IFA_ADDRESS, IFA_LOCAL)):
+                        try:
+                            return socket.if_indextoname(index)
+                        except OSError:
+                            return None
+                offset += (length + 3) & ~3
+
+
+def _attributes(data: bytes, start: int, end: int, kinds: tuple[int, ...]) -> list[bytes]:
+    found = []
+    at = start
+    while at + _RTA.size <= end:
+        length, kind = _RTA.unpack_from(data, at)
+        if length < _RTA.size or at + length > end:
+            break
+        if kind in kinds:
+            found.append(data[at + _RTA.size:at + length])
+        at += (length + 3) & ~3
+    return found
 
 
 class LinkMonitor:

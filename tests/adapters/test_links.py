@@ -129,6 +129,14 @@ def test_link_changes_in_a_namespace_are_reported() -> None:
         assert _next(lines) == ["eth9", True]
         _ip("-n", ns, "link", "del", "eth9")
         assert _next(lines) == ["eth9", False]
+        # The heartbeat paths' interfaces are found by address.
+        _ip("-n", ns, "addr", "add", "10.9.0.1/24", "dev", "eth0")
+        _ip("-n", ns, "addr", "add", "fd00:9::1/64", "dev", "eth0", "nodad")
+        found = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c",
+             "from adapters.links import interface_of as f; print(f('10.9.0.1'), f('fd00:9::1'), f('10.9.0.2'))"],
+            cwd=ROOT, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert found.stdout.split() == ["eth0", "eth0", "None"]
     finally:
         if proc is not None:
             proc.kill()
