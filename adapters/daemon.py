@@ -168,6 +168,7 @@ class Daemon:
         except Refused as e:
             raise StartError("\n".join([str(e), *e.errors])) from None
         self.node = find_node(self.config)
+        _log_level(self.config)
         problem = _unrunnable(self.config)
         if problem:
             raise StartError(problem)
@@ -260,6 +261,8 @@ class Daemon:
         now_ms = (time.monotonic() - self.started) * 1000
         if self.deadline is not None and now_ms >= self.deadline:  # this step serves a deadline: how late?
             self.lateness.note(now_ms - self.deadline)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("input: %s", describe(event), extra=_fields(kind="input", input=describe(event)))
         try:
             ready = self.engine.step(self.now_ms(), event)
         except Exception as e:
@@ -461,6 +464,7 @@ class Daemon:
             return None
         pending.sockets.commit()
         previous, self.config, self.key = self.config, pending.config, pending.key
+        _log_level(self.config)
         if self.config.heartbeat_port != previous.heartbeat_port:
             log.info("heartbeat: sockets now on port %d", self.config.heartbeat_port,
                      extra=_fields(kind="reload", ok=True, heartbeat_port=self.config.heartbeat_port))
@@ -569,6 +573,12 @@ def _fields(**fields: Any) -> dict[str, Any]:
 def _warn(warnings: list[str]) -> None:
     for warning in warnings:
         log.warning("WARNING: %s", warning, extra=_fields(kind="warning", warning=warning))
+
+
+def _log_level(config: Config) -> None:
+    """lvs.cf's debug_level: NONE logs decisions and errors; any other word
+    (Piranha's tool wrote LOW, HIGH...) also every input the engine steps on."""
+    log.setLevel(logging.INFO if config.debug_level.upper() == "NONE" else logging.DEBUG)
 
 
 class JsonFormatter(logging.Formatter):
