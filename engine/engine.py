@@ -216,7 +216,8 @@ class Engine:
 
     def _due(self, now_ms: int, out: list[Command]) -> None:
         verdicts, notes = self.failover.tick(now_ms)
-        out.extend(note.notify() for note in notes)
+        if notes:
+            out.extend(note.notify() for note in notes)
         self._verdicts(verdicts, out)
         out.extend(self.failover.due_heartbeats(now_ms))
         for name in self.timers.pop_due(now_ms):
@@ -358,13 +359,13 @@ class Engine:
         if result is None:
             return  # a result for a check that a reload removed, or a duplicate
         before, after, members = result
+        self._cache.members_changed(members)
         for key in members:
-            self._cache.member_changed(key)
             observed = self.registry.observed(key, before, after, detail, self.config.command_timeout_ms)
-            out.extend(observed.before)
-            if observed.virtual is not None:
+            if observed is not None:
+                out.extend(observed.before)
                 self._refresh(observed.virtual, out)
-            out.extend(observed.after)
+                out.extend(observed.after)
 
     # ================================================================ operator
 

@@ -53,21 +53,23 @@ from engine.liveness import At, Liveness, Noticed
 from engine.model import Config, Node
 from engine.status import PartnerStatus
 from engine.stream import SUSPECT_WHY, PartnerStream, Suspect
-from engine.timers import Timers
+from engine.timers import Deadline, Timers
 from engine.verdicts import Heard, PartnerState, Role, Verdict, judge
 from engine.wire import AUTH_ERRORS, Heartbeat, WireError, decode, encode
 
 __all__ = ["Failover", "Noticed", "Suspect", "Verdict"]
+
+SEND = Deadline("send")
 
 
 class Failover:
     """pulse for one router.  Mutable, owned by one `Engine`."""
 
     # Deadlines, each a named timer in `timers` (None: not set).
-    next_send_ms = At("send")
-    backup_take_ms = At("backup_take")  # standby/standby: the backup takes over then
-    hold_until_ms = At("hold")  # an operator's hand-over holds this router standby until then
-    leaving_confirm_ms = At("leaving_confirm")  # an unconfirmed `leaving`: take over then
+    next_send_ms = At(SEND)
+    backup_take_ms = At(Deadline("backup_take"))  # standby/standby: the backup takes over then
+    hold_until_ms = At(Deadline("hold"))  # an operator's hand-over holds this router standby until then
+    leaving_confirm_ms = At(Deadline("leaving_confirm"))  # an unconfirmed `leaving`: take over then
 
     def __init__(self, config: Config, node: Node, *, key: bytes | None, seq_start: int) -> None:
         self.timers = Timers()
@@ -137,8 +139,9 @@ class Failover:
         return []
 
     def expect_wake(self, deadline_ms: int | None) -> None:
-        """The engine asked to be woken at `deadline_ms` (the stall guard's reference)."""
-        self.live.expect_wake(deadline_ms, self.config.keepalive_ms)
+        """The engine asked to be woken at `deadline_ms`: a step more than
+        `keepalive` later is a stall (`engine.liveness`)."""
+        self.live.stall_after_ms = None if deadline_ms is None else deadline_ms + self.config.keepalive_ms
 
     def tick(self, now_ms: int) -> tuple[list[Verdict], list[Noticed]]:
         """Deadlines due at `now_ms`: verdicts, and events worth a notice."""
@@ -181,7 +184,8 @@ class Failover:
     def next_deadline(self) -> int | None:
         if not self.enabled or self.leaving:
             return None
-        self.live.schedule_probe(self._probe_due_ms())
+        self.live.schedule_probe(self.live.probe_due(
+            self.config.heartbeat_format == "shoal", self.leaving, self.config.keepalive_ms))
         return self.timers.next()
 
     # ------------------------------------------------------------ sending
@@ -200,18 +204,17 @@ class Failover:
     def due_heartbeats(self, now_ms: int) -> list[SendHeartbeat]:
         if not self.enabled:
             return []
-        probe_at = self._probe_due_ms()
+        probe_at = self.live.probe_due(self.config.heartbeat_format == "shoal", self.leaving, self.config.keepalive_ms)
         probe = probe_at is not None and now_ms >= probe_at and not self.leaving
-        if not probe and (self.next_send_ms is None or now_ms < self.next_send_ms):
-            return []
+        if not probe:
+            next_send_ms = self.timers.get(SEND)
+            if next_send_ms is None or now_ms < next_send_ms:
+                return []
         if probe:
             self.live.last_probe_ms = now_ms
             self.live.next_probe_ms = now_ms + max(1, self.config.keepalive_ms // 4)
         self.next_send_ms = None if self.leaving else now_ms + self.config.keepalive_ms
         return self._send(now_ms, "leaving" if self.leaving else self.role, probe=probe)
-
-    def _probe_due_ms(self) -> int | None:
-        return self.live.probe_due(self.config.heartbeat_format == "shoal", self.leaving, self.config.keepalive_ms)
 
     def leave(self, now_ms: int) -> list[SendHeartbeat]:
         """Shutting down (or handing over): tell the partner, then fall silent."""

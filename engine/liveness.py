@@ -46,13 +46,14 @@ from engine.timers import Deadline, Timers
 PATHS: tuple[Path, Path] = ("public", "private")
 _PATH_LOST = {path: Deadline("path_lost", i) for i, path in enumerate(PATHS)}
 _PROBE = Deadline("probe")
+DEAD = Deadline("partner_dead")
 
 
 class At:
     """An attribute kept as a named deadline in its owner's `timers` (None: not set)."""
 
-    def __init__(self, kind: str) -> None:
-        self.name = Deadline(kind)
+    def __init__(self, name: Deadline) -> None:
+        self.name = name
 
     def __get__(self, owner: Any, cls: Any = None) -> int | None:
         return owner.timers.get(self.name)  # type: ignore[no-any-return]
@@ -93,7 +94,7 @@ _NOTICES: Mapping[str, tuple[str, str]] = {
 class Liveness:
     """The partner heard and hearing us, for one `Failover`."""
 
-    dead_at_ms = At("partner_dead")  # silence until then: the partner is dead
+    dead_at_ms = At(DEAD)  # silence until then: the partner is dead
 
     def __init__(self, timers: Timers) -> None:
         self.timers = timers
@@ -104,7 +105,7 @@ class Liveness:
         self.stall_grace_used = False
         self.next_probe_ms: int | None = None
         self.last_probe_ms = -(2**62)
-        self._stall_after_ms: int | None = None
+        self.stall_after_ms: int | None = None  # a step after this is a stall (the engine's deadline + keepalive)
         self._path_heard_ms: dict[Path, int] = {}
         self._path_lost: dict[Path, bool] = {}
         self._sent: deque[tuple[int, int]] = deque()  # (seq, sent at), oldest first
@@ -142,11 +143,6 @@ class Liveness:
 
     # ------------------------------------------------------------ deadlines
 
-    def expect_wake(self, deadline_ms: int | None, keepalive_ms: int) -> None:
-        """The engine asked to be woken at `deadline_ms`: a step that comes
-        more than `keepalive` after it is a stall."""
-        self._stall_after_ms = None if deadline_ms is None else deadline_ms + keepalive_ms
-
     def due(self, now_ms: int, paths: tuple[Path, ...], deadtime_ms: int, keepalive_ms: int) -> list[Noticed]:
         """Paths lost, then a stall or the partner dead, at `now_ms`."""
         notes: list[Noticed] = []
@@ -158,7 +154,7 @@ class Liveness:
                 notes.append(Noticed("heartbeat_lost", path))
         dead_at = self.dead_at_ms
         if dead_at is not None and now_ms >= dead_at:
-            stalled = self._stall_after_ms is not None and now_ms > self._stall_after_ms
+            stalled = self.stall_after_ms is not None and now_ms > self.stall_after_ms
             if stalled and not self.stall_grace_used:
                 self.stall_grace_used = True
                 self.dead_at_ms = now_ms + keepalive_ms
@@ -171,7 +167,7 @@ class Liveness:
 
     def probe_due(self, shoal: bool, leaving: bool, keepalive_ms: int) -> int | None:
         """When to ask the partner for an immediate answer (see probes; shoal format only)."""
-        if not shoal or not self.alive or leaving or self.last_heard_ms is None or self.dead_at_ms is None:
+        if not shoal or not self.alive or leaving or self.last_heard_ms is None or self.timers.get(DEAD) is None:
             return None
         if self.next_probe_ms is not None:
             return self.next_probe_ms

@@ -87,15 +87,12 @@ class MemberState:
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """What one check result did to one member: the virtual to recompute
-    (None: nothing changed), with the commands to emit before and after."""
+    """What one check result did to one member: the virtual to recompute,
+    with the commands to emit before and after."""
 
-    virtual: str | None
+    virtual: str
     before: tuple[Command, ...] = ()
     after: tuple[Command, ...] = ()
-
-
-_UNCHANGED = Observed(None)
 
 
 def check_spec(virtual: Virtual, server: Server) -> CheckSpec | None:
@@ -278,7 +275,9 @@ class Registry:
         check.health = nanny.observe(check.health, ok, detail, rise=check.rise, fall=check.fall)
         return before, check.health.status, check.members
 
-    def observed(self, key: MemberKey, before: str, after: str, detail: str, command_timeout_ms: int) -> Observed:
+    def observed(self, key: MemberKey, before: str, after: str, detail: str,
+                 command_timeout_ms: int) -> Observed | None:
+        """What the result does to one member (None: nothing)."""
         member = self.members[key]
         virtual, server = member.virtual, member.server
         if after != before:
@@ -294,7 +293,7 @@ class Registry:
         if after == "up" and member.weight < server.weight and virtual.load_monitor == "none":
             member.weight = nanny.slow_start_next(member.weight, server.weight)
             return Observed(virtual.name)
-        return _UNCHANGED
+        return None
 
     def load_members(self, load_id: int) -> tuple[MemberKey, ...]:
         load = self.loads.get(load_id)

@@ -12,7 +12,7 @@ config rebuilds everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, TableOp
 from engine.model import Config, Virtual
@@ -114,6 +114,9 @@ class StatusCache:
 
     def member_changed(self, key: tuple[str, str]) -> None:
         self._dirty_members.add(key)
+
+    def members_changed(self, keys: Iterable[tuple[str, str]]) -> None:
+        self._dirty_members.update(keys)
 
     def virtual_changed(self, name: str) -> None:
         self._dirty_virtuals.add(name)
