@@ -199,8 +199,7 @@ class Engine:
         adopted = isinstance(event, TableRead) and bool(event.table)
         if isinstance(event, TableRead):
             self.keeper.applied = dict(event.table)
-            for key in self.registry.adopt(event.table, self.keeper.service_keys):
-                self._cache.member_changed(key)
+            self._cache.members_changed(self.registry.adopt(event.table, self.keeper.service_keys))
             self._recompute_all()
             if not adopted:
                 out.extend(self.holding.leftovers(self.config))

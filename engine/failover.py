@@ -17,9 +17,6 @@ Every deadline here is a named timer in one `engine.timers.Timers`
 - a standby router whose partner died goes active; one whose partner left
   goes active at once (an untrusted `leaving` only if no `active`
   heartbeat arrives within `keepalive`);
-- the standby backup of a standby pair goes active two keepalives after it
-  first heard the primary standby (one round may be lost); a cold start is
-  never dual;
 - the winner of a dual-active re-ARPs however it learns it won: on hearing
   the partner active (the table), and on hearing it standby after a silence
   or after it was active (its yield may be all that reaches us);
@@ -242,20 +239,16 @@ class Failover:
         self.seq += 1
         self.live.sent(self.seq, now_ms, self.config.deadtime_ms)
         fmt = self.config.heartbeat_format
+        shoal = fmt == "shoal"  # the original's format carries the state alone
         sends = []
         for path in self.paths:
             heartbeat = Heartbeat(
-                format=fmt,
-                state=state,
-                node=self.node if fmt == "shoal" else None,
-                seq=self.seq if fmt == "shoal" else 0,
-                ack=self.stream.heard_seq if fmt == "shoal" else 0,
-                serial_no=self.config.serial_no if fmt == "shoal" else 0,
-                probe=probe and fmt == "shoal",
-                yielded=fmt == "shoal" and state != "active" and now_ms < self.yielded_until_ms,
-                private=fmt == "shoal" and path == "private",
+                format=fmt, state=state, node=self.node if shoal else None, seq=self.seq if shoal else 0,
+                ack=self.stream.heard_seq if shoal else 0, serial_no=self.config.serial_no if shoal else 0,
+                probe=probe and shoal, yielded=shoal and state != "active" and now_ms < self.yielded_until_ms,
+                private=shoal and path == "private",
             )
-            payload = encode(heartbeat, self.key if fmt == "shoal" else None)
+            payload = encode(heartbeat, self.key if shoal else None)
             address = self.partner_address(path)
             assert address is not None
             sends.append(SendHeartbeat(path, address, self.config.heartbeat_port, payload))
@@ -346,11 +339,6 @@ class Failover:
         """The partner's highest sequence in its current stream: our ack."""
         return self.stream.heard_seq
 
-    @property
-    def partner_ack(self) -> int:
-        """The highest ack of the partner's current stream."""
-        return self.stream.ack
-
     def handover_refusal(self, now_ms: int) -> str | None:
         """Why an operator's failover would be refused now; None: it would be
         carried out.  It needs a partner ready to take over: heard both ways
@@ -387,13 +375,13 @@ class Failover:
 
     def partner_hears_us(self, now_ms: int) -> bool:
         """The partner's ack names a heartbeat we sent within `deadtime`."""
-        return self.live.acks_recent(self.partner_ack, now_ms, self.config.deadtime_ms)
+        return self.live.acks_recent(self.stream.ack, now_ms, self.config.deadtime_ms)
 
     def partner_deaf(self, now_ms: int) -> bool:
         """The partner has not heard us for longer than `deadtime + keepalive` (shoal format only)."""
         if self.config.heartbeat_format != "shoal":
             return False
-        return self.live.deaf(self.partner_ack, now_ms, self.config.deadtime_ms, self.config.keepalive_ms)
+        return self.live.deaf(self.stream.ack, now_ms, self.config.deadtime_ms, self.config.keepalive_ms)
 
     def _judge(self, now_ms: int, partner: PartnerState, trusted: bool, credible: bool) -> list[Verdict]:
         """The receive rules (`engine.verdicts`), and what they ask us to remember."""

@@ -112,9 +112,6 @@ class StatusCache:
         self._services = None
         self._index = {v.name: i for i, v in enumerate(config.virtuals)}
 
-    def member_changed(self, key: tuple[str, str]) -> None:
-        self._dirty_members.add(key)
-
     def members_changed(self, keys: Iterable[tuple[str, str]]) -> None:
         self._dirty_members.update(keys)
 
