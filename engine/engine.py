@@ -41,7 +41,7 @@ from typing import Iterable
 
 from engine.events import (
     AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LoadRead,
-    Notify, RunCommand, SetTimeouts, ShutdownRequested, TableRead, Tick,
+    Notify, RunCommand, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead, Tick,
 )
 from engine.failover import Failover, Verdict
 from engine.holding import Holding
@@ -184,10 +184,10 @@ class Engine:
     @staticmethod
     def _ordered(out: list[Command]) -> list[Command]:
         # Heartbeats first: a change of role is announced before it is carried out.
-        first = [c for c in out if type(c).__name__ == "SendHeartbeat"]
+        first = [c for c in out if isinstance(c, SendHeartbeat)]
         if not first:
             return out
-        return first + [c for c in out if type(c).__name__ != "SendHeartbeat"]
+        return first + [c for c in out if not isinstance(c, SendHeartbeat)]
 
     def _next_deadline(self) -> int | None:
         times = [t for t in (self.timers.next(), self.failover.next_deadline()) if t is not None]
@@ -320,14 +320,9 @@ class Engine:
         previous = self.config
         self.config = config
         self.failover.reconfigure(config, key)
-        old = set(self.registry.deadlines())
+        timed = self.registry.deadlines()
         self._configure(config)
-        new = self.registry.deadlines()
-        for name in old.difference(new):
-            self.timers.cancel(name)
-        for name in new:
-            if name not in old:
-                self.timers.set(name, self.now_ms)
+        self.timers.follow(timed, self.registry.deadlines(), self.now_ms)  # new checks and loads run now
         interval = config.table_check_interval_ms
         if interval != previous.table_check_interval_ms:
             if interval:

@@ -47,6 +47,17 @@ class Timers:
     def cancel(self, name: Deadline) -> None:
         self._due.pop(name, None)
 
+    def follow(self, before: list[Deadline], after: list[Deadline], due_ms: int) -> None:
+        """A set of names replaced: those of `before` not in `after` are
+        cancelled, those of `after` not in `before` set to `due_ms` (in
+        order); the others keep their deadlines."""
+        old = set(before)
+        for name in old.difference(after):
+            self.cancel(name)
+        for name in after:
+            if name not in old:
+                self.set(name, due_ms)
+
     def get(self, name: Deadline) -> int | None:
         return self._due.get(name)
 
