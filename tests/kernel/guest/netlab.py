@@ -33,7 +33,6 @@ waited for; `Lab.close()` stops the threads and deletes the namespaces.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import socketserver
 import subprocess
@@ -44,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from adapters import netns
-from adapters.netns import Topology, entered
+from adapters.netns import batch, entered, run_entered, write_sysctl
 
 PORT = 80
 CLIENT = "10.72.0.2"
@@ -130,25 +129,19 @@ class KeepAlive:
         self.conn.close()
 
 
-def sysctl(ns: str, key: str, value: str) -> None:
-    """Write a net sysctl in `ns` (/proc/sys/net follows the calling thread's namespace)."""
-    with entered(ns):
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(value)
-
-
 class Lab:
     """The namespaces of the diagram above and the real servers' HTTP threads.
 
     Built with one `ip -batch` in the root namespace (namespaces, bridges,
     veths created straight into their namespaces) and one per namespace
-    (addresses, routes): under TCG every process started costs a few
-    hundred milliseconds, so a dozen of them rather than a hundred.
+    (addresses, routes), with adapters/netns.py's batch helpers: under TCG
+    every process started costs a few hundred milliseconds, so a dozen of
+    them rather than a hundred.
     """
 
     def __init__(self) -> None:
         netns.require()
-        self.prefix = Topology().prefix  # sh<pid>-<n>-: netns.sweep() knows it
+        self.prefix = netns.new_prefix()  # sh<pid>-<n>-: netns.sweep() knows it
         self.ns: dict[str, str] = {}
         self.servers: list[NameServer] = []
 
@@ -169,7 +162,7 @@ class Lab:
             server.stop()
         self.servers.clear()
         if self.ns:
-            _batch(None, [f"netns del {name}" for name in self.ns.values()], force=True)
+            batch(None, [f"netns del {name}" for name in self.ns.values()], force=True)
             self.ns.clear()
 
     @property
@@ -220,23 +213,23 @@ class Lab:
         config["sw"] += [line for port, bridge in ports
                          for line in (f"link set {port} master {bridge}", f"link set {port} up")]
 
-        _batch(None, root)
+        batch(None, root)
         # Sysctls first: the DR servers must not answer ARP for the VIP once up.
         d = self.director
-        sysctl(d, "net.ipv4.ip_forward", "1")  # NAT replies are routed back through IPVS
-        sysctl(self.ns["gw"], "net.ipv4.ip_forward", "1")
+        write_sysctl(d, "net.ipv4.ip_forward", "1")  # NAT replies are routed back through IPVS
+        write_sysctl(self.ns["gw"], "net.ipv4.ip_forward", "1")
         for name in DR_SERVERS:
             for dev in ("all", "eth0"):
-                sysctl(self.ns[name], f"net.ipv4.conf.{dev}.arp_ignore", "1")
-                sysctl(self.ns[name], f"net.ipv4.conf.{dev}.arp_announce", "2")
+                write_sysctl(self.ns[name], f"net.ipv4.conf.{dev}.arp_ignore", "1")
+                write_sysctl(self.ns[name], f"net.ipv4.conf.{dev}.arp_announce", "2")
         for name in TUN_SERVERS:
             for dev in ("all", "default", "eth0", "tunl0"):
-                sysctl(self.ns[name], f"net.ipv4.conf.{dev}.rp_filter", "0")
+                write_sysctl(self.ns[name], f"net.ipv4.conf.{dev}.rp_filter", "0")
         for short in shorts:
-            _batch(self.ns[short], config[short])
+            batch(self.ns[short], config[short])
         rules = (f"table ip proof {{\n chain pre {{\n type filter hook prerouting priority -300;\n"
                  f" ip saddr {{ {DR_VIP}, {TUN_VIP} }} counter drop\n }}\n}}\n")
-        _run(d, ["nft", "-f", "-"], rules)
+        run_entered(d, ["nft", "-f", "-"], rules)
 
         for name in (*NAT_SERVERS, *DR_SERVERS, *TUN_SERVERS):
             self.servers.append(NameServer(self.ns[name], name))
@@ -267,26 +260,8 @@ class Lab:
 
     def dropped_at_director(self) -> str:
         """The director's nft rule dropping packets from DR_VIP/TUN_VIP, with its counter."""
-        return _run(self.director, ["nft", "list", "chain", "ip", "proof", "pre"])
+        return run_entered(self.director, ["nft", "list", "chain", "ip", "proof", "pre"])
 
     def ipvsadm(self, *args: str) -> str:
         """`ipvsadm ARGS` in the director's namespace (an independent reader of its table)."""
-        return _run(self.director, ["ipvsadm", *args])
-
-
-def _run(ns: str | None, argv: list[str], stdin: str | None = None) -> str:
-    """Run argv (in namespace `ns`: started from a thread inside it, cheaper than `ip netns exec`)."""
-    with entered(ns) if ns else contextlib.nullcontext():
-        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        raise netns.NetnsCommandFailed(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}\n{stdin or ''}")
-    return done.stdout
-
-
-def _batch(ns: str | None, lines: list[str], force: bool = False) -> None:
-    """`ip [-n NS] [-force] -batch -` with `lines`: one process for many commands."""
-    argv = ["ip", *(["-n", ns] if ns else []), *(["-force"] if force else []), "-batch", "-"]
-    if force:
-        subprocess.run(argv, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=30)
-    else:
-        _run(None, argv, "\n".join(lines) + "\n")
+        return run_entered(self.director, ["ipvsadm", *args])

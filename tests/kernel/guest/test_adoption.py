@@ -32,7 +32,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import pytest
 from adapters import netns
 from adapters.control import ask
 from adapters.dataplane.ipvsadm import parse_save
+from adapters.lab import daemons
 from adapters.netns import entered
 
 VIP = "10.60.0.100"
@@ -128,23 +128,11 @@ class _Server(ThreadingHTTPServer):
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
 
 
-def ip_batch(lines: list[str], ns: str | None = None) -> None:
-    """Many `ip` commands in one process (each process start costs under TCG)."""
-    argv = ["ip", *(["-n", ns] if ns else []), "-b", "-"]
-    done = subprocess.run(argv, input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"{' '.join(argv)}: {done.stderr}\n" + "\n".join(lines)
-
-
-def sysctl(ns: str, key: str, value: str) -> None:
-    with entered(ns):
-        Path("/proc/sys", *key.split(".")).write_text(value)
-
-
 @dataclass
 class Director:
     ns: dict[str, str]
     tmp: Path
-    daemon: subprocess.Popen[bytes] | None = None
+    daemon: daemons.Daemon | None = None
 
     @property
     def state(self) -> str:
@@ -176,7 +164,7 @@ class Director:
         deadline = time.monotonic() + timeout_s
         last: Any = None
         while time.monotonic() < deadline:
-            if self.daemon is not None and self.daemon.poll() is not None:
+            if self.daemon is not None and not self.daemon.running():
                 raise AssertionError(f"the daemon exited ({self.daemon.returncode}) waiting for {what}\n{self.log()}")
             try:
                 last = predicate()
@@ -226,56 +214,45 @@ def director() -> Iterator[Director]:
     netns.require()
     assert Path("/proc/net/ip_vs").exists(), "ip_vs is not loaded in this kernel"
     t0 = time.monotonic()
-    prefix = f"adopt{os.getpid()}-"
+    prefix = netns.new_prefix()  # netns.sweep() knows it
     ns = {name: prefix + name for name in ("client", "director", *SERVERS)}
     servers: list[_Server] = []
     lab = Director(ns, Path(tempfile.mkdtemp(prefix="shoal-adopt-")))
     try:
         d = ns["director"]
-        ip_batch([f"netns add {n}" for n in ns.values()]
-                 + [f"link add eth0 netns {ns['client']} type veth peer name eth0 netns {d}"]
-                 + [f"link add eth0 netns {ns[rs]} type veth peer name v{rs} netns {d}" for rs in SERVERS])
-        ip_batch(["link set lo up", "link set eth0 up", f"addr add {CLIENT}/24 dev eth0"], ns["client"])
-        ip_batch(["link set lo up", "link set eth0 up", "addr add 10.60.0.1/24 dev eth0",
-                  f"addr add {VIP}/32 dev eth0 label eth0:1",
-                  "link add br1 type bridge forward_delay 0", "link set br1 up", "addr add 10.61.0.1/24 dev br1"]
-                 + [line for rs in SERVERS for line in (f"link set v{rs} master br1", f"link set v{rs} up")], d)
+        netns.batch(None, [f"netns add {n}" for n in ns.values()]
+                    + [f"link add eth0 netns {ns['client']} type veth peer name eth0 netns {d}"]
+                    + [f"link add eth0 netns {ns[rs]} type veth peer name v{rs} netns {d}" for rs in SERVERS],
+                    timeout_s=60)
+        netns.batch(ns["client"], ["link set lo up", "link set eth0 up", f"addr add {CLIENT}/24 dev eth0"],
+                    timeout_s=60)
+        netns.batch(d, ["link set lo up", "link set eth0 up", "addr add 10.60.0.1/24 dev eth0",
+                        f"addr add {VIP}/32 dev eth0 label eth0:1",
+                        "link add br1 type bridge forward_delay 0", "link set br1 up", "addr add 10.61.0.1/24 dev br1"]
+                    + [line for rs in SERVERS for line in (f"link set v{rs} master br1", f"link set v{rs} up")],
+                    timeout_s=60)
         for rs, address in SERVERS.items():
-            ip_batch(["link set lo up", "link set eth0 up", f"addr add {address}/24 dev eth0",
-                      "route add default via 10.61.0.1"], ns[rs])
+            netns.batch(ns[rs], ["link set lo up", "link set eth0 up", f"addr add {address}/24 dev eth0",
+                                 "route add default via 10.61.0.1"], timeout_s=60)
             servers.append(_Server(ns[rs], rs))
-        sysctl(d, "net.ipv4.ip_forward", "1")
+        netns.write_sysctl(d, "net.ipv4.ip_forward", "1")
         lab.ipvsadm("-R", stdin="\n".join(DESIRED) + "\n")
         (lab.tmp / "lvs.cf").write_text(CONFIG)
         print(f"namespaces, servers and table ready in {time.monotonic() - t0:.1f} s")
         yield lab
     finally:
         if lab.daemon is not None:
-            stop_daemon(lab.daemon)
+            lab.daemon.stop(grace_s=60)  # it gives the VIP up and empties its table; TCG is slow
         for server in servers:
             server.shutdown()
             server.server_close()
-        ip_batch([f"netns del {n}" for n in ns.values() if os.path.exists(f"/run/netns/{n}")])  # and their tables
+        netns.batch(None, [f"netns del {n}" for n in ns.values() if os.path.exists(f"/run/netns/{n}")],
+                    timeout_s=60)  # and their tables
 
 
 def start_daemon(lab: Director) -> None:
-    with open(lab.log_path, "ab") as log:
-        lab.daemon = subprocess.Popen(
-            ["ip", "netns", "exec", lab.ns["director"], sys.executable, "-m", "shoal", "run",
-             "-c", str(lab.tmp / "lvs.cf"), "--dataplane", "ipvs", "--state-dir", lab.state],
-            stdout=log, stderr=log, start_new_session=True)
-
-
-def stop_daemon(daemon: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (it gives the VIP up and empties its table), SIGKILL after a long grace (TCG is slow)."""
-    if daemon.poll() is not None:
-        return
-    os.killpg(daemon.pid, signal.SIGTERM)
-    try:
-        daemon.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
+    lab.daemon = daemons.start(lab.ns["director"], lab.tmp / "lvs.cf", lab.state, lab.log_path, "ipvs",
+                               name="director")
 
 
 def test_daemon_adopts_the_table_without_flushing(director: Director) -> None:
@@ -318,7 +295,7 @@ def test_daemon_adopts_the_table_without_flushing(director: Director) -> None:
 
 def test_drift_is_reported_and_put_back(director: Director) -> None:
     lab = director
-    if lab.daemon is None or lab.daemon.poll() is not None:
+    if lab.daemon is None or not lab.daemon.running():
         start_daemon(lab)  # this test alone: its own daemon
         lab.wait("the daemon active", lambda: lab.status()["role"] == "active", timeout_s=DAEMON_START_S)
     lab.wait("the table checked at least once", lambda: lab.status()["table"]["checks"] >= 1, timeout_s=20)

@@ -34,11 +34,8 @@ synced (the kernel keeps such an entry unbound, "but still handled").
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -50,6 +47,7 @@ import pytest
 
 from adapters import netns
 from adapters.control import ask
+from adapters.lab.daemons import Daemon, start as start_daemon, stop_all
 
 VIP, PORT, NAT_ROUTER = "10.60.0.100", 7000, "10.61.0.254"
 CLIENT = "10.60.0.250"
@@ -106,16 +104,16 @@ class Pair:
     topo: netns.Topology
     ns: dict[str, str]
     tmp: Path
-    daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    daemons: dict[str, Daemon] = field(default_factory=dict)  # the last started per node
+    started: list[Daemon] = field(default_factory=list)  # all of them, stopped at the end
 
     def state(self, node: str) -> str:
         return str(self.tmp / node)
 
     def start(self, node: str) -> None:
-        with open(self.tmp / f"{node}.log", "ab") as log:
-            self.daemons[node] = self.topo.spawn(
-                self.ns[node], [sys.executable, "-m", "shoal", "run", "-c", str(self.tmp / "lvs.cf"),
-                                "--dataplane", "ipvs", "--state-dir", self.state(node)], stdout=log, stderr=log)
+        self.daemons[node] = start_daemon(self.ns[node], self.tmp / "lvs.cf", self.state(node),
+                                          self.tmp / f"{node}.log", "ipvs", name=node)
+        self.started.append(self.daemons[node])
 
     def logs(self) -> str:
         return "\n".join(f"--- {n} log\n{(self.tmp / f'{n}.log').read_text()[-3000:]}" for n in self.daemons)
@@ -144,9 +142,7 @@ class Pair:
 
     def crash(self, node: str) -> None:
         """As `shoal lab`'s crash: the daemon dies (SIGKILL, no goodbye) and the host's links go silent."""
-        proc = self.daemons[node]
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        self.daemons[node].kill()
         for dev in ("eth0", "eth1", "eth2"):
             self.topo.run(self.ns[node], ["ip", "link", "set", dev, "down"])
 
@@ -176,7 +172,11 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
             topo.address(ns[name], "eth0", f"{address}/24")
             topo.run(ns[name], ["ip", "route", "add", "default", "via", NAT_ROUTER])
             topo.spawn(ns[name], [sys.executable, str(tmp_path / "echo.py"), name, str(PORT)])
-        yield Pair(topo, ns, tmp_path)
+        pair = Pair(topo, ns, tmp_path)
+        try:
+            yield pair
+        finally:
+            stop_all(pair.started, grace_s=60)  # TCG is slow
 
 
 def connect(pair: Pair) -> socket.socket:
