@@ -4,15 +4,17 @@
     ready = engine.step(now_ms, Tick())   # -> Ready(commands, next_deadline_ms, status)
 
 Each machine owns its state in its own module and returns commands or
-values; none calls another:
+values; none holds or calls another machine (they share pure functions,
+such as `engine.pool`'s), and the engine passes values between them:
 
-| module            | decides                                                         |
-|-------------------|-----------------------------------------------------------------|
-| `engine.failover` | the role (pulse's rules; `engine.liveness`: partner dead, stall) |
-| `engine.registry` | the members: checks, loads, weights, the operator's overrides    |
-| `engine.keeper`   | the table: applied, desired, reads, drift                        |
-| `engine.holding`  | VIPs, ARP rounds, the sync daemon                                |
-| `engine.status`   | the status snapshot and its cache                                |
+| module            | decides                                                              |
+|-------------------|----------------------------------------------------------------------|
+| `engine.failover` | the role: pulse (its receive rules in `engine.verdicts`; partner     |
+|                   | dead, paths lost, stalls and probes in `engine.liveness`)            |
+| `engine.registry` | the members: checks, loads, weights, the operator's overrides        |
+| `engine.keeper`   | the table: applied, desired (`engine.pool`), read back, drift        |
+| `engine.holding`  | VIPs, ARP rounds, the sync daemon                                    |
+| `engine.status`   | the status snapshot and its cache                                    |
 
 This module keeps `step`, the dispatch of deadlines (`engine.timers`), and
 the rules that span machines:

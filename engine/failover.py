@@ -74,7 +74,7 @@ class Failover:
         self.node: Node = node
         self.partner_node: Node = "backup" if node == "primary" else "primary"
         self.role: Role = "standby"
-        self.hold_standby = False  # after an admin failover: stay standby until the partner is active (or hold_until_ms)
+        self.hold_standby = False  # after an admin failover: standby until the partner is active (or hold_until_ms)
         self.handed_over = False  # an operator moved the role away: no preemption until active again
         self.leaving = False
         self.seq = max(seq_start, 0)
@@ -314,7 +314,8 @@ class Failover:
         last = self.last_heard_ms
         silent = not self.partner_alive or (last is not None and now_ms - last > self.config.keepalive_ms)
         admission = self.stream.admit(now_ms, decoded, path, keepalive_ms=self.config.keepalive_ms,
-                                      last_heard_ms=last, fresh=self.live.acks_recent(decoded.ack, now_ms, self.config.deadtime_ms),
+                                      last_heard_ms=last,
+                                      fresh=self.live.acks_recent(decoded.ack, now_ms, self.config.deadtime_ms),
                                       silent=silent, signed=self.key is not None)
         if admission in ("replayed", "out_of_sequence"):
             self._suspect(f"heartbeats_{admission}", path, source)

@@ -9,7 +9,8 @@ Rules:
   O(log n) per change and the next deadline is O(1) amortised.
 
 The engine keeps one `Timers` for its machines (checks, loads, ARP rounds,
-table reads); `engine.liveness` keeps one for pulse's own deadlines.
+table reads); `engine.failover` keeps one for pulse's deadlines (its own
+and those of `engine.liveness`: partner dead, paths lost, probes).
 """
 
 from __future__ import annotations
