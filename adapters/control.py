@@ -78,6 +78,7 @@ def status_json(status: Status) -> dict[str, Any]:
         "counters": dict(status.counters),
         "auth": status.auth,
         "table": _table_json(status),
+        "links": {"down": list(status.links_down), "gave_up": status.unfit},
     }
 
 
@@ -134,6 +135,11 @@ def status_text(data: dict[str, Any]) -> str:
         lines.append(_loop_text(data["loop"]))
     if data.get("auth") is not None:
         lines.append(f"heartbeat authentication: {data['auth']}")
+    links = data.get("links") or {}
+    if links.get("down"):
+        lines.append(f"links down: {' '.join(links['down'])}" + (
+            " (monitor_links = 1: this router takes nothing until they are back)" if links.get("gave_up") else
+            " (monitor_links = 0: noted only)"))
     lines.extend(f"WARNING: {w}" for w in data.get("warnings", ()))
     return "\n".join(lines)
 

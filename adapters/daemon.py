@@ -39,6 +39,7 @@ from typing import Any
 
 from adapters.describe import Said, describe as describe_command, failed, host_port, plain, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
+from adapters.links import LinkWatch
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
 from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
 from engine.events import (
@@ -146,6 +147,7 @@ class Daemon:
         self.hup_while_starting = False
         self.key: bytes | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.links = LinkWatch(self.feed)
 
     def now_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -231,6 +233,7 @@ class Daemon:
             self.close()
             return 1
         await self._step(first)  # the kernel table, before any heartbeat
+        self.links.configure(self.config, self.node)  # monitor_links: LinksChanged from here on
         self.serving = True
         if self.hup_while_starting:
             self.reloads.request()
@@ -464,6 +467,7 @@ class Daemon:
             return None
         pending.sockets.commit()
         previous, self.config, self.key = self.config, pending.config, pending.key
+        self.links.configure(self.config, self.node)
         _log_level(self.config)
         if self.config.heartbeat_port != previous.heartbeat_port:
             log.info("heartbeat: sockets now on port %d", self.config.heartbeat_port,
@@ -531,7 +535,7 @@ class Daemon:
     def close(self) -> None:
         if self.reloads.task is not None:
             self.reloads.task.cancel()
-        for name in ("sockets", "control", "dataplane", "vips", "notify", "runner"):
+        for name in ("links", "sockets", "control", "dataplane", "vips", "notify", "runner"):
             part = getattr(self, name, None)
             try:
                 if part is not None:

@@ -356,11 +356,20 @@ def _hold(data: Fields, config: Config | None) -> tuple[str, bool]:
     return f"role: active kept ({_reason(_get(data, 'reason'), config)})", True
 
 
+def _links(data: Fields, config: Config | None) -> tuple[str, bool]:
+    """`links: eth0 down (monitor_links = 1)`, `links: eth0 up, all up`."""
+    went, came, down = str(data.get("went_down") or ""), str(data.get("came_up") or ""), str(data.get("down") or "")
+    parts = [f"{' '.join(went.split())} down" if went else "", f"{' '.join(came.split())} up" if came else ""]
+    state = f"down now: {down}" if down else "all up"
+    watched = "monitor_links = 1" if data.get("monitor_links") else "monitor_links = 0: noted only"
+    return f"links: {', '.join(p for p in parts if p)}; {state} ({watched})", bool(went)
+
+
 _NOTICES: Mapping[str, Notice] = {
     "role": _role, "health": _health, "weight": _weight, "partner": _partner,
     "heartbeat_lost": _heartbeat_lost, "heartbeat_ignored": _heartbeat_ignored, "quorum": _quorum,
     "config": _config, "error": _error, "admin_refused": _admin_refused, "vip_cleanup": _vip_cleanup,
-    "drift": _drift, "stall": _stall, "hold": _hold,
+    "drift": _drift, "stall": _stall, "hold": _hold, "links": _links,
 }
 """Notify kind -> (its line, whether loud).  Data keys: engine/events.py's `Notify`."""
 

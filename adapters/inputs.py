@@ -24,7 +24,7 @@ from typing import Any
 
 from adapters.describe import command_words, describe as said
 from engine.events import (
-    AdminRequested, CheckCompleted, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LoadRead,
+    AdminRequested, CheckCompleted, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LinksChanged, LoadRead,
     ShutdownRequested, TableRead,
 )
 from engine.model import Config
@@ -142,4 +142,6 @@ def describe(event: Input) -> str:
             return f"the admin request {action} {server[:100]}".rstrip()
         case ShutdownRequested():
             return "the shutdown request"
+        case LinksChanged(down):
+            return f"the links down now: {' '.join(sorted(down)) or 'none'}"
     return "a timer"

@@ -25,6 +25,9 @@ import socket
 import struct
 from typing import Callable, Iterable, Iterator
 
+from engine.events import Input, LinksChanged
+from engine.model import Config, Node
+
 NETLINK_ROUTE = 0
 RTMGRP_LINK = 1
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
@@ -205,3 +208,54 @@ class LinkMonitor:
             return
         self.state[name] = up
         self.on_change(name, up)
+
+
+def needed(config: Config, node: Node) -> frozenset[str]:
+    """The interfaces a router needs (an alias label shares its interface's
+    link): every active VIP's, `nat_router`'s, and those that hold its
+    heartbeat paths' addresses on this host."""
+    names = {(v.device or "").split(":", 1)[0] for v in config.virtuals if v.active and v.address and v.device}
+    if config.nat_router and config.nat_router_device:
+        names.add(config.nat_router_device.split(":", 1)[0])
+    for path in ("public", "private"):
+        address = config.address_of(node, path)
+        if address:
+            found = interface_of(address)
+            if found:
+                names.add(found)
+    names.discard("")
+    return frozenset(names)
+
+
+class LinkWatch:
+    """The daemon's side of `monitor_links`: watches what `needed` names for
+    the running config (again after each reload) and feeds the engine the
+    set of those without link (`LinksChanged`) on every change."""
+
+    def __init__(self, feed: Callable[[Input], None]) -> None:
+        self.feed = feed
+        self.monitor: LinkMonitor | None = None
+        self.down: frozenset[str] = frozenset()
+
+    def configure(self, config: Config, node: Node) -> None:
+        names = needed(config, node)
+        if self.monitor is not None and self.monitor.names == names:
+            return
+        self.close()
+        self.monitor = LinkMonitor(names, self._changed)
+        self.monitor.start()
+        down = self.down & names
+        if down != self.down:  # interfaces no longer needed
+            self.down = down
+            self.feed(LinksChanged(down))
+
+    def _changed(self, name: str, up: bool) -> None:
+        down = self.down - {name} if up else self.down | {name}
+        if down != self.down:
+            self.down = down
+            self.feed(LinksChanged(down))
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from engine.events import (
-    AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LoadRead,
-    Notify, RunCommand, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead, Tick,
+    AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LinksChanged,
+    LoadRead, Notify, RunCommand, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead, Tick,
 )
 from engine.failover import Failover, Verdict
 from engine.holding import Holding
@@ -105,6 +105,7 @@ class Engine:
         self.timers = Timers()
         self.now_ms: int | None = None
         self.stopped = False
+        self.links_down: frozenset[str] = frozenset()  # LinksChanged: needed interfaces without link
         self._steps = 0
         self._cache = StatusCache()
         self._status: Status | None = None
@@ -156,6 +157,8 @@ class Engine:
             case ShutdownRequested():
                 self._shutdown(out)
                 return self._ready(out)
+            case LinksChanged(down):
+                self._links(now_ms, down, out)
             case _:
                 raise EngineMisuse(f"not an engine input: {event!r}")
         self._due(now_ms, out)
@@ -212,8 +215,12 @@ class Engine:
         out.extend(self.holding.sync(self.config, "backup"))
         verdicts = self.failover.start(now_ms)
         if adopted and self.failover.enabled:
-            verdicts = [Verdict("go_active", "adopted the table the kernel holds")]
-        self._verdicts(verdicts, out)
+            # Holding what the kernel kept, but claiming nothing (heartbeats
+            # say standby, no gratuitous ARP) until the partner is heard.
+            self._go_active("adopted the table the kernel holds", out, announce=False)
+            self.failover.listen_first(now_ms)
+        else:
+            self._verdicts(verdicts, out)
 
     def _due(self, now_ms: int, out: list[Command]) -> None:
         verdicts, notes = self.failover.tick(now_ms)
@@ -253,8 +260,43 @@ class Engine:
 
     # ================================================================ role
 
+    @property
+    def unfit(self) -> bool:
+        """`monitor_links = 1` and a link this router needs is down: it takes nothing."""
+        return self.config.monitor_links and bool(self.links_down)
+
+    def _links(self, now_ms: int, down: frozenset[str], out: list[Command]) -> None:
+        """monitor_links: an active router that loses a link it needs gives up
+        at once and tells its partner; a router with a link down takes
+        nothing (`_verdicts`); when every link is back, the usual rules.
+        With or without it, an active router whose link comes back
+        announces its VIPs again (its gratuitous ARPs meanwhile were lost)."""
+        was_unfit, before, was_active = self.unfit, self.links_down, self.failover.role == "active"
+        if down == before:
+            return
+        self.links_down = down
+        out.append(Notify("links", {"down": " ".join(sorted(down)), "went_down": " ".join(sorted(down - before)),
+                                    "came_up": " ".join(sorted(before - down)),
+                                    "monitor_links": int(self.config.monitor_links)}))
+        if self.unfit and not was_unfit:
+            self._give_up(now_ms, out)
+        elif was_unfit and not self.unfit:
+            self._verdicts(self.failover.links_back(now_ms), out)
+        if before - down and was_active and self.failover.role == "active":  # sent while it was down: lost
+            self._verdicts([Verdict("rearp", "a link came back: announcing the VIPs again")], out)
+
+    def _give_up(self, now_ms: int, out: list[Command]) -> None:
+        if self.failover.role == "active":
+            out.extend(self.failover.give_up(now_ms))
+            out.append(Notify("role", {"from": "active", "to": "standby",
+                                       "reason": f"link down on {', '.join(sorted(self.links_down))}: "
+                                                 "monitor_links = 1"}))
+            self._release(out)
+
     def _verdicts(self, verdicts: Iterable[Verdict], out: list[Command]) -> None:
         for verdict in verdicts:
+            if verdict.decision == "go_active" and self.unfit:
+                continue  # a link it needs is down: links_back decides when it returns
             if verdict.decision == "go_active" and self.failover.role == "standby":
                 self._go_active(verdict.reason, out)
             elif verdict.decision == "go_standby" and self.failover.role == "active":
@@ -265,14 +307,15 @@ class Engine:
                     self.holding.announce(self.config.arp_count)
                     self._arp_round(out)
 
-    def _go_active(self, reason: str, out: list[Command]) -> None:
+    def _go_active(self, reason: str, out: list[Command], *, announce: bool = True) -> None:
         assert self.now_ms is not None
         c = self.config
         self.failover.set_role("active", self.now_ms)
         out.append(Notify("role", {"from": "standby", "to": "active", "reason": reason}))
         out.extend(self.holding.hold(self.holding.wanted(c)))
-        self.holding.announce(c.arp_count)
-        self._arp_round(out)
+        if announce:
+            self.holding.announce(c.arp_count)
+            self._arp_round(out)
         if c.tcp_timeout_s or c.tcpfin_timeout_s or c.udp_timeout_s:
             out.append(SetTimeouts(c.tcp_timeout_s, c.tcpfin_timeout_s, c.udp_timeout_s))
         out.extend(self.holding.sync(c, "master"))
@@ -319,7 +362,7 @@ class Engine:
 
     def _reload(self, config: Config, key: bytes | None, out: list[Command]) -> None:
         assert self.now_ms is not None
-        previous = self.config
+        previous, was_unfit = self.config, self.unfit
         self.config = config
         self.failover.reconfigure(config, key)
         timed = self.registry.deadlines()
@@ -332,6 +375,10 @@ class Engine:
             else:
                 self.timers.cancel(TABLE_CHECK)
         out.append(Notify("config", {"serial_no": config.serial_no}))
+        if self.unfit and not was_unfit:  # monitor_links turned on while a link is down
+            self._give_up(self.now_ms, out)
+        elif was_unfit and not self.unfit:
+            self._verdicts(self.failover.links_back(self.now_ms), out)
         if self.failover.role == "active":
             before = set(self.holding.addresses)
             out.extend(self.holding.hold(self.holding.wanted(config)))
@@ -408,5 +455,6 @@ class Engine:
             counters=dict(fo.counters),
             table=self.keeper.status(self.config.table_check_interval_ms),
             auth="none" if fo.key is None else "hmac-sha256",
+            links_down=tuple(sorted(self.links_down)), unfit=self.unfit,
         )
         return self._status

@@ -125,9 +125,20 @@ class ShutdownRequested:
     """SIGTERM: give up the VIPs cleanly and tell the partner."""
 
 
+@dataclass(frozen=True, slots=True)
+class LinksChanged:
+    """The interfaces this router needs whose link is down now, after every
+    change (empty: all up).  Which interfaces a router needs is the
+    driver's to say: the VIPs', `nat_router`'s and the heartbeat paths'
+    (the daemon finds the last by address; scenario.devices names them in
+    the simulator).  Acted on only with `monitor_links = 1`."""
+
+    down: frozenset[str]
+
+
 Input = Union[
     Tick, HeartbeatReceived, CheckCompleted, LoadRead, ConfigLoaded,
-    CommandFailed, TableRead, AdminRequested, ShutdownRequested,
+    CommandFailed, TableRead, AdminRequested, ShutdownRequested, LinksChanged,
 ]
 
 

@@ -67,6 +67,7 @@ class Failover:
     backup_take_ms = At(Deadline("backup_take"))  # standby/standby: the backup takes over then
     hold_until_ms = At(Deadline("hold"))  # an operator's hand-over holds this router standby until then
     leaving_confirm_ms = At(Deadline("leaving_confirm"))  # an unconfirmed `leaving`: take over then
+    listening_until_ms = At(Deadline("listen"))  # adopted at start: claiming nothing until then (listen_first)
 
     def __init__(self, config: Config, node: Node, *, key: bytes | None, seq_start: int) -> None:
         self.timers = Timers()
@@ -165,6 +166,14 @@ class Failover:
                 notes.append(Noticed("hold_expired"))
                 if self.role == "standby" and self.partner_state == "standby":
                     self.backup_take_ms = now_ms  # the usual standby/standby rules, now
+        listening = self.listening_until_ms
+        if listening is not None and now_ms >= listening:
+            self.listening_until_ms = None
+            self.next_send_ms = now_ms
+            if self.role == "active":
+                verdicts.append(Verdict("go_standby", "partner not heard within a keepalive of the restart: "
+                                                      "releasing what the kernel kept (dead or deaf, the usual "
+                                                      "rules decide from here)"))
         leaving_confirm = self.leaving_confirm_ms
         if leaving_confirm is not None and now_ms >= leaving_confirm:
             self.leaving_confirm_ms = None
@@ -211,7 +220,9 @@ class Failover:
             self.live.last_probe_ms = now_ms
             self.live.next_probe_ms = now_ms + max(1, self.config.keepalive_ms // 4)
         self.next_send_ms = None if self.leaving else now_ms + self.config.keepalive_ms
-        return self._send(now_ms, "leaving" if self.leaving else self.role, probe=probe)
+        listening = self.listening_until_ms is not None and not self.leaving  # see listen_first
+        state: PartnerState = "leaving" if self.leaving else "standby" if listening else self.role
+        return self._send(now_ms, state, probe=probe or listening)
 
     def leave(self, now_ms: int) -> list[SendHeartbeat]:
         """Shutting down (or handing over): tell the partner, then fall silent."""
@@ -220,6 +231,58 @@ class Failover:
         if not self.enabled:
             return []
         return self._send(now_ms, "leaving")
+
+    def listen_first(self, now_ms: int) -> None:
+        """The engine adopted the kernel's table at start (the daemon restarted
+        on a running host) and holds it, but claims nothing for a
+        `keepalive`: its heartbeats say `standby`, flagged `probe` so that
+        the partner answers at once, and no gratuitous ARP goes out.
+        - The partner heard `active` (it took over while this daemon was
+          down): it keeps the role; this router yields, whatever the nodes,
+          instead of a dual-active fight over a stale table.
+        - Heard `standby`: this router stays active, announced from then on.
+          (A standby primary that hears the restarted backup `standby` takes
+          over, as it would from a backup that restarted empty.)
+        - Not heard: the partner is dead or cannot hear us (a one-way
+          failure, where it may hold the VIPs), and this router cannot tell
+          which: it releases what it held and the usual rules of a start
+          decide (a dead partner is declared `deadtime` after the start)."""
+        if self.enabled:
+            self.listening_until_ms = now_ms + self.config.keepalive_ms
+
+    def give_up(self, now_ms: int) -> list[SendHeartbeat]:
+        """A link this router needs went down (`monitor_links`): tell the
+        partner to take over at once, as a hand-over does, but without its
+        hold and without barring preemption later (the engine keeps this
+        router standby while the link is down; `links_back` says what then)."""
+        self.yielded_until_ms = now_ms + self.config.deadtime_ms
+        self.role = "standby"
+        self.backup_take_ms = None
+        if not self.enabled:
+            return []
+        self.next_send_ms = now_ms + self.config.keepalive_ms
+        return self._send(now_ms, "leaving")
+
+    def links_back(self, now_ms: int) -> list[Verdict]:
+        """Every needed link is up again: what a standby router held back
+        meanwhile, decided now by the usual rules (the partner dead or
+        standby: take over; active: only a primary with `preempt = 1` over a
+        proven two-way link takes its place back)."""
+        if self.role != "standby" or self.leaving:
+            return []
+        if not self.enabled:
+            return [Verdict("go_active", "links back up (no failover)")] if self.node == "primary" else []
+        if self.partner_alive is False:
+            return [Verdict("go_active", "links back up; partner dead")]
+        if self.partner_state == "standby":
+            if self.node == "primary":
+                return [Verdict("go_active", "links back up; partner standby")]
+            self.backup_take_ms = now_ms + 2 * self.config.keepalive_ms
+            return []
+        if (self.partner_state == "active" and self.node == "primary" and self.config.preempt
+                and self.partner_hears_us(now_ms) and not self.handed_over):
+            return [Verdict("go_active", "links back up; preempt: the primary takes its place back")]
+        return []
 
     def hand_over(self, now_ms: int) -> list[SendHeartbeat]:
         """An operator's failover: tell the partner to take over, stay standby
@@ -289,6 +352,14 @@ class Failover:
             self.leaving_confirm_ms = None
         if heartbeat.format == "shoal":
             self.partner_serial = heartbeat.serial_no
+        if self.listening_until_ms is not None:  # the first heard since an adopting start: listen_first
+            self.listening_until_ms = None
+            self.next_send_ms = now_ms
+            if self.role == "active" and heartbeat.state == "active":
+                return [Verdict("go_standby", "the partner took over while this daemon was down: it keeps the role")]
+            if self.role == "active":
+                return [*self._judge(now_ms, heartbeat.state, trusted, credible),
+                        Verdict("rearp", "partner heard since the restart: announcing the VIPs held")]
         verdicts = self._judge(now_ms, heartbeat.state, trusted, credible)
         if regained and self.role == "active" and heartbeat.state == "standby" and not verdicts:
             verdicts = [Verdict("rearp", "partner back standby after a silence or a dual-active")]

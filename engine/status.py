@@ -89,6 +89,8 @@ class Status:
     counters: Mapping[str, int]
     table: TableStatus = TableStatus()
     auth: str = "none"  # heartbeat authentication: "hmac-sha256" (heartbeat_key_file) or "none"
+    links_down: tuple[str, ...] = ()  # needed interfaces without link (LinksChanged), sorted
+    unfit: bool = False  # monitor_links = 1 and a link is down: this router takes nothing
 
     def service(self, name: str) -> ServiceStatus:
         for service in self.services:

@@ -3,8 +3,9 @@
 `generate(draw, seed)` draws a small cluster (1-2 virtuals of 2-4 servers,
 schedulers, checks, quiesce, sorry server, timers) and a schedule of faults
 (crashes, restarts, kills, partitions either way, loss, server faults,
-reloads, operator actions) over `FAULT_WINDOW_S`, then heals everything at
-`HEAL_AT_S` (paths, loss, servers; dead routers restarted) and runs on for
+reloads, operator actions, links down and up, with `monitor_links` on or
+off) over `FAULT_WINDOW_S`, then heals everything at `HEAL_AT_S` (paths,
+loss, servers, links; dead routers restarted) and runs on for
 the liveness bound and more.  The result is a scenario file's text: what
 runs is exactly what is written, so a failing case replays with `shoal sim`.
 
@@ -81,6 +82,7 @@ def _config(draw: Draw, serial_no: int, weights: dict[str, int] | None = None) -
             lines += [f"    server {name} {{", f"        address = 10.1.0.{10 + s}", f"        weight = {weight}",
                       "    }"]
         lines.append("}")
+    lines.insert(lines.index("network = nat"), f"monitor_links = {draw.integer(0, 1)}")  # drawn last: the rest as before
     return "\n".join(lines) + "\n", servers
 
 
@@ -90,11 +92,12 @@ def generate(draw: Draw, seed: int) -> str:
     config, servers = _config(RandomDraw(random.Random(config_state)), 1)
     faults: list[tuple[float, str]] = []
     down: set[str] = set()
+    links_down: set[tuple[str, str]] = set()
     n = draw.integer(0, 8)
     times = sorted(draw.integer(FAULT_WINDOW_S[0] * 2, FAULT_WINDOW_S[1] * 2) / 2 for _ in range(n))
     for at in times:
         kind = draw.choice(("crash", "restart", "kill", "partition", "heal", "loss", "server", "server",
-                            "reload", "admin"))
+                            "reload", "admin", "link"))
         router = draw.choice(("primary", "backup"))
         if kind in ("crash", "kill"):
             faults.append((at, f'{kind} = "{router}"'))
@@ -120,11 +123,20 @@ def generate(draw: Draw, seed: int) -> str:
             server = draw.choice(servers)
             text, _ = _config(RandomDraw(random.Random(config_state)), 2, {server: draw.integer(0, 5)})
             faults.append((at, f"reload = '''\n{text}'''"))
+        elif kind == "link":
+            device = draw.choice(("eth0", "eth1", "eth2"))
+            if draw.integer(0, 2) and (router, device) not in links_down:
+                faults.append((at, f'link_down = "{router}"\ndevice = "{device}"'))
+                links_down.add((router, device))
+            else:
+                faults.append((at, f'link_up = "{router}"\ndevice = "{device}"'))
+                links_down.discard((router, device))
         else:
             faults.append((at, draw.choice(("admin = \"failover\"", f'admin = "drain {draw.choice(servers)}"',
                                              f'admin = "undrain {draw.choice(servers)}"'))))
     heal = ['heal = "all"', "loss = 0.0"] + [f'server_up = "{s}"' for s in servers]
     heal += [f'restart = "{r}"' for r in sorted(down)]
+    heal += [f'link_up = "{r}"\ndevice = "{d}"' for r, d in sorted(links_down)]
     out = [f'# A random fault schedule (shoal sim --explore / the hypothesis test), seed {seed}.',
            "# Faults until 40 s, everything healed at 45 s, then the liveness phase.",
            f'title = "random fault schedule {seed}"', f"seed = {seed}", f"duration = {DURATION_S}.0",

@@ -13,8 +13,13 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   backup hears the primary active and must yield), or (b) none from the
   backup to the primary was lost for W + `deadtime` while the backup has
   heard nothing from the primary for `deadtime` (the primary hears a deaf
-  backup active and must yield: a one-way failure; after hearing its
-  partner again it gives it `deadtime` before calling it deaf).  A cut of every path loses heartbeats
+  backup active and must yield: a one-way failure).  When the primary went
+  active by declaring the backup dead (the dual ownership starts there),
+  it calls the backup deaf only after `deadtime + keepalive` of hearing it
+  again (engine/failover.py, partner_deaf: a partner back from two-way
+  loss is given the time to hear us), hearing starts with the first
+  heartbeat (within W) and deafness is judged on the next one (within a
+  `keepalive`): (b) then allows W + `deadtime` + 2 `keepalive`.  A cut of every path loses heartbeats
   both ways, so it is never judged; a cut that heals (or loss that is
   lowered) counts as a drop at that moment, so W runs from the heal
   ("outside a cut", SPEC.md), not from the last heartbeat the cut lost.  And a router that holds the VIPs and
@@ -46,8 +51,11 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   `(rise - 1) x interval` after it last stopped failing (the first success
   may come at once; `rise` successes in a row, one per interval, bring it
   back; rise = reentry / interval rounded up).
+- gave_up: with `monitor_links = 1`, a running router with a link it
+  needs down is standby and holds no VIP, after every step (and such a
+  partner is not expected to take over: takeover is not judged).
 - liveness: once the world is whole again after the last fault (both
-  daemons running, no cut, no loss), within `deadtime + 2 x keepalive + 2L`
+  daemons running, no cut, no loss, every link up), within `deadtime + 2 x keepalive + 2L`
   exactly one router is active, it alone holds the VIPs, and the clients'
   ARP view points at it.  Checked then and at the end of the run.
 """
@@ -66,7 +74,7 @@ from scenario.model import Fault
 from sim.servers import check_result
 from sim.world import ROUTERS, Router, World
 
-NAMES = ("single_owner", "table_matches_health", "takeover", "server_out", "reentry", "liveness")
+NAMES = ("single_owner", "table_matches_health", "takeover", "server_out", "reentry", "liveness", "gave_up")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,7 @@ class Invariants:
         self._server_gen: dict[tuple[str, int], int] = {}  # bumped on each server fault
         self._reloads = 0
         self._last_fault_ms = 0
+        self._declared_dead_ms = {r: -(2**62) for r in ROUTERS}  # the last "partner dead" of each router
         world.observers.append(self)
 
     # ------------------------------------------------------------ reporting
@@ -101,10 +110,16 @@ class Invariants:
 
     def after_step(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
         self._single_owner(router, event, role_before, commands)
+        if router.engine is not None and router.engine.unfit and (router.vips or router.engine.failover.role == "active"):
+            self.fail("gave_up", f"{router.name} has a link down ({', '.join(sorted(router.links_down))}) with "
+                                 f"monitor_links = 1 but is {router.engine.failover.role} holding "
+                                 f"{', '.join(sorted(router.vips)) or 'no VIP'}")
         if router.engine is not None and (not router.engine.now_ms or any(
                 isinstance(c, (Notify, *TABLE_OPS)) for c in commands)):
             self._table_matches_health(router)
         for c in commands:
+            if isinstance(c, Notify) and c.kind == "partner" and c.data.get("alive") is False:
+                self._declared_dead_ms[router.name] = self.world.now
             if isinstance(c, Notify) and c.kind == "health" and c.data["from"] == "down" and c.data["to"] == "up":
                 self._reentry(router, str(c.data["service"]), str(c.data["server"]))
 
@@ -137,7 +152,9 @@ class Invariants:
             heard = now - max(since, drop["primary"]) > window
             # the primary hears a backup that cannot hear it (deaf) and must yield
             # (after hearing it again, the primary waits deadtime before it calls it deaf)
-            deaf = (now - max(since, drop["backup"]) > window + config.deadtime_ms
+            redeclared = self._declared_dead_ms["primary"] >= since - world.latency_ms
+            grace = window + config.deadtime_ms + (2 * config.keepalive_ms if redeclared else 0)
+            deaf = (now - max(since, drop["backup"]) > grace
                     and delivered["primary"] < now - window - config.deadtime_ms)
             if heard or deaf:
                 why = "every primary -> backup heartbeat delivered" if heard else \
@@ -209,8 +226,8 @@ class Invariants:
         start = world.now
 
         def judge() -> None:
-            if partner.engine is not engine or crashed.boots != boots:
-                return
+            if partner.engine is not engine or crashed.boots != boots or engine.unfit:
+                return  # (an unfit partner, monitor_links with a link down, takes nothing: gave_up)
             if engine.failover.role != "active" and partner.went_active_ms < start:
                 self.fail("takeover", f"{partner.name} still {engine.failover.role} {bound} ms "
                                       f"(deadtime + keepalive + latency) after {name} failed at {start / 1000:.3f} s")
@@ -270,7 +287,7 @@ class Invariants:
 
     def whole(self) -> bool:
         world = self.world
-        return (all(r.engine is not None for r in world.routers.values()) and not world.cut
+        return (all(r.engine is not None and not r.links_down for r in world.routers.values()) and not world.cut
                 and all(p == 0 for p in world.loss.values()))
 
     def check_liveness(self, bound: int) -> None:

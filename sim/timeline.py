@@ -8,7 +8,8 @@ from typing import Any
 
 FAULTS = {
     "crash": "the {v} router crashes (host down, addresses and table gone)",
-    "restart": "the {v} router boots (no addresses, empty table) and its daemon starts",
+    "restart": "the {v} router restarts (after a crash the host boots: no addresses, empty table; "
+               "after a kill only the daemon starts, adopting what its kernel kept)",
     "kill": "the {v} router's daemon is killed (addresses and table stay in its kernel)",
     "server_down": "real server {v} goes down (refuses connections)",
     "server_up": "real server {v} is healthy again",
@@ -21,6 +22,8 @@ FAULTS = {
     "load": "real server {v}'s load is now {value}",
     "reload": "the configuration is reloaded on both routers {v}",
     "admin": "operator: {v}",
+    "link_down": "the {v} router's interface {device} loses its link",
+    "link_up": "the {v} router's interface {device} has its link again",
 }
 
 TABLE_OPS = {

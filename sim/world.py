@@ -14,9 +14,18 @@ Routers:
   packets to it lost; the clients' ARP caches still point at it;
 - killed (`kill`): the daemon is gone, the kernel keeps addresses and
   table, so clients pointed at it are still served from the stale table;
-- restarted (`restart`): the host boots with no addresses and an empty
-  table, and a fresh engine whose heartbeat sequence starts above any
-  sequence that router used before (`boots << 32`).
+- restarted (`restart`): after a crash, the host boots with no addresses
+  and an empty table; after a kill, only the daemon starts again and
+  adopts what the kernel kept (its first input, `TableRead`, is that
+  table).  Either way a fresh engine whose heartbeat sequence starts above
+  any sequence that router used before (`boots << 32`).
+- links (`link_down`/`link_up` with `device`, named by scenario.devices):
+  an interface without link carries nothing: no heartbeats on its path
+  either way, no client traffic to the VIPs on it (nor a gratuitous ARP
+  from it), no checks or forwarded traffic through it to the real
+  servers.  The engine hears the set of its interfaces down
+  (`LinksChanged`), at once and after every boot; a link stays down
+  across a crash and a restart (it is the cable, not the host).
 """
 
 from __future__ import annotations
@@ -31,13 +40,14 @@ from engine.diff import TableOpError, apply
 from engine.engine import Engine, check_spec
 from engine.events import (
     TABLE_OPS, AddDest, AddService, AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed,
-    ConfigLoaded, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LoadRead,
+    ConfigLoaded, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LinksChanged, LoadRead,
     Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck,
     StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
 )
 from engine.model import Config, Server, Virtual
 from engine.pool import service_key
 from engine.table import ServiceEntry, ServiceKey
+from scenario.devices import Devices, base, devices
 from scenario.model import Fault
 from sim.clients import RATE_PER_S, ClientLog, SchedState, schedule, source_address
 from sim.servers import ServerModel, answers_client, check_result
@@ -58,6 +68,7 @@ class Router:
     wake_at: int | None = None
     boots: int = 0
     booted_ms: int = 0
+    links_down: frozenset[str] = frozenset()
     last_arp_ms: int = -(2**62)
     went_active_ms: int = -(2**62)  # the last time its daemon went active
 
@@ -103,12 +114,23 @@ class World:
     # ------------------------------------------------------------ routers
 
     def boot(self, name: str) -> None:
+        """The host boots: no addresses, an empty table, then the daemon starts."""
+        router = self.routers[name]
+        router.host_up = True
+        router.vips, router.table, router.sched = set(), {}, {}
+        self.start_daemon(name)
+
+    def start_daemon(self, name: str) -> None:
+        """The daemon starts on a running host, as `shoal run` does: its first
+        input is the table the kernel holds (empty after a boot, kept after
+        a kill), then the links it needs that are down."""
         router = self.routers[name]
         router.boots += 1
-        router.host_up, router.booted_ms = True, self.now
-        router.vips, router.table, router.sched = set(), {}, {}
+        router.booted_ms = self.now
         router.engine = Engine(self.config, name, seq_start=router.boots << 32)  # type: ignore[arg-type]
-        self.feed(router, TableRead(dict(router.table)))  # as the daemon boots: what the kernel holds first
+        self.feed(router, TableRead(dict(router.table)))
+        if router.links_down:
+            self.feed(router, LinksChanged(router.links_down))
 
     def crash(self, name: str) -> None:
         router = self.routers[name]
@@ -118,6 +140,36 @@ class World:
     def kill(self, name: str) -> None:
         router = self.routers[name]
         router.engine, router.wake_at = None, None
+
+    def set_link(self, name: str, device: str, up: bool) -> None:
+        router = self.routers[name]
+        before = router.links_down
+        router.links_down = before - {device} if up else before | {device}
+        if router.links_down == before:
+            return
+        if up:
+            cut_paths = [p for p in PATHS if self.devices.public == device and p == "public"
+                         or self.devices.private == device and p == "private"]
+            if cut_paths:
+                self._passable_from_now(set(ROUTERS))
+        self.feed(router, LinksChanged(router.links_down))
+
+    @property
+    def devices(self) -> Devices:
+        return devices(self.config)
+
+    def _vip_device(self, address: str) -> str:
+        if address == self.config.nat_router:
+            return self.devices.server
+        for v in self.config.virtuals:
+            if v.address == address:
+                return base(v.device) or "eth0"
+        return self.devices.public
+
+    def link_cut(self, name: str, path: str) -> bool:
+        """That router's interface for that heartbeat path has no link."""
+        d = self.devices
+        return (d.public if path == "public" else d.private) in self.routers[name].links_down
 
     def feed(self, router: Router, event: Input) -> None:
         engine = router.engine
@@ -160,13 +212,16 @@ class World:
             case SendHeartbeat(path, _, _, payload):
                 self._send_heartbeat(name, path, payload)
             case AddVip(address=address):
-                router.vips.add(address)
-                self.trace(now, name, "vip", {"op": "add", "address": address})
+                if address not in router.vips:  # a daemon that adopts its kernel's state re-adds what is there
+                    router.vips.add(address)
+                    self.trace(now, name, "vip", {"op": "add", "address": address})
             case DelVip(address=address):
                 if address in router.vips:  # a cleanup at boot deletes what may not be there
                     router.vips.discard(address)
                     self.trace(now, name, "vip", {"op": "del", "address": address})
             case SendGratuitousArp(address, _):
+                if self._vip_device(address) in router.links_down:
+                    return  # the frame never leaves
                 self.arp_view[address] = name
                 router.last_arp_ms = now
                 self.trace(now, name, "arp", {"address": address})
@@ -181,6 +236,9 @@ class World:
             case ReadTable():
                 self.answer(router, engine, 0, TableRead(dict(router.table)))
             case StartCheck(check_id, spec):
+                if self.devices.server in router.links_down:
+                    self.answer(router, engine, 0, CheckCompleted(check_id, False, "network is unreachable"))
+                    return
                 delay, ok, detail = check_result(spec, self.server_at(spec.address, spec.port), 2 * self.latency_ms)
                 self.answer(router, engine, delay, CheckCompleted(check_id, ok, detail))
             case ReadLoad(load_id=load_id, address=address):
@@ -208,7 +266,9 @@ class World:
 
     def _send_heartbeat(self, sender: str, path: str, payload: bytes) -> None:
         p = self.loss[path]
-        if (sender, path) in self.cut or p >= 1 or (p > 0 and self.rng.random() < p):
+        receiver = "backup" if sender == "primary" else "primary"
+        if (sender, path) in self.cut or self.link_cut(sender, path) or self.link_cut(receiver, path) \
+                or p >= 1 or (p > 0 and self.rng.random() < p):
             self.last_drop_ms[sender] = self.now
             return
         source = self.config.address_of(sender, path)  # type: ignore[arg-type]
@@ -223,7 +283,9 @@ class World:
         self.at(self.latency_ms, arrive)
 
     def path_cut(self, sender: str, path: str) -> bool:
-        return (sender, path) in self.cut or self.loss[path] >= 1
+        receiver = "backup" if sender == "primary" else "primary"
+        return ((sender, path) in self.cut or self.loss[path] >= 1 or self.link_cut(sender, path)
+                or self.link_cut(receiver, path))
 
     def all_cut(self) -> bool:
         """Every configured heartbeat path is cut both ways."""
@@ -260,10 +322,16 @@ class World:
         if kind == "crash":
             self.crash(value)
         elif kind == "restart":
-            self.crash(value)
-            self.boot(value)
+            router = self.routers[value]
+            if router.host_up and router.engine is None:  # killed: the daemon alone starts, adopting
+                self.start_daemon(value)
+            else:
+                self.crash(value)
+                self.boot(value)
         elif kind == "kill":
             self.kill(value)
+        elif kind in ("link_down", "link_up"):
+            self.set_link(value, fault.extra["device"], up=kind == "link_up")
         elif kind.startswith("server_"):
             for where in self.addresses(value):
                 server = self.server_at(*where)
@@ -344,6 +412,9 @@ class World:
         owner = self.arp_view.get(virtual.address)
         router = self.routers.get(owner) if owner else None
         if router is None or not router.host_up or virtual.address not in router.vips:
+            return False
+        if router.links_down and ((base(virtual.device) or "eth0") in router.links_down
+                                  or self.devices.server in router.links_down):
             return False
         entry = router.table.get(key)
         if entry is None:

@@ -165,6 +165,12 @@ CASES: list[tuple[Command, str, dict[str, object]]] = [
      "the usual rules apply again)",
      {"kind": "hold", "reason": "the partner did not take over within 7.0 s of the operator's failover: "
                                 "the usual rules apply again"}),
+    (Notify("links", {"down": "eth0 eth2", "went_down": "eth0", "came_up": "", "monitor_links": 1}),
+     "links: eth0 down; down now: eth0 eth2 (monitor_links = 1)",
+     {"kind": "links", "down": "eth0 eth2", "went_down": "eth0", "came_up": "", "monitor_links": 1}),
+    (Notify("links", {"down": "", "went_down": "", "came_up": "eth1", "monitor_links": 0}),
+     "links: eth1 up; all up (monitor_links = 0: noted only)",
+     {"kind": "links", "down": "", "went_down": "", "came_up": "eth1", "monitor_links": 0}),
 ]
 
 # What no operator-facing line may hold: a dataclass or call repr, a dict or

@@ -23,6 +23,8 @@ the diff.  Commands (times in seconds):
     crash NODE                the router dies (its kernel table with it)
     kill NODE                 the daemon alone dies: the kernel keeps its table;
                               `boot NODE` then starts over it (adoption)
+    link NODE up|down DEV...  the engine hears those interfaces' link state
+                              (LinksChanged; heartbeats are cut with `cut`)
     ipvsadm NODE ARGS         a change behind the engine's back: -A -E -D -a -e -d
                               with -t/-u ADDR:PORT, -s, -r ADDR:PORT, -w, -m/-g/-i
     table NODE                the node's kernel table
@@ -44,7 +46,7 @@ import pytest
 from engine.config import parse
 from engine.events import (
     AddDest, AddService, AdminRequested, ConfigLoaded, DelDest, DelService, EditDest, EditService,
-    HeartbeatReceived, TableOp,
+    HeartbeatReceived, LinksChanged, TableOp,
 )
 from engine.table import Dest, DestKey, Service, ServiceKey
 from tests.engine.world import NODES, World
@@ -120,6 +122,15 @@ class Runner:
 
     def do_kill(self, args: list[str], body: list[str]) -> None:
         self.w.kill(args[0])
+
+    def do_link(self, args: list[str], body: list[str]) -> None:
+        node, state, devices = args[0], args[1], set(args[2:])
+        down = self.w.links.setdefault(node, set())
+        if state == "down":
+            down |= devices
+        else:
+            down -= devices
+        self.w.feed(node, LinksChanged(frozenset(down)))
 
     def do_ipvsadm(self, args: list[str], body: list[str]) -> None:
         self.w.tamper(args[0], ipvsadm_op(args[1:]))

@@ -91,6 +91,7 @@ class World:
     pending: list[tuple[int, int, str, Input]] = field(default_factory=list)  # (at, order, node, input)
     log: list[str] = field(default_factory=list)
     tables: dict[str, dict[ServiceKey, ServiceEntry]] = field(default_factory=dict)  # each node's kernel
+    links: dict[str, set[str]] = field(default_factory=dict)  # each node's interfaces without link
     _order: int = 0
 
     # ------------------------------------------------------------ control
