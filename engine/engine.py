@@ -20,8 +20,10 @@ This module keeps `step`, the dispatch of deadlines (`engine.timers`), and
 the rules that span machines:
 
 - start: the kernel's table, when the first input reads one, is adopted
-  (its members count as up, and the router claims the active role); an
-  empty one makes the router remove its configured VIPs first;
+  (its members count as up; the router holds it active but claims nothing
+  until it hears its partner: `Failover.listen_first`); an empty one makes
+  the router remove its configured VIPs first;
+- a link it needs goes down or comes back (`engine.links`);
 - going active: VIPs, ARPs, timeouts, the sync daemon as master, the table,
   then `active_cmd`; going standby: the reverse (`engine.events` has the
   order); the invariants after every step: a standby router holds no VIP
@@ -38,7 +40,6 @@ Time is an input and never goes backwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Iterable
 
 from engine.events import (
@@ -48,7 +49,9 @@ from engine.events import (
 from engine.failover import Failover, Verdict
 from engine.holding import Holding
 from engine.keeper import Keeper
+from engine.links import Links
 from engine.model import Config, Node
+from engine.ready import EngineMisuse, InvariantBroken, Ready
 from engine.registry import LOAD_PERIOD_MS, SERVER_ACTIONS, Registry, check_spec
 from engine.status import Status, StatusCache
 from engine.table import Table
@@ -59,35 +62,6 @@ __all__ = ["ADMIN_ACTIONS", "Engine", "EngineMisuse", "InvariantBroken", "Ready"
 ADMIN_ACTIONS = ("failover", *SERVER_ACTIONS)
 ARP = Deadline("arp")
 TABLE_CHECK = Deadline("table")
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """What one step decided: commands to carry out in order (see
-    `engine.events`), when to wake next, and the status snapshot.
-
-    `status` is built when first read (most steps' status is never read,
-    and building it is most of a step's cost); read it before the next
-    step, or read `Engine.status` for the current one.  How a `ReadTable`
-    is answered: `engine.events.ReadTable`.
-    """
-
-    commands: tuple[Command, ...]
-    next_deadline_ms: int | None
-    _engine: "Engine" = field(repr=False, compare=False)
-    _step: int = field(repr=False, compare=False)
-
-    @property
-    def status(self) -> Status:
-        return self._engine._status_of_step(self._step)
-
-
-class EngineMisuse(Exception):
-    """The caller broke the engine's contract (time going backwards, unknown names...)."""
-
-
-class InvariantBroken(Exception):
-    """The engine contradicts itself: a bug, checked on every step, in production too."""
 
 
 class Engine:
@@ -105,7 +79,7 @@ class Engine:
         self.timers = Timers()
         self.now_ms: int | None = None
         self.stopped = False
-        self.links_down: frozenset[str] = frozenset()  # LinksChanged: needed interfaces without link
+        self.links = Links()
         self._steps = 0
         self._cache = StatusCache()
         self._status: Status | None = None
@@ -169,7 +143,7 @@ class Engine:
         self.failover.expect_wake(deadline)
         self._check_invariants()
         self._steps += 1
-        return Ready(tuple(self._ordered(out)), deadline, self, self._steps)
+        return Ready(tuple(self._ordered(out)), deadline, self._status_of_step, self._steps)
 
     def _check_invariants(self) -> None:
         if self.failover.role == "standby" and (self.keeper.applied or self.holding.held):
@@ -260,42 +234,29 @@ class Engine:
 
     # ================================================================ role
 
-    @property
-    def unfit(self) -> bool:
-        """`monitor_links = 1` and a link this router needs is down: it takes nothing."""
-        return self.config.monitor_links and bool(self.links_down)
-
     def _links(self, now_ms: int, down: frozenset[str], out: list[Command]) -> None:
-        """monitor_links: an active router that loses a link it needs gives up
-        at once and tells its partner; a router with a link down takes
-        nothing (`_verdicts`); when every link is back, the usual rules.
-        With or without it, an active router whose link comes back
-        announces its VIPs again (its gratuitous ARPs meanwhile were lost)."""
-        was_unfit, before, was_active = self.unfit, self.links_down, self.failover.role == "active"
-        if down == before:
+        """monitor_links (`engine.links` has the rules)."""
+        was_active = self.failover.role == "active"
+        change = self.links.change(down, self.config)
+        if change is None:
             return
-        self.links_down = down
-        out.append(Notify("links", {"down": " ".join(sorted(down)), "went_down": " ".join(sorted(down - before)),
-                                    "came_up": " ".join(sorted(before - down)),
-                                    "monitor_links": int(self.config.monitor_links)}))
-        if self.unfit and not was_unfit:
+        out.append(change.notice)
+        if change.give_up:
             self._give_up(now_ms, out)
-        elif was_unfit and not self.unfit:
+        elif change.back:
             self._verdicts(self.failover.links_back(now_ms), out)
-        if before - down and was_active and self.failover.role == "active":  # sent while it was down: lost
+        if change.rearp and was_active and self.failover.role == "active":
             self._verdicts([Verdict("rearp", "a link came back: announcing the VIPs again")], out)
 
     def _give_up(self, now_ms: int, out: list[Command]) -> None:
         if self.failover.role == "active":
             out.extend(self.failover.give_up(now_ms))
-            out.append(Notify("role", {"from": "active", "to": "standby",
-                                       "reason": f"link down on {', '.join(sorted(self.links_down))}: "
-                                                 "monitor_links = 1"}))
+            out.append(Notify("role", {"from": "active", "to": "standby", "reason": self.links.reason()}))
             self._release(out)
 
     def _verdicts(self, verdicts: Iterable[Verdict], out: list[Command]) -> None:
         for verdict in verdicts:
-            if verdict.decision == "go_active" and self.unfit:
+            if verdict.decision == "go_active" and self.links.unfit(self.config):
                 continue  # a link it needs is down: links_back decides when it returns
             if verdict.decision == "go_active" and self.failover.role == "standby":
                 self._go_active(verdict.reason, out)
@@ -362,7 +323,7 @@ class Engine:
 
     def _reload(self, config: Config, key: bytes | None, out: list[Command]) -> None:
         assert self.now_ms is not None
-        previous, was_unfit = self.config, self.unfit
+        previous, was_unfit = self.config, self.links.unfit(self.config)
         self.config = config
         self.failover.reconfigure(config, key)
         timed = self.registry.deadlines()
@@ -375,9 +336,9 @@ class Engine:
             else:
                 self.timers.cancel(TABLE_CHECK)
         out.append(Notify("config", {"serial_no": config.serial_no}))
-        if self.unfit and not was_unfit:  # monitor_links turned on while a link is down
+        if self.links.unfit(config) and not was_unfit:  # monitor_links turned on while a link is down
             self._give_up(self.now_ms, out)
-        elif was_unfit and not self.unfit:
+        elif was_unfit and not self.links.unfit(config):
             self._verdicts(self.failover.links_back(self.now_ms), out)
         if self.failover.role == "active":
             before = set(self.holding.addresses)
@@ -455,6 +416,6 @@ class Engine:
             counters=dict(fo.counters),
             table=self.keeper.status(self.config.table_check_interval_ms),
             auth="none" if fo.key is None else "hmac-sha256",
-            links_down=tuple(sorted(self.links_down)), unfit=self.unfit,
+            links_down=tuple(sorted(self.links.down)), unfit=self.links.unfit(self.config),
         )
         return self._status

@@ -9,34 +9,23 @@ and table commands) and never reads a clock.  Its parts, one per module:
 - whether the partner is dead, a path lost, a step stalled, the partner
   deaf to us, a probe due: `engine.liveness`;
 - which heartbeats are believed, trusted and credible: `engine.stream`
-  (one stream per partner boot; docs/SECURITY.md).
+  (one stream per partner boot; docs/SECURITY.md);
+- a start over an adopted table, a link back: `engine.rejoin`.
 
 Every deadline here is a named timer in one `engine.timers.Timers`
-(`next_deadline`).  Here:
-
-- a standby router whose partner died goes active; one whose partner left
-  goes active at once (an untrusted `leaving` only if no `active`
-  heartbeat arrives within `keepalive`);
-- the winner of a dual-active re-ARPs however it learns it won: on hearing
-  the partner active (the table), and on hearing it standby after a silence
-  or after it was active (its yield may be all that reaches us);
-- a router that yielded the active role flags its heartbeats `yielded` for
-  `deadtime`, so the winner re-ARPs even when the loser's `active`
-  heartbeats were all lost;
-- a heartbeat that is not believed is counted and never judged
-  (`heartbeats_out_of_sequence`, `heartbeats_replayed`); the `active` of a
-  stream that is not credible does not push the partner's deadline (it
-  keeps nobody standby past deadtime) and is never judged deaf;
-- authentication: with a key, heartbeats without a valid HMAC or replayed
-  (outside the anti-replay window) are dropped and counted, never acted on.
-  A signed heartbeat says which path it was sent on, so one captured on one
-  path is not accepted on the other;
-- an operator's hand-over holds this router standby until the partner goes
-  active, and never longer than `deadtime + keepalive`; with `preempt = 1`
-  a primary that handed over does not take the role back until it is
-  active again for another reason (the partner left or died): the order
-  is not undone a round trip later; it needs a partner that can take over
-  (`handover_refusal`).
+(`next_deadline`).  Here: a standby router whose partner died or left goes
+active (an untrusted `leaving` only if no `active` heartbeat follows within
+`keepalive`); the winner of a dual-active re-ARPs however it learns it won
+(the partner active, or standby after a silence or a dual-active, or its
+heartbeats flagged `yielded`, which a router that yielded sets for
+`deadtime`); a heartbeat not believed is counted, never judged, and the
+`active` of a stream not credible keeps nobody standby past deadtime;
+with a key, heartbeats without a valid HMAC, replayed or signed for the
+other path are dropped and counted; an operator's hand-over holds this
+router standby until the partner is active (at most `deadtime +
+keepalive`), needs a partner that can take over (`handover_refusal`), and
+is not undone by preemption until the router is active again for another
+reason.
 
 What only a key prevents: a forger who sees the routers' heartbeats (and
 so knows the sequences), or one patient enough to mimic a booting router
@@ -45,13 +34,14 @@ after the real partner died.
 
 from __future__ import annotations
 
+from engine import rejoin
 from engine.events import Path, SendHeartbeat
 from engine.liveness import At, Liveness, Noticed
 from engine.model import Config, Node
 from engine.status import PartnerStatus
 from engine.stream import SUSPECT_WHY, PartnerStream, Suspect
 from engine.timers import Deadline, Timers
-from engine.verdicts import Heard, PartnerState, Role, Verdict, judge
+from engine.verdicts import Heard, PartnerState, Role, Verdict, handover_refusal, judge
 from engine.wire import AUTH_ERRORS, Heartbeat, WireError, decode, encode
 
 __all__ = ["Failover", "Noticed", "Suspect", "Verdict"]
@@ -171,9 +161,7 @@ class Failover:
             self.listening_until_ms = None
             self.next_send_ms = now_ms
             if self.role == "active":
-                verdicts.append(Verdict("go_standby", "partner not heard within a keepalive of the restart: "
-                                                      "releasing what the kernel kept (dead or deaf, the usual "
-                                                      "rules decide from here)"))
+                verdicts.append(rejoin.NOT_HEARD)
         leaving_confirm = self.leaving_confirm_ms
         if leaving_confirm is not None and now_ms >= leaving_confirm:
             self.leaving_confirm_ms = None
@@ -233,20 +221,7 @@ class Failover:
         return self._send(now_ms, "leaving")
 
     def listen_first(self, now_ms: int) -> None:
-        """The engine adopted the kernel's table at start (the daemon restarted
-        on a running host) and holds it, but claims nothing for a
-        `keepalive`: its heartbeats say `standby`, flagged `probe` so that
-        the partner answers at once, and no gratuitous ARP goes out.
-        - The partner heard `active` (it took over while this daemon was
-          down): it keeps the role; this router yields, whatever the nodes,
-          instead of a dual-active fight over a stale table.
-        - Heard `standby`: this router stays active, announced from then on.
-          (A standby primary that hears the restarted backup `standby` takes
-          over, as it would from a backup that restarted empty.)
-        - Not heard: the partner is dead or cannot hear us (a one-way
-          failure, where it may hold the VIPs), and this router cannot tell
-          which: it releases what it held and the usual rules of a start
-          decide (a dead partner is declared `deadtime` after the start)."""
+        """Adopted at start: claim nothing for a keepalive (`engine.rejoin`)."""
         if self.enabled:
             self.listening_until_ms = now_ms + self.config.keepalive_ms
 
@@ -264,39 +239,25 @@ class Failover:
         return self._send(now_ms, "leaving")
 
     def links_back(self, now_ms: int) -> list[Verdict]:
-        """Every needed link is up again: what a standby router held back
-        meanwhile, decided now by the usual rules (the partner dead or
-        standby: take over; active: only a primary with `preempt = 1` over a
-        proven two-way link takes its place back)."""
-        if self.role != "standby" or self.leaving:
+        """Every needed link is up again (`engine.rejoin`)."""
+        if self.leaving:
             return []
-        if not self.enabled:
-            return [Verdict("go_active", "links back up (no failover)")] if self.node == "primary" else []
-        if self.partner_alive is False:
-            return [Verdict("go_active", "links back up; partner dead")]
-        if self.partner_state == "standby":
-            if self.node == "primary":
-                return [Verdict("go_active", "links back up; partner standby")]
+        verdict, wait = rejoin.links_back(
+            role=self.role, enabled=self.enabled, node=self.node, alive=self.partner_alive,
+            partner=self.partner_state, preempt=self.config.preempt, hears_us=self.partner_hears_us(now_ms),
+            handed_over=self.handed_over)
+        if wait:
             self.backup_take_ms = now_ms + 2 * self.config.keepalive_ms
-            return []
-        if (self.partner_state == "active" and self.node == "primary" and self.config.preempt
-                and self.partner_hears_us(now_ms) and not self.handed_over):
-            return [Verdict("go_active", "links back up; preempt: the primary takes its place back")]
-        return []
+        return [verdict] if verdict is not None else []
 
     def hand_over(self, now_ms: int) -> list[SendHeartbeat]:
-        """An operator's failover: tell the partner to take over, stay standby
-        until it is active (at most `deadtime + keepalive`: a partner that
+        """An operator's failover: as `give_up`, and stay standby until the
+        partner is active (at most `deadtime + keepalive`: a partner that
         never takes over does not strand the VIPs)."""
-        self.yielded_until_ms = now_ms + self.config.deadtime_ms
-        self.role = "standby"
         self.hold_standby = True
         self.handed_over = True
         self.hold_until_ms = now_ms + self.config.deadtime_ms + self.config.keepalive_ms
-        if not self.enabled:
-            return []
-        self.next_send_ms = now_ms + self.config.keepalive_ms
-        return self._send(now_ms, "leaving")
+        return self.give_up(now_ms)
 
     def _send(self, now_ms: int, state: PartnerState, probe: bool = False) -> list[SendHeartbeat]:
         self.seq += 1
@@ -352,14 +313,13 @@ class Failover:
             self.leaving_confirm_ms = None
         if heartbeat.format == "shoal":
             self.partner_serial = heartbeat.serial_no
-        if self.listening_until_ms is not None:  # the first heard since an adopting start: listen_first
+        if self.listening_until_ms is not None:  # the first heard since an adopting start (engine.rejoin)
             self.listening_until_ms = None
             self.next_send_ms = now_ms
             if self.role == "active" and heartbeat.state == "active":
-                return [Verdict("go_standby", "the partner took over while this daemon was down: it keeps the role")]
+                return [rejoin.HEARD_ACTIVE]
             if self.role == "active":
-                return [*self._judge(now_ms, heartbeat.state, trusted, credible),
-                        Verdict("rearp", "partner heard since the restart: announcing the VIPs held")]
+                return [*self._judge(now_ms, heartbeat.state, trusted, credible), rejoin.HEARD_OTHER]
         verdicts = self._judge(now_ms, heartbeat.state, trusted, credible)
         if regained and self.role == "active" and heartbeat.state == "standby" and not verdicts:
             verdicts = [Verdict("rearp", "partner back standby after a silence or a dual-active")]
@@ -412,30 +372,11 @@ class Failover:
         return self.stream.heard_seq
 
     def handover_refusal(self, now_ms: int) -> str | None:
-        """Why an operator's failover would be refused now; None: it would be
-        carried out.  It needs a partner ready to take over: heard both ways
-        (its heartbeats reach us and acknowledge ours within `deadtime`),
-        standby, and running the same `serial_no`.  Handing over to a
-        partner that cannot hear us, or one that runs another
-        configuration, could leave nobody serving."""
-        if not self.enabled:
-            return "no failover configured (backup_active = 0 or no backup address)"
-        if self.role != "active":
-            return "this router is standby: nothing to hand over"
-        if not self.partner_can_take:
-            return "the partner cannot take over (backup_active = 0)"
-        if not self.partner_alive:
-            return "the partner is not heard"
-        if self.config.heartbeat_format != "shoal":
-            return "heartbeat_format = piranha cannot tell whether the partner hears us"
-        if not self.partner_hears_us(now_ms):
-            return "the partner does not hear us (its heartbeats acknowledge none of ours within deadtime)"
-        if self.partner_state != "standby":
-            return f"the partner is {self.partner_state or 'unknown'}, not standby"
-        if self.partner_serial != self.config.serial_no:
-            return (f"the partner runs serial_no {self.partner_serial}, this router {self.config.serial_no}: "
-                    "reload both with the same lvs.cf first")
-        return None
+        """Why an operator's failover would be refused now (`engine.verdicts.handover_refusal`)."""
+        return handover_refusal(
+            enabled=self.enabled, role=self.role, can_take=self.partner_can_take, alive=bool(self.partner_alive),
+            shoal_format=self.config.heartbeat_format == "shoal", hears_us=self.partner_hears_us(now_ms),
+            partner=self.partner_state, partner_serial=self.partner_serial, serial_no=self.config.serial_no)
 
     def partner_status(self, now_ms: int) -> PartnerStatus:
         alive = bool(self.partner_alive)

@@ -153,3 +153,32 @@ def _verdicts(h: Heard, rule: Rule, deaf: bool, standoff: bool) -> tuple[tuple[V
         return (Verdict("rearp", "dual-active: the partner's claim is unconfirmed; asking it"),), True
     assert rule in ("go_active", "go_standby", "rearp")
     return (Verdict(rule, _REASONS[rule]),), False
+
+
+def handover_refusal(*, enabled: bool, role: Role, can_take: bool, alive: bool, shoal_format: bool,
+                     hears_us: bool, partner: PartnerState | None, partner_serial: int | None,
+                     serial_no: int) -> str | None:
+    """Why an operator's failover would be refused; None: it would be carried
+    out.  It needs a partner ready to take over: heard both ways (its
+    heartbeats reach us and acknowledge ours within `deadtime`), standby,
+    and running the same `serial_no`.  Handing over to a partner that
+    cannot hear us, or one that runs another configuration, could leave
+    nobody serving."""
+    if not enabled:
+        return "no failover configured (backup_active = 0 or no backup address)"
+    if role != "active":
+        return "this router is standby: nothing to hand over"
+    if not can_take:
+        return "the partner cannot take over (backup_active = 0)"
+    if not alive:
+        return "the partner is not heard"
+    if not shoal_format:
+        return "heartbeat_format = piranha cannot tell whether the partner hears us"
+    if not hears_us:
+        return "the partner does not hear us (its heartbeats acknowledge none of ours within deadtime)"
+    if partner != "standby":
+        return f"the partner is {partner or 'unknown'}, not standby"
+    if partner_serial != serial_no:
+        return (f"the partner runs serial_no {partner_serial}, this router {serial_no}: "
+                "reload both with the same lvs.cf first")
+    return None

@@ -110,9 +110,10 @@ class Invariants:
 
     def after_step(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
         self._single_owner(router, event, role_before, commands)
-        if router.engine is not None and router.engine.unfit and (router.vips or router.engine.failover.role == "active"):
+        engine = router.engine
+        if engine is not None and engine.links.unfit(engine.config) and (router.vips or engine.failover.role == "active"):
             self.fail("gave_up", f"{router.name} has a link down ({', '.join(sorted(router.links_down))}) with "
-                                 f"monitor_links = 1 but is {router.engine.failover.role} holding "
+                                 f"monitor_links = 1 but is {engine.failover.role} holding "
                                  f"{', '.join(sorted(router.vips)) or 'no VIP'}")
         if router.engine is not None and (not router.engine.now_ms or any(
                 isinstance(c, (Notify, *TABLE_OPS)) for c in commands)):
@@ -226,7 +227,7 @@ class Invariants:
         start = world.now
 
         def judge() -> None:
-            if partner.engine is not engine or crashed.boots != boots or engine.unfit:
+            if partner.engine is not engine or crashed.boots != boots or engine.links.unfit(engine.config):
                 return  # (an unfit partner, monitor_links with a link down, takes nothing: gave_up)
             if engine.failover.role != "active" and partner.went_active_ms < start:
                 self.fail("takeover", f"{partner.name} still {engine.failover.role} {bound} ms "
