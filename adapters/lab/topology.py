@@ -122,10 +122,14 @@ class Topology:
 
     # ------------------------------------------------------------ faults
 
-    def links(self, node: str, up: bool) -> None:
+    def links(self, node: str, up: bool, except_: set[str] | frozenset[str] = frozenset()) -> None:
+        for iface in self.plan.node(node).ifaces:
+            if iface.name not in except_:
+                self.link(node, iface.name, up)
+
+    def link(self, node: str, device: str, up: bool) -> None:
         with lab_errors():
-            for iface in self.plan.node(node).ifaces:
-                netns.ip("-n", self.ns(node), "link", "set", iface.name, "up" if up else "down")
+            netns.ip("-n", self.ns(node), "link", "set", device, "up" if up else "down")
 
     def flush_router(self, node: str, keep: set[str], ipvs: bool = False) -> None:
         """A router host's boot: only the lab's own addresses, no nftables (with `ipvs`: an

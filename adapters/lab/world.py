@@ -52,6 +52,7 @@ class RouterState:
     log_path: Path
     daemon: daemons.Daemon | None = None  # the running (or last) `shoal run` of this router
     host_up: bool = True
+    cables_down: set[str] = field(default_factory=set)  # link_down: stays down across a crash and a restart
 
 
 @dataclass
@@ -194,12 +195,14 @@ class LabWorld:
             self.topo.links(value, up=False)
             self.routers[value].host_up = False
         elif kind == "restart":
-            self._kill_daemon(value)
-            own = {a.split("/")[0] for i in self.plan.node(value).ifaces for a in i.addresses}
-            self.topo.flush_router(value, own | {"127.0.0.1", "::1"}, ipvs=self.dataplane == "ipvs")
-            self.topo.links(value, up=True)
-            self.routers[value].host_up = True
-            self.start_daemon(value)
+            r = self.routers[value]
+            if not (r.host_up and not self.daemon_running(value)):  # not after a kill: the host boots
+                self._kill_daemon(value)
+                own = {a.split("/")[0] for i in self.plan.node(value).ifaces for a in i.addresses}
+                self.topo.flush_router(value, own | {"127.0.0.1", "::1"}, ipvs=self.dataplane == "ipvs")
+                self.topo.links(value, up=True, except_=r.cables_down)
+                r.host_up = True
+            self.start_daemon(value)  # after a kill: over what the kernel kept, which it adopts
         elif kind == "kill":
             self._kill_daemon(value)
         elif kind.startswith("server_"):
@@ -217,8 +220,20 @@ class LabWorld:
                     r.daemon.signal(signal.SIGHUP)
         elif kind == "admin":
             self._admin(str(value).split())
+        elif kind in ("link_down", "link_up"):
+            self._link(value, fault.extra["device"], up=kind == "link_up")
         else:
             raise LabError(f"the lab cannot carry out {kind!r}")
+
+    def _link(self, name: str, device: str, up: bool) -> None:
+        """The router's interface `device` loses or regains its link, as a cable would (a crashed
+        host's links are all down anyway: a restart brings up all but these)."""
+        if device not in {i.name for i in self.plan.node(name).ifaces}:
+            raise LabError(f"the lab's {name} router has no interface {device}")
+        r = self.routers[name]
+        (r.cables_down.discard if up else r.cables_down.add)(device)
+        if r.host_up:
+            self.topo.link(name, device, up)
 
     def _server(self, name: str, command: str) -> None:
         answer = lab_server.ask(self.servers[name], command)

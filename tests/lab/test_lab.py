@@ -27,10 +27,11 @@ from scenario.model import load
 
 ROOT = Path(__file__).resolve().parents[2]
 CRASH = ROOT / "scenarios" / "active-crash-takeover.toml"
-# The eight scenarios issue 4 names, and the time scale each runs at here.
+# The eight scenarios issue 4 names, issue 10's link faults and adoption over a killed
+# daemon's kernel state, and the time scale each runs at here.
 LAB_SCENARIOS = ["active-crash-takeover", "primary-return-no-preempt", "heartbeat-loss-one-path",
                  "partition-all-heal", "one-way-failure", "server-down-reentry", "server-hang",
-                 "reload-one-server"]
+                 "reload-one-server", "monitor-links", "kill-restart-adopt"]
 SCALE = 0.25
 LAB = [sys.executable, "-c", "import sys; from shoal.lab_cli import main; sys.exit(main(sys.argv[1:]))"]
 
