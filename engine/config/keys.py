@@ -294,7 +294,7 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     choice("network", ("nat", "direct", "tunnel")),
     address_device("nat_router", "nat_router", "nat_router_device"),
     key("nat_nmask", "nat_nmask", _netmask),
-    string("debug_level"), string("rsh_command"),
+    string("debug_level"), choice("rsh_command", ("rsh", "ssh")),  # read for compatibility, never run
     string("active_cmd"), string("inactive_cmd"),
     boolean("monitor_links"), boolean("hard_shutdown"), boolean("syncdaemon"),
     key("syncd_iface", "syncd_iface", _interface), number("syncd_id", 0, U8),
