@@ -110,8 +110,11 @@ class StatusCache:
         self._index: dict[str, int] = {}
 
     def reset(self, config: Config) -> None:
+        """A new config: the next snapshot is built whole (what was marked changed may be gone)."""
         self.servers.clear()
         self._services = None
+        self._dirty_members.clear()
+        self._dirty_virtuals.clear()
         self._index = {v.name: i for i, v in enumerate(config.virtuals)}
 
     def members_changed(self, keys: Iterable[tuple[str, str]]) -> None:
