@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import netns
+from adapters.lab import daemons
 from adapters.control import ask
 from adapters.daemon import JsonFormatter
 
@@ -166,10 +167,8 @@ def test_a_daemon_log_speaks_ipvsadm_and_lvs_cf(netns_ok: None, tmp_path: Path) 
         for cidr in ("10.50.0.11/24", "10.50.0.12/24", "fd50::11/64"):
             topo.address(lan, "eth0", cidr)
         server = topo.spawn(lan, [sys.executable, str(tmp_path / "server.py")])
-        with open(log, "wb") as out:
-            daemon = topo.spawn(solo, [sys.executable, "-m", "shoal.cli", "run", "-c", str(tmp_path / "lvs.cf"),
-                                       "--dataplane", "dry-run", "--state-dir", state, "--log-format", "json"],
-                                stdout=subprocess.DEVNULL, stderr=out)
+        daemon = daemons.start(solo, tmp_path / "lvs.cf", state, log, dataplane="dry-run",
+                               args=["--log-format", "json"])
 
         def status() -> dict[str, Any]:
             return ask(state, {"cmd": "status"}, timeout_s=2)
@@ -178,21 +177,39 @@ def test_a_daemon_log_speaks_ipvsadm_and_lvs_cf(netns_ok: None, tmp_path: Path) 
             s = servers(status())
             return bool(s["web/rs1"]["health"] == s["web6/v6a"]["health"] == "up" and s["web/rs2"]["health"] == "down")
 
-        wait("rs1 and v6a up, rs2 down", settled, log)
-        assert ask(state, {"cmd": "admin", "action": "drain", "server": "web/rs1"}) == {"ok": True}
-        assert ask(state, {"cmd": "admin", "action": "failover"})["ok"] is False  # no partner: refused
-        wait("rs1 drained", lambda: servers(status())["web/rs1"]["weight"] == 0, log)
-        text = subprocess.run([sys.executable, "-m", "shoal.cli", "status", "--state-dir", state],
-                              capture_output=True, text=True, timeout=30).stdout
-        (tmp_path / "lvs.cf").write_text(CONFIG.replace("serial_no = 1", "serial_no = 2").replace("weight = 3", "weight = 4"))
-        daemon.send_signal(signal.SIGHUP)
-        wait("serial_no 2", lambda: status()["serial_no"] == 2, log)
-        server.kill()  # every server of the lan down: connection refused
-        wait("v6a down", lambda: servers(status())["web6/v6a"]["health"] == "down", log)
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(15) == 0, log.read_text()[-4000:]
+        try:
+            _walk(daemon, state, tmp_path, log, server, status, settled)
+        finally:
+            daemon.stop()
+    _judge(log)
 
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
+
+def _walk(daemon: daemons.Daemon, state: str, tmp_path: Path, log: Path, server: subprocess.Popen[bytes],
+          status: Callable[[], dict[str, Any]], settled: Callable[[], bool]) -> None:
+    """Start, health, drain, a refused failover, `shoal status`, a reload, a server dying, a stop."""
+    wait("rs1 and v6a up, rs2 down", settled, log)
+    assert ask(state, {"cmd": "admin", "action": "drain", "server": "web/rs1"}) == {"ok": True}
+    assert ask(state, {"cmd": "admin", "action": "failover"})["ok"] is False  # no partner: refused
+    wait("rs1 drained", lambda: servers(status())["web/rs1"]["weight"] == 0, log)
+    text = subprocess.run([sys.executable, "-m", "shoal.cli", "status", "--state-dir", state],
+                          capture_output=True, text=True, timeout=30).stdout
+    (tmp_path / "lvs.cf").write_text(CONFIG.replace("serial_no = 1", "serial_no = 2").replace("weight = 3", "weight = 4"))
+    daemon.signal(signal.SIGHUP)
+    wait("serial_no 2", lambda: status()["serial_no"] == 2, log)
+    server.kill()  # every server of the lan down: connection refused
+    wait("v6a down", lambda: servers(status())["web6/v6a"]["health"] == "down", log)
+    assert daemon.stop() == 0, log.read_text()[-4000:]
+    (tmp_path / "status.txt").write_text(text)
+
+
+def _judge(log: Path) -> None:
+    text = (log.parent / "status.txt").read_text()
+    raw = log.read_text().splitlines()
+    # daemons.start gives the daemon one log for both streams: the dry-run dataplane's
+    # ipvsadm lines on stdout, the JSON log on stderr.
+    dry_run = [line for line in raw if not line.startswith("{")]
+    assert dry_run and all(re.match(r"-[AEDaed] ", line) for line in dry_run), dry_run
+    lines = [json.loads(line) for line in raw if line.startswith("{")]
     said = [line["msg"] for line in lines]
     for line in lines:
         msg = line["msg"]
