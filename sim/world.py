@@ -220,10 +220,10 @@ class World:
                     router.vips.discard(address)
                     self.trace(now, name, "vip", {"op": "del", "address": address})
             case SendGratuitousArp(address, _):
+                router.last_arp_ms = now  # the engine re-announced (single_owner judges that)...
                 if self._vip_device(address) in router.links_down:
-                    return  # the frame never leaves
+                    return  # ... but the frame never leaves
                 self.arp_view[address] = name
-                router.last_arp_ms = now
                 self.trace(now, name, "arp", {"address": address})
             case _ if isinstance(command, TABLE_OPS):
                 before = router.table
