@@ -52,12 +52,12 @@ from engine.keeper import Keeper
 from engine.links import Links
 from engine.model import Config, Node
 from engine.ready import EngineMisuse, InvariantBroken, Ready
-from engine.registry import LOAD_PERIOD_MS, SERVER_ACTIONS, Registry, check_spec
+from engine.registry import LOAD_PERIOD_MS, SERVER_ACTIONS, Override, Registry, check_spec
 from engine.status import Status, StatusCache
 from engine.table import Table
 from engine.timers import Deadline, Timers
 
-__all__ = ["ADMIN_ACTIONS", "Engine", "EngineMisuse", "InvariantBroken", "Ready", "check_spec"]
+__all__ = ["ADMIN_ACTIONS", "Engine", "EngineMisuse", "InvariantBroken", "Override", "Ready", "check_spec"]
 
 ADMIN_ACTIONS = ("failover", *SERVER_ACTIONS)
 ARP = Deadline("arp")
@@ -386,15 +386,24 @@ class Engine:
     def _admin(self, request: AdminRequested, out: list[Command]) -> None:
         refusal = self.admin_refusal(request)
         if refusal is not None:
-            out.append(Notify("admin_refused", {"action": request.action, "server": request.server,
-                                                "reason": refusal}))
+            data: dict[str, str | int | None] = {"action": request.action, "server": request.server}
+            if request.action == "weight":
+                data["weight"] = request.weight
+            out.append(Notify("admin_refused", {**data, "reason": refusal}))
             return
         if request.action == "failover":
             self._go_standby("operator: failover", out, hand_over=True)
             return
         for key in self.registry.matching(request.server, request.virtual):
-            self.registry.override(key, request.action)
+            self.registry.override(key, request.action, request.weight)
             self._refresh(key[0], out)
+
+    @property
+    def overrides(self) -> tuple[Override, ...]:
+        """The operator's overrides in force (drain, weight, force_*), in
+        config order: what a driver keeps across restarts and replays, as
+        `Override.request()`, after its first step."""
+        return self.registry.overrides()
 
     # ================================================================ status
 

@@ -111,13 +111,16 @@ class AdminRequested:
     """An operator's request.
 
     action: "failover" (the active router hands over), "drain" (weight 0,
-    connections kept), "undrain", "force_down", "force_up", "auto".
+    connections kept), "weight" (an operator weight, `weight` 0-65535,
+    kept like a drain), "undrain" (back to the configured or health-derived
+    weight), "force_down", "force_up", "auto" (as undrain).
     `virtual` may be "" to mean every virtual holding `server`.
     """
 
-    action: Literal["failover", "drain", "undrain", "force_down", "force_up", "auto"]
+    action: Literal["failover", "drain", "undrain", "weight", "force_down", "force_up", "auto"]
     server: str = ""
     virtual: str = ""
+    weight: int | None = None  # "weight" only
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,7 +306,8 @@ class Notify:
     applied one; `diff` the reconciling operations as ipvsadm arguments),
     "heartbeat_lost" (path), "quorum" (service, ok),
     "config" (serial_no), "error" (what), "admin_refused" (action, server,
-    reason: an operator's request the engine will not carry out),
+    reason: an operator's request the engine will not carry out; `weight`
+    too for a "weight" request),
     "vip_cleanup" (reason, addresses: VIPs removed at start),
     "heartbeat_ignored" (counter, why, path, source: a heartbeat or a
     partner's claim not acted on; once per kind until the partner is heard

@@ -10,8 +10,9 @@ Rules (../shared/PIRANHA.md, "nanny health checks"):
 - while up, `fall` consecutive failures take it down (default 1: at once);
 - while down, `rise` consecutive successes bring it back (default
   `reentry / interval`, rounded up, at least 1); a failure restarts the count;
-- an operator can force a server down or up, or drain it (in the table at
-  weight 0), and hand it back to the checks (`auto`).
+- an operator can force a server down or up, drain it (in the table at
+  weight 0), set its weight (the checks still decide whether it is in),
+  and hand it back to the checks (`auto`).
 
 Weights: a server coming back starts at `max(1, weight >> 5)` and doubles at
 each adjust period up to its configured weight (slow start); `load_monitor`
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal, Mapping
 
 Status = Literal["unknown", "up", "down"]
-Admin = Literal["auto", "force_up", "force_down", "drain"]
+Admin = Literal["auto", "force_up", "force_down", "drain", "weight"]  # "weight": the checks decide, at an operator weight
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,13 @@ Rules:
 - the operator's requests (`SERVER_ACTIONS`) name `SERVER`,
   `VIRTUAL/SERVER`, or a server and a virtual; an override back to up
   from down or unknown restores the configured weight;
+- an operator weight (0 to `MAX_WEIGHT`) replaces the current weight while
+  the checks have the server up (they still decide whether it is in; slow
+  start and `load_monitor` do not move it); it is kept like a drain, until
+  `undrain` (or `auto`), and one override replaces another;
+- the overrides in force (`overrides()`, in config order) are what a
+  driver keeps across restarts: replayed as requests, they set the same
+  state;
 - a table found at start (adoption): a member the kernel holds at a weight
   above 0 counts as up at that weight (its check still unknown until the
   first result, which takes it out at once if it fails).
@@ -49,7 +56,23 @@ MemberKey = tuple[str, str]  # (virtual name, server name)
 
 # An operator's request on a server, and the override it sets (health.py's Admin).
 SERVER_ACTIONS: Mapping[str, nanny.Admin] = {
-    "drain": "drain", "undrain": "auto", "force_down": "force_down", "force_up": "force_up", "auto": "auto"}
+    "drain": "drain", "undrain": "auto", "weight": "weight", "force_down": "force_down", "force_up": "force_up",
+    "auto": "auto"}
+
+MAX_WEIGHT = 65535  # IPVS's own bound for a destination's weight
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """One operator override in force on one member: the request that sets it again."""
+
+    virtual: str
+    server: str
+    action: str  # "drain" | "weight" | "force_down" | "force_up"
+    weight: int | None = None  # "weight" only
+
+    def request(self) -> AdminRequested:
+        return AdminRequested(self.action, self.server, self.virtual, self.weight)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -83,6 +106,7 @@ class MemberState:
     load_id: int | None
     weight: int
     admin: nanny.Admin = "auto"
+    admin_weight: int = 0  # the operator's weight while `admin` is "weight"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +175,12 @@ class Registry:
                 old = old_members.get(key)
                 weight = server.weight
                 admin: nanny.Admin = "auto"
+                admin_weight = 0
                 if old is not None:
-                    admin = old.admin
+                    admin, admin_weight = old.admin, old.admin_weight
                     if old.server.weight == server.weight:
                         weight = old.weight
-                self.members[key] = MemberState(virtual, server, check_id, load_id, weight, admin)
+                self.members[key] = MemberState(virtual, server, check_id, load_id, weight, admin, admin_weight)
         self.loads = {load_id: Load(*lkey, tuple(load_members[load_id]), Deadline("load", load_id))
                       for lkey, load_id in loads.items()}
 
@@ -207,7 +232,8 @@ class Registry:
             assert server.address is not None
             views.append(Member(
                 name=server.name, address=server.address, port=dest_port(virtual, server.port),
-                standing=self.standing(member), weight=member.weight,  # type: ignore[arg-type]
+                standing=self.standing(member),  # type: ignore[arg-type]
+                weight=member.admin_weight if member.admin == "weight" else member.weight,
                 configured_weight=server.weight,
             ))
         return views
@@ -244,6 +270,7 @@ class Registry:
             admin=member.admin, weight=dest.weight if dest is not None else 0, in_table=dest is not None,
             configured_weight=server.weight, last_check=h.last_ok, last_detail=h.last_detail,
             checks_ok=h.ok_total, checks_failed=h.fail_total,
+            admin_weight=member.admin_weight if member.admin == "weight" else None,
         )
 
     # ------------------------------------------------------------ checks and loads
@@ -302,7 +329,7 @@ class Registry:
     def load_observed(self, key: MemberKey, load: float | None) -> Notify | None:
         """A load reading for one member: the new weight's notice, None if unchanged."""
         member = self.members[key]
-        if self.standing(member) != "up":
+        if self.standing(member) != "up" or member.admin == "weight":  # the operator's weight stands
             return None
         new = nanny.load_adjust(member.weight, member.server.weight, load)
         if new is None or new == member.weight:
@@ -316,6 +343,13 @@ class Registry:
         """Why a server request would be refused, in the operator's terms; None: it would be carried out."""
         if request.action not in SERVER_ACTIONS:
             return f"unknown admin action {request.action!r}"
+        if request.action == "weight":
+            if request.weight is None:
+                return "weight: no weight given (0 to 65535)"
+            if not 0 <= request.weight <= MAX_WEIGHT:
+                return f"weight {request.weight} out of range (0 to {MAX_WEIGHT})"
+        elif request.weight is not None:
+            return f"{request.action} takes no weight"
         if not self.matching(request.server, request.virtual):
             where = f" in virtual {request.virtual}" if request.virtual else ""
             return f"no real server named {request.server}{where}"
@@ -328,12 +362,19 @@ class Registry:
             virtual, server = server.split("/", 1)
         return [k for k in self.members if k[1] == server and (not virtual or k[0] == virtual)]
 
-    def override(self, key: MemberKey, action: str) -> None:
+    def override(self, key: MemberKey, action: str, weight: int | None = None) -> None:
         member = self.members[key]
         before = self.standing(member)
         member.admin = SERVER_ACTIONS[action]
+        member.admin_weight = weight if action == "weight" and weight is not None else 0
         if self.standing(member) == "up" and before in ("down", "unknown"):
             member.weight = member.server.weight
+
+    def overrides(self) -> tuple[Override, ...]:
+        """The operator's overrides in force, in config order (members' order)."""
+        return tuple(
+            Override(key[0], key[1], m.admin, m.admin_weight if m.admin == "weight" else None)
+            for key, m in self.members.items() if m.admin != "auto")
 
     def adopt(self, table: Table, service_keys: Mapping[str, ServiceKey | None]) -> list[MemberKey]:
         """The members found in a table at start (see the rules); returns those changed."""

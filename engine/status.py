@@ -26,7 +26,7 @@ class ServerStatus:
     port: int
     health: str  # "up" | "down" | "unknown" (after the operator's override)
     checked: str  # what the checks alone say: "up" | "down" | "unknown"
-    admin: str  # "auto" | "force_up" | "force_down" | "drain"
+    admin: str  # "auto" | "force_up" | "force_down" | "drain" | "weight"
     weight: int  # the weight the table calls for (0 quiesced/drained; 0 when out)
     in_table: bool
     configured_weight: int
@@ -34,6 +34,7 @@ class ServerStatus:
     last_detail: str
     checks_ok: int
     checks_failed: int
+    admin_weight: int | None = None  # the operator's weight while `admin` is "weight"
 
 
 @dataclass(frozen=True, slots=True)

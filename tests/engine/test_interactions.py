@@ -28,7 +28,8 @@ the diff.  Commands (times in seconds):
     ipvsadm NODE ARGS         a change behind the engine's back: -A -E -D -a -e -d
                               with -t/-u ADDR:PORT, -s, -r ADDR:PORT, -w, -m/-g/-i
     table NODE                the node's kernel table
-    admin NODE ACTION [SRV]   failover | drain | undrain | force_down | force_up | auto
+    admin NODE ACTION [SRV] [N]  failover | drain | undrain | weight (N) | force_down
+                              | force_up | auto
     reload [F.cf] [NODE]      both engines (or NODE) get the config (as `config`)
     stall NODE T              NODE is descheduled until T: its inputs wait
     inject NODE PATH SRC HEX  a raw datagram on NODE's heartbeat port
@@ -145,7 +146,9 @@ class Runner:
         return lines or ["(empty)"]
 
     def do_admin(self, args: list[str], body: list[str]) -> None:
-        self.w.feed(args[0], AdminRequested(args[1], args[2] if len(args) > 2 else ""))  # type: ignore[arg-type]
+        weight = int(args[3]) if len(args) > 3 else None
+        self.w.feed(args[0], AdminRequested(args[1], args[2] if len(args) > 2 else "",  # type: ignore[arg-type]
+                                            weight=weight))
 
     def do_reload(self, args: list[str], body: list[str]) -> None:
         files = [a for a in args if a.endswith(".cf")]
@@ -186,7 +189,9 @@ class Runner:
             lines.append(f"service {service.name} quorum_ok={service.quorum_ok} sorry={service.sorry_in_table}")
             for s in service.servers:
                 lines.append(
-                    f"  {s.name} {s.health} admin={s.admin} in_table={s.in_table} weight={s.weight}"
+                    f"  {s.name} {s.health} admin={s.admin}"
+                    + (f"/{s.admin_weight}" if s.admin_weight is not None else "")
+                    + f" in_table={s.in_table} weight={s.weight}"
                     f" ok={s.checks_ok} failed={s.checks_failed}"
                 )
         return lines
