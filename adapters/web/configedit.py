@@ -54,7 +54,7 @@ from engine.config.parser import Parser
 from engine.diff import diff as table_diff
 from engine.model import Config
 from engine.pool import Member, dest_port, desired_entry, desired_table, quorum_state, service_key
-from engine.table import Table
+from engine.table import ServiceEntry, Table
 
 Block = tuple[str, ...]  # () global, (virtual,), (virtual, server)
 Value = str | int | bool | Sequence[str] | None
@@ -180,7 +180,7 @@ def _raw_lines(text: str) -> tuple[list[str], bool]:
     return raws, final_newline
 
 
-def _tokens_of(k: Key, value: Value) -> list[str]:
+def _tokens_of(k: Key, value: str | int | bool | Sequence[str]) -> list[str]:
     if isinstance(value, bool):
         return ["1" if value else "0"]
     if isinstance(value, int):
@@ -333,7 +333,7 @@ def active_table(config: Config, health: Health | None = None) -> Table:
     """The table an active router wants for `config` (engine.pool), every real
     server healthy unless `health` says otherwise, no operator overrides."""
     health = health or {}
-    entries = {}
+    entries: dict[str, ServiceEntry | None] = {}
     for virtual in config.virtuals:
         key = service_key(virtual)
         if key is None:
