@@ -1,9 +1,56 @@
 """The daemon's control socket and what `shoal status` / `shoal table` print.
 
-One JSON object a line over a Unix socket at `STATE_DIR/control.sock`:
-request `{"cmd": "status"}`, `{"cmd": "table"}`, `{"cmd": "reload"}` or
-`{"cmd": "admin", "action": ..., "server": ...}`; the answer is one JSON
-object a line.  A connection may send several requests, one a line.
+One JSON object a line over a Unix socket at `STATE_DIR/control.sock`
+(mode 0600: only the daemon's user); the answer is one JSON object a line.
+A connection may send several requests, one a line:
+
+- `{"cmd": "status"}`: the object of `shoal status --json` (`status_json`);
+- `{"cmd": "table"}`: `{"table": [...], "text": "ipvsadm -Ln layout"}`;
+- `{"cmd": "reload"}`: as SIGHUP; `{"ok": true, "detail": "what changed"}`
+  or `{"ok": false, "error": reason, "errors": ["file:line:col: message", ...]}`;
+- `{"cmd": "admin", "action": A, "server": "VIRTUAL/SERVER"}` with A one of
+  drain, undrain, weight (then `"weight": N`, an integer 0-65535), failover
+  (no server), force_down, force_up, auto: `{"ok": true}` (accepted: carried
+  out in the daemon's next step) or `{"ok": false, "error": reason}` (refused:
+  no such server, weight out of range, failover conditions not met...);
+- `{"cmd": "events"}`: a stream.  The answer `{"ok": true}` comes first (or
+  `{"error": "busy: ..."}` when `MAX_SUBSCRIBERS` streams are open, and the
+  connection is closed); then the connection stays open and the daemon
+  writes one JSON object a line for every event as it happens, until the
+  client closes it.  Nothing the client sends afterwards is read as a request.
+
+Events (the fields of SPEC.md's trace, "Trace (JSON lines)"; every event
+has `t` (seconds since the daemon started, as the engine counts time),
+`time` (Unix time), `node` (`primary`/`backup`), `kind`, and `text` (the
+daemon's log line for it, in lvs.cf and ipvsadm words)):
+
+    role            from, to, reason
+    vip             op (add/del), address, prefix, device, label
+    arp             address, device
+    table           op (add_service, edit_service, del_service, add_dest,
+                    edit_dest, del_dest), service (the virtual's name),
+                    server (the real server's name; null for a service op),
+                    weight (null unless add_dest/edit_dest), ipvsadm (the
+                    operation as ipvsadm arguments), failed (only when the
+                    dataplane refused it: the error)
+    health          service, server, from, to (up/down/unknown), detail
+    heartbeat_lost  path
+    admin           action, server, weight (null unless "weight"), ok,
+                    reason (when refused)
+    reload          ok, serial_no (in force afterwards), detail (what
+                    changed) or error and errors
+
+    {"t": 12.3, "time": 1764551000.2, "node": "primary", "kind": "health",
+     "service": "web", "server": "rs1", "from": "up", "to": "down",
+     "detail": "connection refused", "text": "health web/rs1: up -> down ..."}
+
+Other kinds the daemon logs come too (partner, weight, quorum, config,
+error, admin_refused, drift, stall, hold, links, command, timeouts,
+syncd, vip_cleanup: docs/LOGS.md has their fields); a consumer ignores a
+kind it does not know.  Bounds: each stream has a queue of
+`SUBSCRIBER_LINES` events; a reader that falls that far behind is dropped
+(its connection closed, counted in status as `events.dropped`): the daemon
+never waits for a reader.
 
 Every request line gets exactly one answer line, whatever it holds: a line
 that is not JSON, not an object, names an unknown command or bad arguments,
@@ -30,9 +77,10 @@ import os
 import socket
 import stat
 from pathlib import Path
+from collections import deque
 from typing import Any, Awaitable, Callable
 
-from adapters.describe import host_port
+from adapters.describe import host_port, plain
 from engine.status import Status
 from engine.table import Table
 
@@ -44,6 +92,8 @@ MAX_LINE = 64 * 1024
 IDLE_TIMEOUT_S = 5.0
 HANDLER_TIMEOUT_S = 30.0
 MAX_CLIENTS = 16
+MAX_SUBSCRIBERS = 8  # event streams open at once (each also holds one of MAX_CLIENTS)
+SUBSCRIBER_LINES = 1024  # events queued for one stream before its reader is dropped
 
 
 class ControlError(OSError):
@@ -68,7 +118,8 @@ def status_json(status: Status) -> dict[str, Any]:
                 "scheduler": s.scheduler, "sorry_in_table": s.sorry_in_table, "quorum_ok": s.quorum_ok,
                 "servers": [
                     {"name": r.name, "address": r.address, "port": r.port, "health": r.health, "weight": r.weight,
-                     "in_table": r.in_table, "admin": r.admin, "last_check": r.last_check,
+                     "in_table": r.in_table, "admin": r.admin, "admin_weight": r.admin_weight,
+                     "last_check": r.last_check,
                      "last_detail": r.last_detail, "checks_ok": r.checks_ok, "checks_failed": r.checks_failed}
                     for r in s.servers
                 ],
@@ -113,7 +164,8 @@ def status_text(data: dict[str, Any]) -> str:
                  else f"{s['protocol'].upper()} {host_port(address, s['port'])}")
         lines.append(f"virtual {s['name']} ({where} {s['scheduler']})" + ("  [sorry server in]" if s["sorry_in_table"] else ""))
         for r in s["servers"]:
-            flag = "" if r["admin"] == "auto" else f" [{r['admin']}]"
+            flag = "" if r["admin"] == "auto" else f" [{r['admin']}]" if r["admin"] != "weight" \
+                else f" [operator weight {r.get('admin_weight')}]"
             lines.append(f"  {r['name']:<12} {host_port(r['address'], r['port']):<21} {r['health']:<8} "
                          f"weight {r['weight']}{flag}"
                          f"  ({r['checks_ok']} ok, {r['checks_failed']} failed; {r['last_detail'] or '-'})")
@@ -153,11 +205,106 @@ def _loop_text(loop: dict[str, Any]) -> str:
             f"(last {late['samples']} wake-ups); waiting: {queues}; dropped: {drops}")
 
 
+class Subscriber:
+    """One event stream's queue: lines waiting to be written, bounded."""
+
+    def __init__(self, limit: int, on_drop: Callable[[], None]) -> None:
+        self.lines: deque[bytes] = deque()
+        self.limit = limit
+        self.on_drop = on_drop
+        self.dropped = False
+        self.wake = asyncio.Event()
+
+    def offer(self, line: bytes) -> bool:
+        """Queue `line`; False (and the reader dropped) when the queue is full."""
+        if self.dropped:
+            return False
+        if len(self.lines) >= self.limit:
+            self.dropped = True
+            self.lines.clear()
+            self.wake.set()
+            try:
+                self.on_drop()
+            except Exception:  # closing a connection must not reach the daemon
+                pass
+            return False
+        self.lines.append(line)
+        self.wake.set()
+        return True
+
+
+class EventBus:
+    """The daemon's events, to every open stream: `publish` never blocks nor raises."""
+
+    def __init__(self, max_subscribers: int = MAX_SUBSCRIBERS, lines: int = SUBSCRIBER_LINES) -> None:
+        self.max_subscribers = max_subscribers
+        self.lines = lines
+        self.subscribers: list[Subscriber] = []
+        self.dropped = 0  # readers dropped for falling behind
+        self.refused = 0  # streams refused: too many open
+        self.published = 0
+
+    def subscribe(self, on_drop: Callable[[], None]) -> Subscriber | None:
+        if len(self.subscribers) >= self.max_subscribers:
+            self.refused += 1
+            return None
+        sub = Subscriber(self.lines, on_drop)
+        self.subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        if sub in self.subscribers:
+            self.subscribers.remove(sub)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        if not self.subscribers:
+            return
+        self.published += 1
+        try:
+            line = (json.dumps(event, default=plain) + "\n").encode()
+        except (TypeError, ValueError, RecursionError):
+            return
+        for sub in list(self.subscribers):
+            if not sub.offer(line):
+                self.dropped += 1
+                self.unsubscribe(sub)
+
+    def summary(self) -> dict[str, int]:
+        return {"subscribers": len(self.subscribers), "dropped": self.dropped, "refused": self.refused,
+                "published": self.published}
+
+
+_TABLE_OPS = {"-A": "add_service", "-E": "edit_service", "-D": "del_service",
+              "-a": "add_dest", "-e": "edit_dest", "-d": "del_dest"}
+
+
+def event_of(fields: dict[str, Any], text: str, t_s: float, node: str, unix_time: float) -> dict[str, Any]:
+    """One event of the stream from a line the daemon says (`adapters.describe`'s
+    `Said`): its fields, in the trace's words where the trace has them."""
+    event: dict[str, Any] = {"t": round(t_s, 3), "time": round(unix_time, 3), "node": node,
+                             "kind": fields.get("kind", "unknown")}
+    if event["kind"] == "table" and fields.get("op") in _TABLE_OPS:
+        op = _TABLE_OPS[fields["op"]]
+        dest = op.endswith("_dest")
+        event.update(op=op, service=fields.get("virtual") or fields.get("service"),
+                     server=(fields.get("name") or fields.get("server")) if dest else None,
+                     weight=fields.get("weight") if op in ("add_dest", "edit_dest") else None,
+                     ipvsadm=text.removeprefix("table: ").split(" (")[0])
+        if "failed" in fields:
+            event["failed"] = fields["failed"]
+    else:
+        event.update((k, v) for k, v in fields.items() if k not in event)
+    event["text"] = text
+    return event
+
+
 class ControlServer:
     def __init__(self, state_dir: str, handler: Handler, *, idle_timeout_s: float = IDLE_TIMEOUT_S,
-                 handler_timeout_s: float = HANDLER_TIMEOUT_S, max_clients: int = MAX_CLIENTS) -> None:
+                 handler_timeout_s: float = HANDLER_TIMEOUT_S, max_clients: int = MAX_CLIENTS,
+                 events: EventBus | None = None) -> None:
         self.path = str(Path(state_dir) / "control.sock")
         self.handler = handler
+        self.events = events
         self.idle_timeout_s = idle_timeout_s
         self.handler_timeout_s = handler_timeout_s
         self.max_clients = max_clients
@@ -206,10 +353,46 @@ class ControlServer:
             return False
         if not line:
             return False
-        await _send(writer, await self._answer(line))
+        answer = await self._answer(line)
+        if answer is None:
+            await self._stream(reader, writer)
+            return False
+        await _send(writer, answer)
         return line.endswith(b"\n")
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """`{"cmd": "events"}`: the events, as they come, until the client
+        closes the connection or falls too far behind."""
+        assert self.events is not None
+        sub = self.events.subscribe(writer.transport.abort)
+        if sub is None:
+            self._count("busy-events")
+            await _send(writer, {"error": f"busy: {self.events.max_subscribers} event streams are open already"})
+            return
+        eof = asyncio.ensure_future(_until_eof(reader))
+        waiter: asyncio.Future[Any] | None = None
+        try:
+            await _send(writer, {"ok": True})
+            while not sub.dropped:
+                waiter = asyncio.ensure_future(sub.wake.wait())
+                await asyncio.wait({waiter, eof}, return_when=asyncio.FIRST_COMPLETED)
+                if eof.done() or sub.dropped:
+                    break
+                sub.wake.clear()
+                data = b"".join(sub.lines)
+                sub.lines.clear()
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.events.unsubscribe(sub)
+            eof.cancel()
+            if waiter is not None:
+                waiter.cancel()
+
+    async def _answer(self, line: bytes) -> dict[str, Any] | None:
+        """The answer to one request line; None: an event stream starts."""
         try:
             request = json.loads(line)
         except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
@@ -218,6 +401,8 @@ class ControlServer:
         if not isinstance(request, dict):
             self._count("not-object")
             return {"error": "bad request: expected a JSON object"}
+        if request.get("cmd") == "events" and self.events is not None:
+            return None
         try:
             answer = await asyncio.wait_for(self.handler(request), self.handler_timeout_s)
         except (ValueError, KeyError, TypeError) as e:
@@ -246,6 +431,15 @@ class ControlServer:
         with contextlib.suppress(OSError):
             if stat.S_ISSOCK(os.lstat(self.path).st_mode):
                 os.unlink(self.path)
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Read and discard until the client closes (a stream reads no more requests)."""
+    try:
+        while await reader.read(4096):
+            pass
+    except (ConnectionError, OSError):
+        pass
 
 
 async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:

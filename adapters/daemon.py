@@ -22,6 +22,12 @@ at once, in order.  The rules that keep it alive:
   the old ones close, the engine is stepped with the new config in the
   loop, and anything that fails refuses the reload, with its reason, and
   keeps the running configuration.
+- The operator's overrides (drain, weight, force_*) are the engine's;
+  the daemon keeps them in `STATE_DIR/overrides.json` (`adapters.overrides`)
+  after every change, puts them back after the first step, and says which
+  a reload or a restart drops (a server the config no longer has).
+- Everything the daemon says, and every operator request and reload, goes
+  to the event streams of the control socket (`adapters.control`'s docstring).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from adapters.describe import Said, describe as describe_command, failed, host_p
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.links import LinkWatch
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
-from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
+from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Override, Ready
 from engine.events import (
     TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
     HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
@@ -148,6 +154,10 @@ class Daemon:
         self.key: bytes | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.links = LinkWatch(self.feed)
+        from adapters.control import EventBus
+
+        self.events = EventBus()
+        self.overrides_kept: tuple[Override, ...] = ()
 
     def now_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -186,7 +196,7 @@ class Daemon:
             raise StartError(str(e)) from None
         await asyncio.get_running_loop().run_in_executor(None, _preload)  # imports: not at takeover
         self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=time.time_ns() // 1000)
-        self.control = ControlServer(self.state_dir, self._request)
+        self.control = ControlServer(self.state_dir, self._request, events=self.events)
         try:
             await self.control.start()
         except OSError as e:
@@ -212,8 +222,16 @@ class Daemon:
                               detail=detail))
 
     def _say(self, said: Said) -> None:
-        """One line of `adapters.describe`: its text, and its fields in the JSON log."""
+        """One line of `adapters.describe`: its text, and its fields in the JSON log and the event streams."""
         log.log(logging.WARNING if said.loud else logging.INFO, "%s", said.text, extra={"fields": said.fields})
+        self._publish(said.fields, said.text)
+
+    def _publish(self, fields: dict[str, Any], text: str) -> None:
+        if self.events.subscribers:
+            from adapters.control import event_of
+
+            self.events.publish(event_of(fields, text, self.now_ms() / 1000, getattr(self, "node", "?"),
+                                         time.time()))
 
     # ------------------------------------------------------------ loop
 
@@ -233,6 +251,7 @@ class Daemon:
             self.close()
             return 1
         await self._step(first)  # the kernel table, before any heartbeat
+        await self._restore_overrides()
         self.links.configure(self.config, self.node)  # monitor_links: LinksChanged from here on
         self.serving = True
         if self.hup_while_starting:
@@ -253,11 +272,93 @@ class Daemon:
     async def _step(self, event: Input | PendingReload) -> None:
         if isinstance(event, PendingReload):
             ready = self._commit_reload(event)
+            if ready is not None:
+                self._keep_overrides(after_reload=True)
         else:
             ready = self._engine_step(event)
             self.stopping = isinstance(event, ShutdownRequested)
+            if isinstance(event, AdminRequested) and ready is not None:
+                self._admin_done(event, ready)
         if ready is not None:
             await self.carry_out(ready.commands)
+
+    # ------------------------------------------------------------ overrides
+
+    def _admin_done(self, request: AdminRequested, ready: Ready) -> None:
+        """An operator's request stepped: said on the event streams, the overrides kept."""
+        reason = next((c.data.get("reason") for c in ready.commands
+                       if isinstance(c, Notify) and c.kind == "admin_refused"), None)
+        self._admin_event(request, None if reason is None else str(reason))
+        if reason is None:
+            self._keep_overrides()
+
+    def _admin_event(self, request: AdminRequested, refusal: str | None) -> None:
+        target = f" {request.server}" if request.server else ""
+        value = f" {request.weight}" if request.action == "weight" else ""
+        fields: dict[str, Any] = {"kind": "admin", "action": request.action, "server": request.server,
+                                  "weight": request.weight, "ok": refusal is None}
+        if refusal is not None:
+            fields["reason"] = refusal
+        self._publish(fields, f"admin: {request.action}{target}{value}"
+                      + (f" refused: {refusal}" if refusal else " carried out"))
+
+    async def _restore_overrides(self) -> None:
+        """The overrides a previous life kept, put back after the first step;
+        one naming a server the config no longer has is dropped, said, and
+        the file rewritten without it."""
+        from adapters.overrides import OverridesError, load, path_of
+
+        try:
+            kept, skipped = load(self.state_dir)
+        except OverridesError as e:
+            log.error("overrides: %s: none restored (the file is left as it is)", e,
+                      extra=_fields(kind="overrides", ok=False, error=str(e)))
+            return
+        for reason in skipped:
+            log.warning("overrides: %s in %s: skipped", reason, path_of(self.state_dir),
+                        extra=_fields(kind="overrides", op="skip", reason=reason))
+        restored = 0
+        for override in kept:
+            request = override.request()
+            refusal = self.engine.admin_refusal(request)
+            if refusal is not None:
+                self._dropped(override, refusal)
+                continue
+            ready = self._engine_step(request)
+            if ready is not None:
+                restored += 1
+                await self.carry_out(ready.commands)
+        if kept or skipped:
+            log.info("overrides: %d restored from %s", restored, path_of(self.state_dir),
+                     extra=_fields(kind="overrides", op="restore", restored=restored))
+        self.overrides_kept = tuple(kept)
+        self._keep_overrides(force=bool(skipped))  # the file rewritten without what was dropped
+
+    def _dropped(self, override: Override, why: str) -> None:
+        what = override.action + (f" {override.weight}" if override.action == "weight" else "")
+        log.warning("overrides: %s/%s (%s) dropped: %s", override.virtual, override.server, what, why,
+                    extra=_fields(kind="overrides", op="drop", virtual=override.virtual, server=override.server,
+                                  action=override.action, reason=why))
+
+    def _keep_overrides(self, after_reload: bool = False, force: bool = False) -> None:
+        """Write the overrides file when the engine's set changed."""
+        from adapters.overrides import path_of, save
+
+        now = self.engine.overrides
+        if now == self.overrides_kept and not force:
+            return
+        if after_reload:
+            still = {(o.virtual, o.server) for o in now}
+            for gone in self.overrides_kept:
+                if (gone.virtual, gone.server) not in still:
+                    self._dropped(gone, "the configuration no longer has this real server (or it is not active)")
+        try:
+            save(self.state_dir, now, self.config.serial_no)
+        except OSError as e:
+            log.error("overrides: cannot write %s: %s (they hold until the daemon stops)", path_of(self.state_dir),
+                      e, extra=_fields(kind="overrides", ok=False, error=str(e)))
+            return
+        self.overrides_kept = now
 
     def _engine_step(self, event: Input) -> Ready | None:
         """One step; an input the engine raises on is logged and dropped."""
@@ -435,6 +536,8 @@ class Daemon:
                 raise Refused(problem)
             sockets = await self._rebind(config)
         except Refused as e:
+            self._publish({"kind": "reload", "ok": False, "serial_no": self.config.serial_no, "error": str(e),
+                           "errors": list(e.errors)}, f"reload refused: {e}")
             log.error("reload of %s refused, the running configuration (serial_no %d) kept: %s%s",
                       self.config_path, self.config.serial_no, e,
                       "".join(f"\n  {line}" for line in e.errors[:20])
@@ -477,6 +580,8 @@ class Daemon:
         log.info("reloaded %s (serial_no %d): %s", self.config_path, self.config.serial_no, detail,
                  extra=_fields(kind="reload", ok=True, serial_no=self.config.serial_no, changes=detail))
         _warn(config_warnings(self.config))
+        self._publish({"kind": "reload", "ok": True, "serial_no": self.config.serial_no, "detail": detail},
+                      f"reloaded (serial_no {self.config.serial_no}): {detail}")
         pending.done.set_result({"ok": True, "detail": detail})
         return ready
 
@@ -503,11 +608,15 @@ class Daemon:
                 raise ValueError(f"unknown admin action {quoted(str(action), 100)}: one of {', '.join(ADMIN_ACTIONS)}")
             if not isinstance(server, str):
                 raise ValueError("server must be a string: VIRTUAL/SERVER or SERVER")
-            admin = AdminRequested(action, server)
+            weight = request.get("weight") if action == "weight" else None
+            if weight is not None and (not isinstance(weight, int) or isinstance(weight, bool)):
+                raise ValueError("weight must be an integer 0 to 65535")
+            admin = AdminRequested(action, server, weight=weight)
             refusal = self.engine.admin_refusal(admin)
             if refusal is not None:  # said as the engine's own refusal would be
-                self._say(describe_command(Notify("admin_refused", {"action": action, "server": server,
-                                                                    "reason": refusal}), self.config))
+                data = {"action": action, "server": server, **({"weight": weight} if action == "weight" else {})}
+                self._say(describe_command(Notify("admin_refused", {**data, "reason": refusal}), self.config))
+                self._admin_event(admin, refusal)
                 return {"ok": False, "error": refusal}
             self.feed(admin)
             return {"ok": True}
@@ -529,6 +638,7 @@ class Daemon:
             "control_errors": dict(self.control.errors),
             "notify_errors": dict(self.notify.errors),
             "reloads": {**self.reloads.counts, "in_flight": self.reloads.task is not None},
+            "events": self.events.summary(),
         }
         return data
 

@@ -15,6 +15,7 @@ commands:
   status [--json] [--state-dir DIR]                      what a running daemon knows
   table [--state-dir DIR]                                the applied table (ipvsadm -Ln layout)
   lab SCENARIO.toml [--time-scale F]                     the scenario on real namespaces
+  admin drain|undrain V/S, weight V/S N, failover, reload [--state-dir DIR]   a running daemon
 """
 
 
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(rest)
     if command in ("status", "table"):
         return _client(command, rest)
+    if command == "admin":
+        from shoal.admin_cli import main as admin
+
+        return admin(rest)
     if command == "lab":
         from shoal.lab_cli import main as lab
 
