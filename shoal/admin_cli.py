@@ -43,10 +43,10 @@ def weight(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", default="/run/shoal", help="the daemon's state directory (default /run/shoal)")
-    top = argparse.ArgumentParser(prog="shoal admin", parents=[common],
-                                  description="requests to a running shoal daemon")
+    top = argparse.ArgumentParser(prog="shoal admin", description="requests to a running shoal daemon")
+    top.add_argument("--state-dir", default="/run/shoal", help="the daemon's state directory (default /run/shoal)")
+    common = argparse.ArgumentParser(add_help=False)  # also after the action: not to override the one before it
+    common.add_argument("--state-dir", default=argparse.SUPPRESS, help="as above")
     sub = top.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, help_ in (("drain", "weight 0 (open connections finish), kept until undrain"),
                           ("undrain", "back to the configured (or health-derived) weight")):
