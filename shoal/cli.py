@@ -16,6 +16,7 @@ commands:
   table [--state-dir DIR]                                the applied table (ipvsadm -Ln layout)
   lab SCENARIO.toml [--time-scale F]                     the scenario on real namespaces
   admin drain|undrain V/S, weight V/S N, failover, reload [--state-dir DIR]   a running daemon
+  web -c FILE [--listen ADDR:PORT] [--users FILE]        the web tool;  passwd USER [--role R]: a web user
 """
 
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(rest)
     if command in ("status", "table"):
         return _client(command, rest)
+    if command in ("web", "passwd"):  # the web tool and its users (docs/WEB.md)
+        return __import__(f"shoal.{'web_cli' if command == 'web' else 'passwd'}", fromlist=["main"]).main(rest)
     if command == "admin":
         from shoal.admin_cli import main as admin
 

@@ -1,0 +1,140 @@
+"""The OpenAPI 3.0 document of the API (`GET /api/v1/openapi.json`).
+
+Written by hand beside the handlers (adapters/web/api.py); a test checks
+that every route of adapters/web/app.py's table that is under /api/v1 or
+is /metrics is described here, and schemathesis checks the answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    words = {400: "bad request", 401: "not authenticated", 403: "too small a role, or a cross-site or "
+             "CSRF-less request", 404: "no such thing", 409: "refused", 412: "the file changed meanwhile",
+             413: "the body is too large", 428: "If-Match is required", 503: "the daemon does not answer"}
+    return {str(c): _json(ERROR, words[c]) for c in codes}
+
+
+COMMON = (401, 403)
+ETAG = {"ETag": {"description": "the file's version, for If-Match", "schema": {"type": "string"}}}
+
+
+def document() -> dict[str, Any]:
+    text_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}}}}
+    check_answer = {"type": "object", "required": ["valid", "errors"], "properties": {
+        "valid": {"type": "boolean"},
+        "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ConfigIssue"}},
+        "diff": {"type": "string"}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "shoal web API", "version": "1",
+                 "description": "Monitor and operate a shoal router pair (docs/WEB.md)."},
+        "servers": [{"url": "/"}],
+        "security": [{"basic": []}, {"session": []}],
+        "components": {
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "shoal_session",
+                            "description": "the browser's session; POST/PUT/DELETE also need X-CSRF-Token"},
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "ConfigIssue": {"type": "object", "required": ["line", "col", "message"], "properties": {
+                    "line": {"type": "integer"}, "col": {"type": "integer"}, "message": {"type": "string"}}},
+                "Status": {"type": "object", "required": ["node", "role", "vips", "partner", "services"],
+                           "properties": {
+                               "node": {"type": "string", "enum": ["primary", "backup"]},
+                               "role": {"type": "string"},
+                               "vips": {"type": "array", "items": {"type": "string"}},
+                               "partner": {"type": "object"},
+                               "services": {"type": "array", "items": {"type": "object"}}}},
+            },
+        },
+        "paths": {
+            "/api/v1/status": {"get": {
+                "summary": "what the daemon knows (the object of shoal status --json)",
+                "responses": {"200": _json({"$ref": "#/components/schemas/Status"}, "the status"),
+                              **_errors(*COMMON, 503)}}},
+            "/api/v1/admin": {"post": {
+                "summary": "drain, undrain, weight or failover (operator)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["action"], "properties": {
+                        "action": {"type": "string", "enum": ["drain", "undrain", "weight", "failover"]},
+                        "server": {"type": "string", "description": "VIRTUAL/SERVER"},
+                        "weight": {"type": "integer", "minimum": 0, "maximum": 65535}}}}}},
+                "responses": {"200": _json({"type": "object", "required": ["ok"],
+                                            "properties": {"ok": {"type": "boolean"}}}, "applied"),
+                              **_errors(400, *COMMON, 409, 413, 503)}}},
+            "/api/v1/config": {
+                "get": {"summary": "the lvs.cf as it is on disk",
+                        "responses": {"200": _json({"type": "object", "required": ["text", "serial_no"], "properties": {
+                            "text": {"type": "string"}, "serial_no": {"type": "integer", "nullable": True}}},
+                            "the file", ETAG), **_errors(*COMMON)}},
+                "put": {"summary": "replace the lvs.cf and reload (admin)",
+                        "parameters": [{"name": "If-Match", "in": "header", "required": False,
+                                        "schema": {"type": "string"}, "description": "the ETag it was read with"}],
+                        "requestBody": text_body,
+                        "responses": {
+                            "200": _json({"type": "object", "required": ["serial_no", "reloaded", "detail"],
+                                          "properties": {"serial_no": {"type": "integer"},
+                                                         "reloaded": {"type": "boolean"}, "detail": {}}},
+                                         "written and reloaded", ETAG),
+                            "422": _json(check_answer, "invalid: nothing written"),
+                            **_errors(400, *COMMON, 412, 413, 428)}},
+            },
+            "/api/v1/config/check": {"post": {
+                "summary": "check a candidate lvs.cf (and its diff from the file)",
+                "requestBody": text_body,
+                "responses": {"200": _json(check_answer, "the verdict"), **_errors(400, *COMMON, 413)}}},
+            "/api/v1/events": {"get": {
+                "summary": "server-sent events: one JSON object each (t, node, kind and the kind's fields)",
+                "responses": {"200": {"description": "the event stream",
+                                      "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                              **_errors(*COMMON)}}},
+            "/api/v1/audit": {"get": {
+                "summary": "the audit log, newest first",
+                "parameters": [{"name": "limit", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                "responses": {"200": _json({"type": "object", "required": ["entries"], "properties": {
+                    "entries": {"type": "array", "items": {"type": "object"}}}}, "entries"), **_errors(*COMMON)}}},
+            "/api/v1/users": {"get": {
+                "summary": "the web users and their roles (admin)",
+                "responses": {"200": _json({"type": "object", "required": ["users"], "properties": {
+                    "users": {"type": "array", "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "role": {"type": "string"}}}}}}, "users"),
+                    **_errors(*COMMON)}}},
+            "/api/v1/users/{name}": {
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "put": {"summary": "add a user or set their role and password (admin)",
+                        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["password"], "properties": {
+                                "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
+                                "password": {"type": "string"}}}}}},
+                        "responses": {"200": _json({"type": "object", "properties": {"ok": {"type": "boolean"}}},
+                                                   "saved"), **_errors(400, *COMMON, 409, 413)}},
+                "delete": {"summary": "remove a user (admin; never the last admin)",
+                           "responses": {"200": _json({"type": "object", "properties": {"ok": {"type": "boolean"}}},
+                                                      "removed"), **_errors(*COMMON, 404, 409)}},
+            },
+            "/api/v1/openapi.json": {"get": {
+                "summary": "this document",
+                "responses": {"200": _json({"type": "object"}, "the OpenAPI document"), **_errors(*COMMON)}}},
+            "/metrics": {"get": {
+                "summary": "Prometheus text: shoal_role, shoal_server_up, shoal_server_weight, "
+                           "shoal_failovers_total, shoal_heartbeats_received_total, ...",
+                "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **_errors(*COMMON)}}},
+        },
+    }

@@ -1,0 +1,277 @@
+// shoal web: the pages' behaviour.  No inline script anywhere (the
+// Content-Security-Policy forbids it), no library, no CDN: this file only.
+// Text from the daemon or the file is always set with textContent, never
+// parsed as HTML.
+"use strict";
+
+(function () {
+  const csrf = () => (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const STALE_AFTER_MS = 12000;   // no fresh status for this long: the page says its data is stale
+  const REFRESH_MS = 5000;        // a status read this often even when no event comes
+
+  async function call(method, url, body, extra) {
+    const headers = Object.assign({"X-CSRF-Token": csrf()}, extra || {});
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(url, {method, headers, credentials: "same-origin",
+                                       body: body === undefined ? undefined : JSON.stringify(body)});
+    if (response.status === 401) { window.location.assign("/login"); throw new Error("logged out"); }
+    let data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    return {status: response.status, data, response};
+  }
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function hostPort(address, port) {
+    return (address && address.includes(":") ? "[" + address + "]" : (address || "-")) + ":" + port;
+  }
+
+  // ------------------------------------------------------------ log out
+  document.addEventListener("click", async (ev) => {
+    const button = ev.target.closest('[data-action="logout"]');
+    if (!button) return;
+    await call("POST", "/logout");
+    window.location.assign("/login");
+  });
+
+  // ------------------------------------------------------------ monitoring
+  function monitor(main) {
+    const mayOperate = main.dataset.mayOperate === "true";
+    let lastOk = Date.now();
+    let streamUp = true;
+    let pending = null;
+    const freshness = document.getElementById("freshness");
+    const problem = document.getElementById("problem");
+
+    function field(name, value) {
+      for (const node of main.querySelectorAll('[data-field="' + name + '"]')) node.textContent = value;
+    }
+
+    function render(s) {
+      const role = main.querySelector("[data-role]");
+      role.dataset.role = s.role; role.textContent = s.role;
+      field("node", s.node);
+      field("serial_no", s.serial_no);
+      field("vips", (s.vips || []).join(" ") || "none");
+      field("drift", s.table ? String(s.table.drift.count) : "?");
+      const p = s.partner || {};
+      const prole = main.querySelector("[data-partner-role]");
+      prole.dataset.partnerRole = p.state || "unknown"; prole.textContent = p.state || "unknown";
+      field("partner_alive", p.alive ? "heard" : "not heard");
+      field("last_heard", p.last_heard === null || p.last_heard === undefined ? "never" : p.last_heard + " s ago");
+      field("partner_serial", p.serial_no === null || p.serial_no === undefined ? "?" : p.serial_no);
+      field("serial_match", p.drift ? "differs" : "same");
+      const services = document.getElementById("services");
+      const fresh = document.createDocumentFragment();
+      for (const v of s.services || []) fresh.appendChild(virtual(v));
+      services.replaceChildren(fresh);
+    }
+
+    function virtual(v) {
+      const box = el("div", {"class": "virtual", "data-virtual": v.name});
+      const h = el("h3", {}, "virtual " + v.name + " ");
+      h.appendChild(el("span", {"class": "where"},
+        (v.protocol || "").toUpperCase() + " " + v.address + ":" + v.port + " " + v.scheduler));
+      box.appendChild(h);
+      const table = el("table");
+      const head = el("tr");
+      for (const t of ["server", "address", "health", "weight", "admin", "last check", "detail", ""]) head.appendChild(el("th", {}, t));
+      table.appendChild(el("thead")).appendChild(head);
+      const body = table.appendChild(el("tbody"));
+      for (const r of v.servers || []) {
+        const health = r.health === "up" || r.health === "down" ? r.health : "unknown";
+        const row = el("tr", {"data-server": v.name + "/" + r.name, "data-health": health});
+        row.appendChild(el("td", {}, r.name));
+        row.appendChild(el("td", {}, hostPort(r.address, r.port)));
+        row.appendChild(el("td", {"class": "health"}, health));
+        row.appendChild(el("td", {}, r.weight));
+        row.appendChild(el("td", {}, r.admin));
+        row.appendChild(el("td", {}, r.last_check === null || r.last_check === undefined ? "-" : r.last_check));
+        row.appendChild(el("td", {}, r.last_detail || "-"));
+        const cell = el("td");
+        if (mayOperate) {
+          const action = r.admin === "drain" ? "undrain" : "drain";
+          cell.appendChild(el("button", {"type": "button", "data-action": action}, action));
+        }
+        row.appendChild(cell);
+        body.appendChild(row);
+      }
+      box.appendChild(table);
+      return box;
+    }
+
+    async function refresh() {
+      pending = null;
+      try {
+        const r = await call("GET", "/api/v1/status", undefined, {"X-Shoal-Background": "1"});
+        if (r.status === 200 && r.data) {
+          render(r.data);
+          lastOk = Date.now();
+          problem.hidden = true;
+        } else {
+          problem.hidden = false;
+          problem.textContent = (r.data && r.data.error) || ("status: HTTP " + r.status);
+        }
+      } catch (e) {
+        problem.hidden = false;
+        problem.textContent = "cannot reach the web tool: " + e.message;
+      }
+      tick();
+    }
+
+    function soon() { if (!pending) pending = setTimeout(refresh, 100); }
+
+    function tick() {
+      const age = Math.round((Date.now() - lastOk) / 1000);
+      const stale = !streamUp || Date.now() - lastOk > STALE_AFTER_MS;
+      main.dataset.stale = stale ? "true" : "false";
+      document.body.classList.toggle("stale", stale);
+      freshness.className = stale ? "stale" : "fresh";
+      freshness.textContent = stale
+        ? "STALE: last update " + age + " s ago" + (streamUp ? "" : " (no live events from the daemon)")
+        : "live, updated " + age + " s ago";
+    }
+
+    main.addEventListener("click", async (ev) => {
+      const button = ev.target.closest("button[data-action]");
+      if (!button) return;
+      const action = button.dataset.action;
+      let body;
+      if (action === "failover") {
+        if (!window.confirm("Hand over: this router gives up its VIPs and the partner takes them and the table. " +
+                            "Connections through this router move to the partner. Go on?")) return;
+        body = {action: "failover"};
+      } else if (action === "drain" || action === "undrain") {
+        body = {action, server: button.closest("[data-server]").dataset.server};
+      } else return;
+      button.disabled = true;
+      const r = await call("POST", "/api/v1/admin", body);
+      button.disabled = false;
+      if (r.status !== 200) {
+        problem.hidden = false;
+        problem.textContent = action + " refused: " + ((r.data && r.data.error) || "HTTP " + r.status);
+      }
+      refresh();
+    });
+
+    const events = new EventSource("/api/v1/events");
+    events.onmessage = () => soon();
+    events.addEventListener("stream", (ev) => {
+      try { streamUp = JSON.parse(ev.data).state === "up"; } catch (e) { streamUp = false; }
+      soon();
+    });
+    events.onerror = () => { streamUp = false; tick(); };
+    events.onopen = () => soon();
+    setInterval(refresh, REFRESH_MS);
+    setInterval(tick, 1000);
+    refresh();
+  }
+
+  // ------------------------------------------------------------ configuration
+  function configPage(form) {
+    const text = document.getElementById("config-text");
+    const result = document.getElementById("config-result");
+    const errors = document.getElementById("config-errors");
+    const diff = document.getElementById("config-diff");
+    let loaded = text.value;
+
+    function showErrors(list) {
+      errors.replaceChildren();
+      for (const e of list || []) {
+        const item = el("li", {"data-line": e.line, "data-col": e.col}, "line " + e.line + ", column " + e.col + ": " + e.message);
+        item.addEventListener("click", () => select(e.line, e.col));
+        errors.appendChild(item);
+      }
+    }
+
+    function select(line, col) {
+      const lines = text.value.split("\n");
+      let offset = 0;
+      for (let i = 0; i < line - 1 && i < lines.length; i++) offset += lines[i].length + 1;
+      offset += Math.max(0, col - 1);
+      text.focus();
+      text.setSelectionRange(offset, offset);
+    }
+
+    async function reload() {
+      const r = await call("GET", "/api/v1/config");
+      if (r.status !== 200) return;
+      text.value = loaded = r.data.text;
+      form.dataset.etag = r.response.headers.get("ETag");
+      form.querySelector('[data-field="serial_no"]').textContent = r.data.serial_no;
+      form.querySelector('[data-field="etag"]').textContent = form.dataset.etag;
+    }
+
+    form.addEventListener("click", async (ev) => {
+      const button = ev.target.closest("button[data-action]");
+      if (!button) return;
+      const action = button.dataset.action;
+      if (action === "revert-editor") { text.value = loaded; showErrors([]); diff.hidden = true; result.textContent = ""; return; }
+      const check = await call("POST", "/api/v1/config/check", {text: text.value});
+      if (check.status !== 200) { result.textContent = "check failed: HTTP " + check.status; return; }
+      showErrors(check.data.errors);
+      if (!check.data.valid) {
+        result.dataset.result = "invalid";
+        result.textContent = check.data.errors.length + " error(s): nothing applied";
+        diff.hidden = true;
+        return;
+      }
+      if (action === "check") { result.dataset.result = "valid"; result.textContent = "valid"; return; }
+      diff.textContent = check.data.diff || "(no change)";
+      diff.hidden = false;
+      if (action === "preview") { result.dataset.result = "valid"; result.textContent = "valid; the change:"; return; }
+      if (action !== "apply") return;
+      const r = await call("PUT", "/api/v1/config", {text: text.value}, {"If-Match": form.dataset.etag});
+      if (r.status === 200) {
+        result.dataset.result = "applied";
+        result.textContent = "applied: serial_no " + r.data.serial_no + (r.data.reloaded ? ", reloaded" : ", NOT reloaded: " + JSON.stringify(r.data.detail));
+        await reload();
+      } else if (r.status === 412) {
+        result.dataset.result = "stale";
+        result.textContent = "refused: the file changed since you loaded it. Copy your edits, then reload the page.";
+      } else if (r.status === 422) {
+        result.dataset.result = "invalid";
+        showErrors(r.data.errors);
+        result.textContent = "refused: invalid";
+      } else {
+        result.dataset.result = "error";
+        result.textContent = "refused: " + ((r.data && r.data.error) || "HTTP " + r.status);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ users
+  function usersPage(main) {
+    const result = document.getElementById("user-result");
+    main.addEventListener("click", async (ev) => {
+      const button = ev.target.closest('button[data-action="delete-user"]');
+      if (!button) return;
+      if (!window.confirm("Remove the user " + button.dataset.name + "? Their sessions end now.")) return;
+      const r = await call("DELETE", "/api/v1/users/" + encodeURIComponent(button.dataset.name));
+      if (r.status === 200) window.location.reload();
+      else result.textContent = "refused: " + ((r.data && r.data.error) || "HTTP " + r.status);
+    });
+    document.getElementById("user-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = ev.target;
+      const r = await call("PUT", "/api/v1/users/" + encodeURIComponent(f.name.value),
+                           {role: f.role.value, password: f.password.value});
+      if (r.status === 200) window.location.reload();
+      else result.textContent = "refused: " + ((r.data && r.data.error) || "HTTP " + r.status);
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const main = document.getElementById("monitor");
+    if (main) monitor(main);
+    const form = document.getElementById("config-form");
+    if (form) configPage(form);
+    const users = document.getElementById("users-page");
+    if (users) usersPage(users);
+  });
+})();
