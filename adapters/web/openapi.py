@@ -98,6 +98,30 @@ def document() -> dict[str, Any]:
                 "summary": "check a candidate lvs.cf (and its diff from the file)",
                 "requestBody": text_body,
                 "responses": {"200": _json(check_answer, "the verdict"), **_errors(400, *COMMON, 413)}}},
+            "/api/v1/config/history": {"get": {
+                "summary": "the versions the file had before each apply, newest first",
+                "responses": {"200": _json({"type": "object", "required": ["versions"], "properties": {
+                    "versions": {"type": "array", "items": {"type": "object", "properties": {
+                        "id": {"type": "string"}, "serial_no": {"type": "integer"}, "saved_at": {"type": "string"},
+                        "size": {"type": "integer"}}}}}}, "versions"), **_errors(*COMMON)}}},
+            "/api/v1/config/history/{version}": {"get": {
+                "summary": "the text of one saved version",
+                "parameters": [{"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "object", "required": ["id", "text"], "properties": {
+                    "id": {"type": "string"}, "text": {"type": "string"}}}, "the version"),
+                    **_errors(*COMMON, 404)}}},
+            "/api/v1/config/revert": {"post": {
+                "summary": "make a saved version current again, serial_no raised, and reload (admin)",
+                "parameters": [{"name": "If-Match", "in": "header", "required": False,
+                                "schema": {"type": "string"}, "description": "the ETag of the current file"}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}}}}},
+                "responses": {"200": _json({"type": "object", "required": ["serial_no", "reloaded", "detail"],
+                                            "properties": {"serial_no": {"type": "integer"},
+                                                           "reloaded": {"type": "boolean"}, "detail": {}}},
+                                           "written and reloaded", ETAG),
+                              "422": _json(check_answer, "invalid: nothing written"),
+                              **_errors(400, *COMMON, 404, 412, 413, 428)}}},
             "/api/v1/events": {"get": {
                 "summary": "server-sent events: one JSON object each (t, node, kind and the kind's fields)",
                 "responses": {"200": {"description": "the event stream",
