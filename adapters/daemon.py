@@ -58,6 +58,7 @@ from engine.model import Config, Node
 
 log = logging.getLogger("shoal")
 
+ADMIN_ANSWER_S = 10.0  # an operator's request is answered once stepped, or "accepted" after this
 START_TIMEOUT_S = 60.0  # reading and parsing the config at start (a slow guest may need it)
 
 
@@ -158,6 +159,7 @@ class Daemon:
 
         self.events = EventBus()
         self.overrides_kept: tuple[Override, ...] = ()
+        self.admin_waiters: list[tuple[AdminRequested, asyncio.Future[str | None]]] = []
 
     def now_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -277,20 +279,29 @@ class Daemon:
         else:
             ready = self._engine_step(event)
             self.stopping = isinstance(event, ShutdownRequested)
-            if isinstance(event, AdminRequested) and ready is not None:
+            if isinstance(event, AdminRequested):
                 self._admin_done(event, ready)
         if ready is not None:
             await self.carry_out(ready.commands)
 
     # ------------------------------------------------------------ overrides
 
-    def _admin_done(self, request: AdminRequested, ready: Ready) -> None:
-        """An operator's request stepped: said on the event streams, the overrides kept."""
-        reason = next((c.data.get("reason") for c in ready.commands
-                       if isinstance(c, Notify) and c.kind == "admin_refused"), None)
-        self._admin_event(request, None if reason is None else str(reason))
-        if reason is None:
+    def _admin_done(self, request: AdminRequested, ready: Ready | None) -> None:
+        """An operator's request stepped (`ready` None: the engine failed on it):
+        said on the event streams, the overrides kept, the control socket answered."""
+        reason = "the engine failed on it (see the daemon's log)" if ready is None else next(
+            (c.data.get("reason") for c in ready.commands if isinstance(c, Notify) and c.kind == "admin_refused"),
+            None)
+        refusal = None if reason is None else str(reason)
+        self._admin_event(request, refusal)
+        if refusal is None:
             self._keep_overrides()
+        for i, (waiting, answer) in enumerate(self.admin_waiters):
+            if waiting is request:  # this very request, from the control socket
+                del self.admin_waiters[i]
+                if not answer.done():
+                    answer.set_result(refusal)
+                break
 
     def _admin_event(self, request: AdminRequested, refusal: str | None) -> None:
         target = f" {request.server}" if request.server else ""
@@ -618,9 +629,22 @@ class Daemon:
                 self._say(describe_command(Notify("admin_refused", {**data, "reason": refusal}), self.config))
                 self._admin_event(admin, refusal)
                 return {"ok": False, "error": refusal}
-            self.feed(admin)
-            return {"ok": True}
+            return await self._admin_stepped(admin)
         raise ValueError(f"unknown command {quoted(str(cmd), 100)}: status, table, reload or admin")
+
+    async def _admin_stepped(self, admin: AdminRequested) -> dict[str, Any]:
+        """Feed an operator's request and answer once the engine stepped it
+        (it may still refuse it: the state can move between the two)."""
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.admin_waiters.append((admin, answer))
+        self.inputs.put(admin, always=True)  # bounded by the control socket's clients
+        try:
+            refusal = await asyncio.wait_for(asyncio.shield(answer), ADMIN_ANSWER_S)
+        except asyncio.TimeoutError:
+            return {"ok": True, "detail": "accepted; not yet carried out"}
+        finally:
+            self.admin_waiters = [(r, f) for r, f in self.admin_waiters if f is not answer]
+        return {"ok": True} if refusal is None else {"ok": False, "error": refusal}
 
     def status(self) -> dict[str, Any]:
         from adapters.control import status_json

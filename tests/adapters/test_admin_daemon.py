@@ -167,7 +167,9 @@ def test_admin_drain_and_weight_survive_a_reload_and_a_restart(netns_ok: None, t
 def _operate(state: str, cf: Path, server: subprocess.Popen[bytes], log: Path, stream: Stream) -> None:
     drained = admin(state, "drain", "web/rs1")
     assert (drained.returncode, drained.stderr) == (0, "")
+    assert servers(state)["web/rs1"]["admin"] == "drain"  # exit 0: the engine has carried it out already
     assert admin(state, "weight", "web/rs2", "7").returncode == 0
+    assert servers(state)["web/rs2"]["admin_weight"] == 7
     assert admin(state, "drain", "web/rs3").returncode == 0
     refused = admin(state, "weight", "web/rs9", "3")
     assert refused.returncode == 1 and "no real server named web/rs9" in refused.stderr, refused
