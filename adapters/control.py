@@ -10,9 +10,11 @@ A connection may send several requests, one a line:
   or `{"ok": false, "error": reason, "errors": ["file:line:col: message", ...]}`;
 - `{"cmd": "admin", "action": A, "server": "VIRTUAL/SERVER"}` with A one of
   drain, undrain, weight (then `"weight": N`, an integer 0-65535), failover
-  (no server), force_down, force_up, auto: `{"ok": true}` (accepted: carried
-  out in the daemon's next step) or `{"ok": false, "error": reason}` (refused:
-  no such server, weight out of range, failover conditions not met...);
+  (no server), force_down, force_up, auto: answered once the daemon's engine
+  has stepped it, `{"ok": true}` (carried out) or `{"ok": false, "error":
+  reason}` (refused: no such server, weight out of range, failover
+  conditions not met...); `{"ok": true, "detail": "accepted; not yet
+  carried out"}` if the step has not come within 10 s;
 - `{"cmd": "events"}`: a stream.  The answer `{"ok": true}` comes first (or
   `{"error": "busy: ..."}` when `MAX_SUBSCRIBERS` streams are open, and the
   connection is closed); then the connection stays open and the daemon
