@@ -65,6 +65,7 @@ actions = st.one_of(
     st.tuples(st.just("admin"), st.sampled_from(["primary", "backup"]),
               st.sampled_from(["failover", "drain", "undrain", "force_down", "force_up", "auto"])),
     st.tuples(st.just("garbage"), st.sampled_from(["primary", "backup"]), st.binary(max_size=70)),
+    st.tuples(st.just("weight"), st.sampled_from(["primary", "backup"]), st.integers(-1, 70_000)),
 )
 
 
@@ -93,6 +94,9 @@ def test_engine_invariants_under_random_faults(schedule: list[tuple], preempt: i
             case ("admin", node, what):
                 if node in world.engines:
                     world.feed(node, AdminRequested(what, "" if what == "failover" else "s1"))
+            case ("weight", node, weight):
+                if node in world.engines:
+                    world.feed(node, AdminRequested("weight", "web/s2", weight=weight))
             case ("garbage", node, payload):
                 if node in world.engines:
                     source = "10.0.0.2" if node == "primary" else "10.0.0.1"
