@@ -160,6 +160,7 @@ class Daemon:
         self.events = EventBus()
         self.overrides_kept: tuple[Override, ...] = ()
         self.admin_waiters: list[tuple[AdminRequested, asyncio.Future[str | None]]] = []
+        self.admin_answer_s = ADMIN_ANSWER_S
 
     def now_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -639,7 +640,7 @@ class Daemon:
         self.admin_waiters.append((admin, answer))
         self.inputs.put(admin, always=True)  # bounded by the control socket's clients
         try:
-            refusal = await asyncio.wait_for(asyncio.shield(answer), ADMIN_ANSWER_S)
+            refusal = await asyncio.wait_for(asyncio.shield(answer), self.admin_answer_s)
         except asyncio.TimeoutError:
             return {"ok": True, "detail": "accepted; not yet carried out"}
         finally:

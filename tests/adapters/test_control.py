@@ -213,6 +213,7 @@ def daemon_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     daemon.sockets = SimpleNamespace(errors={}, drops={})
     daemon.notify = NotifyWriter(None)
     daemon.serving = True
+    daemon.admin_answer_s = 0.01  # no loop steps the engine here: an accepted request is answered "accepted"
 
     def reload(waiter: Any = None) -> None:  # a reload forks a parser: the live daemon's fuzz covers it
         if waiter is not None:
