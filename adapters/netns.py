@@ -57,7 +57,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Callable
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -150,6 +150,20 @@ def _setns(fd: int) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def preexec(ns: str) -> Callable[[], None]:
+    """A subprocess `preexec_fn` that enters network namespace `ns` in the
+    child (cheaper than `ip netns exec`, which also remounts /sys); a child
+    that cannot enter it exits 120 before running anything."""
+    def enter() -> None:
+        try:
+            fd = os.open(os.path.join(NETNS_DIR, ns), os.O_RDONLY)
+            _setns(fd)
+            os.close(fd)
+        except OSError:
+            os._exit(120)
+    return enter
 
 
 @contextlib.contextmanager

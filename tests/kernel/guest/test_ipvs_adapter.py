@@ -32,18 +32,18 @@ What it proves, on Linux 6.1 and ipvsadm 1.31:
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import os
 import platform
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from adapters import netns
 from adapters.dataplane import DataplaneError
 from adapters.dataplane.ipvs import Ipvs
 from adapters.dataplane.ipvsadm import format_ln, format_save, restore_line
@@ -54,7 +54,6 @@ from engine.table import Dest, DestKey, Forward, Service, ServiceEntry, ServiceK
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos")
 
-CLONE_NEWNET = 0x40000000
 
 T80 = ServiceKey("tcp", "192.0.2.1", 80)
 U53 = ServiceKey("udp", "192.0.2.2", 53)
@@ -71,22 +70,8 @@ def dest(address: str, port: int, weight: int = 1, forward: Forward = "masq") ->
 # ------------------------------------------------------------------ the real tool
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _enter(ns: str) -> Callable[[], None]:
-    """A preexec_fn entering namespace `ns` (cheaper than `ip netns exec`,
-    which also remounts /sys: the guest runs many ipvsadm here)."""
-    def enter() -> None:
-        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            os._exit(120)
-        os.close(fd)
-    return enter
-
-
 def sh(*argv: str, ns: str | None = None, stdin: str | None = None) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, input=stdin, preexec_fn=_enter(ns) if ns else None)
+    done = subprocess.run(argv, capture_output=True, text=True, input=stdin, preexec_fn=netns.preexec(ns) if ns else None)
     where = f" (in {ns})" if ns else ""
     assert done.returncode == 0, f"{' '.join(argv)}{where}: exit {done.returncode}: {done.stderr.strip()}"
     return done.stdout
