@@ -143,18 +143,3 @@ def test_link_changes_in_a_namespace_are_reported() -> None:
             proc.wait(5)
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
-
-def test_a_child_enters_a_namespace_with_netns_preexec() -> None:
-    """adapters/netns.preexec: the one way a child process enters a namespace
-    without `ip netns exec` (the kernel guest's ipvsadm runs use it)."""
-    from adapters import netns
-
-    ns = f"shoal-preexec-{uuid.uuid4().hex[:8]}"
-    _ip("netns", "add", ns)
-    try:
-        out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True,
-                             preexec_fn=netns.preexec(ns)).stdout
-        assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"]  # not the host's links
-        assert subprocess.run(["true"], preexec_fn=netns.preexec(ns + "-gone")).returncode == 120
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 
 import pytest
@@ -76,3 +77,17 @@ def test_entered_restores_this_threads_namespace(netns_ok: None) -> None:
             raise RuntimeError("inside")
     assert os.readlink("/proc/thread-self/ns/net") == before
     assert time.monotonic() > 0
+
+
+def test_a_child_enters_a_namespace_with_netns_preexec(netns_ok: None) -> None:
+    """adapters/netns.preexec: the one way a child process enters a namespace
+    without `ip netns exec` (the kernel guest's ipvsadm runs use it)."""
+    ns = f"shoal-preexec-{os.getpid()}"
+    netns.ip("netns", "add", ns)
+    try:
+        out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True,
+                             preexec_fn=netns.preexec(ns)).stdout
+        assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"]  # not the host's links
+        assert subprocess.run(["true"], preexec_fn=netns.preexec(ns + "-gone")).returncode == 120
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
