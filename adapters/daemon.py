@@ -47,7 +47,7 @@ from adapters.describe import Said, describe as describe_command, failed, host_p
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.links import LinkWatch
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
-from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Override, Ready
+from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
 from engine.events import (
     TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
     HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
@@ -158,7 +158,9 @@ class Daemon:
         from adapters.control import EventBus
 
         self.events = EventBus()
-        self.overrides_kept: tuple[Override, ...] = ()
+        from adapters.overrides import Keeper
+
+        self.overrides = Keeper(state_dir)
         self.admin_waiters: list[tuple[AdminRequested, asyncio.Future[str | None]]] = []
         self.admin_answer_s = ADMIN_ANSWER_S
 
@@ -318,59 +320,22 @@ class Daemon:
         """The overrides a previous life kept, put back after the first step;
         one naming a server the config no longer has is dropped, said, and
         the file rewritten without it."""
-        from adapters.overrides import OverridesError, load, path_of
-
-        try:
-            kept, skipped = load(self.state_dir)
-        except OverridesError as e:
-            log.error("overrides: %s: none restored (the file is left as it is)", e,
-                      extra=_fields(kind="overrides", ok=False, error=str(e)))
-            return
-        for reason in skipped:
-            log.warning("overrides: %s in %s: skipped", reason, path_of(self.state_dir),
-                        extra=_fields(kind="overrides", op="skip", reason=reason))
         restored = 0
-        for override in kept:
+        for override in self.overrides.read():
             request = override.request()
             refusal = self.engine.admin_refusal(request)
             if refusal is not None:
-                self._dropped(override, refusal)
+                self.overrides.dropped(override, refusal)
                 continue
             ready = self._engine_step(request)
             if ready is not None:
                 restored += 1
                 await self.carry_out(ready.commands)
-        if kept or skipped:
-            log.info("overrides: %d restored from %s", restored, path_of(self.state_dir),
-                     extra=_fields(kind="overrides", op="restore", restored=restored))
-        self.overrides_kept = tuple(kept)
-        self._keep_overrides(force=bool(skipped))  # the file rewritten without what was dropped
+        self.overrides.restored(restored)
+        self._keep_overrides()
 
-    def _dropped(self, override: Override, why: str) -> None:
-        what = override.action + (f" {override.weight}" if override.action == "weight" else "")
-        log.warning("overrides: %s/%s (%s) dropped: %s", override.virtual, override.server, what, why,
-                    extra=_fields(kind="overrides", op="drop", virtual=override.virtual, server=override.server,
-                                  action=override.action, reason=why))
-
-    def _keep_overrides(self, after_reload: bool = False, force: bool = False) -> None:
-        """Write the overrides file when the engine's set changed."""
-        from adapters.overrides import path_of, save
-
-        now = self.engine.overrides
-        if now == self.overrides_kept and not force:
-            return
-        if after_reload:
-            still = {(o.virtual, o.server) for o in now}
-            for gone in self.overrides_kept:
-                if (gone.virtual, gone.server) not in still:
-                    self._dropped(gone, "the configuration no longer has this real server (or it is not active)")
-        try:
-            save(self.state_dir, now, self.config.serial_no)
-        except OSError as e:
-            log.error("overrides: cannot write %s: %s (they hold until the daemon stops)", path_of(self.state_dir),
-                      e, extra=_fields(kind="overrides", ok=False, error=str(e)))
-            return
-        self.overrides_kept = now
+    def _keep_overrides(self, after_reload: bool = False) -> None:
+        self.overrides.keep(self.engine.overrides, self.config.serial_no, after_reload)
 
     def _engine_step(self, event: Input) -> Ready | None:
         """One step; an input the engine raises on is logged and dropped."""

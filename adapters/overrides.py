@@ -24,6 +24,7 @@ and from the file.  The rules:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ FILE = "overrides.json"
 VERSION = 1
 MAX_BYTES = 4 * 1024 * 1024  # a file larger than this is not read (1000s of servers fit well under it)
 KEPT = tuple(sorted(set(SERVER_ACTIONS.values()) - {"auto"}))  # the actions an override is kept as
+
+
+log = logging.getLogger("shoal")
+
+GONE = "the configuration no longer has this real server (or it is not active)"
 
 
 class OverridesError(Exception):
@@ -134,3 +140,57 @@ def save(state_dir: str, overrides: tuple[Override, ...], serial_no: int) -> Non
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class Keeper:
+    """The daemon's side: the set last written to the file, and what is said
+    about it (docs/LOGS.md, kind `overrides`).  Never raises."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        self.written: tuple[Override, ...] = ()
+        self._force = False
+
+    def read(self) -> list[Override]:
+        """What a previous life kept, to replay (each refused one goes to `dropped`)."""
+        try:
+            kept, skipped = load(self.state_dir)
+        except OverridesError as e:
+            log.error("overrides: %s: none restored (the file is left as it is)", e,
+                      extra={"fields": {"kind": "overrides", "ok": False, "error": str(e)}})
+            return []
+        for reason in skipped:
+            log.warning("overrides: %s in %s: skipped", reason, path_of(self.state_dir),
+                        extra={"fields": {"kind": "overrides", "op": "skip", "reason": reason}})
+        self.written, self._force = tuple(kept), bool(skipped)  # what the file holds: rewritten if it differs
+        return kept
+
+    def restored(self, count: int) -> None:
+        if self.written or self._force:
+            log.info("overrides: %d restored from %s", count, path_of(self.state_dir),
+                     extra={"fields": {"kind": "overrides", "op": "restore", "restored": count}})
+
+    @staticmethod
+    def dropped(override: Override, why: str) -> None:
+        what = override.action + (f" {override.weight}" if override.action == "weight" else "")
+        log.warning("overrides: %s/%s (%s) dropped: %s", override.virtual, override.server, what, why,
+                    extra={"fields": {"kind": "overrides", "op": "drop", "virtual": override.virtual,
+                                      "server": override.server, "action": override.action, "reason": why}})
+
+    def keep(self, now: tuple[Override, ...], serial_no: int, after_reload: bool = False) -> None:
+        """Write `now` (the engine's set) when it differs from the file; after
+        a reload, say which overrides it dropped."""
+        if now == self.written and not self._force:
+            return
+        if after_reload:
+            still = {(o.virtual, o.server) for o in now}
+            for gone in self.written:
+                if (gone.virtual, gone.server) not in still:
+                    self.dropped(gone, GONE)
+        try:
+            save(self.state_dir, now, serial_no)
+        except OSError as e:
+            log.error("overrides: cannot write %s: %s (they hold until the daemon stops)", path_of(self.state_dir),
+                      e, extra={"fields": {"kind": "overrides", "ok": False, "error": str(e)}})
+            return
+        self.written, self._force = now, False

@@ -143,7 +143,10 @@ def test_admin_drain_and_weight_survive_a_reload_and_a_restart(netns_ok: None, t
                                          {"virtual": "web", "server": "rs2", "action": "weight", "weight": 7}]
             assert "overrides: web/rs3 (drain) dropped: the configuration no longer has" in log1.read_text()
 
-            # The restart: the overrides are back, in status and in the kernel's table.
+            # The restart: the overrides are back, in status and in the kernel's table; one the
+            # config does not have (written while the daemon was stopped) is dropped from the file.
+            kept["overrides"].append({"virtual": "web", "server": "gone", "action": "drain"})
+            (Path(state) / "overrides.json").write_text(json.dumps(kept))
             server = topo.spawn(lan, [sys.executable, str(tmp_path / "server.py")])
             daemon = daemons.start(solo, cf, state, log2, dataplane="dry-run")
             daemon.wait_ready()
@@ -153,6 +156,9 @@ def test_admin_drain_and_weight_survive_a_reload_and_a_restart(netns_ok: None, t
             assert (s["web/rs1"]["admin"], s["web/rs1"]["weight"]) == ("drain", 0)
             assert (s["web/rs2"]["admin"], s["web/rs2"]["admin_weight"], s["web/rs2"]["weight"]) == ("weight", 7, 7)
             assert "overrides: 2 restored from" in log2.read_text()
+            assert "overrides: web/gone (drain) dropped: no real server named gone in virtual web" in log2.read_text()
+            assert [o["server"] for o in json.loads((Path(state) / "overrides.json").read_text())["overrides"]] \
+                == ["rs1", "rs2"]
 
             # Undrain hands them back, and the file follows.
             assert admin(state, "undrain", "web/rs1").returncode == 0

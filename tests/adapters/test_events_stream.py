@@ -200,3 +200,24 @@ def test_a_symbolic_link_is_not_followed(tmp_path: Path) -> None:
     (tmp_path / "overrides.json").symlink_to(tmp_path / "elsewhere.json")
     with pytest.raises(overrides.OverridesError):
         overrides.load(str(tmp_path))
+
+
+def test_the_keeper_writes_only_changes_and_says_what_a_reload_dropped(tmp_path: Path, caplog: Any) -> None:
+    (tmp_path / "overrides.json").write_text(json.dumps({"version": 1, "overrides": [
+        {"virtual": "web", "server": "rs1", "action": "drain"},
+        {"virtual": "web", "server": "rs2", "action": "weight", "weight": 4}, {"bad": 1}]}))
+    keeper = overrides.Keeper(str(tmp_path))
+    with caplog.at_level("INFO", logger="shoal"):
+        kept = keeper.read()
+        assert kept == [Override("web", "rs1", "drain"), Override("web", "rs2", "weight", 4)]
+        keeper.keep(tuple(kept), 3)  # the same set, but an entry was skipped: rewritten without it
+        assert len(json.loads((tmp_path / "overrides.json").read_text())["overrides"]) == 2
+        (tmp_path / "overrides.json").unlink()
+        keeper.keep(tuple(kept), 3)  # unchanged: not written
+        assert not (tmp_path / "overrides.json").exists()
+        keeper.keep((Override("web", "rs2", "weight", 4),), 4, after_reload=True)
+    assert overrides.load(str(tmp_path)) == ([Override("web", "rs2", "weight", 4)], [])
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("overrides: entry 3: ") and m.endswith(": skipped") for m in said), said
+    assert "overrides: web/rs1 (drain) dropped: " + overrides.GONE in said, said
+    assert not any("rs2" in m and "dropped" in m for m in said), said
