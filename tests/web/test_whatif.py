@@ -142,3 +142,17 @@ def test_it_starts_from_healthy_servers_or_from_the_ones_said_down() -> None:
     assert "10.11.12.11:80" not in servers_in(r.table) and "10.11.12.22:0" not in servers_in(r.table)
     assert r.timeline[0].split()[:3] == ["0.000", "world", "FAULT"]
     assert what_if(FAST.replace('expect = "220"', 'expect = "HTTP"'), {"crash": "backup"}).assumed == ()
+
+
+def test_shoal_sim_replays_the_scenario_it_ran(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from sim.timeline import json_lines
+
+    r = what_if(FAST, {"partition": "all", "from": "backup"})
+    (tmp_path / "what-if.toml").write_text(r.scenario)
+    done = subprocess.run([sys.executable, "-m", "shoal", "sim", str(tmp_path / "what-if.toml"), "--json"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == json_lines(list(r.records)) + "\n"
