@@ -156,6 +156,9 @@ def test_admin_drain_and_weight_survive_a_reload_and_a_restart(netns_ok: None, t
             assert (s["web/rs1"]["admin"], s["web/rs1"]["weight"]) == ("drain", 0)
             assert (s["web/rs2"]["admin"], s["web/rs2"]["admin_weight"], s["web/rs2"]["weight"]) == ("weight", 7, 7)
             assert "overrides: 2 restored from" in log2.read_text()
+            text = subprocess.run([sys.executable, "-m", "shoal.cli", "status", "--state-dir", state],
+                                  capture_output=True, text=True, timeout=30, cwd=daemons.ROOT).stdout
+            assert "weight 0 [drain]" in text and "weight 7 [operator weight 7]" in text, text
             assert "overrides: web/gone (drain) dropped: no real server named gone in virtual web" in log2.read_text()
             assert [o["server"] for o in json.loads((Path(state) / "overrides.json").read_text())["overrides"]] \
                 == ["rs1", "rs2"]
