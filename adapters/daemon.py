@@ -596,7 +596,7 @@ class Daemon:
                 self._admin_event(admin, refusal)
                 return {"ok": False, "error": refusal}
             return await self._admin_stepped(admin)
-        raise ValueError(f"unknown command {quoted(str(cmd), 100)}: status, table, reload or admin")
+        raise ValueError(f"unknown command {quoted(str(cmd), 100)}: status, table, reload, admin or events")
 
     async def _admin_stepped(self, admin: AdminRequested) -> dict[str, Any]:
         """Feed an operator's request and answer once the engine stepped it
