@@ -245,8 +245,9 @@ def _new_key_place(doc_lines: Sequence[Any], block: Block) -> tuple[int, str]:
         opening = next(n for n, line in enumerate(doc_lines) if line.kind == "open" and line.block == block)
         return opening + 1, indent
     at = child if child is not None else len(doc_lines)
-    while at > 0 and doc_lines[at - 1].kind in ("blank", "comment"):
-        at -= 1
+    for kind in ("comment", "blank"):  # the comments right above the first virtual are its own
+        while at > 0 and doc_lines[at - 1].kind == kind:
+            at -= 1
     return at, indent
 
 

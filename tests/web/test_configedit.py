@@ -90,6 +90,12 @@ def test_an_empty_block_gets_its_first_key() -> None:
     assert server_of(out, "web", "a").address == "10.1.0.1"
 
 
+def test_a_first_global_key_goes_under_the_files_header_not_between_a_virtual_and_its_comment() -> None:
+    text = "# header\n\n# the site\nvirtual web {\n    address = 10.0.0.100 eth0:1\n}\n"
+    assert ce.set_value(text, (), "primary", "10.0.0.1") == (
+        "# header\nprimary = 10.0.0.1\n\n# the site\nvirtual web {\n    address = 10.0.0.100 eth0:1\n}\n")
+
+
 def test_values_are_quoted_as_lvs_cf_quotes() -> None:
     out = ce.set_value(EXAMPLE, ("HTTP",), "send", "GET /health HTTP/1.1\r\nHost: a b\r\n\r\n")
     assert '     send = "GET /health HTTP/1.1\\r\\nHost: a b\\r\\n\\r\\n"' in out.splitlines()

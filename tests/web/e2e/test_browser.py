@@ -76,6 +76,10 @@ def test_without_a_session_every_page_sends_to_login(web_pair: WebPair, browser:
         page.wait_for_load_state()
         assert page.url.startswith(web_pair.url + "/login")
         assert page.locator("[data-server]").count() == 0
+        answer = page.context.request.get(web_pair.url + "/api/v1/status")
+        assert answer.status == 401
+        page.goto(web_pair.url + "/config")
+        assert page.url.startswith(web_pair.url + "/login") and page.locator("#config-text").count() == 0
     finally:
         context.close()
 
