@@ -255,16 +255,12 @@ def _sse(event: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {data}\n\n".encode()
 
 
-async def audit_entries(request: web.Request) -> list[dict[str, Any]]:
-    try:
-        limit = max(1, min(1000, int(request.query.get("limit", "200"))))
-    except ValueError:
-        limit = 200
-    return await asyncio.get_running_loop().run_in_executor(None, request.app[AUDIT].tail, limit)
-
-
 async def audit_route(request: web.Request) -> web.Response:
-    return web.json_response({"entries": await audit_entries(request)})
+    text = request.query.get("limit", "200")
+    if not text.isdigit() or not 1 <= int(text) <= 1000:
+        return error(400, "limit must be an integer from 1 to 1000")
+    entries = await asyncio.get_running_loop().run_in_executor(None, request.app[AUDIT].tail, int(text))
+    return web.json_response({"entries": entries})
 
 
 async def list_users(request: web.Request) -> web.Response:

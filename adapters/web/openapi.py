@@ -27,6 +27,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 COMMON = (401, 403)
+SERVER = {"type": "string", "minLength": 1, "maxLength": 512, "description": "VIRTUAL/SERVER"}
 ETAG = {"ETag": {"description": "the file's version, for If-Match", "schema": {"type": "string"}}}
 
 
@@ -69,11 +70,15 @@ def document() -> dict[str, Any]:
                               **_errors(*COMMON, 503)}}},
             "/api/v1/admin": {"post": {
                 "summary": "drain, undrain, weight or failover (operator)",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["action"], "properties": {
-                        "action": {"type": "string", "enum": ["drain", "undrain", "weight", "failover"]},
-                        "server": {"type": "string", "description": "VIRTUAL/SERVER"},
-                        "weight": {"type": "integer", "minimum": 0, "maximum": 65535}}}}}},
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                    {"type": "object", "required": ["action", "server"], "properties": {
+                        "action": {"type": "string", "enum": ["drain", "undrain"]}, "server": SERVER}},
+                    {"type": "object", "required": ["action", "server", "weight"], "properties": {
+                        "action": {"type": "string", "enum": ["weight"]}, "server": SERVER,
+                        "weight": {"type": "integer", "minimum": 0, "maximum": 65535}}},
+                    {"type": "object", "required": ["action"], "properties": {
+                        "action": {"type": "string", "enum": ["failover"]}}},
+                ]}}}},
                 "responses": {"200": _json({"type": "object", "required": ["ok"],
                                             "properties": {"ok": {"type": "boolean"}}}, "applied"),
                               **_errors(400, *COMMON, 409, 413, 503)}}},
@@ -83,8 +88,9 @@ def document() -> dict[str, Any]:
                             "text": {"type": "string"}, "serial_no": {"type": "integer", "nullable": True}}},
                             "the file", ETAG), **_errors(*COMMON)}},
                 "put": {"summary": "replace the lvs.cf and reload (admin)",
-                        "parameters": [{"name": "If-Match", "in": "header", "required": False,
-                                        "schema": {"type": "string"}, "description": "the ETag it was read with"}],
+                        "parameters": [{"name": "If-Match", "in": "header", "required": True,
+                                        "schema": {"type": "string", "minLength": 1},
+                                        "description": "the ETag it was read with (428 without it)"}],
                         "requestBody": text_body,
                         "responses": {
                             "200": _json({"type": "object", "required": ["serial_no", "reloaded", "detail"],
@@ -112,8 +118,9 @@ def document() -> dict[str, Any]:
                     **_errors(*COMMON, 404)}}},
             "/api/v1/config/revert": {"post": {
                 "summary": "make a saved version current again, serial_no raised, and reload (admin)",
-                "parameters": [{"name": "If-Match", "in": "header", "required": False,
-                                "schema": {"type": "string"}, "description": "the ETag of the current file"}],
+                "parameters": [{"name": "If-Match", "in": "header", "required": True,
+                                "schema": {"type": "string", "minLength": 1},
+                                "description": "the ETag of the current file (428 without it)"}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}}}}},
                 "responses": {"200": _json({"type": "object", "required": ["serial_no", "reloaded", "detail"],
@@ -132,7 +139,8 @@ def document() -> dict[str, Any]:
                 "parameters": [{"name": "limit", "in": "query", "required": False,
                                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
                 "responses": {"200": _json({"type": "object", "required": ["entries"], "properties": {
-                    "entries": {"type": "array", "items": {"type": "object"}}}}, "entries"), **_errors(*COMMON)}}},
+                    "entries": {"type": "array", "items": {"type": "object"}}}}, "entries"),
+                    **_errors(400, *COMMON)}}},
             "/api/v1/users": {"get": {
                 "summary": "the web users and their roles (admin)",
                 "responses": {"200": _json({"type": "object", "required": ["users"], "properties": {

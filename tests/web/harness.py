@@ -26,6 +26,7 @@ ROLES = {"viewer": "viewer", "operator": "operator", "admin": "admin", WEIRD: "o
 
 # cheap hashes for the tests (the real ones cost ~50 ms each by design)
 users._hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+users._DUMMY = users._hasher.hash("unknown user")
 
 
 def basic(user: str) -> dict[str, str]:
