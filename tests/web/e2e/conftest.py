@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -43,7 +44,10 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ROOT = Path(daemons.ROOT)
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# The pages' screenshots go to docs/screenshots/ (kept with the docs) only when asked
+# (SHOAL_SCREENSHOTS=1), so that a test run leaves the checkout as it was; else to a temporary directory.
+SCREENSHOTS = ROOT / "docs" / "screenshots" if os.environ.get("SHOAL_SCREENSHOTS") == "1" else \
+    Path(tempfile.gettempdir()) / f"shoal-screenshots-{os.getpid()}"
 USER, PASSWORD = "admin", "correct horse battery staple"
 
 # A server name no page may run or pass to a shell: lvs.cf names take anything

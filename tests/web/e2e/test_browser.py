@@ -140,6 +140,7 @@ def test_a_weight_edited_in_the_page_is_applied_with_the_comments_kept(web_pair:
                   lambda: re.search(r"10\.61\.0\.11:80\s+\S+\s+5\b", web_pair.table()))
     assert web_pair.status()["serial_no"] == 2
     assert page.input_value("#config-text") == after  # the editor shows the file as written
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "configuration.png"), full_page=True)
 
 
