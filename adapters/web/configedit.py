@@ -41,7 +41,7 @@ import hashlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -114,8 +114,12 @@ def check(text: str) -> list[dict[str, Any]]:
     try:
         parse(text, "lvs.cf")
     except ConfigError as e:
-        return [{"line": i.line, "col": i.col, "message": i.message} for i in e.issues]
+        return _errors(e)
     return []
+
+
+def _errors(e: ConfigError) -> list[dict[str, Any]]:
+    return [{"line": i.line, "col": i.col, "message": i.message} for i in e.issues]
 
 
 # ------------------------------------------------------------------ one key
@@ -276,6 +280,7 @@ class Prepared:
     diff: str  # unified diff from the current file to `text`
     table_ops: tuple[str, ...]  # ipvsadm arguments, in the order the engine would carry them out
     errors: list[dict[str, Any]] = field(default_factory=list)
+    current_serial_no: int = 0  # the file's now (0 when it cannot be read)
 
     @property
     def valid(self) -> bool:
@@ -285,34 +290,28 @@ class Prepared:
 def prepare(current: str, new: str, health: Health | None = None) -> Prepared:
     """The new text as it would be written, its diff, and the operations an
     active router's table would see (every real server healthy unless
-    `health` says otherwise)."""
-    errors = check(new)
-    if errors:
-        return Prepared(new, None, unified_diff(current, new), (), errors)
-    new_config = parse(new)
-    current_serial = _lenient(current).serial_no
+    `health` says otherwise).  Each text is parsed once."""
+    try:
+        new_config = parse(new)
+    except ConfigError as e:
+        return Prepared(new, None, unified_diff(current, new), (), _errors(e))
+    try:
+        current_config = parse(current)
+        old_table = active_table(current_config, health)
+    except ConfigError:  # a file broken by hand: what can be read of it, and no table to start from
+        current_config, old_table = Parser(current, "lvs.cf").run(), {}
+    current_serial = current_config.serial_no
     text = new
     if new_config.serial_no <= current_serial:
         if current_serial >= U64:
-            line = _serial_line(new)
             return Prepared(new, None, unified_diff(current, new), (), [
-                {"line": line, "col": 1, "message": f"serial_no cannot be raised above {current_serial}"}])
-        text = set_value(new, (), "serial_no", str(current_serial + 1))
-        new_config = parse(text)
-    try:
-        old_table = active_table(parse(current), health)
-    except ConfigError:
-        old_table = {}
+                {"line": _serial_line(new), "col": 1, "message": f"serial_no cannot be raised above {current_serial}"}],
+                current_serial)
+        text = set_value(new, (), "serial_no", str(current_serial + 1))  # that one line: the rest is as parsed
+        new_config = replace(new_config, serial_no=current_serial + 1)
     ops = table_diff(old_table, active_table(new_config, health))
-    return Prepared(text, new_config.serial_no, unified_diff(current, text), tuple(_said(op, new_config) for op in ops))
-
-
-def _lenient(text: str) -> Config:
-    """What can be read of a text that may have errors (serial_no 0 when it cannot be)."""
-    try:
-        return parse(text)
-    except ConfigError:
-        return Parser(text, "lvs.cf").run()
+    return Prepared(text, new_config.serial_no, unified_diff(current, text), tuple(_said(op, new_config) for op in ops),
+                    [], current_serial)
 
 
 def _serial_line(text: str) -> int:
@@ -405,7 +404,7 @@ def apply(path: str | os.PathLike[str], new_text: str, if_match: str, history_di
         if prepared.errors:
             raise Invalid(prepared.errors)
         assert prepared.serial_no is not None
-        saved = _save_version(hist, data, _lenient(current).serial_no)
+        saved = _save_version(hist, data, prepared.current_serial_no)
         try:
             _atomic_write(path, prepared.text.encode("utf-8"), expect=current_tag)
         except BaseException:

@@ -69,6 +69,13 @@ class WhatIf:
     scenario: str = field(default="", repr=False)  # the scenario file that was run: `shoal sim` replays it
     duration_s: float = 30.0
 
+    def as_json(self) -> dict[str, Any]:
+        """The answer as JSON values (the web tool's API), the trace left out: `timeline` says it."""
+        return {"timeline": list(self.timeline), "table": list(self.table),
+                "tables": {name: list(lines) for name, lines in self.tables.items()}, "vip_owner": self.vip_owner,
+                "roles": dict(self.roles), "active": self.active, "assumed": list(self.assumed),
+                "violations": list(self.violations), "duration_s": self.duration_s, "scenario": self.scenario}
+
 
 def what_if(config_text: str, fault: Mapping[str, Any] | Sequence[Mapping[str, Any]], *,
             duration_s: float = 30, seed: int = 1, down: Sequence[str] = ()) -> WhatIf:

@@ -156,3 +156,12 @@ def test_shoal_sim_replays_the_scenario_it_ran(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == json_lines(list(r.records)) + "\n"
+
+
+def test_the_answer_as_json() -> None:
+    import json
+
+    r = what_if(FAST, {"crash": "primary"})
+    data = json.loads(json.dumps(r.as_json()))
+    assert data["vip_owner"] == "backup" and data["active"] == "backup" and data["table"] == list(r.table)
+    assert data["roles"] == {"primary": "down", "backup": "active"} and data["timeline"] == list(r.timeline)
