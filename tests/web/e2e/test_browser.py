@@ -16,6 +16,7 @@ web tool's own (adapters/web/templates/config.html): the editor
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Callable
 
 import pytest
@@ -87,10 +88,24 @@ def test_without_a_session_every_page_sends_to_login(web_pair: WebPair, browser:
 def test_a_real_server_failure_turns_its_row_down_without_a_reload(web_pair: WebPair, open_page: OpenPage) -> None:
     page, _ = open_page()
     assert row(page, "rs1").get_attribute("data-health") == "up"
-    page.evaluate("window.__not_reloaded = true")
+    page.evaluate("""() => {
+        window.__not_reloaded = true;
+        new MutationObserver(() => {
+            const rs1 = document.querySelector('[data-server="web/rs1"]');
+            if (rs1 && rs1.dataset.health === "down" && !window.__down_ms) window.__down_ms = Date.now();
+        }).observe(document.body, {subtree: true, childList: true, attributes: true});
+    }""")
+    killed = time.time()
     web_pair.kill_server("rs1")
+    daemon_down = web_pair.wait("the daemon to see rs1 down", lambda: web_pair.server_status("rs1")["health"] == "down"
+                                and time.time(), 15)
     page.wait_for_selector('[data-server="web/rs1"][data-health="down"]', timeout=15_000)
     assert page.evaluate("window.__not_reloaded") is True  # the same document: updated live
+    page_down = page.evaluate("window.__down_ms") / 1000
+    print(f"\nrs1 killed -> the daemon's status says down: {daemon_down - killed:.3f} s; "
+          f"-> the page shows it: {page_down - killed:.3f} s (the page {page_down - daemon_down:+.3f} s after "
+          f"the status poll saw it)")
+    assert page_down - daemon_down < 3.0  # live: an event, not the page's 5 s refresh
     assert row(page, "rs2").get_attribute("data-health") == "up"
     assert web_pair.server_status("rs1")["health"] == "down"
     assert "10.61.0.11:80" not in web_pair.table()
