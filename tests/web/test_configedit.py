@@ -3,8 +3,10 @@ serial_no raised, the table operations told, atomic writes, history, revert."""
 
 from __future__ import annotations
 
+import difflib
 import errno
 import os
+import re
 import stat
 import threading
 from pathlib import Path
@@ -377,3 +379,33 @@ def test_property_apply_never_leaves_a_partial_file(cf: Path, tmp_path: Path, fa
     assert sorted(p.name for p in cf.parent.iterdir()) == ["lvs.cf"]
     if failed:
         assert ce.history(hist) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([((), "debug_level"), ((), "active_cmd"), (("HTTP",), "send"), (("HTTP",), "expect"),
+                        (("HTTP",), "address"), (("HTTP", "web1"), "weight"), (("HTTP", "web1"), "notify_up")]),
+       st.text(max_size=80))
+def test_property_no_value_adds_a_line_or_another_key(where: tuple[tuple[str, ...], str], value: str) -> None:
+    """Whatever a form sends, it stays in its key's line: an edit cannot smuggle in a key or a block."""
+    block, key = where
+    out = ce.set_value(EXAMPLE, block, key, value)
+    a, b = EXAMPLE.split("\n"), out.split("\n")
+    ops = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    removed = [a[i] for tag, i1, i2, _, _ in ops if tag != "equal" for i in range(i1, i2)]
+    added = [b[j] for tag, _, _, j1, j2 in ops if tag != "equal" for j in range(j1, j2)]
+    assert len(removed) <= 1 and len(added) <= 1
+    if added:
+        assert re.match(rf"[ \t]*{key} = ", added[0])
+        assert [i for i in parse_lines(out) if i[1] != "key" or i[2] != key] == \
+            [i for i in parse_lines(EXAMPLE) if i[1] != "key" or i[2] != key]
+
+
+def parse_lines(text: str) -> list[tuple[tuple[str, ...], str, str | None]]:
+    """Every line as the parser reads it: its block, its kind and its key."""
+    from engine.config.parser import Parser
+
+    parser = Parser(text, "lvs.cf")
+    parser.run()
+    return [(line.block, "key" if line.kind == "bad" and line.key is None and "=" in line.text else line.kind,
+             line.key or (line.text.split("=")[0].strip() if "=" in line.text and line.kind in ("key", "bad") else None))
+            for line in parser.doc.lines]
