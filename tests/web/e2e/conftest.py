@@ -174,7 +174,13 @@ class WebPair:
         proc.wait(10)
 
     def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """The web tool's API with HTTP Basic as the admin (no browser)."""
+        """The web tool's API with HTTP Basic as the admin (no browser): (status, JSON body)."""
+        status, answer, _ = self.api_headers(method, path, body, headers)
+        return status, answer
+
+    def api_headers(self, method: str, path: str, body: Any = None,
+                    headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
+        """`api`, with the answer's headers."""
         import base64
 
         auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
@@ -183,9 +189,9 @@ class WebPair:
             data=None if body is None else json.dumps(body).encode())
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:
-                return answer.status, json.loads(answer.read() or b"null")
+                return answer.status, json.loads(answer.read() or b"null"), dict(answer.headers)
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null")
+            return e.code, json.loads(e.read() or b"null"), dict(e.headers)
 
     def logs(self) -> str:
         out = []

@@ -157,6 +157,17 @@ def test_a_weight_edited_in_the_page_is_applied_with_the_comments_kept(web_pair:
     assert page.input_value("#config-text") == after  # the editor shows the file as written
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "configuration.png"), full_page=True)
+    # the version replaced is in the history; reverting to it is a new version, serial_no raised again
+    status, history = web_pair.api("GET", "/api/v1/config/history")
+    assert status == 200 and [v["serial_no"] for v in history["versions"]] == [1]
+    status, _, headers = web_pair.api_headers("GET", "/api/v1/config")
+    status, body = web_pair.api("POST", "/api/v1/config/revert", {"version": history["versions"][0]["id"]},
+                                {"If-Match": headers["ETag"]})
+    assert status == 200 and body["serial_no"] == 3, body
+    reverted = path.read_text()
+    assert reverted == before.replace("serial_no = 1\n", "serial_no = 3\n")
+    web_pair.wait("rs1 back at weight 1", lambda: re.search(r"10\.61\.0\.11:80\s+\S+\s+1\b", web_pair.table()))
+    assert web_pair.status()["serial_no"] == 3
 
 
 def test_an_invalid_value_is_refused_at_its_line_and_the_file_untouched(web_pair: WebPair,
