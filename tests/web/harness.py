@@ -5,6 +5,7 @@ and a copy of examples/lvs.cf."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import base64
 import contextlib
 import re
@@ -81,4 +82,7 @@ def run(tmp_path: Path, body: Callable[[Harness], Awaitable[None]], **options: A
         async with harness(tmp_path, **options) as h:
             await body(h)
 
-    asyncio.run(main())
+    # a thread of its own: a session-wide Playwright (tests/web/e2e) keeps an
+    # event loop running in the main thread, where asyncio.run refuses to start
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
