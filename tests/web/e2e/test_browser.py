@@ -205,6 +205,10 @@ def test_a_hostile_server_name_is_shown_as_text_and_never_run(web_pair: WebPair,
     assert HOSTILE in text and page.locator("#config-page img, #config-page script").count() == 0
     page.click('button[data-action="check"]')
     page.wait_for_selector('#config-result[data-result="valid"]')
+    page.goto(web_pair.url + "/audit")  # the audit log names the drained server: as text too
+    entry = page.locator("tr[data-audit-action]", has_text="rs3;touch").first
+    assert HOSTILE in entry.inner_text()
+    assert page.locator("main img, main script").count() == 0
     assert seen.dialogs == []
     for name in PWNED:
         for where in (ROOT, web_pair.tmp, web_pair.state("primary"), web_pair.state("backup")):
