@@ -391,7 +391,7 @@ def apply(path: str | os.PathLike[str], new_text: str, if_match: str, history_di
     """Write `new_text` (serial_no raised if it did not raise it) over the file at
     `path`, atomically, if its ETag is still `if_match`; the version it replaces
     goes to `history_dir`.  Raises Conflict (412) or Invalid (422), the file untouched."""
-    path = Path(path)
+    path = Path(os.path.realpath(path))  # a symlinked lvs.cf stays a symlink: its target is replaced
     hist = Path(history_dir)
     hist.mkdir(parents=True, exist_ok=True)
     with _locked(hist):

@@ -284,6 +284,13 @@ def test_apply_writes_keeps_the_mode_and_saves_the_old_version(cf: Path, tmp_pat
     assert sorted(p.name for p in cf.parent.iterdir()) == ["lvs.cf"]  # no temporary file left
 
 
+def test_a_symlinked_file_stays_a_symlink(cf: Path, tmp_path: Path) -> None:
+    link = tmp_path / "lvs.cf"
+    link.symlink_to(cf)
+    ce.apply(link, ce.set_value(EXAMPLE, ("HTTP", "web1"), "weight", 3), ce.etag(EXAMPLE), tmp_path / "history")
+    assert link.is_symlink() and "serial_no = 38" in cf.read_text()
+
+
 def test_apply_refuses_a_stale_etag_and_an_invalid_text_leaving_the_file(cf: Path, tmp_path: Path) -> None:
     hist = tmp_path / "history"
     first = ce.apply(cf, ce.set_value(EXAMPLE, ("HTTP", "web1"), "weight", 3), ce.etag(EXAMPLE), hist)
