@@ -241,6 +241,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break  # logged out or timed out: the page's next request goes to /login
                 await response.write(b": keepalive\n\n")
                 continue
+            if event.get("state") == "closing" and event.get("kind") == "stream":
+                break
             await response.write(_sse(event))
     except (ConnectionError, asyncio.CancelledError):
         pass

@@ -171,7 +171,9 @@ def _secure(request: web.Request, response: web.StreamResponse) -> None:
     h.setdefault("Content-Security-Policy", CSP)
     h.setdefault("X-Content-Type-Options", "nosniff")
     h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("Referrer-Policy", "no-referrer")
+    # same-origin, not no-referrer: with no-referrer a browser posts a form with `Origin: null`,
+    # which the Origin check must refuse
+    h.setdefault("Referrer-Policy", "same-origin")
     h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     h.setdefault("Cross-Origin-Resource-Policy", "same-origin")
     h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
@@ -294,7 +296,11 @@ def make_app(options: Options) -> web.Application:
     async def stop_hub(app: web.Application) -> None:
         await app[HUB].stop()
 
+    async def end_streams(app: web.Application) -> None:
+        app[HUB].close_subscribers()
+
     app.on_startup.append(start_hub)
+    app.on_shutdown.append(end_streams)
     app.on_cleanup.append(stop_hub)
     return app
 

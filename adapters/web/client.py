@@ -81,6 +81,14 @@ class EventHub:
                 await self.task
             self.task = None
 
+    def close_subscribers(self) -> None:
+        """The web tool stops: every open stream ends (its page reconnects to the next one)."""
+        for queue in list(self.subscribers):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait({"kind": "stream", "state": "closing"})
+
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self.subscribers.add(queue)

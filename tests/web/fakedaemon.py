@@ -18,7 +18,7 @@ WEIRD = "<script>alert(1)</script>&$(touch${IFS}/tmp/pwned);`id`|'\""
 def default_status() -> dict[str, Any]:
     def server(name: str, address: str, health: str = "up", weight: int = 1) -> dict[str, Any]:
         return {"name": name, "address": address, "port": 80, "health": health, "weight": weight,
-                "in_table": True, "admin": "auto", "last_check": 12.5, "last_detail": "HTTP/1.0 200 OK",
+                "in_table": True, "admin": "auto", "last_check": health != "down", "last_detail": "HTTP/1.0 200 OK",
                 "checks_ok": 5, "checks_failed": 0}
 
     return {

@@ -45,14 +45,31 @@
     let lastOk = Date.now();
     let streamUp = true;
     let pending = null;
+    let held = null;  // a status not shown yet: the operator is typing a weight
+    const selected = new Set();
     const freshness = document.getElementById("freshness");
     const problem = document.getElementById("problem");
+    const said = document.getElementById("action-result");
+
+    function say(ok, text) {
+      said.hidden = false;
+      said.className = ok ? "done" : "problem";
+      said.dataset.result = ok ? "ok" : "refused";
+      said.textContent = text;
+    }
 
     function field(name, value) {
       for (const node of main.querySelectorAll('[data-field="' + name + '"]')) node.textContent = value;
     }
 
+    function typing() {
+      const a = document.activeElement;
+      return a && a.matches && a.matches("#services input[data-weight-input]") && a.value !== "";
+    }
+
     function render(s) {
+      if (typing()) { held = s; return; }
+      held = null;
       const role = main.querySelector("[data-role]");
       role.dataset.role = s.role; role.textContent = s.role;
       field("node", s.node);
@@ -80,18 +97,25 @@
       box.appendChild(h);
       const table = el("table");
       const head = el("tr");
-      for (const t of ["server", "address", "health", "weight", "admin", "last check", "detail", ""]) head.appendChild(el("th", {}, t));
+      for (const t of ["", "server", "address", "health", "weight", "admin", "last check", "detail", "", ""]) head.appendChild(el("th", {}, t));
       table.appendChild(el("thead")).appendChild(head);
       const body = table.appendChild(el("tbody"));
       for (const r of v.servers || []) {
         const health = r.health === "up" || r.health === "down" ? r.health : "unknown";
-        const row = el("tr", {"data-server": v.name + "/" + r.name, "data-health": health});
+        const key = v.name + "/" + r.name;
+        const row = el("tr", {"data-server": key, "data-health": health});
+        const pick = el("td");
+        if (mayOperate) {
+          const box = pick.appendChild(el("input", {"type": "checkbox", "data-select": "", "aria-label": "select " + key}));
+          box.checked = selected.has(key);
+        }
+        row.appendChild(pick);
         row.appendChild(el("td", {}, r.name));
         row.appendChild(el("td", {}, hostPort(r.address, r.port)));
         row.appendChild(el("td", {"class": "health"}, health));
         row.appendChild(el("td", {}, r.weight));
         row.appendChild(el("td", {}, r.admin));
-        row.appendChild(el("td", {}, r.last_check === null || r.last_check === undefined ? "-" : r.last_check));
+        row.appendChild(el("td", {}, r.last_check === null || r.last_check === undefined ? "-" : (r.last_check ? "ok" : "failed")));
         row.appendChild(el("td", {}, r.last_detail || "-"));
         const cell = el("td");
         if (mayOperate) {
@@ -99,6 +123,13 @@
           cell.appendChild(el("button", {"type": "button", "data-action": action}, action));
         }
         row.appendChild(cell);
+        const weight = el("td");
+        if (mayOperate) {
+          weight.appendChild(el("input", {"type": "number", "min": "0", "max": "65535", "data-weight-input": "",
+                                          "aria-label": "operator weight", "placeholder": "weight"}));
+          weight.appendChild(el("button", {"type": "button", "data-action": "weight"}, "set"));
+        }
+        row.appendChild(weight);
         body.appendChild(row);
       }
       box.appendChild(table);
@@ -137,12 +168,45 @@
         : "live, updated " + age + " s ago";
     }
 
+    main.addEventListener("change", (ev) => {
+      if (!ev.target.matches("input[data-select]")) return;
+      const key = ev.target.closest("[data-server]").dataset.server;
+      if (ev.target.checked) selected.add(key); else selected.delete(key);
+    });
+    main.addEventListener("focusout", () => { if (held) setTimeout(() => { if (held && !typing()) render(held); }, 0); });
+
+    async function admin(body) {
+      const r = await call("POST", "/api/v1/admin", body);
+      const what = [body.action, body.server || "", body.weight === undefined ? "" : body.weight].join(" ").trim();
+      if (r.status === 200) say(true, what + ": done");
+      else say(false, what + " refused: " + ((r.data && r.data.error) || "HTTP " + r.status));
+      return r.status === 200;
+    }
+
     main.addEventListener("click", async (ev) => {
       const button = ev.target.closest("button[data-action]");
       if (!button) return;
       const action = button.dataset.action;
+      if (action === "drain-selected" || action === "undrain-selected") {
+        button.disabled = true;
+        for (const server of Array.from(selected).sort()) {
+          if (await admin({action: action.split("-")[0], server})) selected.delete(server);
+        }
+        button.disabled = false;
+        refresh();
+        return;
+      }
       let body;
-      if (action === "failover") {
+      if (action === "weight") {
+        const input = button.closest("[data-server]").querySelector("input[data-weight-input]");
+        const weight = Number(input.value);
+        if (input.value === "" || !Number.isInteger(weight) || weight < 0 || weight > 65535) {
+          say(false, "a weight is a whole number from 0 to 65535");
+          return;
+        }
+        input.value = "";
+        body = {action, server: button.closest("[data-server]").dataset.server, weight};
+      } else if (action === "failover") {
         if (!window.confirm("Hand over: this router gives up its VIPs and the partner takes them and the table. " +
                             "Connections through this router move to the partner. Go on?")) return;
         body = {action: "failover"};
@@ -150,12 +214,8 @@
         body = {action, server: button.closest("[data-server]").dataset.server};
       } else return;
       button.disabled = true;
-      const r = await call("POST", "/api/v1/admin", body);
+      await admin(body);
       button.disabled = false;
-      if (r.status !== 200) {
-        problem.hidden = false;
-        problem.textContent = action + " refused: " + ((r.data && r.data.error) || "HTTP " + r.status);
-      }
       refresh();
     });
 
