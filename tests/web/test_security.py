@@ -245,3 +245,14 @@ def test_a_user_without_admin_cannot_see_users_page(tmp_path):
 @pytest.mark.parametrize("name", ["", "a:b", "a b", "x" * 65, "tab\there"])
 def test_bad_user_names(name):
     assert users.name_problem(name)
+
+
+def test_under_tls_the_cookie_is_secure_and_hsts_is_sent(tmp_path):
+    async def body(h: Harness) -> None:
+        r = await h.client.post("/login", data={"user": "viewer", "password": PASSWORDS["viewer"]},
+                                allow_redirects=False)
+        cookie = r.headers["Set-Cookie"]
+        assert cookie.startswith("__Host-shoal_session=") and "Secure" in cookie and "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+    run(tmp_path, body, tls=True)
