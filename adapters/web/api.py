@@ -188,7 +188,7 @@ async def _apply(request: web.Request, action: str, if_match: str,
           result="ok", detail=applied.diff[:16384])
     response = web.json_response({"serial_no": applied.serial_no, "reloaded": reloaded,
                                   "detail": detail if isinstance(detail, (str, dict, list)) else str(detail),
-                                  "table_ops": list(applied.table_ops)})
+                                  "table_ops": list(applied.table_ops), "diff": applied.diff})
     response.headers["ETag"] = applied.etag
     return response
 

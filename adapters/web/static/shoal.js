@@ -238,7 +238,69 @@
     const result = document.getElementById("config-result");
     const errors = document.getElementById("config-errors");
     const diff = document.getElementById("config-diff");
+    const ops = document.getElementById("config-ops");
+    const opsTitle = document.getElementById("config-ops-title");
+    const historyBody = document.querySelector("#config-history tbody");
+    const mayApply = form.dataset.mayApply === "true";
     let loaded = text.value;
+
+    function showOps(list) {
+      const show = Array.isArray(list);
+      ops.hidden = opsTitle.hidden = !show;
+      if (show) ops.textContent = list.length ? list.map((op) => "ipvsadm " + op).join("\n") : "(none)";
+    }
+
+    async function history() {
+      const r = await call("GET", "/api/v1/config/history", undefined, {"X-Shoal-Background": "1"});
+      if (r.status !== 200) return;
+      historyBody.replaceChildren();
+      for (const v of r.data.versions) {
+        const row = el("tr", {"data-version": v.id});
+        row.appendChild(el("td", {}, v.saved_at));
+        row.appendChild(el("td", {}, v.serial_no));
+        row.appendChild(el("td", {}, v.size));
+        const cell = row.appendChild(el("td"));
+        cell.appendChild(el("button", {"type": "button", "data-action": "show-version"}, "show"));
+        if (mayApply) cell.appendChild(el("button", {"type": "button", "data-action": "revert"}, "revert to this"));
+        historyBody.appendChild(row);
+      }
+    }
+
+    historyBody.addEventListener("click", async (ev) => {
+      const button = ev.target.closest("button[data-action]");
+      if (!button) return;
+      const id = button.closest("[data-version]").dataset.version;
+      if (button.dataset.action === "show-version") {
+        const r = await call("GET", "/api/v1/config/history/" + encodeURIComponent(id));
+        if (r.status === 200) { diff.hidden = false; diff.textContent = r.data.text; showOps(null); }
+        return;
+      }
+      if (!window.confirm("Write version " + id + " over the file (serial_no raised) and reload the daemon?")) return;
+      const r = await call("POST", "/api/v1/config/revert", {version: id}, {"If-Match": form.dataset.etag});
+      applied(r);
+    });
+
+    async function applied(r) {
+      if (r.status === 200) {
+        result.dataset.result = "applied";
+        result.textContent = "applied: serial_no " + r.data.serial_no + (r.data.reloaded ? ", reloaded" : ", NOT reloaded: " + JSON.stringify(r.data.detail));
+        diff.hidden = false;
+        diff.textContent = r.data.diff || "(no change)";
+        showOps(r.data.table_ops);
+        await reload();
+        await history();
+      } else if (r.status === 412) {
+        result.dataset.result = "stale";
+        result.textContent = "refused: the file changed since you loaded it. Copy your edits, then reload the page.";
+      } else if (r.status === 422) {
+        result.dataset.result = "invalid";
+        showErrors(r.data.errors);
+        result.textContent = "refused: invalid";
+      } else {
+        result.dataset.result = "error";
+        result.textContent = "refused: " + ((r.data && r.data.error) || "HTTP " + r.status);
+      }
+    }
 
     function showErrors(list) {
       errors.replaceChildren();
@@ -271,7 +333,7 @@
       const button = ev.target.closest("button[data-action]");
       if (!button) return;
       const action = button.dataset.action;
-      if (action === "revert-editor") { text.value = loaded; showErrors([]); diff.hidden = true; result.textContent = ""; return; }
+      if (action === "revert-editor") { text.value = loaded; showErrors([]); diff.hidden = true; showOps(null); result.textContent = ""; return; }
       const check = await call("POST", "/api/v1/config/check", {text: text.value});
       if (check.status !== 200) { result.textContent = "check failed: HTTP " + check.status; return; }
       showErrors(check.data.errors);
@@ -279,30 +341,19 @@
         result.dataset.result = "invalid";
         result.textContent = check.data.errors.length + " error(s): nothing applied";
         diff.hidden = true;
+        showOps(null);
         return;
       }
       if (action === "check") { result.dataset.result = "valid"; result.textContent = "valid"; return; }
       diff.textContent = check.data.diff || "(no change)";
       diff.hidden = false;
+      showOps(check.data.table_ops);
       if (action === "preview") { result.dataset.result = "valid"; result.textContent = "valid; the change:"; return; }
       if (action !== "apply") return;
       const r = await call("PUT", "/api/v1/config", {text: text.value}, {"If-Match": form.dataset.etag});
-      if (r.status === 200) {
-        result.dataset.result = "applied";
-        result.textContent = "applied: serial_no " + r.data.serial_no + (r.data.reloaded ? ", reloaded" : ", NOT reloaded: " + JSON.stringify(r.data.detail));
-        await reload();
-      } else if (r.status === 412) {
-        result.dataset.result = "stale";
-        result.textContent = "refused: the file changed since you loaded it. Copy your edits, then reload the page.";
-      } else if (r.status === 422) {
-        result.dataset.result = "invalid";
-        showErrors(r.data.errors);
-        result.textContent = "refused: invalid";
-      } else {
-        result.dataset.result = "error";
-        result.textContent = "refused: " + ((r.data && r.data.error) || "HTTP " + r.status);
-      }
+      await applied(r);
     });
+    history();
   }
 
   // ------------------------------------------------------------ users
