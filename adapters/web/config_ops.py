@@ -65,14 +65,14 @@ class Config:
     def preview(self, path: str, text: str, health: Mapping[tuple[str, str], str] | None = None) -> Prepared:
         with open(path, "rb") as f:
             current = f.read(MAX_FILE_BYTES + 1).decode("utf-8", "surrogateescape")
-        return configedit.prepare(current, text, health)  # type: ignore[arg-type]
+        return configedit.prepare(current, text, health)
 
     def diff(self, old: str, new: str) -> str:
         return configedit.unified_diff(old, new)
 
     def apply(self, path: str, text: str, if_match: str, history_dir: str,
               health: Mapping[tuple[str, str], str] | None = None) -> Applied:
-        return configedit.apply(path, text, if_match, history_dir, health)  # type: ignore[arg-type]
+        return configedit.apply(path, text, if_match, history_dir, health)
 
     def history(self, history_dir: str) -> list[Version]:
         return configedit.history(history_dir)

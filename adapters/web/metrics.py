@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-disable_created_metrics()  # a registry per scrape: its creation time would mean nothing
+disable_created_metrics()  # type: ignore[no-untyped-call]  # a registry per scrape: its creation time would mean nothing
 
 __all__ = ["CONTENT_TYPE_LATEST", "render"]
 
