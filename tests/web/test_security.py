@@ -256,3 +256,26 @@ def test_under_tls_the_cookie_is_secure_and_hsts_is_sent(tmp_path):
         assert "SameSite=Strict" in cookie
         assert r.headers["Strict-Transport-Security"].startswith("max-age=")
     run(tmp_path, body, tls=True)
+
+
+def test_the_file_is_shown_escaped_in_the_editor(tmp_path):
+    async def body(h: Harness) -> None:
+        hostile = "# </textarea><script>alert(1)</script><!--\n"
+        h.config.write_text(hostile + h.config.read_text())
+        page = await (await h.client.get("/config", headers=basic("viewer"))).text()
+        assert "</textarea><script>" not in page
+        assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;!--" in page
+        assert 'data-action="apply"' not in page  # a viewer may check, not apply
+        page = await (await h.client.get("/config", headers=basic("admin"))).text()
+        assert 'data-action="apply"' in page
+    run(tmp_path, body)
+
+
+def test_the_audit_page_shows_who_did_what(tmp_path):
+    async def body(h: Harness) -> None:
+        await h.client.post("/api/v1/admin", json={"action": "drain", "server": "HTTP/web2"},
+                            headers=basic("operator"))
+        page = await (await h.client.get("/audit", headers=basic("viewer"))).text()
+        assert '<tr data-audit-action="admin" data-result="ok">' in page
+        assert "<td>operator</td>" in page and "drain HTTP/web2" in page
+    run(tmp_path, body)
