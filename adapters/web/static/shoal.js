@@ -97,20 +97,14 @@
       box.appendChild(h);
       const table = el("table");
       const head = el("tr");
-      for (const t of ["", "server", "address", "health", "weight", "admin", "last check", "detail", "", ""]) head.appendChild(el("th", {}, t));
+      for (const t of ["server", "address", "health", "weight", "admin", "last check", "detail", "", "", "select"]) head.appendChild(el("th", {}, t));
       table.appendChild(el("thead")).appendChild(head);
       const body = table.appendChild(el("tbody"));
       for (const r of v.servers || []) {
         const health = r.health === "up" || r.health === "down" ? r.health : "unknown";
         const key = v.name + "/" + r.name;
         const row = el("tr", {"data-server": key, "data-health": health});
-        const pick = el("td");
-        if (mayOperate) {
-          const box = pick.appendChild(el("input", {"type": "checkbox", "data-select": "", "aria-label": "select " + key}));
-          box.checked = selected.has(key);
-        }
-        row.appendChild(pick);
-        row.appendChild(el("td", {}, r.name));
+        row.appendChild(el("td", {"data-field": "name"}, r.name));
         row.appendChild(el("td", {}, hostPort(r.address, r.port)));
         row.appendChild(el("td", {"class": "health"}, health));
         row.appendChild(el("td", {}, r.weight));
@@ -130,6 +124,12 @@
           weight.appendChild(el("button", {"type": "button", "data-action": "weight"}, "set"));
         }
         row.appendChild(weight);
+        const pick = el("td");
+        if (mayOperate) {
+          const box = pick.appendChild(el("input", {"type": "checkbox", "data-select": "", "aria-label": "select " + key}));
+          box.checked = selected.has(key);
+        }
+        row.appendChild(pick);
         body.appendChild(row);
       }
       box.appendChild(table);
