@@ -120,6 +120,21 @@ def test_drain_from_the_page_reaches_the_table(web_pair: WebPair, open_page: Ope
     assert seen.errors == []
 
 
+def test_an_operator_weight_and_a_drain_of_a_selection_reach_the_table(web_pair: WebPair,
+                                                                        open_page: OpenPage) -> None:
+    page, _ = open_page()
+    row(page, "rs2").locator("input[data-weight-input]").fill("7")
+    row(page, "rs2").locator('button[data-action="weight"]').click()
+    web_pair.wait("rs2 at operator weight 7", lambda: re.search(r"10\.61\.0\.12:80\s+\S+\s+7\b", web_pair.table()))
+    row(page, "rs1").locator("input[data-select]").check()
+    row(page, "rs2").locator("input[data-select]").check()
+    page.click('button[data-action="drain-selected"]')
+    web_pair.wait("rs1 and rs2 drained", lambda: all(re.search(rf"10\.61\.0\.1{n}:80\s+\S+\s+0\b", web_pair.table())
+                                                     for n in (1, 2)))
+    assert re.search(r"10\.61\.0\.13:80\s+\S+\s+1\b", web_pair.table())  # not selected: untouched
+    page.wait_for_selector('[data-server="web/rs1"] button[data-action="undrain"]')
+
+
 def open_config(page: Any, url: str) -> str:
     page.goto(url + "/config")
     page.wait_for_selector("#config-text")
@@ -137,6 +152,11 @@ def test_a_weight_edited_in_the_page_is_applied_with_the_comments_kept(web_pair:
                           "        weight = 5   # the browser test raises this")
     assert edited != text
     page.fill("#config-text", edited)
+    page.click('button[data-action="preview"]')  # first the change as a diff and as the table's operations
+    page.wait_for_selector("#config-ops:not([hidden])")
+    assert "-e -t 10.60.0.100:80 -r 10.61.0.11:80 -m -w 5 (web/rs1)" in page.inner_text("#config-ops")
+    assert "+        weight = 5   # the browser test raises this" in page.inner_text("#config-diff")
+    assert path.read_text() == before  # a preview writes nothing
     page.click('button[data-action="apply"]')
     page.wait_for_selector('#config-result[data-result="applied"]')
     after = path.read_text()
@@ -153,13 +173,12 @@ def test_a_weight_edited_in_the_page_is_applied_with_the_comments_kept(web_pair:
     assert page.input_value("#config-text") == after  # the editor shows the file as written
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "configuration.png"), full_page=True)
-    # the version replaced is in the history; reverting to it is a new version, serial_no raised again
+    # the version replaced is in the history; reverting to it (the page's button) is a new version,
+    # serial_no raised again
     status, history = web_pair.api("GET", "/api/v1/config/history")
     assert status == 200 and [v["serial_no"] for v in history["versions"]] == [1]
-    status, _, headers = web_pair.api_headers("GET", "/api/v1/config")
-    status, body = web_pair.api("POST", "/api/v1/config/revert", {"version": history["versions"][0]["id"]},
-                                {"If-Match": headers["ETag"]})
-    assert status == 200 and body["serial_no"] == 3, body
+    page.click(f'[data-version="{history["versions"][0]["id"]}"] button[data-action="revert"]')
+    web_pair.wait("the file reverted", lambda: parse(path.read_text()).serial_no == 3)
     reverted = path.read_text()
     assert reverted == before.replace("serial_no = 1\n", "serial_no = 3\n")
     web_pair.wait("rs1 back at weight 1", lambda: re.search(r"10\.61\.0\.11:80\s+\S+\s+1\b", web_pair.table()))
