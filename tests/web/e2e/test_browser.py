@@ -1,16 +1,24 @@
 """The web tool in a real headless Chromium against a real pair (conftest.py):
-log in; a real server's failure seen live; a drain reaching the table; a
-weight edited in the configuration page, applied with the file's comments
-kept; an invalid value refused with the file untouched; a hostile server
-name shown as text, never run; a second browser's stale edit refused.
+log in by the form (and nothing without a session); a real server's
+failure seen live, without a reload; a drain reaching the table, and an
+operator weight and a drain of a selection; a weight edited in the
+configuration page, previewed (diff and ipvsadm operation), applied with
+the file's comments kept and serial_no raised, then reverted from the
+history; an invalid value refused at its line with the file untouched; a
+hostile server name shown as text everywhere, never run; a second
+browser's stale edit refused (412).
 
 The page hooks are SPEC.md's ("Operating a running pair"): `/login`'s
 `user` and `password`; on `/`, `data-role`, one element per real server
 with `data-server="VIRTUAL/SERVER"` and `data-health`, holding a button
-`data-action="drain"` or `"undrain"`.  The configuration page's are the
-web tool's own (adapters/web/templates/config.html): the editor
-`#config-text`, the buttons `data-action="check"`/`"apply"`, the outcome
-`#config-result[data-result]` and the errors `#config-errors li`.
+`data-action="drain"` or `"undrain"`.  The others are the web tool's own
+(adapters/web/templates/): on `/`, `input[data-weight-input]` with
+`data-action="weight"`, `input[data-select]` with
+`data-action="drain-selected"`; on `/config`, the editor `#config-text`,
+the buttons `data-action="check"`/`"preview"`/`"apply"`, the outcome
+`#config-result[data-result]`, the errors `#config-errors li[data-line]`,
+`#config-diff`, `#config-ops`, and the history's
+`[data-version] button[data-action="revert"]`.
 """
 
 from __future__ import annotations
