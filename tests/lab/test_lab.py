@@ -37,8 +37,15 @@ LAB = [sys.executable, "-c", "import sys; from shoal.lab_cli import main; sys.ex
 
 
 def _labs() -> set[str]:
-    """The lab namespaces on this host, but bench/failover.py's (tag `fo<pid>...`), which may run meanwhile."""
-    return {n for n in lab_namespaces() if not n.startswith("shoal-lab-fo")}
+    """The lab namespaces on this host left by a lab that is gone: not bench/failover.py's (tag
+    `fo<pid>...`), nor those of a lab still running (`shoal-lab-<pid>-...`, another process's)."""
+    return {n for n in lab_namespaces() if not n.startswith("shoal-lab-fo") and not _running(n)}
+
+
+def _running(name: str) -> bool:
+    """Made by another process that still runs (this one's own are judged: they must be gone)."""
+    pid = name.removeprefix("shoal-lab-").split("-", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and os.path.exists(f"/proc/{pid}")
 
 
 @pytest.fixture(autouse=True)
