@@ -196,11 +196,30 @@ def test_interrupted_lab_removes_everything() -> None:
         time.sleep(0.05)
     assert ours(), "the lab never built its namespaces"
     time.sleep(1.0)
+    children = _descendants(proc.pid)  # its daemons, servers and client (another lab's are not judged)
+    assert children, "the lab started no process"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode in (1, 2), (out, err)
     assert not ours()
-    assert "shoal run" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "the lab left processes behind"
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
 @pytest.mark.parametrize("name", LAB_SCENARIOS)
