@@ -35,18 +35,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
-import socket
-import stat
 import sys
 import time
 from typing import Any
 
-from adapters.describe import Said, describe as describe_command, failed, host_port, plain, quoted
+from adapters.describe import Said, describe as describe_command, failed, host_port, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.links import LinkWatch
+from adapters.logs import JsonFormatter, fields_of, log, log_level, warn
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
+from adapters.startup import StartError, find_node, preload, prepare_state_dir
 from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
 from engine.events import (
     TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
@@ -56,82 +55,9 @@ from engine.events import (
 )
 from engine.model import Config, Node
 
-log = logging.getLogger("shoal")
 
 ADMIN_ANSWER_S = 10.0  # an operator's request is answered once stepped, or "accepted" after this
 START_TIMEOUT_S = 60.0  # reading and parsing the config at start (a slow guest may need it)
-
-
-class StartError(Exception):
-    """The daemon cannot start: a clear message, exit non-zero."""
-
-
-def _preload() -> None:
-    """Import now what a takeover needs (scapy for gratuitous ARP, pyroute2
-    for the VIPs): imported at the first takeover they cost 0.1-0.5 s of
-    failover time (bench/failover.py)."""
-    from adapters.arp import preload
-
-    preload()
-    import pyroute2  # noqa: F401
-
-    from pyroute2 import IPRoute  # noqa: F401
-
-
-# ---------------------------------------------------------------- host
-
-
-def prepare_state_dir(path: str) -> None:
-    """Make the state directory (mode 0700), or say clearly why it cannot be used."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            os.mkdir(path, 0o700)
-            st = os.lstat(path)
-        except OSError as e:
-            raise StartError(f"state directory {path}: cannot create it: {e.strerror}") from None
-    except OSError as e:
-        raise StartError(f"state directory {path}: {e.strerror}") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise StartError(f"state directory {path} is a symbolic link: refusing it (give the real directory)")
-    if not stat.S_ISDIR(st.st_mode):
-        raise StartError(f"state directory {path} is not a directory")
-    if st.st_uid != os.geteuid():
-        raise StartError(f"state directory {path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()})")
-    if st.st_mode & 0o022:
-        raise StartError(f"state directory {path} is writable by others (mode {st.st_mode & 0o777:o}): chmod 700 it")
-    probe = os.path.join(path, f".probe-{os.getpid()}")
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
-        os.unlink(probe)
-    except OSError as e:
-        raise StartError(f"state directory {path}: cannot write in it: {e.strerror}") from None
-
-
-def is_local(address: str) -> bool:
-    """Whether `address` is configured on this host (binding to it works)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((address, 0))
-            return True
-        except OSError:
-            return False
-
-
-def find_node(config: Config) -> Node:
-    """Our role, from which configured address is local."""
-    mine = [node for node, addresses in (
-        ("primary", (config.primary, config.primary_private)),
-        ("backup", (config.backup, config.backup_private)),
-    ) if any(a and is_local(a) for a in addresses)]
-    if len(mine) != 1:
-        found = "both the primary's and the backup's" if mine else "neither the primary's nor the backup's"
-        raise StartError(f"this host holds {found} addresses ({config.primary}, {config.backup}): "
-                         "cannot tell which router it is")
-    return mine[0]  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- the daemon
@@ -185,7 +111,7 @@ class Daemon:
         except Refused as e:
             raise StartError("\n".join([str(e), *e.errors])) from None
         self.node = find_node(self.config)
-        _log_level(self.config)
+        log_level(self.config)
         problem = _unrunnable(self.config)
         if problem:
             raise StartError(problem)
@@ -199,7 +125,7 @@ class Daemon:
             await self.sockets.open(self.config, self.node, self._datagram)
         except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
             raise StartError(str(e)) from None
-        await asyncio.get_running_loop().run_in_executor(None, _preload)  # imports: not at takeover
+        await asyncio.get_running_loop().run_in_executor(None, preload)  # imports: not at takeover
         self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=time.time_ns() // 1000)
         self.control = ControlServer(self.state_dir, self._request, events=self.events)
         try:
@@ -212,9 +138,9 @@ class Daemon:
             raise StartError(f"cannot read the kernel table ({self.dataplane_name} dataplane): {e}") from None
         log.info("starting as %s, dataplane %s, %d service(s) in the kernel adopted",
                  self.node, self.dataplane_name, len(kernel),
-                 extra=_fields(kind="start", node=self.node, dataplane=self.dataplane_name,
+                 extra=fields_of(kind="start", node=self.node, dataplane=self.dataplane_name,
                                serial_no=self.config.serial_no, adopted=len(kernel)))
-        _warn(config_warnings(self.config))
+        warn(config_warnings(self.config))
         return TableRead(kernel)
 
     def _datagram(self, path: Any, source: str, payload: bytes) -> None:
@@ -223,7 +149,7 @@ class Daemon:
     def _command_done(self, cmd: RunCommand, returncode: int | None, detail: str) -> None:
         level = logging.INFO if returncode == 0 else logging.WARNING
         log.log(level, "command: %s (%s) finished: %s", quoted(cmd.command), cmd.reason, detail,
-                extra=_fields(kind="command", command=cmd.command, reason=cmd.reason, returncode=returncode,
+                extra=fields_of(kind="command", command=cmd.command, reason=cmd.reason, returncode=returncode,
                               detail=detail))
 
     def _say(self, said: Said) -> None:
@@ -248,11 +174,11 @@ class Daemon:
         try:
             first = await self.start()
         except StartError as e:
-            log.error("%s", e, extra=_fields(kind="start", ok=False, error=str(e)))
+            log.error("%s", e, extra=fields_of(kind="start", ok=False, error=str(e)))
             self.close()
             return 1
         except Exception:
-            log.exception("cannot start", extra=_fields(kind="start", ok=False))
+            log.exception("cannot start", extra=fields_of(kind="start", ok=False))
             self.close()
             return 1
         await self._step(first)  # the kernel table, before any heartbeat
@@ -266,7 +192,7 @@ class Daemon:
             await self._step(Tick() if event is None else event)
         await self.runner.drain()
         self.close()
-        log.info("stopped", extra=_fields(kind="stop"))
+        log.info("stopped", extra=fields_of(kind="stop"))
         return 0
 
     def _timeout_s(self) -> float | None:
@@ -343,7 +269,7 @@ class Daemon:
         if self.deadline is not None and now_ms >= self.deadline:  # this step serves a deadline: how late?
             self.lateness.note(now_ms - self.deadline)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("input: %s", describe(event), extra=_fields(kind="input", input=describe(event)))
+            log.debug("input: %s", describe(event), extra=fields_of(kind="input", input=describe(event)))
         try:
             ready = self.engine.step(self.now_ms(), event)
         except Exception as e:
@@ -352,7 +278,7 @@ class Daemon:
                 log.error("dropped %s: the engine failed on it: %s: %s (%d such failure(s) so far)",
                           describe(event), type(e).__name__, e, self.step_errors.count,
                           exc_info=self.step_errors.said <= self.step_errors.first,
-                          extra=_fields(kind="engine_error", input=describe(event), error=type(e).__name__,
+                          extra=fields_of(kind="engine_error", input=describe(event), error=type(e).__name__,
                                         count=self.step_errors.count))
             return None
         self.deadline = ready.next_deadline_ms
@@ -395,10 +321,10 @@ class Daemon:
             if len(batch) > at + 1:
                 log.warning("table: %d later operation(s) of the batch not known to be carried out; "
                             "the kernel's table is read back", len(batch) - at - 1,
-                            extra=_fields(kind="table", op="unknown", ops=len(batch) - at - 1))
+                            extra=fields_of(kind="table", op="unknown", ops=len(batch) - at - 1))
             if not isinstance(e, DataplaneError):
                 log.exception("the %s dataplane raised", self.dataplane_name,
-                              extra=_fields(kind="table", op="bug", dataplane=self.dataplane_name))
+                              extra=fields_of(kind="table", op="bug", dataplane=self.dataplane_name))
             self.feed(CommandFailed(batch[at], str(e)))
             return
         for op in batch:
@@ -450,14 +376,14 @@ class Daemon:
             left = await loop.run_in_executor(None, self.vips.held, addresses)
         except Exception as e:  # the DelVips that follow remove them anyway
             left = set()
-            log.warning("vip: cannot list this router's addresses: %s", e, extra=_fields(kind="vip_cleanup"))
+            log.warning("vip: cannot list this router's addresses: %s", e, extra=fields_of(kind="vip_cleanup"))
         if left:
             log.warning("WARNING: VIPs left on this router's interfaces by a previous run, now removed "
                         "(this router starts without a table to adopt): %s", " ".join(sorted(left)),
-                        extra=_fields(kind="vip_cleanup", addresses=" ".join(sorted(left))))
+                        extra=fields_of(kind="vip_cleanup", addresses=" ".join(sorted(left))))
         else:
             log.info("vip: none left on this router's interfaces by a previous run",
-                     extra=_fields(kind="vip_cleanup", addresses=""))
+                     extra=fields_of(kind="vip_cleanup", addresses=""))
 
     def _task(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -468,14 +394,14 @@ class Daemon:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("a task failed: %s", task.exception(), exc_info=task.exception(),
-                      extra=_fields(kind="task_error", error=type(task.exception()).__name__))
+                      extra=fields_of(kind="task_error", error=type(task.exception()).__name__))
 
     async def _check(self, check_id: int, spec: Any) -> None:
         try:
             ok, detail = await self.run_check(spec)
         except Exception as e:  # the checker's bug: the check fails, said
             log.exception("check of %s raised", host_port(spec.address, spec.port),
-                          extra=_fields(kind="check", address=spec.address, port=spec.port, error=type(e).__name__))
+                          extra=fields_of(kind="check", address=spec.address, port=spec.port, error=type(e).__name__))
             ok, detail = False, f"the check itself failed: {type(e).__name__}: {e}"
         self.feed(CheckCompleted(check_id, ok, detail))
 
@@ -484,7 +410,7 @@ class Daemon:
             load = await self.read_load(cmd)
         except Exception:
             log.exception("load: reading the load of %s raised", cmd.address,
-                          extra=_fields(kind="load", address=cmd.address))
+                          extra=fields_of(kind="load", address=cmd.address))
             load = None
         self.feed(LoadRead(cmd.load_id, load))
 
@@ -519,7 +445,7 @@ class Daemon:
                       self.config_path, self.config.serial_no, e,
                       "".join(f"\n  {line}" for line in e.errors[:20])
                       + (f"\n  ... and {len(e.errors) - 20} more" if len(e.errors) > 20 else ""),
-                      extra=_fields(kind="reload", ok=False, serial_no=self.config.serial_no, error=str(e),
+                      extra=fields_of(kind="reload", ok=False, serial_no=self.config.serial_no, error=str(e),
                                     errors=len(e.errors)))
             return {"ok": False, "error": str(e), "errors": list(e.errors)}
         pending = PendingReload(config, key, sockets, asyncio.get_running_loop().create_future())
@@ -541,22 +467,22 @@ class Daemon:
         if ready is None:
             pending.sockets.abort()
             log.error("reload of %s refused: the engine failed on it (above); the running configuration kept",
-                      self.config_path, extra=_fields(kind="reload", ok=False, serial_no=self.config.serial_no))
+                      self.config_path, extra=fields_of(kind="reload", ok=False, serial_no=self.config.serial_no))
             pending.done.set_result({"ok": False, "error": "the engine failed on the new configuration "
                                      "(see the daemon's log); the running configuration is kept"})
             return None
         pending.sockets.commit()
         previous, self.config, self.key = self.config, pending.config, pending.key
         self.links.configure(self.config, self.node)
-        _log_level(self.config)
+        log_level(self.config)
         if self.config.heartbeat_port != previous.heartbeat_port:
             log.info("heartbeat: sockets now on port %d", self.config.heartbeat_port,
-                     extra=_fields(kind="reload", ok=True, heartbeat_port=self.config.heartbeat_port))
+                     extra=fields_of(kind="reload", ok=True, heartbeat_port=self.config.heartbeat_port))
         self.notify.retarget(self.config.notify_fifo)
         detail = changes(previous, self.config)
         log.info("reloaded %s (serial_no %d): %s", self.config_path, self.config.serial_no, detail,
-                 extra=_fields(kind="reload", ok=True, serial_no=self.config.serial_no, changes=detail))
-        _warn(config_warnings(self.config))
+                 extra=fields_of(kind="reload", ok=True, serial_no=self.config.serial_no, changes=detail))
+        warn(config_warnings(self.config))
         self._publish({"kind": "reload", "ok": True, "serial_no": self.config.serial_no, "detail": detail},
                       f"reloaded (serial_no {self.config.serial_no}): {detail}")
         pending.done.set_result({"ok": True, "detail": detail})
@@ -641,7 +567,7 @@ class Daemon:
                 if part is not None:
                     part.close()
             except Exception as e:  # closing must not stop the others
-                log.warning("closing the %s: %s", name, e, extra=_fields(kind="stop", part=name, error=str(e)))
+                log.warning("closing the %s: %s", name, e, extra=fields_of(kind="stop", part=name, error=str(e)))
 
 
 def _unrunnable(config: Config) -> str | None:
@@ -667,38 +593,6 @@ def table_of_safe(table: Any) -> Any:
     from adapters.control import table_of
 
     return table_of(table)
-
-
-def _fields(**fields: Any) -> dict[str, Any]:
-    """`extra=` of a log call: these facts go into the JSON log beside the message."""
-    return {"fields": fields}
-
-
-def _warn(warnings: list[str]) -> None:
-    for warning in warnings:
-        log.warning("WARNING: %s", warning, extra=_fields(kind="warning", warning=warning))
-
-
-def _log_level(config: Config) -> None:
-    """lvs.cf's debug_level: NONE logs decisions and errors; any other word
-    (Piranha's tool wrote LOW, HIGH...) also every input the engine steps on."""
-    log.setLevel(logging.INFO if config.debug_level.upper() == "NONE" else logging.DEBUG)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: `t`, `level`, `msg` (the text line), the
-    line's fields (`kind` and the rest, docs/LOGS.md) and `exc`, the
-    traceback of a bug.  The three first are never overwritten by a field."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"t": round(record.created, 3), "level": record.levelname.lower(),
-                               "msg": record.getMessage()}
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            out.update((k, v) for k, v in fields.items() if k not in out)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=plain)
 
 
 def main(argv: list[str]) -> int:

@@ -229,7 +229,7 @@ def test_changes_and_warnings_speak_lvs_cf() -> None:
 
 
 def test_the_state_directory_is_made_safely(tmp_path: Path) -> None:
-    from adapters.daemon import StartError, prepare_state_dir
+    from adapters.startup import StartError, prepare_state_dir
 
     prepare_state_dir(str(tmp_path / "new" / "state"))
     assert (tmp_path / "new" / "state").stat().st_mode & 0o777 == 0o700

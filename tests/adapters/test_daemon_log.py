@@ -24,7 +24,7 @@ from typing import Any
 from adapters import netns
 from adapters.lab import daemons
 from adapters.control import ask
-from adapters.daemon import JsonFormatter
+from adapters.logs import JsonFormatter
 
 CONFIG = """serial_no = 1
 primary = 10.50.0.1
