@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from adapters.web import forms
 from adapters.web import metrics as metrics_text
 from adapters.web import users as users_file
 from adapters.web.app import (AUDIT, CONFIG_LOCK, DAEMON, HUB, MAX_BODY, MAX_CONFIG_BODY, OPTIONS, SESSIONS, USERS,
@@ -138,6 +139,41 @@ async def check_config(request: web.Request) -> web.Response:
             if prepared.errors:  # serial_no cannot be raised
                 return web.json_response({"valid": False, "errors": prepared.errors})
             answer.update(diff=prepared.diff, table_ops=list(prepared.table_ops), serial_no=prepared.serial_no)
+    return web.json_response(answer)
+
+
+MAX_EDITS = 1000
+
+
+async def edit_config(request: web.Request) -> web.Response:
+    """The forms' edits made to the file as it is (refused, 412, when it is no
+    longer the version the form was made from): the resulting text, and its
+    errors at their fields, or its diff and table operations.  Nothing is
+    written: the page PUTs the text to apply it."""
+    body = await read_json(request, MAX_CONFIG_BODY)
+    edits, tag = body.get("edits"), body.get("etag")
+    if not isinstance(tag, str) or not isinstance(edits, list) or len(edits) > MAX_EDITS or not all(
+            isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(e.get("value"), str)
+            and isinstance(e.get("block"), list) and len(e["block"]) <= 2
+            and all(isinstance(b, str) for b in e["block"]) for e in edits):
+        return error(400, 'expected {"etag", "edits": [{"block": [VIRTUAL, SERVER], "key", "value"}]}')
+    loop = asyncio.get_running_loop()
+    path = request.app[OPTIONS].config_path
+    try:
+        current = await loop.run_in_executor(None, CONFIG.read, path)
+    except OSError as e:
+        return error(500, f"cannot read {path}: {e.strerror or e}")
+    if current.etag != tag:
+        return error(412, "the file changed since the form was made: reload it", etag=current.etag)
+    edited = await loop.run_in_executor(None, forms.edit, current.text, edits)
+    if edited.errors:
+        return web.json_response({"valid": False, "errors": edited.errors, "text": edited.text})
+    answer = {"valid": True, "errors": [], "text": edited.text}
+    prepared = await loop.run_in_executor(None, CONFIG.preview, path, edited.text,
+                                          health_of(await _status_or_none(request)))
+    if prepared.errors:
+        return web.json_response({"valid": False, "errors": prepared.errors, "text": edited.text})
+    answer.update(diff=prepared.diff, table_ops=list(prepared.table_ops), serial_no=prepared.serial_no)
     return web.json_response(answer)
 
 

@@ -114,6 +114,19 @@ async def config(request: web.Request) -> web.Response:
     return render(request, "config.html", current=current, problem="", config_path=path, title="configuration")
 
 
+async def config_forms(request: web.Request) -> web.Response:
+    from adapters.web import forms
+
+    path = request.app[OPTIONS].config_path
+    try:
+        current = await asyncio.get_running_loop().run_in_executor(None, CONFIG.read, path)
+    except OSError as e:
+        return render(request, "forms.html", current=None, blocks=[], problem=f"cannot read {path}: {e.strerror or e}",
+                      config_path=path, title="configuration forms")
+    return render(request, "forms.html", current=current, blocks=forms.blocks(current.text), problem="",
+                  config_path=path, title="configuration forms")
+
+
 async def audit(request: web.Request) -> web.Response:
     entries = await asyncio.get_running_loop().run_in_executor(None, request.app[AUDIT].tail, 500)
     return render(request, "audit.html", entries=entries, title="audit log")
@@ -125,4 +138,4 @@ async def users(request: web.Request) -> web.Response:
                   roles=users_file.ROLES, title="users")
 
 
-__all__ = ["audit", "config", "identify", "login", "login_form", "logout", "monitor", "users"]
+__all__ = ["audit", "config", "config_forms", "identify", "login", "login_form", "logout", "monitor", "users"]

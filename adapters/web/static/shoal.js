@@ -356,6 +356,89 @@
     history();
   }
 
+  // ------------------------------------------------------------ configuration forms
+  function formsPage(form) {
+    const result = document.getElementById("forms-result");
+    const errors = document.getElementById("forms-errors");
+    const diff = document.getElementById("forms-diff");
+    const ops = document.getElementById("forms-ops");
+
+    form.addEventListener("input", (ev) => {
+      if (ev.target.matches("input[data-key]")) ev.target.classList.toggle("changed", ev.target.value !== ev.target.defaultValue);
+    });
+
+    function edits() {
+      const out = [];
+      for (const input of form.querySelectorAll("input[data-key]")) {
+        if (input.value === input.defaultValue) continue;
+        out.push({block: JSON.parse(input.closest("fieldset").dataset.path), key: input.dataset.key, value: input.value});
+      }
+      return out;
+    }
+
+    function clear() {
+      for (const span of form.querySelectorAll("[data-error]")) { span.hidden = true; span.textContent = ""; }
+      for (const input of form.querySelectorAll("input[aria-invalid]")) input.removeAttribute("aria-invalid");
+      errors.replaceChildren();
+      diff.hidden = ops.hidden = true;
+    }
+
+    function fieldOf(e) {
+      if (!e.block || !e.key) return null;
+      for (const set of form.querySelectorAll("fieldset[data-path]")) {
+        if (JSON.stringify(JSON.parse(set.dataset.path)) !== JSON.stringify(e.block)) continue;
+        for (const label of set.querySelectorAll("label[data-key]")) if (label.dataset.key === e.key) return label;
+      }
+      return null;
+    }
+
+    function show(list) {
+      for (const e of list) {
+        const label = fieldOf(e);
+        if (label) {
+          const span = label.querySelector("[data-error]");
+          span.hidden = false;
+          span.textContent = (span.textContent ? span.textContent + "; " : "") + e.message;
+          label.querySelector("input").setAttribute("aria-invalid", "true");
+        } else {
+          errors.appendChild(el("li", {}, (e.line ? "line " + e.line + ", column " + e.col + ": " : "") + e.message));
+        }
+      }
+    }
+
+    form.addEventListener("click", async (ev) => {
+      const button = ev.target.closest("button[data-action]");
+      if (!button) return;
+      clear();
+      const list = edits();
+      if (!list.length) { result.textContent = "nothing changed"; return; }
+      const r = await call("POST", "/api/v1/config/edit", {etag: form.dataset.etag, edits: list});
+      if (r.status === 412) { result.dataset.result = "stale"; result.textContent = "refused: the file changed since this form was made; reload the page"; return; }
+      if (r.status !== 200) { result.dataset.result = "error"; result.textContent = "refused: " + ((r.data && r.data.error) || "HTTP " + r.status); return; }
+      if (!r.data.valid) {
+        result.dataset.result = "invalid";
+        result.textContent = r.data.errors.length + " error(s): nothing applied";
+        show(r.data.errors);
+        return;
+      }
+      diff.hidden = false; diff.textContent = r.data.diff || "(no change)";
+      ops.hidden = false; ops.textContent = (r.data.table_ops || []).map((op) => "ipvsadm " + op).join("\n") || "(no table operation)";
+      if (button.dataset.action !== "apply") { result.dataset.result = "valid"; result.textContent = "valid; the change:"; return; }
+      const put = await call("PUT", "/api/v1/config", {text: r.data.text}, {"If-Match": form.dataset.etag});
+      if (put.status === 200) {
+        result.dataset.result = "applied";
+        result.textContent = "applied: serial_no " + put.data.serial_no + (put.data.reloaded ? ", reloaded" : ", NOT reloaded: " + JSON.stringify(put.data.detail)) + "; reloading the form";
+        setTimeout(() => window.location.reload(), 800);
+      } else if (put.status === 412) {
+        result.dataset.result = "stale"; result.textContent = "refused: the file changed meanwhile; reload the page";
+      } else if (put.status === 422) {
+        result.dataset.result = "invalid"; show(put.data.errors); result.textContent = "refused: invalid";
+      } else {
+        result.dataset.result = "error"; result.textContent = "refused: " + ((put.data && put.data.error) || "HTTP " + put.status);
+      }
+    });
+  }
+
   // ------------------------------------------------------------ users
   function usersPage(main) {
     const result = document.getElementById("user-result");
@@ -382,6 +465,8 @@
     if (main) monitor(main);
     const form = document.getElementById("config-form");
     if (form) configPage(form);
+    const forms = document.getElementById("forms-form");
+    if (forms) formsPage(forms);
     const users = document.getElementById("users-page");
     if (users) usersPage(users);
   });
