@@ -80,7 +80,9 @@ class Daemon:
         self.hup_while_starting = False
         self.key: bytes | None = None
         self.tasks: set[asyncio.Task[None]] = set()
-        self.links = LinkWatch(self.feed)
+        self.links = LinkWatch(self.feed, lambda why: log.error("links: %s (monitor_links cannot act on link "
+                                                               "changes until the daemon restarts)", why,
+                                                               extra=fields_of(kind="links", error=why)))
         from adapters.control import EventBus
 
         self.events = EventBus()

@@ -14,7 +14,9 @@
   port are dropped), but the parser still takes nothing on trust: a
   truncated or malformed message is skipped and counted in `malformed`,
   never raised.  A receive buffer overrun (ENOBUFS: changes lost) is
-  answered with a fresh dump.
+  answered with a fresh dump; any other socket error stops the monitor
+  (`error` says why, `on_error` hears it) and keeps the last state known:
+  a broken monitor must not make a router give its VIPs up.
 """
 
 from __future__ import annotations
@@ -123,9 +125,12 @@ def _attributes(data: bytes, start: int, end: int, kinds: tuple[int, ...]) -> li
 class LinkMonitor:
     """Watches `names`; calls `on_change(name, up)` at start and on every change."""
 
-    def __init__(self, names: Iterable[str], on_change: Callable[[str, bool], None]) -> None:
+    def __init__(self, names: Iterable[str], on_change: Callable[[str, bool], None],
+                 on_error: Callable[[str], None] | None = None) -> None:
         self.names = frozenset(names)
         self.on_change = on_change
+        self.on_error = on_error
+        self.error: str | None = None
         self.state: dict[str, bool] = {}
         self.malformed = 0
         self.resyncs = 0
@@ -146,7 +151,7 @@ class LinkMonitor:
         if self._sock is not None:
             try:
                 asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            except RuntimeError:
+            except (RuntimeError, ValueError, OSError):  # no loop, or a socket already broken
                 pass
             self._sock.close()
             self._sock = None
@@ -173,7 +178,11 @@ class LinkMonitor:
                     self.resyncs += 1
                     self._dump()
                     continue
-                raise
+                self.error = f"link monitor stopped: {e.strerror or e}"
+                self.stop()
+                if self.on_error is not None:
+                    self.on_error(self.error)
+                return
             if sender != 0:  # only the kernel
                 self.malformed += 1
                 continue
@@ -232,8 +241,9 @@ class LinkWatch:
     the running config (again after each reload) and feeds the engine the
     set of those without link (`LinksChanged`) on every change."""
 
-    def __init__(self, feed: Callable[[Input], None]) -> None:
+    def __init__(self, feed: Callable[[Input], None], on_error: Callable[[str], None] | None = None) -> None:
         self.feed = feed
+        self.on_error = on_error
         self.monitor: LinkMonitor | None = None
         self.down: frozenset[str] = frozenset()
 
@@ -242,8 +252,14 @@ class LinkWatch:
         if self.monitor is not None and self.monitor.names == names:
             return
         self.close()
-        self.monitor = LinkMonitor(names, self._changed)
-        self.monitor.start()
+        self.monitor = LinkMonitor(names, self._changed, self.on_error)
+        try:
+            self.monitor.start()
+        except OSError as e:  # no rtnetlink here: said, and the router goes on without it
+            self.monitor = None
+            if self.on_error is not None:
+                self.on_error(f"link monitor cannot start: {e.strerror or e}")
+            return
         down = self.down & names
         if down != self.down:  # interfaces no longer needed
             self.down = down

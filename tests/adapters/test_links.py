@@ -143,3 +143,34 @@ def test_link_changes_in_a_namespace_are_reported() -> None:
             proc.wait(5)
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
+
+
+def test_a_broken_netlink_socket_stops_the_monitor_and_keeps_the_state() -> None:
+    """A socket error other than an overrun stops the monitor (said once), never a busy loop,
+    and no interface is reported down for it."""
+    import asyncio
+
+    from adapters.links import LinkMonitor
+
+    changes: list[tuple[str, bool]] = []
+    errors: list[str] = []
+
+    class Broken:
+        def recvfrom(self, size: int) -> tuple[bytes, tuple[int, int]]:
+            raise OSError(9, "Bad file descriptor")
+
+        def fileno(self) -> int:
+            return -1
+
+        def close(self) -> None:
+            pass
+
+    async def go() -> None:
+        mon = LinkMonitor(["eth0"], lambda n, up: changes.append((n, up)), errors.append)
+        mon._sock = Broken()  # type: ignore[assignment]
+        mon._readable()
+        mon._readable()  # stopped: nothing more
+        assert mon._sock is None
+
+    asyncio.run(go())
+    assert errors == ["link monitor stopped: Bad file descriptor"] and changes == []
