@@ -140,7 +140,9 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
 def unauthorized(request: web.Request, message: str = "authentication required") -> web.Response:
     if is_api(request.path):
         response = error(401, message)
-        response.headers["WWW-Authenticate"] = 'Basic realm="shoal", charset="UTF-8"'
+        # not to a page's own fetch or EventSource: a browser would stop it with a password prompt
+        if request.headers.get("Sec-Fetch-Mode") not in ("cors", "same-origin", "no-cors"):
+            response.headers["WWW-Authenticate"] = 'Basic realm="shoal", charset="UTF-8"'
         return response
     raise web.HTTPFound("/login")
 

@@ -279,3 +279,13 @@ def test_the_audit_page_shows_who_did_what(tmp_path):
         assert '<tr data-audit-action="admin" data-result="ok">' in page
         assert "<td>operator</td>" in page and "drain HTTP/web2" in page
     run(tmp_path, body)
+
+
+def test_no_password_prompt_for_a_pages_own_requests(tmp_path):
+    async def body(h: Harness) -> None:
+        r = await h.client.get("/api/v1/status")
+        assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Basic")
+        for mode in ("cors", "same-origin"):  # fetch() and EventSource: a prompt would stall them
+            r = await h.client.get("/api/v1/status", headers={"Sec-Fetch-Mode": mode})
+            assert r.status == 401 and "WWW-Authenticate" not in r.headers
+    run(tmp_path, body)

@@ -14,7 +14,14 @@
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(url, {method, headers, credentials: "same-origin",
                                        body: body === undefined ? undefined : JSON.stringify(body)});
-    if (response.status === 401) { window.location.assign("/login"); throw new Error("logged out"); }
+    if (response.status === 401) {
+      // an editor keeps its text: the operator logs in again in another tab and retries
+      if (document.getElementById("config-form") || document.getElementById("forms-form")) {
+        throw new Error("your session ended: log in again in another tab (your edits are still here), then retry");
+      }
+      window.location.assign("/login");
+      throw new Error("logged out");
+    }
     let data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     return {status: response.status, data, response};
@@ -329,7 +336,9 @@
       form.querySelector('[data-field="etag"]').textContent = form.dataset.etag;
     }
 
-    form.addEventListener("click", async (ev) => {
+    form.addEventListener("click", (ev) => editorAction(ev).catch((e) => { result.dataset.result = "error"; result.textContent = e.message; }));
+
+    async function editorAction(ev) {
       const button = ev.target.closest("button[data-action]");
       if (!button) return;
       const action = button.dataset.action;
@@ -352,8 +361,8 @@
       if (action !== "apply") return;
       const r = await call("PUT", "/api/v1/config", {text: text.value}, {"If-Match": form.dataset.etag});
       await applied(r);
-    });
-    history();
+    }
+    history().catch(() => {});
   }
 
   // ------------------------------------------------------------ configuration forms
@@ -406,7 +415,9 @@
       }
     }
 
-    form.addEventListener("click", async (ev) => {
+    form.addEventListener("click", (ev) => formAction(ev).catch((e) => { result.dataset.result = "error"; result.textContent = e.message; }));
+
+    async function formAction(ev) {
       const button = ev.target.closest("button[data-action]");
       if (!button) return;
       clear();
@@ -436,7 +447,7 @@
       } else {
         result.dataset.result = "error"; result.textContent = "refused: " + ((put.data && put.data.error) || "HTTP " + put.status);
       }
-    });
+    }
   }
 
   // ------------------------------------------------------------ users
