@@ -302,7 +302,7 @@ async def audit_route(request: web.Request) -> web.Response:
 
 
 async def list_users(request: web.Request) -> web.Response:
-    table = request.app[USERS].refresh()
+    table = request.app[USERS].current()
     return web.json_response({"users": [{"name": u.name, "role": u.role} for u in
                                         sorted(table.values(), key=lambda u: u.name)]})
 
@@ -318,7 +318,10 @@ async def put_user(request: web.Request) -> web.Response:
         user = await asyncio.get_running_loop().run_in_executor(None, users_file.make, name, role, password)
     except users_file.UsersError as e:
         return error(400, str(e))
-    table = dict(store.refresh())
+    try:
+        table = dict(store.refresh())
+    except users_file.UsersError as e:
+        return error(409, f"the users file cannot be read: {e}")
     before = {"role": table[name].role} if name in table else None
     if before and before["role"] == "admin" and role != "admin" and store.admins() == [name]:
         return error(409, "the last admin cannot lose the admin role")
@@ -333,7 +336,10 @@ async def put_user(request: web.Request) -> web.Response:
 async def delete_user(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     store = request.app[USERS]
-    table = dict(store.refresh())
+    try:
+        table = dict(store.refresh())
+    except users_file.UsersError as e:
+        return error(409, f"the users file cannot be read: {e}")
     if name not in table:
         return error(404, "no such user")
     if store.admins() == [name]:

@@ -255,7 +255,13 @@ async def identify(request: web.Request) -> Who | web.Response | None:
         background = request.headers.get("X-Shoal-Background") == "1"
         session = app[SESSIONS].get(token, touch=not background)
         if session is not None:
-            return Who(session.user, session.role, "session", session)
+            # the users file as it is now: a user removed or given a new password (shoal passwd,
+            # while the tool runs) is logged out; a new role counts at once
+            user = app[USERS].current().get(session.user)
+            if user is None or user.hash != session.stamp:
+                app[SESSIONS].end(token)
+                return None
+            return Who(session.user, user.role, "session", session)
     return None
 
 

@@ -35,6 +35,7 @@ class Session:
     csrf: str
     created: float
     seen: float
+    stamp: str = ""  # the user's hash at login: a new password (or removal) ends the session
 
 
 @dataclass(slots=True)
@@ -49,7 +50,7 @@ class Sessions:
     def _key(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
 
-    def create(self, user: str, role: str, old_token: str | None = None) -> tuple[str, Session]:
+    def create(self, user: str, role: str, old_token: str | None = None, stamp: str = "") -> tuple[str, Session]:
         if old_token:
             self.end(old_token)
         self._expire()
@@ -58,7 +59,7 @@ class Sessions:
             del self.by_hash[oldest]
         token = secrets.token_urlsafe(32)
         now = self.clock()
-        session = Session(user, role, secrets.token_urlsafe(32), now, now)
+        session = Session(user, role, secrets.token_urlsafe(32), now, now, stamp)
         self.by_hash[self._key(token)] = session
         return token, session
 
@@ -158,11 +159,14 @@ class Users:
         return self.table
 
     def verify(self, name: str, password: str) -> users_file.User | None:
+        return users_file.verify(self.current(), name, password)
+
+    def current(self) -> dict[str, users_file.User]:
+        """The table as it is now (the last good one when the file is damaged)."""
         try:
-            table = self.refresh()
+            return self.refresh()
         except users_file.UsersError:
-            table = self.table  # a damaged file mid-write by hand: the last good one
-        return users_file.verify(table, name, password)
+            return self.table
 
     def admins(self) -> list[str]:
         return sorted(u.name for u in self.refresh().values() if u.role == "admin")

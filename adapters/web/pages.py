@@ -59,7 +59,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return render(request, "login.html", status=401, message="wrong user or password")
     options = request.app[OPTIONS]
     old = request.cookies.get(cookie_name(options))
-    token, _ = request.app[SESSIONS].create(user.name, user.role, old)
+    token, _ = request.app[SESSIONS].create(user.name, user.role, old, stamp=user.hash)
     request.app[AUDIT].write(user=user.name, source=client_address(request), action="login", result="ok",
                              detail=f"role {user.role}")
     response = web.HTTPSeeOther("/")
@@ -133,7 +133,7 @@ async def audit(request: web.Request) -> web.Response:
 
 
 async def users(request: web.Request) -> web.Response:
-    table = request.app[USERS].refresh()
+    table = request.app[USERS].current()
     return render(request, "users.html", users=sorted(table.values(), key=lambda u: u.name),
                   roles=users_file.ROLES, title="users")
 

@@ -289,3 +289,19 @@ def test_no_password_prompt_for_a_pages_own_requests(tmp_path):
             r = await h.client.get("/api/v1/status", headers={"Sec-Fetch-Mode": mode})
             assert r.status == 401 and "WWW-Authenticate" not in r.headers
     run(tmp_path, body)
+
+
+def test_shoal_passwd_while_logged_in_ends_the_session(tmp_path):
+    async def body(h: Harness) -> None:
+        await h.login("operator")
+        assert (await h.client.get("/api/v1/status")).status == 200
+        table = users.load(str(h.state / "web-users"))
+        table["operator"] = users.make("operator", "viewer", "a new password")  # as shoal passwd does
+        users.save(str(h.state / "web-users"), table)
+        assert (await h.client.get("/api/v1/status")).status == 401
+        # a damaged file while running: the last good table stays in force
+        await h.login("viewer")
+        (h.state / "web-users").write_text("garbage\n")
+        assert (await h.client.get("/api/v1/status")).status == 200
+        assert (await h.client.get("/api/v1/status", headers=basic("admin"))).status == 200
+    run(tmp_path, body)
