@@ -93,7 +93,13 @@ async def admin(request: web.Request) -> web.Response:
         audit(request, action="admin", target=what, before=before, result="failed", detail=str(e))
         return error(503, str(e))
     if answer.get("ok") is True and "error" not in answer:
+        # the daemon carries an accepted action out at its next step: read back until it shows (bounded)
         after = _server_state(await _status_or_none(request), server)
+        for _ in range(5):
+            if after != before:
+                break
+            await asyncio.sleep(0.05)
+            after = _server_state(await _status_or_none(request), server)
         audit(request, action="admin", target=what, before=before, after=after, result="ok")
         return web.json_response({"ok": True})
     reason = str(answer.get("error") or "refused by the daemon")
