@@ -3,6 +3,9 @@
 The web tool (docs/WEB.md), in its own process, needing no root: the
 daemon's control socket (`STATE_DIR/control.sock`), write access to FILE
 and to the state directory (its audit log, `web-audit.log`).
+`--partner URL --partner-user NAME --partner-password-file F
+[--partner-ca F]`: the other router's web tool, to copy the configuration
+to (adapters/web/partner.py).
 
 It refuses to start, with a message saying what to do, when: the users
 file has no admin (there is no default user: make one with `shoal passwd
@@ -19,6 +22,8 @@ import ipaddress
 import os
 import ssl
 import sys
+
+from adapters.web.partner import Partner
 
 DEFAULT_LISTEN = "127.0.0.1:3636"
 
@@ -61,6 +66,24 @@ def problems(args: argparse.Namespace, users_path: str) -> list[str]:
     return out
 
 
+def _partner(args: argparse.Namespace) -> Partner | None:
+    """The partner's web tool from --partner*, or None; ValueError says what is wrong."""
+    if not (args.partner or args.partner_user or args.partner_password_file):
+        return None
+    if not (args.partner and args.partner_user and args.partner_password_file):
+        raise ValueError("--partner, --partner-user and --partner-password-file go together")
+    try:
+        with open(args.partner_password_file, encoding="utf-8") as f:
+            password = f.readline().rstrip("\r\n")
+    except OSError as e:
+        raise ValueError(f"--partner-password-file {args.partner_password_file}: {e.strerror or e}") from e
+    partner = Partner(args.partner, args.partner_user, password, args.partner_ca)
+    problem = partner.problem()
+    if problem:
+        raise ValueError(problem)
+    return partner
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="shoal web", description="the web tool (docs/WEB.md)")
     parser.add_argument("-c", "--config", required=True, help="the lvs.cf the daemon runs")
@@ -69,6 +92,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--state-dir", default="/run/shoal")
     parser.add_argument("--tls-cert", default=None)
     parser.add_argument("--tls-key", default=None)
+    parser.add_argument("--partner", default=None, help="the partner router's web tool, https://ADDR:PORT")
+    parser.add_argument("--partner-user", default=None, help="an admin of the partner's web tool")
+    parser.add_argument("--partner-password-file", default=None, help="that user's password (its first line)")
+    parser.add_argument("--partner-ca", default=None, help="the CA (or certificate) the partner's is checked against")
     try:
         args = parser.parse_args(argv)
         host, port = parse_listen(args.listen)
@@ -82,6 +109,11 @@ def main(argv: list[str]) -> int:
     if found:
         for problem in found:
             print(f"shoal web: cannot start: {problem}", file=sys.stderr)
+        return 1
+    try:
+        partner = _partner(args)
+    except ValueError as e:
+        print(f"shoal web: cannot start: {e}", file=sys.stderr)
         return 1
     context = None
     if args.tls_cert:
@@ -99,7 +131,7 @@ def main(argv: list[str]) -> int:
 
     try:
         app = make_app(Options(config_path=os.path.abspath(args.config), state_dir=args.state_dir,
-                               users_path=users_path, tls=context is not None))
+                               users_path=users_path, tls=context is not None, partner=partner))
     except OSError as e:
         print(f"shoal web: cannot start: the audit log in {args.state_dir}: {e.strerror or e}", file=sys.stderr)
         return 1

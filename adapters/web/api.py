@@ -235,6 +235,65 @@ async def _apply(request: web.Request, action: str, if_match: str,
     return response
 
 
+async def push_config(request: web.Request) -> web.Response:
+    """Copy this file to the partner's web tool (adapters/web/partner.py has the rules)."""
+    from adapters.web import configedit
+    from adapters.web.partner import PartnerError, read_record, write_record
+
+    options = request.app[OPTIONS]
+    partner = options.partner
+    if partner is None:
+        return error(409, "no partner: start shoal web with --partner URL --partner-user NAME "
+                          "--partner-password-file FILE")
+    if_match = request.headers.get("If-Match")
+    if not if_match:
+        return error(428, "If-Match is required: the ETag of GET /api/v1/config")
+    loop = asyncio.get_running_loop()
+    path = options.config_path
+    ours = await loop.run_in_executor(None, CONFIG.read, path)
+    if ours.etag != if_match.strip():
+        return error(412, "the file changed since it was read: read it again", etag=ours.etag)
+    if ours.serial_no is None:
+        return error(409, "this file is not valid: nothing copied")
+    target = f"{partner.url} ({path})"
+    try:
+        text, tag, serial = await partner.config()
+    except PartnerError as e:
+        audit(request, action="config-push", target=target, result="failed", detail=str(e))
+        return error(502, str(e))
+    record = read_record(options.state_dir)
+    if record.get("etag") and record["etag"] != tag and text != ours.text:
+        reason = (f"the partner's file changed since the last copy (it is now serial_no {serial}): someone edited it "
+                  f"there; look at it first, nothing copied")
+        audit(request, action="config-push", target=target, before={"partner_etag": tag}, result="refused",
+              detail=reason)
+        return error(409, reason)
+    mine = ours.text
+    if serial is not None and ours.serial_no <= serial:  # the copy must keep its number on the partner
+        raised = configedit.set_value(mine, (), "serial_no", str(serial + 1))
+        answer = await _apply(request, "config", if_match.strip(),
+                              lambda p, health: CONFIG.apply(p, raised, if_match.strip(), history_dir(request),
+                                                             health))
+        if answer.status != 200:
+            return answer
+        mine = (await loop.run_in_executor(None, CONFIG.read, path)).text
+    try:
+        status, body, new_tag = await partner.put(mine, tag)
+    except PartnerError as e:
+        audit(request, action="config-push", target=target, result="failed", detail=str(e))
+        return error(502, str(e))
+    if status != 200:
+        reason = str(body.get("error") or f"{len(body.get('errors', []))} error(s)" if body else f"HTTP {status}")
+        audit(request, action="config-push", target=target, before={"partner_serial_no": serial}, result="refused",
+              detail=f"the partner answered {status}: {reason}")
+        return error(409, f"the partner refused the copy ({status}): {reason}")
+    write_record(options.state_dir, {"etag": new_tag, "serial_no": body.get("serial_no")})
+    audit(request, action="config-push", target=target, before={"partner_serial_no": serial},
+          after={"partner_serial_no": body.get("serial_no"), "reloaded": body.get("reloaded")}, result="ok")
+    return web.json_response({"ok": True, "serial_no": body.get("serial_no"), "reloaded": body.get("reloaded"),
+                              "detail": body.get("detail")})
+
+
 async def config_history(request: web.Request) -> web.Response:
     versions = await asyncio.get_running_loop().run_in_executor(None, CONFIG.history, history_dir(request))
     return web.json_response({"versions": [{"id": v.id, "serial_no": v.serial_no, "saved_at": v.saved_at,

@@ -38,6 +38,7 @@ from adapters.web import users as users_file
 from adapters.web.audit import Audit
 from adapters.web.auth import LoginLimit, Session, Sessions, Users
 from adapters.web.client import Daemon, EventHub
+from adapters.web.partner import Partner
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,6 +61,7 @@ class Options:
     login_failures: int = 5
     login_window_s: float = 60.0
     keepalive_s: float = 15.0  # a comment on the event stream this often
+    partner: Partner | None = None  # the other router's web tool, for copying the configuration
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,7 @@ def routes() -> list[Route]:
         Route("GET", "/api/v1/config/history", "viewer", "api", api.config_history),
         Route("GET", "/api/v1/config/history/{version}", "viewer", "api", api.config_version),
         Route("POST", "/api/v1/config/revert", "admin", "api", api.revert_config),
+        Route("POST", "/api/v1/config/push", "admin", "api", api.push_config),
         Route("GET", "/api/v1/events", "viewer", "api", api.events),
         Route("GET", "/api/v1/audit", "viewer", "api", api.audit_route),
         Route("GET", "/api/v1/users", "admin", "api", api.list_users),

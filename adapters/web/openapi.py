@@ -143,6 +143,16 @@ def document() -> dict[str, Any]:
                                            "written and reloaded", ETAG),
                               "422": _json(check_answer, "invalid: nothing written"),
                               **_errors(400, *COMMON, 404, 412, 413, 428)}}},
+            "/api/v1/config/push": {"post": {
+                "summary": "copy this file to the partner's web tool (admin; shoal web --partner)",
+                "parameters": [{"name": "If-Match", "in": "header", "required": True,
+                                "schema": {"type": "string", "minLength": 1},
+                                "description": "the ETag of this file the admin looked at"}],
+                "responses": {"200": _json({"type": "object", "required": ["ok"], "properties": {
+                    "ok": {"type": "boolean"}, "serial_no": {"type": "integer"}, "reloaded": {"type": "boolean"},
+                    "detail": {}}}, "copied, and the partner reloaded"),
+                    "502": _json(ERROR, "the partner's web tool does not answer"),
+                    **_errors(*COMMON, 409, 412, 428)}}},
             "/api/v1/events": {"get": {
                 "summary": "server-sent events: one JSON object each (t, node, kind and the kind's fields)",
                 "responses": {"200": {"description": "the event stream",

@@ -110,8 +110,10 @@ async def config(request: web.Request) -> web.Response:
         current = await asyncio.get_running_loop().run_in_executor(None, CONFIG.read, path)
     except OSError as e:
         return render(request, "config.html", current=None, problem=f"cannot read {path}: {e.strerror or e}",
-                      config_path=path, title="configuration")
-    return render(request, "config.html", current=current, problem="", config_path=path, title="configuration")
+                      config_path=path, title="configuration", partner="")
+    partner = request.app[OPTIONS].partner
+    return render(request, "config.html", current=current, problem="", config_path=path, title="configuration",
+                  partner=partner.url if partner else "")
 
 
 async def config_forms(request: web.Request) -> web.Response:

@@ -342,7 +342,18 @@
       const button = ev.target.closest("button[data-action]");
       if (!button) return;
       const action = button.dataset.action;
-      if (action === "revert-editor") { text.value = loaded; showErrors([]); diff.hidden = true; showOps(null); result.textContent = ""; return; }
+      if (action === "push") {
+        if (text.value !== loaded) { result.dataset.result = "error"; result.textContent = "apply or discard your edits first: the file as it is now is what is copied"; return; }
+        if (!window.confirm("Copy this file (as it is now) over the partner's, and reload the partner's daemon?")) return;
+        const r = await call("POST", "/api/v1/config/push", {}, {"If-Match": form.dataset.etag});
+        result.dataset.result = r.status === 200 ? "pushed" : "error";
+        result.textContent = r.status === 200
+          ? "copied to the partner: serial_no " + r.data.serial_no + (r.data.reloaded ? ", reloaded there" : ", NOT reloaded there")
+          : "not copied: " + ((r.data && r.data.error) || "HTTP " + r.status);
+        if (r.status === 200) await reload();
+        return;
+      }
+            if (action === "revert-editor") { text.value = loaded; showErrors([]); diff.hidden = true; showOps(null); result.textContent = ""; return; }
       const check = await call("POST", "/api/v1/config/check", {text: text.value});
       if (check.status !== 200) { result.textContent = "check failed: HTTP " + check.status; return; }
       showErrors(check.data.errors);
