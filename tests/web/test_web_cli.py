@@ -93,3 +93,16 @@ def serve(tmp_path, scheme: str, address: str, *extra: str) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_partner_options_are_checked_at_start(tmp_path, capsys):
+    write_users(tmp_path / "web-users")
+    assert start(tmp_path, "--partner", "https://192.0.2.2:3636") == 1
+    assert "go together" in capsys.readouterr().err
+    (tmp_path / "pw").write_text("secret\n")
+    assert start(tmp_path, "--partner", "http://192.0.2.2:3636", "--partner-user", "a",
+                 "--partner-password-file", str(tmp_path / "pw")) == 1
+    assert "TLS" in capsys.readouterr().err
+    assert start(tmp_path, "--partner", "https://192.0.2.2:3636", "--partner-user", "a",
+                 "--partner-password-file", str(tmp_path / "missing")) == 1
+    assert "missing" in capsys.readouterr().err
