@@ -294,6 +294,19 @@ async def push_config(request: web.Request) -> web.Response:
                               "detail": body.get("detail")})
 
 
+async def partner_status(request: web.Request) -> web.Response:
+    """The partner's own status (its web tool, `--partner`): both routers side by side."""
+    from adapters.web.partner import PartnerError
+
+    partner = request.app[OPTIONS].partner
+    if partner is None:
+        return error(404, "no partner: start shoal web with --partner URL")
+    try:
+        return web.json_response(await partner.status())
+    except PartnerError as e:
+        return error(502, str(e))
+
+
 async def config_history(request: web.Request) -> web.Response:
     versions = await asyncio.get_running_loop().run_in_executor(None, CONFIG.history, history_dir(request))
     return web.json_response({"versions": [{"id": v.id, "serial_no": v.serial_no, "saved_at": v.saved_at,

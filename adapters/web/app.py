@@ -94,6 +94,7 @@ def routes() -> list[Route]:
         Route("GET", "/audit", "viewer", "page", pages.audit),
         Route("GET", "/users", "admin", "page", pages.users),
         Route("GET", "/api/v1/status", "viewer", "api", api.status),
+        Route("GET", "/api/v1/partner/status", "viewer", "api", api.partner_status),
         Route("POST", "/api/v1/admin", "operator", "api", api.admin),
         Route("GET", "/api/v1/config", "viewer", "api", api.get_config),
         Route("PUT", "/api/v1/config", "admin", "api", api.put_config),

@@ -68,6 +68,11 @@ def document() -> dict[str, Any]:
                 "summary": "what the daemon knows (the object of shoal status --json)",
                 "responses": {"200": _json({"$ref": "#/components/schemas/Status"}, "the status"),
                               **_errors(*COMMON, 503)}}},
+            "/api/v1/partner/status": {"get": {
+                "summary": "the partner router's own status, through its web tool (shoal web --partner)",
+                "responses": {"200": _json({"$ref": "#/components/schemas/Status"}, "the partner's status"),
+                              "502": _json(ERROR, "the partner's web tool does not answer"),
+                              **_errors(*COMMON, 404)}}},
             "/api/v1/admin": {"post": {
                 "summary": "drain, undrain, weight or failover (operator)",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [

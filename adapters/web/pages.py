@@ -101,7 +101,9 @@ async def _status(request: web.Request) -> tuple[dict[str, Any] | None, str]:
 
 async def monitor(request: web.Request) -> web.Response:
     status, problem = await _status(request)
-    return render(request, "monitor.html", status=200, data=status, problem=problem, title="monitoring")
+    partner = request.app[OPTIONS].partner
+    return render(request, "monitor.html", status=200, data=status, problem=problem, title="monitoring",
+                  partner=partner.url if partner else "")
 
 
 async def config(request: web.Request) -> web.Response:

@@ -92,6 +92,14 @@ class Partner:
                                + (f": {body['error']}" if "error" in body else ""))
         return body["text"], tag, body.get("serial_no")
 
+    async def status(self) -> dict[str, Any]:
+        """The partner daemon's status, through the partner's web tool."""
+        status, body, _ = await self._call("GET", "/api/v1/status")
+        if status != 200 or "role" not in body:
+            raise PartnerError(f"the partner's web tool answered {status} to GET /api/v1/status"
+                               + (f": {body['error']}" if "error" in body else ""))
+        return body
+
     async def put(self, text: str, if_match: str) -> tuple[int, dict[str, Any], str | None]:
         return await self._call("PUT", "/api/v1/config", json={"text": text}, headers={"If-Match": if_match})
 

@@ -92,3 +92,17 @@ def test_partner_urls():
     assert Partner("http://127.0.0.1:3636", "a", "b").problem() is None
     assert "TLS" in (Partner("http://192.0.2.2:3636", "a", "b").problem() or "")
     assert Partner("ftp://x", "a", "b").problem()
+
+
+def test_the_partners_own_status_side_by_side(tmp_path):
+    async def body(a: Harness, b: Harness) -> None:
+        b.fake.status.update(node="backup", role="standby", vips=[])
+        r = await a.client.get("/api/v1/partner/status", headers=basic("viewer"))
+        got = await r.json()
+        assert r.status == 200 and (got["node"], got["role"]) == ("backup", "standby")
+        page = await (await a.client.get("/", headers=basic("viewer"))).text()
+        assert 'data-partner="true"' in page and 'data-field="partner_own"' in page
+        await b.fake.stop()
+        r = await a.client.get("/api/v1/partner/status", headers=basic("viewer"))
+        assert r.status == 502
+    run(tmp_path, body)

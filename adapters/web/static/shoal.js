@@ -159,7 +159,20 @@
         problem.hidden = false;
         problem.textContent = "cannot reach the web tool: " + e.message;
       }
+      if (main.dataset.partner === "true") partnerView();
       tick();
+    }
+
+    async function partnerView() {
+      // the partner's daemon as it sees itself, through its own web tool
+      let text;
+      try {
+        const r = await call("GET", "/api/v1/partner/status", undefined, {"X-Shoal-Background": "1"});
+        text = r.status === 200
+          ? r.data.node + ", " + r.data.role + ", serial_no " + r.data.serial_no + ", VIPs " + ((r.data.vips || []).join(" ") || "none")
+          : "not known: " + ((r.data && r.data.error) || "HTTP " + r.status);
+      } catch (e) { text = "not known: " + e.message; }
+      field("partner_own", text);
     }
 
     function soon() { if (!pending) pending = setTimeout(refresh, 100); }
