@@ -269,6 +269,19 @@ def start(pair: WebPair) -> None:
         r["health"] == "up" for s in pair.status()["services"] for r in s["servers"]), 20)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    """Keep each phase's report on the test, so fixtures can tell a failure at teardown."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
+def failed(request: Any) -> bool:
+    report = getattr(request.node, "report_call", None)
+    return report is not None and report.failed
+
+
 @pytest.fixture(scope="session")
 def netns_ok() -> None:
     try:
@@ -279,7 +292,7 @@ def netns_ok() -> None:
 
 
 @pytest.fixture
-def web_pair(netns_ok: None, tmp_path: Path) -> Iterator[WebPair]:
+def web_pair(netns_ok: None, tmp_path: Path, request: Any) -> Iterator[WebPair]:
     for name in PWNED:
         for where in (ROOT, tmp_path):
             assert not (where / name).exists(), f"{where / name} exists before the test"
@@ -288,6 +301,8 @@ def web_pair(netns_ok: None, tmp_path: Path) -> Iterator[WebPair]:
         try:
             start(pair)
             yield pair
+            if failed(request):
+                print(f"the pair's logs at the failure:{pair.logs()}")
         finally:
             pair.close()
 
@@ -319,7 +334,7 @@ class Seen:
 
 
 @pytest.fixture
-def open_page(browser: Any, web_pair: WebPair) -> Iterator[Callable[..., tuple[Any, Seen]]]:
+def open_page(browser: Any, web_pair: WebPair, request: Any) -> Iterator[Callable[..., tuple[Any, Seen]]]:
     """`open_page(confirm=True)`: a fresh browser context (its own cookies) logged in as the
     admin, on the monitoring page; `confirm()` dialogs accepted (or dismissed), every dialog
     kept in the returned `Seen`."""
@@ -346,6 +361,9 @@ def open_page(browser: Any, web_pair: WebPair) -> Iterator[Callable[..., tuple[A
 
     yield open_
     for context in contexts:
+        if failed(request):
+            for page in context.pages:
+                print(f"--- page {page.url} at the failure:\n{page.locator('body').inner_text()[:3000]}")
         context.close()
 
 
