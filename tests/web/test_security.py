@@ -305,3 +305,15 @@ def test_shoal_passwd_while_logged_in_ends_the_session(tmp_path):
         assert (await h.client.get("/api/v1/status")).status == 200
         assert (await h.client.get("/api/v1/status", headers=basic("admin"))).status == 200
     run(tmp_path, body)
+
+
+def test_no_shell_and_no_program_anywhere_in_the_web_tool():
+    from tests.web.harness import ROOT
+
+    files = sorted((ROOT / "adapters" / "web").glob("*.py")) + [ROOT / "shoal" / "web_cli.py",
+                                                                 ROOT / "shoal" / "passwd.py"]
+    banned = re.compile(r"\b(subprocess|os\.system|os\.popen|os\.exec\w*|os\.spawn\w*|create_subprocess_\w+|"
+                        r"pty\.spawn|shell\s*=\s*True)\b")
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not banned.search(line), f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
