@@ -307,6 +307,45 @@ async def partner_status(request: web.Request) -> web.Response:
         return error(502, str(e))
 
 
+WHATIF_RUNS: dict[int, asyncio.Semaphore] = {}
+
+
+async def whatif(request: web.Request) -> web.Response:
+    """The current lvs.cf (or `text`, a candidate) run in the simulator with the
+    chosen faults, from the real servers' health as the daemon sees it now:
+    the timeline, the tables, the VIP owner (adapters/web/whatif.py).  The
+    real pair is not touched."""
+    from adapters.web.whatif import MAX_FAULTS, WhatIfError, what_if
+
+    body = await read_json(request, MAX_CONFIG_BODY)
+    faults, duration, text = body.get("faults"), body.get("duration_s", 30), body.get("text")
+    if isinstance(faults, dict):
+        faults = [faults]
+    if not isinstance(faults, list) or not 1 <= len(faults) <= MAX_FAULTS or not all(
+            isinstance(f, dict) for f in faults):
+        return error(400, f'faults must be 1 to {MAX_FAULTS} objects such as {{"server_down": "VIRTUAL/SERVER"}}')
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+        return error(400, "duration_s must be a number of seconds")
+    if text is not None and not isinstance(text, str):
+        return error(400, "text must be a string: a whole lvs.cf")
+    loop = asyncio.get_running_loop()
+    if text is None:
+        try:
+            text = (await loop.run_in_executor(None, CONFIG.read, request.app[OPTIONS].config_path)).text
+        except OSError as e:
+            return error(500, f"cannot read the configuration: {e.strerror or e}")
+    status_ = await _status_or_none(request)
+    down = sorted(f"{s['name']}/{r['name']}" for s in (status_ or {}).get("services", ())
+                  for r in s.get("servers", ()) if r.get("health") == "down")
+    runs = WHATIF_RUNS.setdefault(id(request.app), asyncio.Semaphore(2))  # CPU: two at a time
+    async with runs:
+        try:
+            result = await loop.run_in_executor(None, lambda: what_if(text, faults, duration_s=duration, down=down))
+        except WhatIfError as e:
+            return error(422, str(e))
+    return web.json_response(result.as_json())
+
+
 async def config_history(request: web.Request) -> web.Response:
     versions = await asyncio.get_running_loop().run_in_executor(None, CONFIG.history, history_dir(request))
     return web.json_response({"versions": [{"id": v.id, "serial_no": v.serial_no, "saved_at": v.saved_at,

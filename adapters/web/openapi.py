@@ -158,6 +158,21 @@ def document() -> dict[str, Any]:
                     "detail": {}}}, "copied, and the partner reloaded"),
                     "502": _json(ERROR, "the partner's web tool does not answer"),
                     **_errors(*COMMON, 409, 412, 428)}}},
+            "/api/v1/whatif": {"post": {
+                "summary": "run the configuration (or a candidate text) in the simulator with the chosen faults, "
+                           "from the real servers' health now: timeline, tables, VIP owner; the pair is not touched "
+                           "(operator)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["faults"], "properties": {
+                        "faults": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "object"}},
+                        "duration_s": {"type": "number"}, "text": {"type": "string"}}}}}},
+                "responses": {"200": _json({"type": "object", "required": ["timeline", "table", "vip_owner", "roles"],
+                                            "properties": {"timeline": {"type": "array", "items": {"type": "string"}},
+                                                           "table": {"type": "array", "items": {"type": "string"}},
+                                                           "vip_owner": {"type": "string"},
+                                                           "roles": {"type": "object"}}}, "the simulated outcome"),
+                              "422": _json(ERROR, "the configuration or a fault cannot be simulated"),
+                              **_errors(400, *COMMON, 413)}}},
             "/api/v1/events": {"get": {
                 "summary": "server-sent events: one JSON object each (t, node, kind and the kind's fields)",
                 "responses": {"200": {"description": "the event stream",

@@ -131,6 +131,12 @@ async def config_forms(request: web.Request) -> web.Response:
                   config_path=path, title="configuration forms")
 
 
+async def whatif(request: web.Request) -> web.Response:
+    from scenario.model import FAULT_KEYS
+
+    return render(request, "whatif.html", faults=FAULT_KEYS, title="what if")
+
+
 async def audit(request: web.Request) -> web.Response:
     entries = await asyncio.get_running_loop().run_in_executor(None, request.app[AUDIT].tail, 500)
     return render(request, "audit.html", entries=entries, title="audit log")
@@ -142,4 +148,4 @@ async def users(request: web.Request) -> web.Response:
                   roles=users_file.ROLES, title="users")
 
 
-__all__ = ["audit", "config", "config_forms", "identify", "login", "login_form", "logout", "monitor", "users"]
+__all__ = ["audit", "config", "config_forms", "whatif", "identify", "login", "login_form", "logout", "monitor", "users"]

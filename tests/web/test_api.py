@@ -142,3 +142,27 @@ def test_users_api_keeps_an_admin(tmp_path):
         r = await h.client.put("/api/v1/users/dave", json={"password": ""}, headers=admin)
         assert r.status == 400
     run(tmp_path, body)
+
+
+def test_what_if(tmp_path):
+    async def body(h: Harness) -> None:
+        auth = basic("operator")
+        r = await h.client.post("/api/v1/whatif", json={"faults": [{"crash": "primary"}]}, headers=auth)
+        got = await r.json()
+        assert r.status == 200, got
+        assert got["vip_owner"] == "backup" and got["roles"]["backup"] == "active"
+        assert any("crash" in line for line in got["timeline"])
+        # the real servers down now (web2 in the fake status) start down in the simulation
+        r = await h.client.post("/api/v1/whatif", json={"faults": {"server_down": "HTTP/web1"}}, headers=auth)
+        table = "\n".join((await r.json())["table"])
+        assert "10.11.12.13:80" in table and "10.11.12.11:80" not in table and "10.11.12.12:80" not in table
+        r = await h.client.post("/api/v1/whatif", json={"faults": [{"server_down": "HTTP/nope"}]}, headers=auth)
+        assert r.status == 422 and "error" in await r.json()
+        r = await h.client.post("/api/v1/whatif", json={"faults": []}, headers=auth)
+        assert r.status == 400
+        r = await h.client.post("/api/v1/whatif", json={"faults": [{"crash": "primary"}]}, headers=basic("viewer"))
+        assert r.status == 403
+        assert h.config.read_text() == (h.config.parent / "lvs.cf").read_text()
+        page = await (await h.client.get("/whatif", headers=basic("viewer"))).text()
+        assert 'id="whatif-form"' in page and 'data-action="whatif"' not in page
+    run(tmp_path, body)

@@ -474,6 +474,38 @@
     }
   }
 
+  // ------------------------------------------------------------ what if
+  function whatifPage(main) {
+    const form = document.getElementById("whatif-form");
+    const result = document.getElementById("whatif-result");
+    const outcome = document.getElementById("whatif-outcome");
+    const put = (name, text) => { outcome.querySelector('[data-field="' + name + '"]').textContent = text; };
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const fault = {};
+      fault[form.kind.value] = form.value.value.trim();
+      if (form.at.value !== "") fault.at = Number(form.at.value);
+      result.textContent = "running...";
+      try {
+        const r = await call("POST", "/api/v1/whatif", {faults: [fault], duration_s: Number(form.duration.value || 30)});
+        if (r.status !== 200) {
+          outcome.hidden = true;
+          result.dataset.result = "error";
+          result.textContent = "cannot simulate: " + ((r.data && r.data.error) || "HTTP " + r.status);
+          return;
+        }
+        result.dataset.result = "done";
+        result.textContent = "simulated " + r.data.duration_s + " s" + (r.data.assumed.length ? " (assumed: " + r.data.assumed.join("; ") + ")" : "");
+        put("vip_owner", r.data.vip_owner);
+        put("roles", Object.entries(r.data.roles).map(([k, v]) => k + " " + v).join(", "));
+        put("violations", r.data.violations.join("\n"));
+        put("table", r.data.table.join("\n") || "(no single active router)");
+        put("timeline", r.data.timeline.join("\n"));
+        outcome.hidden = false;
+      } catch (e) { result.textContent = e.message; }
+    });
+  }
+
   // ------------------------------------------------------------ users
   function usersPage(main) {
     const result = document.getElementById("user-result");
@@ -500,6 +532,8 @@
     if (main) monitor(main);
     const form = document.getElementById("config-form");
     if (form) configPage(form);
+    const whatif = document.getElementById("whatif-page");
+    if (whatif) whatifPage(whatif);
     const forms = document.getElementById("forms-form");
     if (forms) formsPage(forms);
     const users = document.getElementById("users-page");
