@@ -20,7 +20,7 @@ from adapters.web import forms
 from adapters.web import metrics as metrics_text
 from adapters.web import users as users_file
 from adapters.web.app import (AUDIT, CONFIG_LOCK, DAEMON, HUB, MAX_BODY, MAX_CONFIG_BODY, OPTIONS, SESSIONS, USERS,
-                              WHO, Who, client_address, error, read_json, security_headers)
+                              WHATIF_SLOTS, WHO, Who, client_address, error, read_json, security_headers)
 from adapters.web.client import DaemonUnavailable
 from adapters.web.config_ops import CONFIG, Applied, Conflict, Invalid, health_of
 
@@ -307,9 +307,6 @@ async def partner_status(request: web.Request) -> web.Response:
         return error(502, str(e))
 
 
-WHATIF_RUNS: dict[int, asyncio.Semaphore] = {}
-
-
 async def whatif(request: web.Request) -> web.Response:
     """The current lvs.cf (or `text`, a candidate) run in the simulator with the
     chosen faults, from the real servers' health as the daemon sees it now:
@@ -337,8 +334,7 @@ async def whatif(request: web.Request) -> web.Response:
     status_ = await _status_or_none(request)
     down = sorted(f"{s['name']}/{r['name']}" for s in (status_ or {}).get("services", ())
                   for r in s.get("servers", ()) if r.get("health") == "down")
-    runs = WHATIF_RUNS.setdefault(id(request.app), asyncio.Semaphore(2))  # CPU: two at a time
-    async with runs:
+    async with request.app[WHATIF_SLOTS]:
         try:
             result = await loop.run_in_executor(None, lambda: what_if(text, faults, duration_s=duration, down=down))
         except WhatIfError as e:

@@ -124,6 +124,7 @@ AUDIT: web.AppKey[Audit] = web.AppKey("audit", Audit)
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon", Daemon)
 HUB: web.AppKey[EventHub] = web.AppKey("hub", EventHub)
 CONFIG_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("config_lock", asyncio.Lock)
+WHATIF_SLOTS: web.AppKey[asyncio.Semaphore] = web.AppKey("whatif_slots", asyncio.Semaphore)
 WHO: web.RequestKey[Who] = web.RequestKey("who", Who)
 
 
@@ -301,6 +302,7 @@ def make_app(options: Options) -> web.Application:
     app[DAEMON] = Daemon(options.state_dir)
     app[HUB] = EventHub(app[DAEMON])
     app[CONFIG_LOCK] = asyncio.Lock()
+    app[WHATIF_SLOTS] = asyncio.Semaphore(2)  # simulations are CPU: two at a time
     for route in routes():
         resource_route = app.router.add_route(route.method, route.path, route.handler)
         resource_route.shoal_route = route  # type: ignore[attr-defined]
