@@ -165,3 +165,10 @@ def test_the_answer_as_json() -> None:
     data = json.loads(json.dumps(r.as_json()))
     assert data["vip_owner"] == "backup" and data["active"] == "backup" and data["table"] == list(r.table)
     assert data["roles"] == {"primary": "down", "backup": "active"} and data["timeline"] == list(r.timeline)
+
+
+def test_a_single_router_crashing_leaves_nobody_and_a_key_file_is_not_read() -> None:
+    single = what_if(FAST.replace("backup_active = 1", "backup_active = 0"), {"crash": "primary"})
+    assert (single.vip_owner, single.active, single.table) == ("none", None, ())
+    keyed = FAST.replace("deadtime = 3", "deadtime = 3\nheartbeat_key_file = /nonexistent/heartbeat.key")
+    assert what_if(keyed, {"crash": "primary"}).vip_owner == "backup"  # the simulator needs no key
