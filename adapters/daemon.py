@@ -33,6 +33,7 @@ at once, in order.  The rules that keep it alive:
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 import json
 import logging
 import signal
@@ -212,6 +213,8 @@ class Daemon:
             self.stopping = isinstance(event, ShutdownRequested)
             if isinstance(event, AdminRequested):
                 self._admin_done(event, ready)
+            elif ready is not None and any(isinstance(c, Notify) and c.kind == "overrides" for c in ready.commands):
+                self._keep_overrides()  # the partner's set, taken (engine.sync)
         if ready is not None:
             await self.carry_out(ready.commands)
 
@@ -250,7 +253,7 @@ class Daemon:
         the file rewritten without it."""
         restored = 0
         for override in self.overrides.read():
-            request = override.request()
+            request = replace(override.request(), replayed=True)  # not a new change: engine.sync
             refusal = self.engine.admin_refusal(request)
             if refusal is not None:
                 self.overrides.dropped(override, refusal)

@@ -365,11 +365,18 @@ def _links(data: Fields, config: Config | None) -> tuple[str, bool]:
     return f"links: {', '.join(p for p in parts if p)}; {state} ({watched})", bool(went)
 
 
+def _overrides(data: Fields, config: Config | None) -> tuple[str, bool]:
+    """`overrides: the partner's set taken (generation 3, 2 overrides)`."""
+    return (f"overrides: the partner's set taken (generation {_get(data, 'generation')}, "
+            f"{_get(data, 'count')} override(s))"), False
+
+
 _NOTICES: Mapping[str, Notice] = {
     "role": _role, "health": _health, "weight": _weight, "partner": _partner,
     "heartbeat_lost": _heartbeat_lost, "heartbeat_ignored": _heartbeat_ignored, "quorum": _quorum,
     "config": _config, "error": _error, "admin_refused": _admin_refused, "vip_cleanup": _vip_cleanup,
     "drift": _drift, "stall": _stall, "hold": _hold, "links": _links,
+    "overrides": _overrides,
 }
 """Notify kind -> (its line, whether loud).  Data keys: engine/events.py's `Notify`."""
 

@@ -20,7 +20,9 @@ is dropped before it costs the daemon anything, and counted.
 
   | reason           | the datagram is dropped when                          |
   |------------------|-------------------------------------------------------|
-  | `oversize`       | longer than the largest heartbeat (64 bytes)          |
+  | `oversize`       | longer than the largest heartbeat (64 bytes), but an  |
+  |                  | overrides datagram (`engine.overrides_wire`: signed,  |
+  |                  | at most 4096 bytes; the kernel filter's bound)        |
   | `foreign_source` | its source is not the partner's address on this path  |
   | `interface`      | it arrived on another interface than the one holding  |
   |                  | our address (when known at open: see below)          |
@@ -28,7 +30,8 @@ is dropped before it costs the daemon anything, and counted.
   |                  | (255 with the shoal format, 1 with piranha's: the     |
   |                  | original pulse sends with the system's default, 64)   |
   | `malformed`      | not the shape of a heartbeat (`engine.wire.plausible`:|
-  |                  | a length one of the formats has, the shoal magic)     |
+  |                  | a length one of the formats has, the shoal magic) nor |
+  |                  | of an overrides datagram                              |
   | `rate`           | it passed all of the above, but the path's token      |
   |                  | bucket is empty (`RATE_PER_KEEPALIVE` a keepalive,   |
   |                  | at least `RATE_MIN_PER_S` a second, bursts of         |
@@ -91,12 +94,14 @@ from typing import Any, Literal
 
 from engine.events import Path, SendHeartbeat
 from engine.model import Config
+from engine import overrides_wire
 from engine.wire import plausible
 
 log = logging.getLogger("shoal.heartbeat")
 
 PATHS: tuple[Path, ...] = ("public", "private")
 MAX_DATAGRAM = 64  # engine.wire: a shoal heartbeat's 32-byte header and its 32-byte MAC
+MAX_RECEIVE = overrides_wire.MAX_SIZE  # the overrides datagram, the largest this port takes
 SEND_TTL = 255
 BATCH = 64  # datagrams read per wake-up of one socket, at most
 RATE_PER_KEEPALIVE = 16  # one heartbeat, probes every keepalive/4, answers to ours: ~6
@@ -362,14 +367,17 @@ class HeartbeatSockets:
         now_s = time.monotonic()
         for _ in range(BATCH):
             try:
-                payload, ancdata, flags, addr = state.sock.recvmsg(MAX_DATAGRAM, _ANCILLARY_SIZE)
+                payload, ancdata, flags, addr = state.sock.recvmsg(MAX_RECEIVE, _ANCILLARY_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
                 self._count(_error_name(e))
                 return
             reason = _judge(state, payload, ancdata, flags, addr)
-            if reason is None and not plausible(payload):
+            overrides = overrides_wire.plausible(payload)
+            if reason is None and len(payload) > MAX_DATAGRAM and not overrides:
+                reason = "oversize"
+            if reason is None and not (plausible(payload) or overrides):
                 reason = "malformed"  # before the rate budget: garbage cannot spend it
             if reason is None and not state.bucket.take(now_s):
                 reason = "rate"
@@ -535,7 +543,7 @@ def _program(rules: _Rules) -> list[tuple[int, int, int, int]]:
         to_patch[len(program)] = drop_when
         program.append((jump, 0, 0, k))
 
-    check(_LD_W_LEN, 0, _JGT, _UDP_HEADER + MAX_DATAGRAM, drop_when=True)
+    check(_LD_W_LEN, 0, _JGT, _UDP_HEADER + MAX_RECEIVE, drop_when=True)
     check(_LD_B_ABS, SKF_NET_OFF + ttl_at, _JGE, rules.min_ttl, drop_when=False)
     for i in range(0, len(rules.partner), 4):
         word = int.from_bytes(rules.partner[i:i + 4], "big")

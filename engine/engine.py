@@ -14,6 +14,8 @@ such as `engine.pool`'s), and the engine passes values between them:
 | `engine.registry` | the members: checks, loads, weights, the operator's overrides        |
 | `engine.keeper`   | the table: applied, desired (`engine.pool`), read back, drift        |
 | `engine.holding`  | VIPs, ARP rounds, the sync daemon                                    |
+| `engine.links`    | `monitor_links`: what a link down or back asks                       |
+| `engine.sync`     | the operator's overrides shared with the partner (signed datagrams) |
 | `engine.status`   | the status snapshot and its cache                                    |
 
 This module keeps `step`, the dispatch of deadlines (`engine.timers`), and
@@ -33,7 +35,9 @@ the rules that span machines:
 - a reload rebuilds the members (keeping what is unchanged), moves the
   timers, and, while active, the VIPs and the table;
 - an operator's request is refused with a reason (`admin_refusal`) or
-  carried out; a shutdown tells the partner and gives everything up.
+  carried out, and the overrides shared with the partner: those rules live
+  in `engine.operator`, a part of this class in a module of its own;
+- a shutdown tells the partner and gives everything up.
 
 Time is an input and never goes backwards.
 """
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from engine import overrides_wire
 from engine.events import (
     AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LinksChanged,
     LoadRead, Notify, RunCommand, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead, Tick,
@@ -51,9 +56,11 @@ from engine.holding import Holding
 from engine.keeper import Keeper
 from engine.links import Links
 from engine.model import Config, Node
+from engine.operator import OperatorRules
 from engine.ready import EngineMisuse, InvariantBroken, Ready
 from engine.registry import LOAD_PERIOD_MS, SERVER_ACTIONS, Override, Registry, check_spec
 from engine.status import Status, StatusCache
+from engine.sync import RESEND_KEEPALIVES, Sync
 from engine.table import Table
 from engine.timers import Deadline, Timers
 
@@ -62,9 +69,10 @@ __all__ = ["ADMIN_ACTIONS", "Engine", "EngineMisuse", "InvariantBroken", "Overri
 ADMIN_ACTIONS = ("failover", *SERVER_ACTIONS)
 ARP = Deadline("arp")
 TABLE_CHECK = Deadline("table")
+SYNC = Deadline("sync")
 
 
-class Engine:
+class Engine(OperatorRules):
     def __init__(
         self, config: Config, node: Node, *, heartbeat_key: bytes | None = None, seq_start: int = 0,
     ) -> None:
@@ -80,6 +88,7 @@ class Engine:
         self.now_ms: int | None = None
         self.stopped = False
         self.links = Links()
+        self.sync = Sync(node)
         self._steps = 0
         self._cache = StatusCache()
         self._status: Status | None = None
@@ -108,6 +117,8 @@ class Engine:
         match event:
             case Tick():
                 pass
+            case HeartbeatReceived(path, source, payload) if payload[:4] == overrides_wire.MAGIC:
+                self._overrides_received(now_ms, path, source, payload, out)
             case HeartbeatReceived(path, source, payload):
                 self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
                 out.extend(note.notify() for note in self.failover.take_notes())
@@ -186,6 +197,7 @@ class Engine:
             self.timers.set(name, now_ms)
         if self.config.table_check_interval_ms:
             self.timers.set(TABLE_CHECK, now_ms + self.config.table_check_interval_ms)
+        self.timers.set(SYNC, now_ms + RESEND_KEEPALIVES * self.config.keepalive_ms)
         out.extend(self.holding.sync(self.config, "backup"))
         verdicts = self.failover.start(now_ms)
         if adopted and self.failover.enabled:
@@ -217,6 +229,10 @@ class Engine:
                         out.append(read)
                 case Deadline("arp"):
                     self._arp_round(out)
+                case Deadline("sync"):
+                    self.timers.set(name, now_ms + RESEND_KEEPALIVES * self.config.keepalive_ms)
+                    if self.sync.stamp.generation:
+                        self._send_overrides(out)
                 case Deadline("table"):
                     if self.config.table_check_interval_ms:
                         self.timers.set(name, now_ms + self.config.table_check_interval_ms)
@@ -371,40 +387,6 @@ class Engine:
                 self._refresh(observed.virtual, out)
                 out.extend(observed.after)
 
-    # ================================================================ operator
-
-    def admin_refusal(self, request: AdminRequested) -> str | None:
-        """Why `request` would be refused now, in the operator's terms; None:
-        it would be carried out.  A pure query: the driver answers the
-        operator with it, and `step` asks again (the state may have moved
-        between the two).  A failover's conditions: `Failover.handover_refusal`.
-        """
-        if request.action == "failover":
-            return self.failover.handover_refusal(self.now_ms or 0)
-        return self.registry.refusal(request)
-
-    def _admin(self, request: AdminRequested, out: list[Command]) -> None:
-        refusal = self.admin_refusal(request)
-        if refusal is not None:
-            data: dict[str, str | int | None] = {"action": request.action, "server": request.server}
-            if request.action == "weight":
-                data["weight"] = request.weight
-            out.append(Notify("admin_refused", {**data, "reason": refusal}))
-            return
-        if request.action == "failover":
-            self._go_standby("operator: failover", out, hand_over=True)
-            return
-        for key in self.registry.matching(request.server, request.virtual):
-            self.registry.override(key, request.action, request.weight)
-            self._refresh(key[0], out)
-
-    @property
-    def overrides(self) -> tuple[Override, ...]:
-        """The operator's overrides in force (drain, weight, force_*), in
-        config order: what a driver keeps across restarts and replays, as
-        `Override.request()`, after its first step."""
-        return self.registry.overrides()
-
     # ================================================================ status
 
     @property
@@ -422,7 +404,7 @@ class Engine:
             services=self._cache.services(self.config, lambda v: self.registry.service_status(
                 v, self.keeper.entries.get(v.name), self.keeper.service_keys[v.name] is not None,
                 self.keeper.quorum.get(v.name, True), self._cache.servers)),
-            counters=dict(fo.counters),
+            counters={**fo.counters, **self.sync.counters},
             table=self.keeper.status(self.config.table_check_interval_ms),
             auth="none" if fo.key is None else "hmac-sha256",
             links_down=tuple(sorted(self.links.down)), unfit=self.links.unfit(self.config),

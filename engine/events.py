@@ -121,6 +121,7 @@ class AdminRequested:
     server: str = ""
     virtual: str = ""
     weight: int | None = None  # "weight" only
+    replayed: bool = False  # put back from the state directory at start: not a new change (engine.sync)
 
 
 @dataclass(frozen=True, slots=True)

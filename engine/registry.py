@@ -40,11 +40,12 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from engine import health as nanny
 from engine.events import AdminRequested, CheckSpec, Command, Notify, ReadLoad, RunCommand, StartCheck
 from engine.model import Config, Server, Virtual
+from engine.overrides_wire import Entry as OverrideEntry
 from engine.pool import Member, dest_port
 from engine.status import ServerStatus, ServiceStatus
 from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
@@ -375,6 +376,22 @@ class Registry:
         return tuple(
             Override(key[0], key[1], m.admin, m.admin_weight if m.admin == "weight" else None)
             for key, m in self.members.items() if m.admin != "auto")
+
+    def replace_overrides(self, wanted: Iterable[OverrideEntry]) -> list[str]:
+        """The partner's set in place of ours (engine.sync): members it names
+        take its override, the others go back to auto; members the config
+        lacks are skipped.  Returns the virtuals whose members changed."""
+        want = {(e.virtual, e.server): e for e in wanted}
+        touched: list[str] = []
+        for key, member in self.members.items():
+            entry = want.get(key)
+            action, weight = (entry.action, entry.weight if entry.action == "weight" else 0) if entry else ("auto", 0)
+            have = (member.admin, member.admin_weight if member.admin == "weight" else 0)
+            if have != (SERVER_ACTIONS[action], weight):
+                self.override(key, action, weight if action == "weight" else None)
+                if key[0] not in touched:
+                    touched.append(key[0])
+        return touched
 
     def adopt(self, table: Table, service_keys: Mapping[str, ServiceKey | None]) -> list[MemberKey]:
         """The members found in a table at start (see the rules); returns those changed."""
