@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from adapters.files import replace_file
 from engine.registry import MAX_WEIGHT, SERVER_ACTIONS, Override
 
 FILE = "overrides.json"
@@ -119,27 +120,8 @@ def load(state_dir: str) -> tuple[list[Override], list[str]]:
 
 def save(state_dir: str, overrides: tuple[Override, ...], serial_no: int) -> None:
     """Write the set atomically (see the rules); raises OSError."""
-    path = path_of(state_dir)
-    tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
-    text = json.dumps(to_json(overrides, serial_no), indent=1) + "\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path_of(state_dir), json.dumps(to_json(overrides, serial_no), indent=1) + "\n",
+                 prefix=f".{FILE}.")
 
 
 class Keeper:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
+
+from adapters.files import replace_file
 
 KEY_BYTES = 32
 USAGE = "usage: shoal keygen FILE [--force]"
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
     text = os.urandom(KEY_BYTES).hex() + "\n"
     try:
         if force:
-            _replace(path, text)
+            replace_file(path, text, prefix=".shoal-keygen-")
         else:
             _create(path, text)
     except FileExistsError:
@@ -60,17 +61,3 @@ def _create(path: str, text: str) -> None:
         raise
 
 
-def _replace(path: str, text: str) -> None:
-    """A new file next to `path` (mkstemp: mode 0600), renamed over it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".shoal-keygen-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
