@@ -131,9 +131,13 @@ def _text(body: dict[str, Any]) -> str:
 
 
 async def check_config(request: web.Request) -> web.Response:
-    """The verdict on a candidate text; when it is valid, also what applying it
+    """The verdict on a candidate text (`{"text"}`), or on the forms' edits
+    (`{"etag", "edits"}`, `_edit`); when it is valid, also what applying it
     would do: the diff of the file (serial_no raised) and the table operations."""
-    text = _text(await read_json(request, MAX_CONFIG_BODY))
+    body = await read_json(request, MAX_CONFIG_BODY)
+    if "edits" in body and "text" not in body:
+        return await _edit(request, body)
+    text = _text(body)
     loop = asyncio.get_running_loop()
     errors = await loop.run_in_executor(None, CONFIG.check, text)
     answer: dict[str, Any] = {"valid": not errors, "errors": errors}
@@ -151,12 +155,11 @@ async def check_config(request: web.Request) -> web.Response:
 MAX_EDITS = 1000
 
 
-async def edit_config(request: web.Request) -> web.Response:
-    """The forms' edits made to the file as it is (refused, 412, when it is no
-    longer the version the form was made from): the resulting text, and its
-    errors at their fields, or its diff and table operations.  Nothing is
-    written: the page PUTs the text to apply it."""
-    body = await read_json(request, MAX_CONFIG_BODY)
+async def _edit(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """`/config/check` of the forms' edits, made to the file as it is (refused,
+    412, when it is no longer the version the form was made from): the
+    resulting text, and its errors at their fields, or its diff and table
+    operations.  Nothing is written: the page PUTs the text to apply it."""
     edits, tag = body.get("edits"), body.get("etag")
     if not isinstance(tag, str) or not isinstance(edits, list) or len(edits) > MAX_EDITS or not all(
             isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(e.get("value"), str)

@@ -100,7 +100,6 @@ def routes() -> list[Route]:
         Route("GET", "/api/v1/config", "viewer", "api", api.get_config),
         Route("PUT", "/api/v1/config", "admin", "api", api.put_config),
         Route("POST", "/api/v1/config/check", "viewer", "api", api.check_config),
-        Route("POST", "/api/v1/config/edit", "viewer", "api", api.edit_config),
         Route("GET", "/api/v1/config/history", "viewer", "api", api.config_history),
         Route("GET", "/api/v1/config/history/{version}", "viewer", "api", api.config_version),
         Route("POST", "/api/v1/config/revert", "admin", "api", api.revert_config),

@@ -106,23 +106,18 @@ def document() -> dict[str, Any]:
                             **_errors(400, *COMMON, 412, 413, 428)}},
             },
             "/api/v1/config/check": {"post": {
-                "summary": "check a candidate lvs.cf (and its diff from the file)",
-                "requestBody": text_body,
-                "responses": {"200": _json(check_answer, "the verdict"), **_errors(400, *COMMON, 413)}}},
-            "/api/v1/config/edit": {"post": {
-                "summary": "the forms' edits made to the file (nothing written): the text, errors at their fields, "
-                           "or the diff and table operations",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["etag", "edits"], "properties": {
+                "summary": "check a candidate lvs.cf ({text}), or the forms' edits made to the file ({etag, edits}: "
+                           "the resulting text, errors at their fields); when valid, the diff and table operations",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"anyOf": [
+                    {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+                    {"type": "object", "required": ["etag", "edits"], "properties": {
                         "etag": {"type": "string"},
                         "edits": {"type": "array", "maxItems": 1000, "items": {
                             "type": "object", "required": ["block", "key", "value"], "properties": {
                                 "block": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
-                                "key": {"type": "string"}, "value": {"type": "string"}}}}}}}}},
-                "responses": {"200": _json({"type": "object", "required": ["valid", "errors", "text"], "properties": {
-                    "valid": {"type": "boolean"}, "text": {"type": "string"}, "diff": {"type": "string"},
-                    "errors": {"type": "array", "items": {"type": "object"}}}}, "the verdict"),
-                    **_errors(400, *COMMON, 412, 413)}}},
+                                "key": {"type": "string"}, "value": {"type": "string"}}}}}},
+                ]}}}},
+                "responses": {"200": _json(check_answer, "the verdict"), **_errors(400, *COMMON, 412, 413)}}},
             "/api/v1/config/history": {"get": {
                 "summary": "the versions the file had before each apply, newest first",
                 "responses": {"200": _json({"type": "object", "required": ["versions"], "properties": {

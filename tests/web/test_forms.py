@@ -1,4 +1,4 @@
-"""The configuration as forms (adapters/web/forms.py, POST /api/v1/config/edit,
+"""The configuration as forms (adapters/web/forms.py, POST /api/v1/config/check,
 the /config/forms page): every key shown as written, an edit changes its
 own line only, an error comes back at its field, a stale form is refused."""
 
@@ -42,22 +42,22 @@ def test_the_edit_route(tmp_path):
         tag = r.headers["ETag"]
         before = h.config.read_bytes()
         edit = {"block": ["HTTP", "web3"], "key": "weight", "value": "4"}
-        r = await h.client.post("/api/v1/config/edit", json={"etag": tag, "edits": [edit]}, headers=basic("viewer"))
+        r = await h.client.post("/api/v1/config/check", json={"etag": tag, "edits": [edit]}, headers=basic("viewer"))
         got = await r.json()
         assert r.status == 200 and got["valid"] and "weight = 4" in got["text"] and got["serial_no"] == 38
         assert any("-w 4" in op for op in got["table_ops"])
         assert h.config.read_bytes() == before  # nothing written
-        r = await h.client.post("/api/v1/config/edit", json={"etag": tag, "edits": [{**edit, "value": "x"}]},
+        r = await h.client.post("/api/v1/config/check", json={"etag": tag, "edits": [{**edit, "value": "x"}]},
                                 headers=basic("viewer"))
         got = await r.json()
         assert got["valid"] is False and got["errors"][0]["block"] == ["HTTP", "web3"]
-        r = await h.client.post("/api/v1/config/edit", json={"etag": '"old"', "edits": [edit]},
+        r = await h.client.post("/api/v1/config/check", json={"etag": '"old"', "edits": [edit]},
                                 headers=basic("viewer"))
         assert r.status == 412
-        for bad in ({"etag": tag}, {"etag": tag, "edits": [{"block": "HTTP", "key": "k", "value": "v"}]},
+        for bad in ({"etag": tag, "edits": "x"}, {"etag": tag, "edits": [{"block": "HTTP", "key": "k", "value": "v"}]},
                     {"etag": tag, "edits": [{"block": ["a", "b", "c"], "key": "k", "value": "v"}]},
                     {"etag": tag, "edits": [{"block": [], "key": "serial_no", "value": 3}]}):
-            r = await h.client.post("/api/v1/config/edit", json=bad, headers=basic("viewer"))
+            r = await h.client.post("/api/v1/config/check", json=bad, headers=basic("viewer"))
             assert r.status == 400, bad
         page = await (await h.client.get("/config/forms", headers=basic("viewer"))).text()
         assert '<fieldset data-block="HTTP/web3"' in page and 'data-action="apply"' not in page

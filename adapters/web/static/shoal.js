@@ -447,7 +447,7 @@
       clear();
       const list = edits();
       if (!list.length) { result.textContent = "nothing changed"; return; }
-      const r = await call("POST", "/api/v1/config/edit", {etag: form.dataset.etag, edits: list});
+      const r = await call("POST", "/api/v1/config/check", {etag: form.dataset.etag, edits: list});
       if (r.status === 412) { result.dataset.result = "stale"; result.textContent = "refused: the file changed since this form was made; reload the page"; return; }
       if (r.status !== 200) { result.dataset.result = "error"; result.textContent = "refused: " + ((r.data && r.data.error) || "HTTP " + r.status); return; }
       if (!r.data.valid) {
