@@ -74,6 +74,8 @@ class Failover:
             "heartbeats_received": 0, "heartbeats_bad": 0, "heartbeats_unauthenticated": 0,
             "heartbeats_replayed": 0, "heartbeats_foreign": 0, "heartbeats_out_of_sequence": 0,
             "heartbeats_wrong_path": 0, "heartbeats_unconfirmed": 0, "stalls": 0,
+            "heartbeats_received_public": 0, "heartbeats_received_private": 0,
+            "failovers": 0,  # times this router went from standby to active
         }
         self.partner_state: PartnerState | None = None
         self.partner_serial: int | None = None
@@ -190,6 +192,8 @@ class Failover:
             self.yielded_until_ms = now_ms + self.config.deadtime_ms
         if role == "active":
             self.handed_over = False
+            if self.role == "standby":
+                self.counters["failovers"] += 1
         self.role = role
         self.backup_take_ms = None
         if self.enabled:
@@ -288,6 +292,7 @@ class Failover:
         if heartbeat is None:
             return []
         self.counters["heartbeats_received"] += 1
+        self.counters[f"heartbeats_received_{path}"] += 1
         # After a silence (the partner may have taken the VIPs meanwhile) or
         # after the partner was active, a standby partner means we are the
         # winner of a dual-active however its yield reached us: re-announce.
