@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -82,8 +83,9 @@ from pathlib import Path
 from collections import deque
 from typing import Any, Awaitable, Callable
 
+from adapters.dataplane import Connections
 from adapters.describe import host_port, plain
-from engine.status import Status
+from engine.status import ServiceStatus, Status
 from engine.table import Table
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -102,9 +104,14 @@ class ControlError(OSError):
     """The control socket cannot be made (path taken, another daemon on it)."""
 
 
-def status_json(status: Status) -> dict[str, Any]:
-    """The object `shoal status --json` prints (SPEC.md)."""
+def status_json(status: Status, connections: Connections | None = None) -> dict[str, Any]:
+    """The object `shoal status --json` prints (SPEC.md).
+
+    `connections`: the dataplane's counters (`Dataplane.connections()`), or
+    None; each server gets `connections: {"active", "inactive", "total"}`
+    when the dataplane counted it, else null."""
     p = status.partner
+    counted = _by_server(connections)
     return {
         "node": status.node,
         "role": status.role,
@@ -122,7 +129,8 @@ def status_json(status: Status) -> dict[str, Any]:
                     {"name": r.name, "address": r.address, "port": r.port, "health": r.health, "weight": r.weight,
                      "in_table": r.in_table, "admin": r.admin, "admin_weight": r.admin_weight,
                      "last_check": r.last_check,
-                     "last_detail": r.last_detail, "checks_ok": r.checks_ok, "checks_failed": r.checks_failed}
+                     "last_detail": r.last_detail, "checks_ok": r.checks_ok, "checks_failed": r.checks_failed,
+                     "connections": counted.get(_server_key(s, r.address, r.port))}
                     for r in s.servers
                 ],
             }
@@ -133,6 +141,31 @@ def status_json(status: Status) -> dict[str, Any]:
         "table": _table_json(status),
         "links": {"down": list(status.links_down), "gave_up": status.unfit},
     }
+
+
+_Where = tuple[str, str, int, int, str, int]  # protocol, VIP, port, fwmark, server address, server port
+
+
+def _canonical(address: str | None) -> str:
+    try:
+        return str(ipaddress.ip_address(address or ""))
+    except ValueError:
+        return address or ""
+
+
+def _server_key(s: ServiceStatus, address: str, port: int) -> _Where:
+    if s.fwmark:
+        return ("fwmark", "", 0, s.fwmark, _canonical(address), port)
+    return (s.protocol, _canonical(s.address), s.port, 0, _canonical(address), port)
+
+
+def _by_server(connections: Connections | None) -> dict[_Where, dict[str, int]]:
+    out: dict[_Where, dict[str, int]] = {}
+    for (key, dkey), c in (connections or {}).items():
+        where = (key.protocol, _canonical(key.address) if key.address else "", key.port, key.fwmark,
+                 _canonical(dkey.address), dkey.port)
+        out[where] = {"active": c.active, "inactive": c.inactive, "total": c.total}
+    return out
 
 
 def _table_json(status: Status) -> dict[str, Any]:
@@ -168,8 +201,10 @@ def status_text(data: dict[str, Any]) -> str:
         for r in s["servers"]:
             flag = "" if r["admin"] == "auto" else f" [{r['admin']}]" if r["admin"] != "weight" \
                 else f" [operator weight {r.get('admin_weight')}]"
+            conns = r.get("connections")
+            counted = f"  conns {conns['active']} active {conns['inactive']} inactive" if conns else ""
             lines.append(f"  {r['name']:<12} {host_port(r['address'], r['port']):<21} {r['health']:<8} "
-                         f"weight {r['weight']}{flag}"
+                         f"weight {r['weight']}{flag}{counted}"
                          f"  ({r['checks_ok']} ok, {r['checks_failed']} failed; {r['last_detail'] or '-'})")
     t = data.get("table")
     if t is not None:

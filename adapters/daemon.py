@@ -92,6 +92,9 @@ class Daemon:
         self.overrides = Keeper(state_dir)
         self.admin_waiters: list[tuple[AdminRequested, asyncio.Future[str | None]]] = []
         self.admin_answer_s = ADMIN_ANSWER_S
+        from adapters.connections import ConnectionReader
+
+        self.connections = ConnectionReader(lambda: getattr(self.dataplane, "connections", lambda: None)())
 
     def now_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -502,6 +505,7 @@ class Daemon:
         if not self.serving:
             return {"error": "starting: ask again in a moment"}
         if cmd == "status":
+            await self.connections.fresh(self.now_ms())  # in a thread, at most every 2 s
             return self.status()
         if cmd == "table":
             table = self.dataplane.read()
@@ -547,7 +551,8 @@ class Daemon:
         from adapters.control import status_json
 
         status = self.engine.status
-        data = status_json(status)
+        data = status_json(status, self.connections.last)
+        data["connections_read"] = {"ago": self.connections.ago_s(self.now_ms()), "error": self.connections.error}
         data["warnings"] = config_warnings(self.config)
         drops = dict(self.inputs.drops)
         drops.update({f"heartbeat-{k}": v for k, v in self.sockets.drops.items()})

@@ -25,15 +25,21 @@ The contract every implementation keeps (the daemon relies on it):
   (connections survive a daemon restart).
 - `set_timeouts` and `sync_daemon` carry out the commands of the same name
   (the `nft` and `dry-run` dataplanes accept and record them).
+- `connections()` reads the per real server connection counters, as
+  `{(ServiceKey, DestKey): Counters}`, or returns None when the dataplane
+  has none (`nft`, `dry-run`): not an error.  It may block (a netlink dump
+  of every service): the daemon calls it in an executor thread, at most
+  every few seconds, so it must not share a socket with `apply`/`read`.
 - `close()` releases sockets; it never removes the table.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
 
 from engine.events import SetTimeouts, StartSyncDaemon, StopSyncDaemon, TableOp
-from engine.table import Table
+from engine.table import DestKey, ServiceKey, Table
 
 NAMES = ("ipvs", "nft", "dry-run")
 
@@ -53,6 +59,25 @@ class DataplaneError(Exception):
         self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """One real server's connection counters, as `ipvsadm -Ln` and
+    `ipvsadm -Ln --stats` show them: `active` (ActiveConn: established TCP),
+    `inactive` (InActConn: every other state), `total` (Conns: scheduled to
+    it since it was added), and its packets and bytes in and out."""
+
+    active: int
+    inactive: int
+    total: int
+    inpkts: int = 0
+    outpkts: int = 0
+    inbytes: int = 0
+    outbytes: int = 0
+
+
+Connections = Mapping[tuple[ServiceKey, DestKey], Counters]
+
+
 class Dataplane(Protocol):
     name: str
 
@@ -67,6 +92,9 @@ class Dataplane(Protocol):
 
     def sync_daemon(self, cmd: StartSyncDaemon | StopSyncDaemon) -> None:
         """Start or stop the connection sync daemon."""
+
+    def connections(self) -> Connections | None:
+        """Each real server's counters, or None: this dataplane has none."""
 
     def close(self) -> None:
         """Release resources; the table stays in the kernel."""

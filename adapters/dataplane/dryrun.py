@@ -56,5 +56,9 @@ class DryRun:
             self.daemons.pop(cmd.state, None)
             self._print(f"--stop-daemon {cmd.state}")
 
+    def connections(self) -> None:
+        """None: nothing is forwarded, so nothing is counted."""
+        return None
+
     def close(self) -> None:
         pass

@@ -278,6 +278,47 @@ def dest_fields(data: bytes, service_family: int) -> tuple[str, int, int, int]:
     return text, port, method, weight
 
 
+DEST_ATTR_ACTIVE_CONNS = 7
+DEST_ATTR_INACT_CONNS = 8
+DEST_ATTR_STATS = 10  # nested, 32-bit conns/packets, 64-bit bytes (ip_vs_genl_fill_stats)
+DEST_ATTR_STATS64 = 12  # nested, every field 64-bit (ip_vs_genl_fill_stats64, Linux 4.7+)
+# IPVS_STATS_ATTR_*: CONNS, INPKTS, OUTPKTS, INBYTES, OUTBYTES (then rates, not read)
+STATS_FIELDS = {1: "total", 2: "inpkts", 3: "outpkts", 4: "inbytes", 5: "outbytes"}
+
+
+def _unsigned(value: bytes) -> int:
+    if len(value) >= 8:
+        return int(struct.unpack_from("=Q", value)[0])
+    if len(value) >= 4:
+        return int(struct.unpack_from("=I", value)[0])
+    return 0
+
+
+def dest_counters(data: bytes, service_family: int) -> tuple[str, int, dict[str, int]]:
+    """(address, port, counters) of one dumped destination: counters holds
+    `active`, `inactive` (IPVS_DEST_ATTR_ACTIVE_CONNS / _INACT_CONNS) and,
+    from IPVS_DEST_ATTR_STATS64 (or IPVS_DEST_ATTR_STATS on a kernel
+    without it), `total` (connections scheduled), `inpkts`, `outpkts`,
+    `inbytes`, `outbytes`.  A field the kernel did not send is 0."""
+    address, port, _method, _weight = dest_fields(data, service_family)
+    counters = dict.fromkeys(("active", "inactive", *STATS_FIELDS.values()), 0)
+    stats: dict[int, bytes] = {}
+    for kind, value in _attrs(data):
+        if kind == DEST_ATTR_ACTIVE_CONNS:
+            counters["active"] = _unsigned(value[:4])
+        elif kind == DEST_ATTR_INACT_CONNS:
+            counters["inactive"] = _unsigned(value[:4])
+        elif kind in (DEST_ATTR_STATS, DEST_ATTR_STATS64):
+            stats[kind] = value
+    nested = stats.get(DEST_ATTR_STATS64, stats.get(DEST_ATTR_STATS))
+    if nested is not None:
+        for kind, value in _attrs(nested):
+            name = STATS_FIELDS.get(kind)
+            if name is not None:
+                counters[name] = _unsigned(value)
+    return address, port, counters
+
+
 def _cmd_attr(payload: bytes, which: int) -> bytes | None:
     for kind, value in _attrs(payload[4:]):  # after genlmsghdr
         if kind == which:
@@ -457,3 +498,7 @@ class IpvsNetlink:
     def dest_tuples(self, key: dict[str, Any]) -> list[tuple[str, int, int, int]]:
         """`dests`, fast: (address, port, forwarding method, weight) each."""
         return self._dest_dump(key, dest_fields)
+
+    def dest_counters(self, key: dict[str, Any]) -> list[tuple[str, int, dict[str, int]]]:
+        """(address, port, counters) of each destination (see `dest_counters`)."""
+        return self._dest_dump(key, dest_counters)

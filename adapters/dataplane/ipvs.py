@@ -56,9 +56,10 @@ import ipaddress
 import os
 import socket
 import struct
+import threading
 from typing import Any, Iterable, Sequence
 
-from adapters.dataplane import DataplaneError, genl
+from adapters.dataplane import Counters, DataplaneError, genl
 from adapters.describe import describe, ipvsadm_args
 from adapters.dataplane.genl import IpvsNetlink
 from adapters.dataplane.ipvsadm import canonical, canonical_pmask, default_pmask, sched_flag_bits, sched_flag_names
@@ -328,6 +329,10 @@ class Ipvs:
         # back the spelling last written when it means what the kernel holds,
         # so a reconcile does not edit the service forever.
         self.spelling: dict[ServiceKey, Service] = {}
+        # `connections()` runs in an executor thread while `apply` may run
+        # on the loop: it has a netlink socket of its own, made on first use.
+        self.counting: IpvsNetlink | None = None
+        self.counting_lock = threading.Lock()
         self.read()  # fails now, clearly, when the kernel has no IPVS
 
     def _service(self, fields: dict[str, Any]) -> Any:
@@ -418,6 +423,31 @@ class Ipvs:
             raise DataplaneError(f"reading the IPVS table failed: {e}", code=_code(e)) from None
         return out
 
+    def connections(self) -> dict[tuple[ServiceKey, DestKey], Counters] | None:
+        """Every destination's counters (IPVS_DEST_ATTR_ACTIVE_CONNS,
+        _INACT_CONNS and the nested _STATS64/_STATS), dumped on a socket of
+        its own (thread-safe against `apply`).  None without the generic
+        netlink path (a test's fake IPVS socket)."""
+        if self.fast is None:
+            return None
+        with self.counting_lock:
+            try:
+                if self.counting is None:
+                    self.counting = IpvsNetlink(self.netns)
+                out: dict[tuple[ServiceKey, DestKey], Counters] = {}
+                for nla in self.counting.services():
+                    key = service_from_nla(nla).key
+                    for address, port, c in self.counting.dest_counters(key_args(key)):
+                        out[(key, DestKey(address, port))] = Counters(**c)
+                return out
+            except DataplaneError:
+                raise
+            except Exception as e:
+                if self.counting is not None:  # a fresh socket next time
+                    self.counting.close()
+                    self.counting = None
+                raise DataplaneError(f"reading the IPVS connection counters failed: {e}", code=_code(e)) from None
+
     def _config(self, cmd_number: int, attrs: Iterable[tuple[str, Any]],
                 what: SetTimeouts | StartSyncDaemon | StopSyncDaemon) -> None:
         from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
@@ -457,6 +487,10 @@ class Ipvs:
     def close(self) -> None:
         if self.fast is not None:
             self.fast.close()
+        with self.counting_lock:
+            if self.counting is not None:
+                self.counting.close()
+                self.counting = None
         close = getattr(self.sock, "close", None)
         if close is not None:
             close()

@@ -45,6 +45,8 @@ tunnelling raise `DataplaneError` (code EINVAL).  Timeouts and the sync
 daemon are recorded, not carried out (conntrack timeouts are the host's;
 connection sync would be conntrackd's).
 
+Connection counters: none (`connections()` is None; see there why).
+
 Writes go through `nft -f -` (text on stdin), reads through
 `nft -j list ruleset` (JSON): the CLI, which every python sees.  Each
 `apply()` is one transaction that rewrites only the services it touches
@@ -437,6 +439,13 @@ class Nft:
             self.daemons[cmd.state] = cmd
         else:
             self.daemons.pop(cmd.state, None)
+
+    def connections(self) -> None:
+        """None: this dataplane has no per real server counters.  A service's
+        rule picks its destination from an anonymous map inside one `dnat`
+        statement, so no counter sits behind one destination; the
+        connections themselves are conntrack's (`conntrack -L`), not nft's."""
+        return None
 
     def close(self) -> None:
         pass

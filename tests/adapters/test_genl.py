@@ -97,3 +97,80 @@ def test_refusal_names_a_missing_scheduler_only_for_services() -> None:
     add = AddService(Service(key, "twos"))
     err = refusal(add, errno.ENOENT)
     assert err.code == "EINVAL" and "twos" in str(err) and err.op == add
+
+
+def _stats(fields: dict[int, int], wide: bool) -> bytes:
+    """IPVS_DEST_ATTR_STATS (conns and packets u32, bytes u64, as
+    ip_vs_genl_fill_stats) or _STATS64 (every field u64, with a pad)."""
+    out = b""
+    for kind, value in fields.items():
+        fmt = "=Q" if wide or kind in (4, 5) else "=I"
+        out += genl._nla(kind, struct.pack(fmt, value))
+    if wide:
+        out += genl._nla(11, b"")  # IPVS_STATS_ATTR_PAD
+    return out
+
+
+def _dumped_dest(address: str, port: int, stats: bytes | None, stats64: bytes | None) -> bytes:
+    """One IPVS_CMD_NEW_DEST dump reply as ip_vs_genl_fill_dest lays it out."""
+    raw, family = genl._packed(address)
+    attrs = (genl._nla(1, raw) + genl._nla(2, struct.pack("!H", port)) + genl._nla(3, struct.pack("=I", 0))
+             + genl._nla(4, struct.pack("=I", 5)) + genl._nla(5, struct.pack("=I", 0))
+             + genl._nla(6, struct.pack("=I", 0)) + genl._nla(7, struct.pack("=I", 3))
+             + genl._nla(8, struct.pack("=I", 17)) + genl._nla(9, struct.pack("=I", 2)))
+    if stats is not None:
+        attrs += genl._nla(10 | 0x8000, stats)
+    attrs += genl._nla(11, struct.pack("=H", family))
+    if stats64 is not None:
+        attrs += genl._nla(12 | 0x8000, stats64)
+    return struct.pack("=BBH", 5, 1, 0) + genl._nla(genl.CMD_ATTR_DEST | 0x8000, attrs)
+
+
+@pytest.mark.parametrize("address", ["10.0.0.7", "2001:db8::7"])
+def test_dest_counters_decode_active_inactive_and_stats64(address: str) -> None:
+    big = 2**40 + 3  # only a 64-bit field holds it
+    stats = _stats({1: 90, 2: 1000, 3: 800, 4: 70000, 5: 9000, 6: 1}, wide=False)
+    stats64 = _stats({1: big, 2: 1001, 3: 801, 4: 70001, 5: 9001, 6: 1}, wide=True)
+    nested = _nested(_dumped_dest(address, 8080, stats, stats64), genl.CMD_ATTR_DEST)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    got = genl.dest_counters(nested, family)
+    assert got == (address, 8080, {"active": 3, "inactive": 17, "total": big, "inpkts": 1001, "outpkts": 801,
+                                   "inbytes": 70001, "outbytes": 9001})
+
+
+def test_dest_counters_from_the_32_bit_stats_or_none() -> None:
+    stats = _stats({1: 90, 2: 1000, 3: 800, 4: 70000, 5: 9000}, wide=False)
+    nested = _nested(_dumped_dest("10.0.0.8", 80, stats, None), genl.CMD_ATTR_DEST)
+    assert genl.dest_counters(nested, socket.AF_INET)[2] == {
+        "active": 3, "inactive": 17, "total": 90, "inpkts": 1000, "outpkts": 800, "inbytes": 70000, "outbytes": 9000}
+    bare = _nested(_dumped_dest("10.0.0.8", 80, None, None), genl.CMD_ATTR_DEST)
+    assert genl.dest_counters(bare, socket.AF_INET)[2]["total"] == 0  # a field not sent is 0
+
+
+def test_ipvs_connections_keys_counters_by_service_and_destination() -> None:
+    from adapters.dataplane import Counters
+    from adapters.dataplane.ipvs import Ipvs
+
+    key = ServiceKey("tcp", "192.168.26.10", 80, 0, 4)
+    service = genl.decode_service(genl.service_attr({**key_args(key), "sched_name": "wlc"})[4:])
+    counters = {"active": 3, "inactive": 17, "total": 90, "inpkts": 0, "outpkts": 0, "inbytes": 0, "outbytes": 0}
+
+    class FakeNetlink:
+        def services(self) -> list[genl.Attrs]:
+            return [service]
+
+        def dest_counters(self, fields: dict[str, object]) -> list[tuple[str, int, dict[str, int]]]:
+            assert fields == key_args(key)
+            return [("10.11.12.11", 80, counters)]
+
+        def close(self) -> None:
+            pass
+
+    class NoTable:
+        def service(self, command: str, service: object = None) -> list[object]:
+            return []
+
+    ipvs = Ipvs(sock=NoTable())
+    assert ipvs.connections() is None  # a fake IPVS socket: no counters
+    ipvs.fast = ipvs.counting = FakeNetlink()  # type: ignore[assignment]
+    assert ipvs.connections() == {(key, DestKey("10.11.12.11", 80)): Counters(3, 17, 90)}
