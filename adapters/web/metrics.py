@@ -7,6 +7,9 @@ registry of its own, never the process-wide one):
 - `shoal_role` 1 active, 0 standby (label `node`);
 - `shoal_server_up` 1 up, 0 down or unknown, and `shoal_server_weight`, the
   weight in the table (labels `virtual`, `server`);
+- `shoal_server_connections` (labels `virtual`, `server`, `state`
+  "active" or "inactive"): the dataplane's connection counters, for the
+  servers whose status has them (`connections` not null: the ipvs dataplane);
 - `shoal_failovers_total`: the daemon's `failovers` counter when its status
   has one, else the changes to active this web tool saw on the event stream;
 - `shoal_heartbeats_received_total` (label `path`): the daemon's per-path
@@ -40,11 +43,17 @@ def render(status: dict[str, Any] | None, failovers_seen: int) -> bytes:
     server_up = Gauge("shoal_server_up", "1 when the real server is up", ["virtual", "server"], registry=registry)
     weight = Gauge("shoal_server_weight", "the real server's weight in the table", ["virtual", "server"],
                    registry=registry)
+    connections = Gauge("shoal_server_connections", "the real server's connections in the dataplane",
+                        ["virtual", "server", "state"], registry=registry)
     for service in status.get("services", ()):
         for server in service.get("servers", ()):
             labels = (str(service.get("name")), str(server.get("name")))
             server_up.labels(*labels).set(1 if server.get("health") == "up" else 0)
             weight.labels(*labels).set(float(server.get("weight") or 0))
+            counted = server.get("connections")
+            if isinstance(counted, dict):
+                for state in ("active", "inactive"):
+                    connections.labels(*labels, state).set(float(counted.get(state) or 0))
     counters = status.get("counters") or {}
     failovers = Counter("shoal_failovers", "times a router of this daemon became active after being standby",
                         registry=registry)

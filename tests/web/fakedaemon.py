@@ -19,7 +19,7 @@ def default_status() -> dict[str, Any]:
     def server(name: str, address: str, health: str = "up", weight: int = 1) -> dict[str, Any]:
         return {"name": name, "address": address, "port": 80, "health": health, "weight": weight,
                 "in_table": True, "admin": "auto", "last_check": health != "down", "last_detail": "HTTP/1.0 200 OK",
-                "checks_ok": 5, "checks_failed": 0}
+                "checks_ok": 5, "checks_failed": 0, "connections": None}
 
     return {
         "node": "primary", "role": "active", "serial_no": 37, "vips": ["192.168.26.10"],

@@ -104,7 +104,7 @@
       box.appendChild(h);
       const table = el("table");
       const head = el("tr");
-      for (const t of ["server", "address", "health", "weight", "admin", "last check", "detail", "", "", "select"]) head.appendChild(el("th", {}, t));
+      for (const t of ["server", "address", "health", "weight", "connections", "admin", "last check", "detail", "", "", "select"]) head.appendChild(el("th", {}, t));
       table.appendChild(el("thead")).appendChild(head);
       const body = table.appendChild(el("tbody"));
       for (const r of v.servers || []) {
@@ -115,6 +115,9 @@
         row.appendChild(el("td", {}, hostPort(r.address, r.port)));
         row.appendChild(el("td", {"class": "health"}, health));
         row.appendChild(el("td", {}, r.weight));
+        const c = r.connections;  // null: the dataplane has no counters (nft, dry-run) or has not counted it
+        row.appendChild(el("td", {"data-field": "connections", "title": "active / inactive connections"},
+                           c ? c.active + " / " + c.inactive : "-"));
         row.appendChild(el("td", {}, r.admin));
         row.appendChild(el("td", {}, r.last_check === null || r.last_check === undefined ? "-" : (r.last_check ? "ok" : "failed")));
         row.appendChild(el("td", {}, r.last_detail || "-"));
