@@ -114,3 +114,11 @@ def test_a_slow_or_failing_reading_never_holds_the_status_long(tmp_path: Path) -
     assert answer["services"][0]["servers"][0]["connections"] is None
     assert "netlink went away" in answer["connections_read"]["error"]
     assert answer["connections_read"]["ago"] is not None
+
+
+def test_nft_and_dry_run_have_no_counters() -> None:
+    from adapters.dataplane.dryrun import DryRun
+    from adapters.dataplane.nft import Nft
+
+    assert DryRun().connections() is None
+    assert Nft.__new__(Nft).connections() is None  # no nft needed to say it has none
