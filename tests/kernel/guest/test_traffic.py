@@ -204,3 +204,37 @@ def test_del_dest_takes_a_server_out_and_add_dest_puts_it_back(lab: netlab.Lab, 
     dp.apply([AddDest(key, rn2)])
     counts, _ = lab.count(NAT_VIP, 30)
     assert counts == {"rn1": 10, "rn2": 10, "rn3": 10}, counts
+
+
+# ------------------------------------------------------------------ connection counters
+
+
+def _ipvsadm_conns(lab: netlab.Lab, vip: str) -> dict[str, tuple[int, int]]:
+    """{server address: (ActiveConn, InActConn)} as `ipvsadm -Ln` prints them."""
+    out = lab.ipvsadm("-Ln", "-t", f"{vip}:{PORT}")
+    found = re.findall(r"-> ([\d.]+):\d+\s+\w+\s+\d+\s+(\d+)\s+(\d+)", out)
+    return {address: (int(active), int(inactive)) for address, active, inactive in found}
+
+
+def test_connections_are_the_kernels_per_server_counters(lab: netlab.Lab, program: Program, dp: Ipvs) -> None:
+    key = program.service(NAT_VIP, "rr", NAT_SERVERS, "masq")
+    opened = [lab.keep_alive(NAT_VIP) for _ in range(3)]  # rr: one established connection on each server
+    try:
+        assert sorted(c.get().server for c in opened) == ["rn1", "rn2", "rn3"]
+        before = _ipvsadm_conns(lab, NAT_VIP)
+        counted = dp.connections()
+        after = _ipvsadm_conns(lab, NAT_VIP)
+        assert counted is not None
+        for address in NAT_SERVERS.values():
+            c = counted[(key, DestKey(address, PORT))]
+            assert c.active == 1 == before[address][0], (address, c, before)
+            assert c.inactive in (before[address][1], after[address][1]), (address, c, before, after)
+        deadline = time.monotonic() + 8.0  # the kernel folds its per-CPU stats in every 2 s
+        while not all(counted[(key, DestKey(a, PORT))].total >= 1 for a in NAT_SERVERS.values()):
+            assert time.monotonic() < deadline, counted
+            time.sleep(0.5)
+            counted = dp.connections() or {}
+        assert all(counted[(key, DestKey(a, PORT))].inpkts > 0 for a in NAT_SERVERS.values()), counted
+    finally:
+        for c in opened:
+            c.close()
