@@ -27,6 +27,9 @@ proves, on a real kernel:
   weight 1 again and it gets its share again.
 - DelDest takes a server out (no further request reaches it); AddDest puts
   it back (it gets its share again).
+- Connection counters: `Ipvs.connections()` gives each server the
+  ActiveConn and InActConn `ipvsadm -Ln` shows, and its connections and
+  packets (issue 11).
 
 rr and wrr are deterministic in IPVS, so the counts are exact.
 """
