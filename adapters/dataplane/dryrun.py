@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence, TextIO
 
-from adapters.dataplane import DataplaneError
+from adapters.dataplane import Connections, DataplaneError
 from adapters.dataplane.ipvsadm import restore_line
 from engine.diff import TableOpError, apply
 from engine.events import SetTimeouts, StartSyncDaemon, StopSyncDaemon, TableOp
@@ -56,7 +56,7 @@ class DryRun:
             self.daemons.pop(cmd.state, None)
             self._print(f"--stop-daemon {cmd.state}")
 
-    def connections(self) -> None:
+    def connections(self) -> Connections | None:
         """None: nothing is forwarded, so nothing is counted."""
         return None
 

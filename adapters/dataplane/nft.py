@@ -64,7 +64,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from adapters.dataplane import DataplaneError
+from adapters.dataplane import Connections, DataplaneError
 from engine.diff import TableOpError, apply as apply_ops
 from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, SetTimeouts
 from engine.events import StartSyncDaemon, StopSyncDaemon, TableOp
@@ -440,7 +440,7 @@ class Nft:
         else:
             self.daemons.pop(cmd.state, None)
 
-    def connections(self) -> None:
+    def connections(self) -> Connections | None:
         """None: this dataplane has no per real server counters.  A service's
         rule picks its destination from an anonymous map inside one `dnat`
         statement, so no counter sits behind one destination; the

@@ -51,9 +51,9 @@ def _daemon(tmp_path: Path, read: Any) -> Any:
     daemon.config = parse(CONFIG)
     daemon.node = "primary"
     daemon.engine = _engine()
-    daemon.dataplane = SimpleNamespace(connections=read, close=lambda: None)
-    daemon.sockets = SimpleNamespace(errors={}, drops={})
-    daemon.control = SimpleNamespace(errors={})
+    daemon.dataplane = SimpleNamespace(connections=read, close=lambda: None)  # type: ignore[assignment]
+    daemon.sockets = SimpleNamespace(errors={}, drops={})  # type: ignore[assignment]
+    daemon.control = SimpleNamespace(errors={})  # type: ignore[assignment]
     daemon.notify = NotifyWriter(None)
     daemon.serving = True
     return daemon
