@@ -254,3 +254,37 @@ def test_a_second_browsers_stale_edit_is_refused(web_pair: WebPair, open_page: O
     second.wait_for_selector('#config-result[data-result="stale"]')
     assert path.read_text() == written
     assert weight_of(written, "rs2") == 3 and weight_of(written, "rs1") == 1
+
+
+def test_what_if_a_router_crashes_shows_the_takeover_and_touches_nothing_real(web_pair: WebPair,
+                                                                              open_page: OpenPage) -> None:
+    page, seen = open_page()
+    files = {node: web_pair.config_path(node).read_bytes() for node in ("primary", "backup")}
+    table_before = web_pair.table()
+    page.goto(web_pair.url + "/whatif")
+    page.select_option('#whatif-form select[name="kind"]', "crash")
+    page.fill('#whatif-form input[name="value"]', "primary")
+    page.click('#whatif-form button[data-action="whatif"]')
+    page.wait_for_selector('#whatif-result[data-result="done"]')
+    outcome = page.locator("#whatif-outcome")
+    assert outcome.locator('[data-field="vip_owner"]').inner_text() == "backup"
+    assert "primary down" in outcome.locator('[data-field="roles"]').inner_text()
+    table = outcome.locator('[data-field="table"]').inner_text()
+    assert "TCP  10.60.0.100:80 wlc" in table and "10.61.0.11:80" in table
+    timeline = outcome.locator('[data-field="timeline"]').inner_text()
+    assert "becomes ACTIVE" in timeline and HOSTILE in timeline  # the hostile name as text here too
+    assert page.locator("#whatif-outcome img, #whatif-outcome script").count() == 0
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "whatif.png"), full_page=True)
+    # the real pair did not move
+    assert web_pair.status("primary")["role"] == "active" and web_pair.status("backup")["role"] == "standby"
+    assert "10.60.0.100" in web_pair.status("primary")["vips"] and not web_pair.status("backup")["vips"]
+    assert web_pair.table() == table_before
+    assert {node: web_pair.config_path(node).read_bytes() for node in ("primary", "backup")} == files
+    # a name the configuration does not have is refused, with the reason
+    page.select_option('#whatif-form select[name="kind"]', "server_down")
+    page.fill('#whatif-form input[name="value"]', "web/rs9")
+    page.click('#whatif-form button[data-action="whatif"]')
+    page.wait_for_selector('#whatif-result[data-result="error"]')
+    assert "no real server 'web/rs9'" in page.inner_text("#whatif-result")
+    assert seen.errors == []
