@@ -6,7 +6,8 @@ configuration page, previewed (diff and ipvsadm operation), applied with
 the file's comments kept and serial_no raised, then reverted from the
 history; an invalid value refused at its line with the file untouched; a
 hostile server name shown as text everywhere, never run; a second
-browser's stale edit refused (412).
+browser's stale edit refused (412); the forms page's weight applied and
+its invalid value refused at its field; what if, the real pair untouched.
 
 The page hooks are SPEC.md's ("Operating a running pair"): `/login`'s
 `user` and `password`; on `/`, `data-role`, one element per real server
@@ -18,7 +19,10 @@ with `data-server="VIRTUAL/SERVER"` and `data-health`, holding a button
 the buttons `data-action="check"`/`"preview"`/`"apply"`, the outcome
 `#config-result[data-result]`, the errors `#config-errors li[data-line]`,
 `#config-diff`, `#config-ops`, and the history's
-`[data-version] button[data-action="revert"]`.
+`[data-version] button[data-action="revert"]`; on `/config/forms`,
+`fieldset[data-path]` > `label[data-key]` > `input` and `[data-error]`,
+`#forms-result[data-result]`; on `/whatif`, `#whatif-form` and
+`#whatif-outcome [data-field]`.
 """
 
 from __future__ import annotations
@@ -288,3 +292,47 @@ def test_what_if_a_router_crashes_shows_the_takeover_and_touches_nothing_real(we
     page.wait_for_selector('#whatif-result[data-result="error"]')
     assert "no real server 'web/rs9'" in page.inner_text("#whatif-result")
     assert seen.errors == []
+
+
+def form_field(page: Any, block: list[str], key: str) -> Any:
+    """The label of `key` in the forms page's fieldset of `block` (its data-path)."""
+    handle = page.evaluate_handle("""([block, key]) => {
+        for (const set of document.querySelectorAll("fieldset[data-path]"))
+            if (JSON.stringify(JSON.parse(set.dataset.path)) === JSON.stringify(block))
+                return set.querySelector('label[data-key="' + key + '"]');
+        return null;
+    }""", [block, key])
+    element = handle.as_element()
+    assert element is not None, f"no field {key} for {block}"
+    return element
+
+
+def test_forms_a_weight_applied_and_an_invalid_value_refused_at_its_field(web_pair: WebPair,
+                                                                         open_page: OpenPage) -> None:
+    page, _ = open_page()
+    path = web_pair.config_path()
+    before = path.read_bytes()
+    page.goto(web_pair.url + "/config/forms")
+    page.wait_for_selector("#forms-form")
+    weight = form_field(page, ["web", "rs2"], "weight")
+    assert weight.query_selector("input").input_value() == "2"
+    # an invalid value: refused at its field, nothing written
+    weight.query_selector("input").fill("heavy")
+    page.click('#forms-form button[data-action="apply"]')
+    page.wait_for_selector('#forms-result[data-result="invalid"]')
+    error = weight.query_selector("[data-error]")
+    assert error.is_visible() and "weight" in error.inner_text() and "heavy" in error.inner_text()
+    assert weight.query_selector("input").get_attribute("aria-invalid") == "true"
+    assert path.read_bytes() == before
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "forms.png"), full_page=True)
+    # a valid one: applied, one line changed (and serial_no), the comments kept, in the table
+    weight.query_selector("input").fill("4")
+    page.click('#forms-form button[data-action="apply"]')
+    page.wait_for_selector('#forms-result[data-result="applied"]')
+    after = path.read_text()
+    assert weight_of(after, "rs2") == 4 and parse(after).serial_no == 2
+    assert comments(after) == comments(before.decode())
+    assert len(after.splitlines()) == len(before.decode().splitlines())
+    web_pair.wait("rs2 at weight 4 in the primary's table",
+                  lambda: re.search(r"10\.61\.0\.12:80\s+\S+\s+4\b", web_pair.table()))
