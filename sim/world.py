@@ -19,6 +19,9 @@ Routers:
   adopts what the kernel kept (its first input, `TableRead`, is that
   table).  Either way a fresh engine whose heartbeat sequence starts above
   any sequence that router used before (`boots << 32`).
+- a config naming `heartbeat_key_file`: both routers sign their
+  heartbeats (and share the operator's overrides) with a key made from
+  that name (`key_of`: the simulator reads no file);
 - links (`link_down`/`link_up` with `device`, named by scenario.devices):
   an interface without link carries nothing: no heartbeats on its path
   either way, no client traffic to the VIPs on it (nor a gratuitous ARP
@@ -30,6 +33,7 @@ Routers:
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol
@@ -127,7 +131,8 @@ class World:
         router = self.routers[name]
         router.boots += 1
         router.booted_ms = self.now
-        router.engine = Engine(self.config, name, seq_start=router.boots << 32)  # type: ignore[arg-type]
+        router.engine = Engine(self.config, name, seq_start=router.boots << 32,  # type: ignore[arg-type]
+                               heartbeat_key=key_of(self.config))
         self.feed(router, TableRead(dict(router.table)))
         if router.links_down:
             self.feed(router, LinksChanged(router.links_down))
@@ -356,7 +361,7 @@ class World:
         elif kind == "reload":
             self.config = value
             for name in ROUTERS:
-                self.feed(self.routers[name], ConfigLoaded(value))
+                self.feed(self.routers[name], ConfigLoaded(value, key_of(value)))
         elif kind == "admin":
             self._admin(str(value).split())
         else:
@@ -429,6 +434,15 @@ class World:
             return False
         state.open(self.now, dest.key)
         return True
+
+
+def key_of(config: Config) -> bytes | None:
+    """The heartbeat key of a simulated pair: the simulator reads no file, so
+    a config naming `heartbeat_key_file` gets a key made from that name (the
+    same on both routers, as the operator copies one file to both)."""
+    if not config.heartbeat_key_file:
+        return None
+    return hashlib.sha256(b"shoal sim key " + config.heartbeat_key_file.encode()).digest()
 
 
 def table_record(command: Command, before: dict[ServiceKey, ServiceEntry],
