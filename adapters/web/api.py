@@ -155,6 +155,22 @@ async def check_config(request: web.Request) -> web.Response:
 MAX_EDITS = 1000
 
 
+def _path_ok(block: Any, least: int) -> bool:
+    return isinstance(block, list) and least <= len(block) <= 2 and all(isinstance(b, str) for b in block)
+
+
+def _edit_shape_ok(e: dict[str, Any]) -> bool:
+    """One of the forms' edits (adapters/web/forms.py), by its shape only: forms.edit judges the rest."""
+    op = e.get("op", "set")
+    if op == "set":
+        return (_path_ok(e.get("block"), 0) and isinstance(e.get("key"), str)
+                and (e.get("value") is None or isinstance(e.get("value"), str)) and "value" in e)
+    if op == "add_block":
+        return (e.get("kind") in ("virtual", "server") and isinstance(e.get("name"), str)
+                and (e.get("parent") is None or isinstance(e.get("parent"), str)))
+    return op == "remove_block" and _path_ok(e.get("block"), 1)
+
+
 async def _edit(request: web.Request, body: dict[str, Any]) -> web.Response:
     """`/config/check` of the forms' edits, made to the file as it is (refused,
     412, when it is no longer the version the form was made from): the
@@ -162,10 +178,10 @@ async def _edit(request: web.Request, body: dict[str, Any]) -> web.Response:
     operations.  Nothing is written: the page PUTs the text to apply it."""
     edits, tag = body.get("edits"), body.get("etag")
     if not isinstance(tag, str) or not isinstance(edits, list) or len(edits) > MAX_EDITS or not all(
-            isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(e.get("value"), str)
-            and isinstance(e.get("block"), list) and len(e["block"]) <= 2
-            and all(isinstance(b, str) for b in e["block"]) for e in edits):
-        return error(400, 'expected {"etag", "edits": [{"block": [VIRTUAL, SERVER], "key", "value"}]}')
+            isinstance(e, dict) and _edit_shape_ok(e) for e in edits):
+        return error(400, 'expected {"etag", "edits": [...]}, each edit {"block": [VIRTUAL, SERVER], "key", '
+                          '"value"} (value null: the key removed), {"op": "add_block", "kind": "virtual"|"server", '
+                          '"name", "parent"} or {"op": "remove_block", "block": [VIRTUAL, SERVER]}')
     loop = asyncio.get_running_loop()
     path = request.app[OPTIONS].config_path
     try:

@@ -4,7 +4,18 @@ a time through configedit.set_value (the rest of the file kept byte for
 byte), and every error of the result put back at its field.
 
     blocks(text) -> [Block(path, title, fields)]      # what the forms page shows
+    addable(block) -> [KeyChoice(key, default, meaning)]  # the keys its table has that it lacks
     edit(text, edits) -> Edited(text, errors)          # errors carry block and key when one is at fault
+
+An edit is one of (made in order, each to the text the previous left):
+
+    {"block": [..], "key", "value"}      # set a key (added when missing); value null or "": removed
+    {"op": "add_block", "kind": "virtual" | "server", "name", "parent"}   # adapters/web/blocks.py
+    {"op": "remove_block", "block": [VIRTUAL] or [VIRTUAL, SERVER]}
+
+An add_block or remove_block that cannot be made (a bad or taken name, no
+such block) is an error with its "op" (and "name", "block") and leaves the
+text as it was.
 
 A field is named by its block path (() the globals, (VIRTUAL,), or
 (VIRTUAL, SERVER)) and its key.  An error of the edited text is put at the
@@ -18,11 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from adapters.web import configedit
+from adapters.web.blocks import BlockError, add_block, remove_block
+from adapters.web.keyhelp import KeyChoice, addable
 from engine.config.keys import TABLES
 from engine.config.lexer import ESCAPES, UNESCAPES, LexError, tokens
 from engine.config.parser import Parser
 
 _KINDS = ("global", "virtual", "server")
+__all__ = ["Block", "Edited", "Field", "KeyChoice", "addable", "blocks", "edit", "shown", "value_of"]
 
 
 def shown(raw: str) -> str:
@@ -74,6 +88,16 @@ class Block:
     def ident(self) -> str:
         return "/".join(self.path)
 
+    @property
+    def active(self) -> bool:
+        """Its `active` key as written (a missing key is 1, the default)."""
+        return next((f.value for f in self.fields if f.key == "active"), "1") != "0"
+
+    @property
+    def addable(self) -> list[KeyChoice]:
+        """The keys its table has that it does not (keyhelp.addable)."""
+        return addable(self.path, {f.key for f in self.fields})
+
 
 def _title(path: tuple[str, ...]) -> str:
     if not path:
@@ -104,15 +128,25 @@ class Edited:
 
 
 def edit(text: str, edits: Sequence[dict[str, Any]]) -> Edited:
-    """`text` with every edit ({"block": [..], "key", "value"}) made, and its errors."""
+    """`text` with every edit made (the module's docstring), and its errors."""
     errors: list[dict[str, Any]] = []
     for e in edits:
-        path, key = tuple(e["block"]), e["key"]
+        op = e.get("op", "set")
         try:
-            text = configedit.set_value(text, path, key, value_of(path, key, e["value"]))
+            if op == "add_block":
+                text = add_block(text, e["kind"], e["name"], e.get("parent"))
+            elif op == "remove_block":
+                text = remove_block(text, e["block"])
+            else:
+                path, key, value = tuple(e["block"]), e["key"], e["value"]
+                text = configedit.set_value(text, path, key, None if value is None else value_of(path, key, value))
+        except BlockError as problem:
+            block = e["block"] if op == "remove_block" else [e["parent"]] if e.get("parent") else []
+            errors.append({"line": 0, "col": 0, "message": str(problem), "op": op, "block": list(block),
+                           **({"name": e["name"]} if op == "add_block" else {})})
         except (KeyError, ValueError) as problem:
-            errors.append({"line": 0, "col": 0, "message": str(problem).strip("'\""), "block": list(path),
-                           "key": key})
+            errors.append({"line": 0, "col": 0, "message": str(problem).strip("'\""), "block": list(e["block"]),
+                           "key": e["key"]})
     if errors:
         return Edited(text, errors)
     found = configedit.check(text)

@@ -112,10 +112,27 @@ def document() -> dict[str, Any]:
                     {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
                     {"type": "object", "required": ["etag", "edits"], "properties": {
                         "etag": {"type": "string"},
-                        "edits": {"type": "array", "maxItems": 1000, "items": {
-                            "type": "object", "required": ["block", "key", "value"], "properties": {
-                                "block": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
-                                "key": {"type": "string"}, "value": {"type": "string"}}}}}},
+                        "edits": {"type": "array", "maxItems": 1000, "items": {"anyOf": [
+                            {"type": "object", "required": ["block", "key", "value"],
+                             "description": "set a key, added when the block lacks it (value null or \"\": removed)",
+                             "properties": {
+                                 "op": {"type": "string", "enum": ["set"]},
+                                 "block": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                                 "key": {"type": "string"}, "value": {"type": "string", "nullable": True}}},
+                            {"type": "object", "required": ["op", "kind", "name"],
+                             "description": "an empty virtual at the end of the file, or server at the end of "
+                                            "virtual `parent`",
+                             "properties": {
+                                 "op": {"type": "string", "enum": ["add_block"]},
+                                 "kind": {"type": "string", "enum": ["virtual", "server"]},
+                                 "name": {"type": "string"}, "parent": {"type": "string", "nullable": True}}},
+                            {"type": "object", "required": ["op", "block"],
+                             "description": "a virtual (with its servers) or a server removed, with its comment lines",
+                             "properties": {
+                                 "op": {"type": "string", "enum": ["remove_block"]},
+                                 "block": {"type": "array", "minItems": 1, "maxItems": 2,
+                                           "items": {"type": "string"}}}},
+                        ]}}}},
                 ]}}}},
                 "responses": {"200": _json(check_answer, "the verdict"), **_errors(400, *COMMON, 412, 413)}}},
             "/api/v1/config/history": {"get": {

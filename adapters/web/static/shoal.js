@@ -393,27 +393,41 @@
   }
 
   // ------------------------------------------------------------ configuration forms
+  // Key edits are read from the fields when the form is checked; block
+  // additions and removals (and a new block's address) are kept in `blockOps`
+  // as they are made.  Sent in this order: additions, key edits, removals.
   function formsPage(form) {
     const result = document.getElementById("forms-result");
     const errors = document.getElementById("forms-errors");
     const diff = document.getElementById("forms-diff");
     const ops = document.getElementById("forms-ops");
+    const pending = document.getElementById("forms-pending");
+    const blockOps = [];
+    const pathOf = (set) => JSON.parse(set.dataset.path);
+    const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+    const fieldsets = () => Array.from(form.querySelectorAll("fieldset[data-path]"));
 
     form.addEventListener("input", (ev) => {
       if (ev.target.matches("input[data-key]")) ev.target.classList.toggle("changed", ev.target.value !== ev.target.defaultValue);
     });
 
     function edits() {
-      const out = [];
+      const out = blockOps.filter((o) => o.op !== "remove_block");
       for (const input of form.querySelectorAll("input[data-key]")) {
+        const set = input.closest("fieldset");
+        if (set.dataset.deleted === "true") continue;
+        if (input.dataset.removed === "true") {
+          if (input.dataset.added !== "true") out.push({block: pathOf(set), key: input.dataset.key, value: null});
+          continue;
+        }
         if (input.value === input.defaultValue) continue;
-        out.push({block: JSON.parse(input.closest("fieldset").dataset.path), key: input.dataset.key, value: input.value});
+        out.push({block: pathOf(set), key: input.dataset.key, value: input.value});
       }
-      return out;
+      return out.concat(blockOps.filter((o) => o.op === "remove_block"));
     }
 
     function clear() {
-      for (const span of form.querySelectorAll("[data-error]")) { span.hidden = true; span.textContent = ""; }
+      for (const span of form.querySelectorAll("[data-error], [data-block-error]")) { span.hidden = true; span.textContent = ""; }
       for (const input of form.querySelectorAll("input[aria-invalid]")) input.removeAttribute("aria-invalid");
       errors.replaceChildren();
       diff.hidden = ops.hidden = true;
@@ -421,32 +435,141 @@
 
     function fieldOf(e) {
       if (!e.block || !e.key) return null;
-      for (const set of form.querySelectorAll("fieldset[data-path]")) {
-        if (JSON.stringify(JSON.parse(set.dataset.path)) !== JSON.stringify(e.block)) continue;
+      for (const set of fieldsets()) {
+        if (!same(pathOf(set), e.block)) continue;
         for (const label of set.querySelectorAll("label[data-key]")) if (label.dataset.key === e.key) return label;
       }
       return null;
     }
 
+    function placeOf(e) {  // where an add_block or remove_block error goes
+      if (e.op === "add_block") {
+        for (const box of form.querySelectorAll(".add-block")) {
+          if (e.block && e.block.length ? box.dataset.parent === e.block[0] : box.dataset.add === "virtual") return box.querySelector("[data-error]");
+        }
+      } else if (e.op === "remove_block") {
+        const set = fieldsets().find((f) => same(pathOf(f), e.block));
+        if (set) return set.querySelector("[data-block-error]");
+      }
+      return null;
+    }
+
+    function say(span, message) {
+      span.hidden = false;
+      span.textContent = (span.textContent ? span.textContent + "; " : "") + message;
+    }
+
     function show(list) {
       for (const e of list) {
         const label = fieldOf(e);
-        if (label) {
-          const span = label.querySelector("[data-error]");
-          span.hidden = false;
-          span.textContent = (span.textContent ? span.textContent + "; " : "") + e.message;
-          label.querySelector("input").setAttribute("aria-invalid", "true");
+        const place = label ? label.querySelector("[data-error]") : placeOf(e);
+        if (place) {
+          say(place, e.op === "add_block" ? e.name + ": " + e.message : e.message);
+          if (label) label.querySelector("input").setAttribute("aria-invalid", "true");
         } else {
-          errors.appendChild(el("li", {}, (e.line ? "line " + e.line + ", column " + e.col + ": " : "") + e.message));
+          const where = e.block && e.block.length ? e.block.join("/") + (e.key ? " " + e.key : "") + ": " : "";
+          errors.appendChild(el("li", {}, (e.line ? "line " + e.line + ", column " + e.col + ": " : "") + where + e.message));
         }
       }
     }
 
-    form.addEventListener("click", (ev) => formAction(ev).catch((e) => { result.dataset.result = "error"; result.textContent = e.message; }));
+    function listPending() {
+      pending.replaceChildren();
+      blockOps.forEach((o, i) => {
+        if (!o.op) return;  // a new block's address: shown with it
+        const text = o.op === "add_block"
+          ? "add " + (o.kind === "virtual" ? "virtual " + o.name : "real server " + o.name + " to virtual " + o.parent)
+          : "delete " + (o.block.length === 1 ? "virtual " + o.block[0] : "real server " + o.block[1] + " of virtual " + o.block[0]);
+        const li = el("li", {"data-pending": String(i)}, text + " ");
+        li.appendChild(el("button", {type: "button", "data-action": "undo", "data-index": String(i)}, "undo"));
+        pending.appendChild(li);
+      });
+    }
 
-    async function formAction(ev) {
+    function newField(set, key, placeholder) {
+      const label = el("label", {class: "field", "data-key": key});
+      label.appendChild(el("span", {class: "key"}, key));
+      const input = el("input", {name: key, "data-key": key, "data-added": "true", spellcheck: "false", placeholder: placeholder || ""});
+      label.appendChild(input);
+      label.appendChild(el("button", {type: "button", class: "small", "data-action": "remove-key"}, "remove"));
+      label.appendChild(el("span", {class: "field-error", "data-error": "", hidden: ""}));
+      set.insertBefore(label, set.querySelector(".block-tools"));
+      return input;
+    }
+
+    function blockAction(button) {
+      const set = button.closest("fieldset[data-path]");
+      const action = button.dataset.action;
+      if (action === "remove-key") {
+        const input = button.closest("label").querySelector("input");
+        const removed = input.dataset.removed !== "true";
+        input.dataset.removed = String(removed);
+        input.classList.toggle("removed", removed);
+        input.readOnly = removed;
+        button.textContent = removed ? "keep" : "remove";
+      } else if (action === "add-key") {
+        const select = set.querySelector("select[data-add-key]");
+        const option = select.selectedOptions[0];
+        if (!option || !option.value) return;
+        const had = Array.from(set.querySelectorAll("label[data-key]")).find((l) => l.dataset.key === option.value);
+        (had ? had.querySelector("input") : newField(set, option.value, "default " + option.dataset.default)).focus();
+        option.disabled = true;
+        select.value = "";
+      } else if (action === "toggle-active") {
+        const had = Array.from(set.querySelectorAll("label[data-key]")).find((l) => l.dataset.key === "active");
+        const input = had ? had.querySelector("input") : newField(set, "active");
+        const activate = set.dataset.active === "false";
+        input.value = activate ? "1" : "0";
+        input.dataset.removed = "false";
+        input.classList.toggle("changed", input.value !== input.defaultValue);
+        set.dataset.active = String(activate);
+        button.textContent = activate ? "deactivate" : "activate";
+      } else if (action === "delete-block") {
+        const path = pathOf(set);
+        const servers = path.length === 1 ? fieldsets().filter((f) => { const p = pathOf(f); return p.length === 2 && p[0] === path[0]; }) : [];
+        const what = path.length === 1
+          ? "virtual " + path[0] + (servers.length ? " and its " + servers.length + " real server(s): " + servers.map((f) => pathOf(f)[1]).join(", ") : " (it has no real server)")
+          : "real server " + path[1] + " of virtual " + path[0];
+        if (!window.confirm("Delete " + what + "? Its lines and the comment lines right above it leave the file when you apply.")) return;
+        blockOps.push({op: "remove_block", block: path});
+        for (const f of [set, ...servers]) f.dataset.deleted = "true";
+        listPending();
+      } else if (action === "add-block") {
+        const box = button.closest(".add-block");
+        const name = box.querySelector('[data-new="name"]');
+        const address = box.querySelector('[data-new="address"]');
+        const span = box.querySelector("[data-error]");
+        span.hidden = true; span.textContent = "";
+        if (!name.value.trim()) { say(span, "a name is needed"); return; }
+        const op = {op: "add_block", kind: box.dataset.add, name: name.value.trim()};
+        if (box.dataset.parent !== undefined) op.parent = box.dataset.parent;
+        blockOps.push(op);
+        if (address.value.trim()) {
+          blockOps.push({block: op.parent === undefined ? [op.name] : [op.parent, op.name], key: "address", value: address.value.trim()});
+        }
+        name.value = address.value = "";
+        listPending();
+      } else if (action === "undo") {
+        const o = blockOps[Number(button.dataset.index)];
+        if (o.op === "add_block") {  // and the address that came with it
+          const next = blockOps[Number(button.dataset.index) + 1];
+          blockOps.splice(Number(button.dataset.index), next && next.op === undefined && next.key === "address" ? 2 : 1);
+        } else {
+          blockOps.splice(Number(button.dataset.index), 1);
+          for (const f of fieldsets()) if (same(pathOf(f).slice(0, o.block.length), o.block)) delete f.dataset.deleted;
+        }
+        listPending();
+      }
+    }
+
+    form.addEventListener("click", (ev) => {
       const button = ev.target.closest("button[data-action]");
       if (!button) return;
+      if (button.dataset.action !== "preview" && button.dataset.action !== "apply") { blockAction(button); return; }
+      formAction(button).catch((e) => { result.dataset.result = "error"; result.textContent = e.message; });
+    });
+
+    async function formAction(button) {
       clear();
       const list = edits();
       if (!list.length) { result.textContent = "nothing changed"; return; }
