@@ -53,7 +53,8 @@ def test_a_virtual_goes_at_the_end_after_one_blank_line() -> None:
 def test_crlf_and_tabs_are_followed() -> None:
     text = "primary = 10.0.0.1\r\n\tvirtual v {\r\n\t\taddress = 10.0.0.9 eth0\r\n\t}\r\n"
     out = add_block(text, "server", "s", parent="v")
-    assert out == "primary = 10.0.0.1\r\n\tvirtual v {\r\n\t\taddress = 10.0.0.9 eth0\r\n\t\tserver s {\r\n\t\t}\r\n\t}\r\n"
+    assert out == ("primary = 10.0.0.1\r\n\tvirtual v {\r\n\t\taddress = 10.0.0.9 eth0\r\n"
+                   "\t\tserver s {\r\n\t\t}\r\n\t}\r\n")
     out = add_block(out, "virtual", "w")
     assert out.endswith("\t}\r\n\r\n\tvirtual w {\r\n\t}\r\n") and issues(out) == []
     assert remove_block(remove_block(out, ("w",)), ("v", "s")) == text

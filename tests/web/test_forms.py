@@ -147,7 +147,8 @@ def test_a_virtual_and_a_server_deleted_and_one_deactivated(tmp_path):
         assert "HTTPS" not in [v.name for v in config.virtuals]
         assert [(s.name, s.active) for s in config.virtual("HTTP").servers] == [("web1", True), ("web3", False)]
         # web2 is down in the daemon's status (tests/web/fakedaemon.py): not in the table, nothing to delete
-        assert got["table_ops"] == ["-d -t 192.168.26.10:80 -r 10.11.12.13:80 (HTTP/web3)", "-D -t 192.168.26.10:443 (HTTPS)"]
+        assert got["table_ops"] == ["-d -t 192.168.26.10:80 -r 10.11.12.13:80 (HTTP/web3)",
+                                    "-D -t 192.168.26.10:443 (HTTPS)"]
         assert "server web2" not in got["text"].split("virtual HTTPS")[0]
         assert "# HTTPS with persistence" not in got["text"]
     run(tmp_path, body)
