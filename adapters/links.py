@@ -47,7 +47,8 @@ _IFADDR = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 
 def link_events(data: bytes) -> Iterator[tuple[int, str | None, int, bool]]:
     """(message type, interface name, index, up) of every link message in
-    `data`; a malformed message ends the walk (ValueError)."""
+    `data`, and (NLMSG_DONE, None, 0, False) where a dump ends; a malformed
+    message ends the walk (ValueError)."""
     offset = 0
     while offset + _NLMSG.size <= len(data):
         length, kind, _, _, _ = _NLMSG.unpack_from(data, offset)
@@ -61,6 +62,8 @@ def link_events(data: bytes) -> Iterator[tuple[int, str | None, int, bool]]:
             name = _ifname(data, body + _IFINFO.size, offset + length)
             up = kind == RTM_NEWLINK and flags & IFF_UP != 0 and flags & IFF_LOWER_UP != 0
             yield kind, name, index, up
+        elif kind == NLMSG_DONE:
+            yield kind, None, 0, False
         offset += (length + 3) & ~3
 
 
@@ -192,6 +195,7 @@ class LinkMonitor:
         done = False
         try:
             for kind, name, _, up in link_events(data):
+                done = done or kind == NLMSG_DONE
                 if name is None:
                     continue
                 if self._dump_seen is not None and kind == RTM_NEWLINK:
@@ -199,14 +203,6 @@ class LinkMonitor:
                 self._report(name, up)
         except ValueError:
             self.malformed += 1
-        offset = 0
-        while offset + _NLMSG.size <= len(data):
-            length, kind, _, _, _ = _NLMSG.unpack_from(data, offset)
-            if kind == NLMSG_DONE:
-                done = True
-            if length < _NLMSG.size:
-                break
-            offset += (length + 3) & ~3
         if done and self._dump_seen is not None:
             seen, self._dump_seen = self._dump_seen, None
             for name in sorted(self.names - set(seen)):  # missing interfaces are down

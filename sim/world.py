@@ -90,6 +90,7 @@ class World:
                  known_configs: tuple[Config, ...] = ()) -> None:
         self.env = simpy.Environment()
         self.config = config
+        self._devices: tuple[Config | None, Devices] = (None, Devices(frozenset(), "", "", None))
         self.known_configs = (config, *known_configs)  # to resolve server names reloads add
         self.rng = random.Random(seed)
         self.latency_ms = latency_ms
@@ -152,16 +153,16 @@ class World:
         router.links_down = before - {device} if up else before | {device}
         if router.links_down == before:
             return
-        if up:
-            cut_paths = [p for p in PATHS if self.devices.public == device and p == "public"
-                         or self.devices.private == device and p == "private"]
-            if cut_paths:
-                self._passable_from_now(set(ROUTERS))
+        if up and device in (self.devices.public, self.devices.private):  # a heartbeat path passes again
+            self._passable_from_now(set(ROUTERS))
         self.feed(router, LinksChanged(router.links_down))
 
     @property
     def devices(self) -> Devices:
-        return devices(self.config)
+        """The current config's interfaces (scenario.devices), worked out once per config."""
+        if self._devices[0] is not self.config:
+            self._devices = (self.config, devices(self.config))
+        return self._devices[1]
 
     def _vip_device(self, address: str) -> str:
         if address == self.config.nat_router:
@@ -173,6 +174,8 @@ class World:
 
     def link_cut(self, name: str, path: str) -> bool:
         """That router's interface for that heartbeat path has no link."""
+        if not self.routers[name].links_down:  # every heartbeat asks: the common case first
+            return False
         d = self.devices
         return (d.public if path == "public" else d.private) in self.routers[name].links_down
 

@@ -106,29 +106,28 @@ async def monitor(request: web.Request) -> web.Response:
                   partner=partner.url if partner else "")
 
 
-async def config(request: web.Request) -> web.Response:
+async def _read_config(request: web.Request) -> tuple[Any, str]:
+    """The configuration file as CONFIG reads it (off the loop), or None and why not."""
     path = request.app[OPTIONS].config_path
     try:
-        current = await asyncio.get_running_loop().run_in_executor(None, CONFIG.read, path)
+        return await asyncio.get_running_loop().run_in_executor(None, CONFIG.read, path), ""
     except OSError as e:
-        return render(request, "config.html", current=None, problem=f"cannot read {path}: {e.strerror or e}",
-                      config_path=path, title="configuration", partner="")
-    partner = request.app[OPTIONS].partner
-    return render(request, "config.html", current=current, problem="", config_path=path, title="configuration",
-                  partner=partner.url if partner else "")
+        return None, f"cannot read {path}: {e.strerror or e}"
+
+
+async def config(request: web.Request) -> web.Response:
+    current, problem = await _read_config(request)
+    options = request.app[OPTIONS]
+    return render(request, "config.html", current=current, problem=problem, config_path=options.config_path,
+                  title="configuration", partner=options.partner.url if options.partner and current else "")
 
 
 async def config_forms(request: web.Request) -> web.Response:
     from adapters.web import forms
 
-    path = request.app[OPTIONS].config_path
-    try:
-        current = await asyncio.get_running_loop().run_in_executor(None, CONFIG.read, path)
-    except OSError as e:
-        return render(request, "forms.html", current=None, blocks=[], problem=f"cannot read {path}: {e.strerror or e}",
-                      config_path=path, title="configuration forms")
-    return render(request, "forms.html", current=current, blocks=forms.blocks(current.text), problem="",
-                  config_path=path, title="configuration forms")
+    current, problem = await _read_config(request)
+    return render(request, "forms.html", current=current, blocks=forms.blocks(current.text) if current else [],
+                  problem=problem, config_path=request.app[OPTIONS].config_path, title="configuration forms")
 
 
 async def whatif(request: web.Request) -> web.Response:
