@@ -19,6 +19,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
+[ -z "${SHOAL_SETUP_ONLY:-}" ] || exit 0  # scripts/long.sh: the set-up only
 
 echo "== mypy --strict engine/ sim/ scenario/"
 .venv/bin/mypy --strict engine sim scenario
