@@ -58,7 +58,7 @@ from engine.links import Links
 from engine.model import Config, Node
 from engine.operator import OperatorRules
 from engine.ready import EngineMisuse, InvariantBroken, Ready
-from engine.registry import LOAD_PERIOD_MS, SERVER_ACTIONS, Override, Registry, check_spec
+from engine.registry import SERVER_ACTIONS, Override, Registry, check_spec
 from engine.status import Status, StatusCache
 from engine.sync import RESEND_KEEPALIVES, Sync
 from engine.table import Table
@@ -225,7 +225,7 @@ class Engine(OperatorRules):
                 case Deadline("load", load_id):
                     read = self.registry.load_due(load_id)
                     if read is not None:
-                        self.timers.set(name, now_ms + LOAD_PERIOD_MS)
+                        self.timers.set(name, now_ms + self.config.load_interval_ms)
                         out.append(read)
                 case Deadline("arp"):
                     self._arp_round(out)

@@ -148,6 +148,7 @@ class Config:
     notify_fifo: str | None = None
     command_timeout_ms: int = 30_000
     table_check_interval_ms: int = 5_000  # read the kernel table back this often (drift); 0: never
+    load_interval_ms: int = 20_000  # load_monitor reads a real server's load this often (nanny: about 20 s)
     virtuals: tuple[Virtual, ...] = ()
     # The parsed document (comments, order) the writer renders into.  Not
     # part of the model's identity.

@@ -13,7 +13,7 @@ Rules:
   member that checks the same thing the same way shares it and its result
   (`check = none`: no check, always up); results go through
   `engine.health` (rise/fall);
-- one load reading per (address, method, command), every `LOAD_PERIOD_MS`;
+- one load reading per (address, method, command), every `load_interval` (20 s, as nanny);
 - a server coming up goes in at its configured weight if it was unknown,
   else at slow start's first weight; each further success while up raises
   it (slow start), unless `load_monitor` drives it; a load reading moves
@@ -50,8 +50,6 @@ from engine.pool import Member, dest_port
 from engine.status import ServerStatus, ServiceStatus
 from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
 from engine.timers import Deadline
-
-LOAD_PERIOD_MS = 20_000  # nanny reads load_monitor about every 20 s
 
 MemberKey = tuple[str, str]  # (virtual name, server name)
 

@@ -308,6 +308,7 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     number("arp_count", 1, 1000), time_ms("arp_interval"),
     string("notify_fifo", conv=_file), time_ms("command_timeout"),
     key("table_check_interval", "table_check_interval_ms", _check_interval_ms, _fmt_ms),
+    time_ms("load_interval"),
 )
 
 VIRTUAL_KEYS: tuple[Key, ...] = (

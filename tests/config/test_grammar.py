@@ -79,6 +79,7 @@ GLOBAL: list[tuple[str, str, dict[str, Any]]] = [
     ("notify_fifo", "/run/shoal/notify", {"notify_fifo": "/run/shoal/notify"}),
     ("command_timeout", "12.125", {"command_timeout_ms": 12125}),
     ("table_check_interval", "2.5", {"table_check_interval_ms": 2500}),
+    ("load_interval", "5", {"load_interval_ms": 5000}),
 ]
 VIRTUAL: list[tuple[str, str, dict[str, Any]]] = [
     ("active", "0", {"active": False}),
