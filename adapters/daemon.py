@@ -43,6 +43,7 @@ from typing import Any
 
 from adapters.describe import Said, describe as describe_command, failed, host_port, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
+from adapters.journal import DEFAULT_MB, Journal, open_journal
 from adapters.links import LinkWatch
 from adapters.logs import JsonFormatter, fields_of, log, log_level, warn
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
@@ -65,8 +66,11 @@ START_TIMEOUT_S = 60.0  # reading and parsing the config at start (a slow guest 
 
 
 class Daemon:
-    def __init__(self, config_path: str, dataplane: str, state_dir: str, netns: str | None = None) -> None:
+    def __init__(self, config_path: str, dataplane: str, state_dir: str, netns: str | None = None,
+                 journal_bytes: int = 0) -> None:
         self.config_path = config_path
+        self.journal_bytes = journal_bytes  # adapters.journal: every step, for `shoal replay`; 0: off
+        self.journal: Journal | None = None
         self.dataplane_name = dataplane
         self.state_dir = state_dir
         self.netns = netns
@@ -132,7 +136,9 @@ class Daemon:
         except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
             raise StartError(str(e)) from None
         await asyncio.get_running_loop().run_in_executor(None, preload)  # imports: not at takeover
-        self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=time.time_ns() // 1000)
+        seq_start = time.time_ns() // 1000
+        self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=seq_start)
+        self._journal_start(seq_start)
         self.control = ControlServer(self.state_dir, self._request, events=self.events)
         try:
             await self.control.start()
@@ -278,9 +284,12 @@ class Daemon:
             self.lateness.note(now_ms - self.deadline)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("input: %s", describe(event), extra=fields_of(kind="input", input=describe(event)))
+        now = self.now_ms()
         try:
-            ready = self.engine.step(self.now_ms(), event)
+            ready = self.engine.step(now, event)
         except Exception as e:
+            if self.journal is not None:
+                self.journal.raised(now, event, e)
             self.inputs.drops["engine-error"] += 1
             if self.step_errors.allow():
                 log.error("dropped %s: the engine failed on it: %s: %s (%d such failure(s) so far)",
@@ -289,8 +298,23 @@ class Daemon:
                           extra=fields_of(kind="engine_error", input=describe(event), error=type(e).__name__,
                                         count=self.step_errors.count))
             return None
+        if self.journal is not None:
+            self.journal.step(now, event, ready)
         self.deadline = ready.next_deadline_ms
         return ready
+
+    def _journal_start(self, seq_start: int) -> None:
+        """The journal's start record: what a fresh engine needs to decide the same (adapters.journal)."""
+        if self.journal_bytes > 0:
+            try:
+                self.journal = open_journal(self.state_dir, self.journal_bytes)
+            except OSError as e:  # a router runs without its journal rather than not at all
+                log.error("journal: cannot open it in %s/journal: %s (running without a journal)", self.state_dir,
+                          e.strerror or e, extra=fields_of(kind="journal", error=str(e.strerror or e)))
+                return
+            self.journal.start(config=self.config, node=self.node, dataplane=self.dataplane_name,
+                               config_file=self.config_path, key=self.key, seq_start=seq_start,
+                               origin=self.started)
 
     def feed(self, event: Input) -> None:
         self.inputs.put(event)
@@ -571,7 +595,7 @@ class Daemon:
     def close(self) -> None:
         if self.reloads.task is not None:
             self.reloads.task.cancel()
-        for name in ("links", "sockets", "control", "dataplane", "vips", "notify", "runner"):
+        for name in ("links", "sockets", "control", "dataplane", "vips", "notify", "runner", "journal"):
             part = getattr(self, name, None)
             try:
                 if part is not None:
@@ -613,10 +637,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dataplane", choices=("ipvs", "nft", "dry-run"), default="ipvs")
     parser.add_argument("--state-dir", default="/run/shoal")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("--journal-size", type=float, default=DEFAULT_MB, metavar="MB",
+                        help=f"the journal's bound in MB, over its rotated files (default {DEFAULT_MB:g}; 0: off)")
     args = parser.parse_args(argv)
+    if args.journal_size < 0:
+        parser.error("--journal-size must be 0 (off) or more")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if args.log_format == "json"
                          else logging.Formatter("shoal[%(process)d]: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    return asyncio.run(Daemon(args.config, args.dataplane, args.state_dir).run())
+    return asyncio.run(Daemon(args.config, args.dataplane, args.state_dir,
+                              journal_bytes=int(args.journal_size * 1_000_000)).run())
