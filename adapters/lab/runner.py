@@ -236,7 +236,7 @@ def _start(world: LabWorld, scenario: Scenario) -> float:
     world.start_servers()
     if any(e.kind == "client_success" for e in scenario.expects):
         world.start_client()
-    for r in ROUTERS:
+    for r in world.plan.routers:  # a single director has no backup
         world.start_daemon(r)
     world.wait_daemons()
     world.wait_first_checks()

@@ -26,11 +26,16 @@ import shutil
 from collections.abc import Iterator
 
 from adapters import netns
-from adapters.lab.plan import LabError, Plan
+from adapters.lab.plan import LabError, Node, Plan
 
 PREFIX = "shoal-lab-"
 BRIDGES = {"public": "br-pub", "private": "br-prv", "server": "br-srv"}
 LAB_TABLE = "shoal_lab"
+
+
+def bridge(net: str) -> str:
+    """The bridge of network `net` (in the bridges' namespace)."""
+    return BRIDGES.get(net, f"br-{net}")
 
 
 @contextlib.contextmanager
@@ -94,24 +99,63 @@ class Topology:
         net = self.net
         net.namespace("net")
         for name in self.plan.nets:
-            net.bridge(self.net_ns, BRIDGES[name])
+            net.bridge(self.net_ns, bridge(name))
         for index, node in enumerate(self.plan.nodes):
             ns = net.namespace(node.name)
             for iface in node.ifaces:
-                net.veth(ns, iface.name, self.net_ns, f"n{index}-{iface.net[:3]}", bridge=BRIDGES[iface.net])
+                net.veth(ns, iface.name, self.net_ns, f"n{index}-{iface.net[:4]}", bridge=bridge(iface.net))
                 for address in iface.addresses:
                     net.address(ns, iface.name, address)
-            if node.gateway:
-                netns.ip("-n", ns, "route", "add", "default", "via", node.gateway)
-            if node.name in ("primary", "backup"):
-                self.sysctl(node.name, "net.ipv4.ip_forward", "1")
+            for gateway in node.gateways:
+                netns.ip("-n", ns, *(["-6"] if ":" in gateway else []), "route", "add", "default", "via", gateway)
+            if node.forwards:
+                self.sysctls(node.name, {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"})
+            if node.name == "gateway":  # replies from the VIPs arrive from the server side: no reverse-path check
+                self.sysctls(node.name, {f"net.ipv4.conf.{n}.rp_filter": "0"
+                                         for n in ("all", "default", *(i.name for i in node.ifaces))})
+            if node.vip_device:
+                self._hold_vips(node)
             if node.name == "client":
                 for iface in node.ifaces:
-                    self.sysctl(node.name, f"net.ipv4.neigh.{iface.name}.locktime", "0")
-                    # a gratuitous ARP may create the entry too: a client that tried the VIP
-                    # before anyone held it does not wait out a FAILED neighbour entry
-                    self.sysctl(node.name, f"net.ipv4.conf.{iface.name}.arp_accept", "1")
+                    self.sysctls(node.name, {
+                        f"net.ipv4.neigh.{iface.name}.locktime": "0",
+                        # a gratuitous ARP (unsolicited NA) may create the entry too: a client that tried
+                        # the VIP before anyone held it does not wait out a FAILED neighbour entry
+                        f"net.ipv4.conf.{iface.name}.arp_accept": "1",
+                        f"net.ipv6.conf.{iface.name}.accept_untracked_na": "1"})
         self.set_heartbeat_rules([])
+
+    def _hold_vips(self, node: Node) -> None:
+        """A direct-routing or tunnel real server: its virtuals' VIPs on a device that answers no
+        ARP (lo, with arp_ignore and arp_announce, as LVS-DR sites set them; or the ipip device
+        `tunl0`, where the director's encapsulated packets arrive)."""
+        ns = self.ns(node.name)
+        device = node.vip_device or "lo"
+        if device == "tunl0":
+            if netns.ip("-n", ns, "link", "show", "tunl0", check=False).returncode != 0:
+                netns.run_in(self.net_ns, ["modprobe", "ipip"], check=False, timeout_s=None)
+                if netns.ip("-n", ns, "link", "show", "tunl0", check=False).returncode != 0:
+                    netns.ip("-n", ns, "link", "add", "tunl0", "type", "ipip", check=False)
+            if netns.ip("-n", ns, "link", "show", "tunl0", check=False).returncode != 0:
+                raise LabError("network = tunnel: the real servers need an ipip device (modprobe ipip), "
+                               "this kernel has none")
+            netns.ip("-n", ns, "link", "set", "tunl0", "up")
+        for vip in node.vips:
+            netns.ip("-n", ns, "addr", "add", f"{vip}/{128 if ':' in vip else 32}", "dev", device,
+                     *(["nodad"] if ":" in vip else []))
+        names = ("all", "default", device, *(i.name for i in node.ifaces))
+        self.sysctls(node.name, {**{f"net.ipv4.conf.{n}.arp_ignore": "1" for n in names},
+                                 **{f"net.ipv4.conf.{n}.arp_announce": "2" for n in names},
+                                 **{f"net.ipv4.conf.{n}.rp_filter": "0" for n in names}})
+
+    def sysctls(self, node: str, values: dict[str, str]) -> None:
+        """Net sysctls in a node's namespace, written through /proc (no process each); a key this
+        kernel lacks is a LabError naming it."""
+        for key, value in values.items():
+            try:
+                netns.write_sysctl(self.ns(node), key, value)
+            except OSError as e:
+                raise LabError(f"sysctl {key} in {node}: {e.strerror}") from None
 
     def sysctl(self, node: str, key: str, value: str) -> None:
         with lab_errors():
@@ -139,7 +183,7 @@ class Topology:
             data = json.loads(netns.ip("-n", ns, "-j", "addr", "show").stdout or "[]")
             for link in data:
                 for a in link.get("addr_info", []):
-                    if a.get("family") == "inet" and a["local"] not in keep:
+                    if a.get("family") in ("inet", "inet6") and a.get("scope") != "link" and a["local"] not in keep:
                         netns.ip("-n", ns, "addr", "del", f"{a['local']}/{a['prefixlen']}", "dev", link["ifname"],
                                  check=False)
             netns.run_in(ns, ["nft", "flush", "ruleset"], timeout_s=None)

@@ -8,6 +8,15 @@ every exit path; the namespaces belong to `Topology`.
 `open_world(configs)` is the lab's public entry point for anything that
 drives it other than a scenario (bench/failover.py): the network of the
 configs, a working directory and a `LabWorld`, all removed on exit.
+
+A single director (a config without `backup`) has no backup router here:
+its view is always down, and a fault naming it is a LabError.
+
+`load_monitor` (`uptime`, `rup`, `ruptime`) reads a remote host's load,
+which the daemon cannot do without a remote shell (adapters/checks.py):
+the daemons' config gives each such virtual a `load_command` reading the
+load file the lab server writes (`load` faults), the lab's stand-in for
+`rup HOST`.  The configs the scenario judges are unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +39,7 @@ from adapters.lab import server as lab_server
 from adapters.lab.plan import LabError, Plan, plan as make_plan
 from adapters.lab.topology import Topology, preflight
 from engine.config import render
-from engine.model import Config
+from engine.model import Config, Virtual
 from engine.pool import service_key
 from engine.table import Dest, DestKey, Service, ServiceEntry, ServiceKey, Table
 from scenario.checks import RouterView
@@ -69,7 +78,8 @@ class LabWorld:
         self.workdir, self.python = workdir, python
         self.client_timeout_s = client_timeout_s
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.routers = {r: RouterState(r, workdir / f"{r}.cf", workdir / r, workdir / f"{r}.log") for r in ROUTERS}
+        self.routers = {r: RouterState(r, workdir / f"{r}.cf", workdir / r, workdir / f"{r}.log")
+                        for r in self.plan.routers}
         self.servers: dict[str, str] = {}  # server name (SERVER, VIRTUAL/SERVER, sorry) -> control socket
         self.client_out = workdir / "client.txt"
         self.client: subprocess.Popen[bytes] | None = None
@@ -88,8 +98,12 @@ class LabWorld:
         started = []
         for node in self.plan.servers:
             control = str(self.workdir / f"{node.name}.sock")
+            # UDP sockets bound to each address the server answers on: its own and the VIPs it holds
+            addresses = [a.split("/")[0] for i in node.ifaces for a in i.addresses] + list(node.vips)
             started.append(self._spawn(node.name, ["-m", "adapters.lab.server", "--ports",
                                                    ",".join(map(str, node.ports)), "--control", control,
+                                                   "--udp-ports", ",".join(map(str, node.udp_ports)),
+                                                   "--addresses", ",".join(addresses),
                                                    "--load", str(self.workdir / f"{node.name}.load")],
                                        self.workdir / f"{node.name}.log"))
             for name in node.servers:
@@ -111,6 +125,7 @@ class LabWorld:
         """The client (adapters/lab/client.py) on every target; `rate`: its connections a second
         (default: the client's own)."""
         targets = [a for host, port in self.plan.targets for a in ("--target", f"{host}:{port}")]
+        targets += [a for host, port in self.plan.udp_targets for a in ("--udp-target", f"{host}:{port}")]
         rate_args = ["--rate", str(rate)] if rate is not None else []
         self.client = self._spawn("client", ["-m", "adapters.lab.client", *targets, *rate_args, "--timeout",
                                              f"{self.client_timeout_s:g}", "--out", str(self.client_out)],
@@ -125,14 +140,29 @@ class LabWorld:
                 self.client.kill()
 
     def write_config(self, config: Config) -> None:
-        text = render(config)
+        text = render(self.daemon_config(config))
         for r in self.routers.values():
             r.config_path.write_text(text)
         self.config = config
 
+    def daemon_config(self, config: Config) -> Config:
+        """`config` as the daemons get it: a `load_monitor` virtual without `load_command` reads the
+        lab servers' load files (the module doc)."""
+        def lab(v: Virtual) -> Virtual:
+            if v.load_monitor == "none" or v.load_command:
+                return v
+            return replace(v, load_command=f"cat {self.workdir}/srv-%h.load")
+        return replace(config, virtuals=tuple(lab(v) for v in config.virtuals))
+
+    def router(self, name: str) -> RouterState:
+        """Router `name` (LabError when the config has none: a single director's backup)."""
+        if name not in self.routers:
+            raise LabError(f"the config has no {name} router (a single director)")
+        return self.routers[name]
+
     def start_daemon(self, name: str) -> daemons.Daemon:
         """`shoal run` for router `name` in its namespace (adapters/lab/daemons.py), not waited for."""
-        r = self.routers[name]
+        r = self.router(name)
         r.daemon = daemons.start(self.topo.ns(name), r.config_path, r.state_dir, r.log_path, self.dataplane,
                                  name=name, python=self.python)
         self.procs.append(r.daemon.proc)
@@ -140,7 +170,8 @@ class LabWorld:
 
     def daemon(self, name: str) -> daemons.Daemon | None:
         """Router `name`'s daemon as last started (running or not), None before its first start."""
-        return self.routers[name].daemon
+        r = self.routers.get(name)
+        return r.daemon if r is not None else None
 
     def wait_daemons(self, timeout_s: float | None = None) -> None:
         """Until both daemons serve their status (or one died: LabError with its log)."""
@@ -160,7 +191,7 @@ class LabWorld:
         timeouts = [v.timeout_ms for v in self.config.virtuals if v.timeout_ms]
         deadline = time.monotonic() + max(timeouts, default=0) / 1000 + slack_s
         while time.monotonic() < deadline:
-            statuses = [s for s in (self.status(r) for r in ROUTERS if self.daemon_running(r))
+            statuses = [s for s in (self.status(r) for r in self.routers if self.daemon_running(r))
                         if s.get("role") == "active"]
             if all(server.get("last_check") is not None for s in statuses
                    for service in s.get("services", []) for server in service.get("servers", [])):
@@ -168,10 +199,10 @@ class LabWorld:
             time.sleep(0.05)
 
     def log_tail(self, name: str, lines: int = 25) -> str:
-        return daemons.log_tail(self.routers[name].log_path, lines)
+        return daemons.log_tail(self.routers[name].log_path, lines) if name in self.routers else "(no such router)"
 
     def _kill_daemon(self, name: str) -> None:
-        r = self.routers[name]
+        r = self.router(name)
         if r.daemon is not None:
             r.daemon.kill()
 
@@ -193,9 +224,9 @@ class LabWorld:
         if kind == "crash":
             self._kill_daemon(value)
             self.topo.links(value, up=False)
-            self.routers[value].host_up = False
+            self.router(value).host_up = False
         elif kind == "restart":
-            r = self.routers[value]
+            r = self.router(value)
             if not (r.host_up and not self.daemon_running(value)):  # not after a kill: the host boots
                 self._kill_daemon(value)
                 own = {a.split("/")[0] for i in self.plan.node(value).ifaces for a in i.addresses}
@@ -230,7 +261,7 @@ class LabWorld:
         host's links are all down anyway: a restart brings up all but these)."""
         if device not in {i.name for i in self.plan.node(name).ifaces}:
             raise LabError(f"the lab's {name} router has no interface {device}")
-        r = self.routers[name]
+        r = self.router(name)
         (r.cables_down.discard if up else r.cables_down.add)(device)
         if r.host_up:
             self.topo.link(name, device, up)
@@ -259,7 +290,8 @@ class LabWorld:
                 src, dst = c.address_of(sender, path), c.address_of(receiver, path)  # type: ignore[arg-type]
                 if not (src and dst):
                     continue
-                match = f"ip saddr {src} ip daddr {dst} udp dport {port}"
+                family = "ip6" if ":" in src else "ip"
+                match = f"{family} saddr {src} {family} daddr {dst} udp dport {port}"
                 if (path, sender) in self.hb.cuts:
                     rules.append(f"{match} drop")
                 elif self.hb.loss.get(path, 0) >= 1:
@@ -277,7 +309,7 @@ class LabWorld:
         """An operator's order to the running daemons.  A daemon may refuse it
         (a failover without a partner heard both ways): that is the daemon's
         answer, kept in `refusals` for the timeline, not a lab error."""
-        running = [r for r in ROUTERS if self.daemon_running(r)]
+        running = [r for r in self.routers if self.daemon_running(r)]
         if words[0] == "failover":
             running = [r for r in running if self.status(r).get("role") == "active"][:1]
             request = {"cmd": "admin", "action": "failover"}
@@ -295,19 +327,24 @@ class LabWorld:
 
     def host_up(self, name: str) -> bool:
         """Router `name`'s host runs (not crashed): its kernel holds its addresses."""
-        return self.routers[name].host_up
+        r = self.routers.get(name)
+        return r is not None and r.host_up
 
     def daemon_running(self, name: str) -> bool:
-        d = self.routers[name].daemon
+        d = self.daemon(name)
         return d is not None and d.running()
 
     def status(self, name: str) -> dict[str, Any]:
+        if name not in self.routers:
+            return {}
         try:
             return ask(str(self.routers[name].state_dir), {"cmd": "status"}, ASK_TIMEOUT_S)
         except (OSError, ValueError):
             return {}
 
     def table(self, name: str) -> Table:
+        if name not in self.routers:
+            return {}
         try:
             answer = ask(str(self.routers[name].state_dir), {"cmd": "table"}, ASK_TIMEOUT_S)
         except (OSError, ValueError):
@@ -315,7 +352,7 @@ class LabWorld:
         return table_from_json(answer.get("table", []), self.config)
 
     def vips(self, name: str) -> frozenset[str]:
-        return self.topo.addresses(name) & frozenset(self.plan.vips)
+        return self.topo.addresses(name) & frozenset(self.plan.vips) if name in self.routers else frozenset()
 
     def arp_holder(self, address: str) -> str:
         """Who the client's neighbour table says holds `address`: the router
@@ -330,7 +367,7 @@ class LabWorld:
         if not entries:
             return "nobody"
         mac = str(entries[0]["lladdr"]).lower()
-        for name in ROUTERS:
+        for name in self.routers:
             links = subprocess.run(["ip", "-n", self.topo.ns(name), "-j", "link", "show"],
                                    capture_output=True, text=True).stdout
             if any(str(link.get("address", "")).lower() == mac for link in json.loads(links or "[]")):
@@ -339,7 +376,7 @@ class LabWorld:
 
     def router_view(self, name: str, with_table: bool = True) -> RouterView:
         daemon = self.daemon_running(name)
-        host_up = self.routers[name].host_up
+        host_up = self.host_up(name)
         status = self.status(name) if daemon else {}
         self.last_status[name] = status
         role = str(status.get("role", "down")) if daemon else "down"
@@ -395,7 +432,7 @@ def open_world(configs: Sequence[Config], client_timeout_s: float, dataplane: st
     working directory; on exit every process is killed by PID, the namespaces and the directory
     removed.  Nothing is started: `start_servers`, `start_client`, `start_daemon` are the
     caller's.  LabError when the lab cannot run here."""
-    lab_plan = make_plan(list(configs))
+    lab_plan = make_plan(list(configs), dataplane)
     preflight(dataplane)
     workdir = Path(tempfile.mkdtemp(prefix=workdir_prefix))
     try:
