@@ -25,6 +25,7 @@ The rules:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,12 +133,25 @@ class Daemon:
 
 
 def log_tail(log_path: Path, lines: int = 25) -> str:
-    """The last `lines` lines of a log, indented, or "(no log)"."""
+    """The last `lines` lines of a log, indented, or "(no log)"; a JSON line (`--log-format
+    json`) as its text, after its level when that is not info."""
     try:
         text = log_path.read_text(errors="replace")
     except OSError:
         return "(no log)"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+    return "\n".join("    " + readable(line) for line in text.splitlines()[-lines:])
+
+
+def readable(line: str) -> str:
+    """A log line as a person reads it: a JSON one (docs/LOGS.md) as `LEVEL: msg` (info: `msg`)."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+        level, msg = str(record.get("level", "info")), str(record["msg"])
+    except (ValueError, KeyError, AttributeError):
+        return line
+    return msg if level == "info" else f"{level}: {msg}"
 
 
 def spawn(ns: str | None, argv: Sequence[str], log_path: Path, python: str = sys.executable) -> subprocess.Popen[bytes]:

@@ -86,6 +86,8 @@ class LabWorld:
         self.hb = HeartbeatFaults()
         self.refusals: list[tuple[str, str]] = []  # (router, what): operator orders a daemon refused
         self.last_status: dict[str, dict[str, Any]] = {}  # per router, from the last `router_view`
+        # JSON log lines (docs/LOGS.md): the runner judges each line's level and kind (runner.py)
+        self.daemon_args: tuple[str, ...] = ("--log-format", "json")
 
     # ------------------------------------------------------------ processes
 
@@ -164,7 +166,7 @@ class LabWorld:
         """`shoal run` for router `name` in its namespace (adapters/lab/daemons.py), not waited for."""
         r = self.router(name)
         r.daemon = daemons.start(self.topo.ns(name), r.config_path, r.state_dir, r.log_path, self.dataplane,
-                                 name=name, python=self.python)
+                                 name=name, python=self.python, args=self.daemon_args)
         self.procs.append(r.daemon.proc)
         return r.daemon
 
