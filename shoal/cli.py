@@ -16,6 +16,8 @@ commands:
   table [--state-dir DIR]                                the applied table (ipvsadm -Ln layout)
   lab SCENARIO.toml [--time-scale F]                     the scenario on real namespaces
   admin drain|undrain V/S, weight V/S N, failover, reload [--state-dir DIR]   a running daemon
+  replay JOURNAL... [--key FILE]                         re-decide a daemon's journal and compare
+  replay --scenario JOURNAL_A JOURNAL_B [-o OUT.toml]    the journals of both routers as a scenario
   web -c FILE [--listen ADDR:PORT] [--users FILE]        the web tool;  passwd USER [--role R]: a web user
 """
 
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from shoal.lab_cli import main as lab
 
         return lab(rest)
+    if command == "replay":
+        from shoal.replay_cli import main as replay
+
+        return replay(rest)
     print(f"shoal: unknown command {command!r}\n{USAGE}", file=sys.stderr, end="")
     return 2
 
