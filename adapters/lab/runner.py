@@ -32,6 +32,21 @@ ARPs of a takeover reached the client), not only the address on the router.
 `client_success` is judged at the end, once every connection opened in the
 window has finished.
 
+Nothing hides: the daemons log JSON lines, and at the end of the run
+every warning or error line of either daemon (and any line outside the
+log: a traceback) must be expected by the scenario, or the run fails with
+one verdict per router, `log of ROUTER at T s: LINE` (scenario seconds;
+appended after the expectations' verdicts, only when one fails).  What
+"expected" means is derived from the scenario alone, no key of its own
+(`adapters/lab/loglines.py` has the table): the configuration's own
+warnings; a server fault explains that server's health lines (and its
+virtual's quorum lines); a crash, kill, restart, partition, loss or
+link_down explains the partner and heartbeat lines; an operator's order
+its refusal, a failover its hold; a link fault that router's link lines;
+each from the fault's scenario time on.  Anything else at warning or
+above fails: a failed table operation, a drift, an engine error, a failed
+task or command, a refused reload, a stall.
+
 `Hooks` is what a caller may add to a run without reaching inside it
 (bench/soak.py: an observer of the daemons, a fault wrapper, a single_owner
 bound that follows reloads); `run` without hooks is `shoal lab`.
@@ -43,6 +58,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from adapters.lab import loglines
 from adapters.lab.plan import scale_scenario
 from adapters.lab.world import ROUTERS, LabWorld, open_world
 from engine.table import DestKey
@@ -225,7 +241,14 @@ def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
         try:
             t0 = _start(world, scaled)
             hooks.started(world, t0)
-            _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result, hooks)
+            end_ms = _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result, hooks)
+            t0_unix = time.time() - (time.monotonic() - t0)
+            for router, what in judge_logs(world, scenario, t0_unix, scale):
+                result.verdicts.append(Verdict(False, what))
+                trace(end_ms, router, "expect", {"ok": False, "what": what})
+            if not result.ok:
+                for r in world.plan.routers:
+                    trace(end_ms, r, "log", {"tail": "\n" + world.log_tail(r)})
         finally:
             hooks.closing(world)
     result.wall_s = time.monotonic() - started
@@ -251,7 +274,9 @@ def _sample(sampler: Sampler, now_ms: float) -> float:
 
 
 def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], scale: float, keep_going: bool,
-          t0: float, trace: Callable[..., None], result: LabResult, hooks: Hooks) -> None:
+          t0: float, trace: Callable[..., None], result: LabResult, hooks: Hooks) -> float:
+    """The scenario's faults and expectations on time; the verdicts in `result`; the scenario's
+    end (or where a failure stopped it), wall ms after `t0`."""
     def now_ms() -> float:
         return (time.monotonic() - t0) * 1000
 
@@ -310,6 +335,19 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
             v = verdicts.always(index, sampler.violations.get(e.value))
             trace(end_ms, "world", "expect", {"ok": v.ok, "what": v.what})
     result.verdicts = verdicts.close(end_ms, scale)
-    if not result.ok:
-        for r in ROUTERS:
-            trace(end_ms, r, "log", {"tail": "\n" + world.log_tail(r)})
+    return end_ms
+
+
+def judge_logs(world: LabWorld, scenario: Scenario, t0_unix: float, scale: float) -> list[tuple[str, str]]:
+    """(router, verdict) for each router whose log has a warning or error line the scenario
+    does not explain (`adapters.lab.loglines`: the rules); nothing when every line is explained."""
+    out = []
+    for r in world.plan.routers:
+        try:
+            text = world.routers[r].log_path.read_text(errors="replace")
+        except OSError:
+            continue
+        lines = loglines.unexplained(loglines.parse(r, text, t0_unix, scale), scenario)
+        if lines:
+            out.append((r, loglines.verdict_text(r, lines)))
+    return out
