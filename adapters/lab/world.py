@@ -148,13 +148,7 @@ class LabWorld:
         self.config = config
 
     def daemon_config(self, config: Config) -> Config:
-        """`config` as the daemons get it: a `load_monitor` virtual without `load_command` reads the
-        lab servers' load files (the module doc)."""
-        def lab(v: Virtual) -> Virtual:
-            if v.load_monitor == "none" or v.load_command:
-                return v
-            return replace(v, load_command=f"cat {self.workdir}/srv-%h.load")
-        return replace(config, virtuals=tuple(lab(v) for v in config.virtuals))
+        return daemon_config(config, self.workdir)
 
     def router(self, name: str) -> RouterState:
         """Router `name` (LabError when the config has none: a single director's backup)."""
@@ -397,6 +391,16 @@ class LabWorld:
             if len(words) == 3:
                 out.append((float(words[0]), words[1] == "1"))
         return out
+
+
+def daemon_config(config: Config, workdir: Path) -> Config:
+    """`config` as the lab's daemons get it: a `load_monitor` virtual without `load_command`
+    reads the load file of the lab server at `%h` in `workdir` (the module doc)."""
+    def lab(v: Virtual) -> Virtual:
+        if v.load_monitor == "none" or v.load_command:
+            return v
+        return replace(v, load_command=f"cat {workdir}/srv-%h.load")
+    return replace(config, virtuals=tuple(lab(v) for v in config.virtuals))
 
 
 def table_from_json(rows: list[dict[str, Any]], config: Config) -> Table:
