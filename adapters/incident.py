@@ -45,7 +45,8 @@ from scenario.devices import devices
 
 START_SLACK_S = 1.0  # a router starting this much after its partner is written as crashed until then
 LOST_RUN = 3  # heartbeats lost in a row that make a partition
-DELIVERY_S = 0.25  # a heartbeat heard within this of its sending was delivered
+DELIVERY_S = 0.25  # a heartbeat heard within this (or keepalive) of its sending was delivered
+STARTING_S = 1.0  # heartbeats to a daemon this young are not judged
 LOSS_MIN = 0.02  # scattered losses below this share are not written
 PRIORITY = {"crash": 0, "kill": 0, "reload": 1, "restart": 2}  # at one time: an end, a reload, then a start
 
@@ -263,14 +264,15 @@ def _heartbeat_faults(seen: dict[str, _Seen], configs: Sequence[Config], t0: flo
             if config.address_of(sender, path) is None:  # type: ignore[arg-type]
                 continue
             heard = sorted(seen[receiver].received.get(path, []))
+            within = max(DELIVERY_S, config.keepalive_ms / 1000)
             run: list[float] = []
             counts = loss.setdefault(path, [0, 0])
             for sent in sorted(seen[sender].sent.get(path, [])):
-                if not _listening(seen[receiver], sent) or _links_down(seen[sender], sent) \
+                if not _listening(seen[receiver], sent, within) or _links_down(seen[sender], sent) \
                         or _links_down(seen[receiver], sent):
                     continue
                 i = bisect.bisect_left(heard, sent - 0.05)
-                delivered = i < len(heard) and heard[i] <= sent + DELIVERY_S
+                delivered = i < len(heard) and heard[i] <= sent + within
                 counts[0 if delivered else 1] += 1
                 if not delivered:
                     run.append(sent)
@@ -283,18 +285,19 @@ def _heartbeat_faults(seen: dict[str, _Seen], configs: Sequence[Config], t0: flo
                 cuts.append((run[0] - 0.001, path, sender, True))
                 counts[1] -= len(run)
     out = _cut_faults(sorted(cuts), t0)
-    for path, (delivered, lost) in sorted(loss.items()):
-        if delivered + lost >= 20 and lost / (delivered + lost) >= LOSS_MIN:
-            share = round(lost / (delivered + lost), 3)
+    for path, (heard_n, lost_n) in sorted(loss.items()):
+        if heard_n + lost_n >= 20 and lost_n / (heard_n + lost_n) >= LOSS_MIN:
+            share = round(lost_n / (heard_n + lost_n), 3)
             out.append(_Fault(0.0, 4, (f"loss = {share}", f"path = {_q(path)}"),
-                              f"{lost} of {delivered + lost} heartbeats on the {path} path were sent and not "
+                              f"{lost_n} of {heard_n + lost_n} heartbeats on the {path} path were sent and not "
                               f"heard, scattered over the run (their share, from the start)"))
             notes.append(path)
     return out, notes
 
 
-def _listening(seen: _Seen, wall: float) -> bool:
-    return any(life.first_wall <= wall and wall + DELIVERY_S <= (life.stopped or life.end_wall)
+def _listening(seen: _Seen, wall: float, within: float) -> bool:
+    """The router was running and past its start (a starting loop hears late) from `wall` to `wall + within`."""
+    return any(life.first_wall + STARTING_S <= wall and wall + within <= (life.stopped or life.end_wall)
                for life in seen.lives)
 
 

@@ -21,15 +21,15 @@ of three kinds:
 - a step: `{"t": now_ms, "i": INPUT, "o": [COMMAND, ...], "d": next_deadline_ms}`
   (`journal_codec`'s encodings), or `{"t", "i", "raised": "Name: message"}`
   when the engine raised on the input;
-- a gap: `{"gap": N}`: N records lost here (the disk failed or the writer
-  fell behind by more than a file): a replay cannot go on past it.
+- a gap: `{"gap": N}`: N records lost here (the disk failed, or the writer
+  fell `BACKLOG_BYTES` behind): a replay cannot go on past it.
 
 The rules that keep it cheap and safe:
 
 - The loop only encodes a record and appends it to a list; a writer thread
   writes what is pending every `FLUSH_S` (a SIGKILL loses at most that
-  much), so a slow disk never blocks the loop.  Pending bytes beyond one
-  file's share are dropped and counted, and a gap record marks the place.
+  much), so a slow disk never blocks the loop.  Pending bytes beyond
+  `BACKLOG_BYTES` are dropped and counted, and a gap record marks the place.
 - Rotation: past `max_bytes / FILES` the file is renamed `journal.jsonl.1`
   (`.1` to `.2`...) and a new one begun; `FILES` files at most.  A replay
   needs a start record and every record after it: the files from the one
@@ -67,6 +67,7 @@ NAME = "journal.jsonl"
 FILES = 4  # the current file and three rotated ones
 DEFAULT_MB = 8.0  # `shoal run --journal-size MB`
 FLUSH_S = 0.05  # the writer writes what is pending this often
+BACKLOG_BYTES = 8 << 20  # records waiting for the writer beyond this are lost (a gap): a stuck disk costs no more
 _encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
@@ -123,7 +124,7 @@ class Journal:
     def _append(self, record: dict[str, Any]) -> None:
         line = (_encode(record) + "\n").encode()
         with self._cond:
-            if self._pending and self._pending_bytes + len(line) > self.file_bytes:  # a whole file behind
+            if self._pending and self._pending_bytes + len(line) > BACKLOG_BYTES:  # the writer is stuck
                 self._gap += 1
                 self.counters["lost"] += 1
                 return

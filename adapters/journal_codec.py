@@ -120,11 +120,17 @@ def _untable(v: Any) -> Table:
 # Commands whose fields are all JSON scalars (or, for Notify, a flat mapping).
 _FLAT_COMMANDS: tuple[type, ...] = (AddVip, DelVip, SendGratuitousArp, SetTimeouts, StartSyncDaemon, StopSyncDaemon,
                                     ReadTable, ReadLoad, RunCommand)
-_GETTERS: dict[type, Callable[[Any], Any]] = {
-    cls: attrgetter(*names) if len(names) > 1 else (lambda o, n=names: tuple(getattr(o, f) for f in n))
-    for cls in (*_FLAT_COMMANDS, CheckSpec, CheckCompleted, LoadRead, AdminRequested)
-    for names in [tuple(f.name for f in fields(cls))]
-}
+
+
+def _getter(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """The fields of a `cls`, in declared order, as a tuple (attrgetter: one C call)."""
+    names = tuple(f.name for f in fields(cls))
+    if len(names) > 1:
+        return attrgetter(*names)
+    return lambda o: tuple(getattr(o, name) for name in names)
+
+
+_GETTERS = {cls: _getter(cls) for cls in (*_FLAT_COMMANDS, CheckSpec, CheckCompleted, LoadRead, AdminRequested)}
 _CHECK_SPEC = _GETTERS[CheckSpec]
 
 
