@@ -16,7 +16,9 @@ scenario time -- by these rules (`RULES`, by the line's `kind`):
 |                       | virtual (`quorum`), or a `link_down` of the router that logged it |
 | `partner`,            | a fault that cuts the routers apart: `crash`, `kill` or `restart` |
 | `heartbeat_lost`,     | of either router, `partition`, `loss`, `link_down` of either      |
-| `heartbeat_ignored`   | router                                                            |
+| `heartbeat_ignored`   | router; and before scenario time 0, the routers' boot (both boot  |
+|                       | at 0 s: the lab starts the two daemons together and waits for     |
+|                       | both, and one may be up a deadtime before the other)              |
 | `hold`                | an `admin = "failover"` fault                                     |
 | `admin_refused`       | an `admin` fault (the lab's timeline shows the refusal too)       |
 | `links`               | a `link_down` or `link_up` of the router that logged it           |
@@ -151,6 +153,8 @@ def explanation(line: Line, scenario: Scenario) -> str | None:
     rule = RULES.get(line.kind)
     if rule is None or line.t_s is None:
         return None
+    if line.t_s < 0 and rule[1] is _apart:
+        return "the routers' boot at 0 s"
     for fault in scenario.faults:
         if fault.at_ms <= line.t_s * 1000 and rule[1](line, fault, scenario):
             return f"{fault.describe()} at {fault.at_ms / 1000:g} s"

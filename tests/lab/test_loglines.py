@@ -40,9 +40,11 @@ def test_a_crash_explains_the_partners_lines_from_its_time_on() -> None:
     before = _json(1000 + 19 * 0.25, "warning", "partner", "partner: dead (no heartbeat for 3.0 s)", alive=False)
     after = _json(1000 + 21 * 0.25, "warning", "partner", "partner: dead (no heartbeat for 3.0 s)", alive=False)
     lost = _json(1000 + 21 * 0.25, "warning", "heartbeat_lost", "heartbeat: nothing heard on the public path")
-    lines = _lines([before, after, lost])
+    boot = _json(1000 - 0.5, "warning", "heartbeat_lost", "heartbeat: nothing heard on the public path")
+    lines = _lines([boot, before, after, lost])
     assert [line.t_s for line in loglines.unexplained(lines, CRASH)] == [19.0]
-    assert loglines.explanation(lines[1], CRASH) == "crash primary at 20 s"
+    assert loglines.explanation(lines[2], CRASH) == "crash primary at 20 s"
+    assert loglines.explanation(lines[0], CRASH) == "the routers' boot at 0 s"  # before scenario time 0
 
 
 def test_a_server_fault_explains_that_servers_health_only() -> None:
