@@ -51,7 +51,14 @@ Writes go through `nft -f -` (text on stdin), reads through
 `nft -j list ruleset` (JSON): the CLI, which every python sees.  Each
 `apply()` is one transaction that rewrites only the services it touches
 (their chain, set and dispatch element); if it fails, the operations are
-retried one at a time so the failing one is known.
+retried one at a time so the failing one is known.  What `apply` checks
+operations against (EEXIST, ENOENT, as the kernel's IPVS would) and
+rewrites services from is `model`: the table as the last `read()` found it,
+with every apply since.  Every read replaces it, so a change made behind
+shoal's back (a table flushed, a service deleted) is what the next
+reconciling operations are checked against, never a table it no longer
+holds; the first read is the daemon's own at start (the constructor only
+writes the skeleton: one `nft` run fewer before the first heartbeat).
 """
 
 from __future__ import annotations
@@ -342,6 +349,17 @@ def parse_ruleset(doc: dict[str, Any]) -> dict[ServiceKey, ServiceEntry]:
     return out
 
 
+def has_skeleton(doc: dict[str, Any], family: int) -> bool:
+    """Whether `nft -j list ruleset` output holds shoal's table of `family` with its dispatch maps
+    and base chains (`skeleton`), which every service's commands take for granted."""
+    fam = _family_name(family)
+    found = {(kind, obj.get("name")) for item in doc.get("nftables", []) for kind, obj in item.items()
+             if isinstance(obj, dict) and obj.get("family") == fam and
+             (obj.get("table") == TABLE or (kind == "table" and obj.get("name") == TABLE))}
+    return {("table", TABLE), ("map", "svc"), ("map", "fwm"), ("chain", "prerouting"),
+            ("chain", "output")} <= found
+
+
 # ------------------------------------------------------------------ the dataplane
 
 
@@ -365,7 +383,20 @@ class Nft:
         self.timeouts: SetTimeouts | None = None
         self.daemons: dict[str, StartSyncDaemon] = {}
         self._run(skeleton(4) + skeleton(6))
-        self.model: Table = self.read()  # adopt what is there
+        self._model: Table | None = None  # what the kernel holds: set by every read, kept by every apply
+
+    @property
+    def model(self) -> Table:
+        """What shoal's tables hold, as the last read found them with every apply since: what
+        `apply` checks operations against and rewrites services from."""
+        if self._model is None:
+            self.read()
+        assert self._model is not None
+        return self._model
+
+    @model.setter
+    def model(self, table: Table) -> None:
+        self._model = table
 
     def _run(self, script: str | None, *args: str) -> str:
         cmd = [str(self.nft), *args] if script is None else [str(self.nft), "-f", "-"]
@@ -385,7 +416,12 @@ class Nft:
             doc = json.loads(text)
         except ValueError as e:
             raise DataplaneError(f"nft -j printed no JSON: {e}") from None
-        return parse_ruleset(doc)
+        table = parse_ruleset(doc)
+        missing = [family for family in (4, 6) if not has_skeleton(doc, family)]
+        if missing:  # flushed behind shoal's back (`nft flush ruleset`): what services are written into
+            self._run("".join(skeleton(family) for family in missing))
+        self._model = table  # the kernel's truth now: a change behind shoal's back is not kept as applied
+        return table
 
     def apply(self, ops: Sequence[TableOp]) -> None:
         old = self.model
