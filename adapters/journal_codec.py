@@ -134,6 +134,22 @@ _GETTERS = {cls: _getter(cls) for cls in (*_FLAT_COMMANDS, CheckSpec, CheckCompl
 _CHECK_SPEC = _GETTERS[CheckSpec]
 
 
+_SPECS: dict[int, tuple[CheckSpec, Value]] = {}  # by identity: the engine keeps one spec a check
+
+
+def _spec(spec: CheckSpec) -> Value:
+    """A check's spec, encoded once per spec object (a check's spec is the same object every
+    time it starts; the entry holds it, so its id is not reused while cached)."""
+    hit = _SPECS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    if len(_SPECS) >= 65536:
+        _SPECS.clear()
+    value = list(_CHECK_SPEC(spec))
+    _SPECS[id(spec)] = (spec, value)
+    return value
+
+
 def encode_command(c: Command) -> Value:
     cls = type(c)
     getter = _GETTERS.get(cls)
@@ -143,7 +159,7 @@ def encode_command(c: Command) -> Value:
         case SendHeartbeat(path, address, port, payload):
             return ["SendHeartbeat", path, address, port, _b64(payload)]
         case StartCheck(check_id, spec):
-            return ["StartCheck", check_id, list(_CHECK_SPEC(spec))]
+            return ["StartCheck", check_id, _spec(spec)]
         case Notify(kind, data):
             return ["Notify", kind, dict(data)]
         case AddService(service) | EditService(service):

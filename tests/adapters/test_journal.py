@@ -9,6 +9,7 @@ never written, and a wrong key is refused.
 from __future__ import annotations
 
 import json
+import time
 import typing
 from pathlib import Path
 
@@ -115,16 +116,18 @@ def test_every_input_type_round_trips_through_a_json_line() -> None:
 
 
 def drive(directory: Path, end_ms: int = 30_000, down: tuple[int, int] = (10_000, 20_000), max_bytes: int = 10**7,
-          key: bytes | None = None, config_text: str = CONFIG) -> dict[str, Journal]:
+          key: bytes | None = None, config_text: str = CONFIG, cut: tuple[int, int] = (0, 0)) -> dict[str, Journal]:
     """Two engines journaled as the daemon journals them: heartbeats delivered in 1 ms,
-    checks answered in 5 ms, rs1 refusing connections from `down[0]` to `down[1]`."""
+    checks answered in 5 ms, rs1 refusing connections from `down[0]` to `down[1]`, the
+    primary's heartbeats lost from `cut[0]` to `cut[1]`."""
     config = parse(config_text, "lvs.cf")
     engines = {n: Engine(config, n, heartbeat_key=key, seq_start=(i + 1) << 32)  # type: ignore[arg-type]
                for i, n in enumerate(("primary", "backup"))}
     journals = {n: Journal(directory / n, max_bytes) for n in engines}
+    origin = time.monotonic()  # engine time 0, as the daemon's `started`
     for n, j in journals.items():
         j.start(config=config, node=n, dataplane="dry-run", config_file="lvs.cf", key=key,
-                seq_start=engines[n].failover.seq, origin=0.0)
+                seq_start=engines[n].failover.seq, origin=origin)
     queue: list[tuple[int, int, str, Input]] = [(0, i, n, TableRead({})) for i, n in enumerate(engines)]
     wake: dict[str, int | None] = {}
     serial = len(queue)
@@ -146,7 +149,7 @@ def drive(directory: Path, end_ms: int = 30_000, down: tuple[int, int] = (10_000
                 ok = not (c.spec.address == "10.1.0.11" and down[0] <= t < down[1])
                 queue.append((t + 5, serial, n, CheckCompleted(c.check_id, ok, "connected" if ok else
                                                                 "connection refused")))
-            elif isinstance(c, SendHeartbeat):
+            elif isinstance(c, SendHeartbeat) and not (n == "primary" and cut[0] <= t < cut[1]):
                 other = "backup" if n == "primary" else "primary"
                 source = config.address_of("primary" if n == "primary" else "backup", c.path) or ""
                 queue.append((t + 1, serial, other, HeartbeatReceived(c.path, source, c.payload)))
@@ -258,3 +261,22 @@ def test_gaps_torn_lines_and_raising_steps(tmp_path: Path) -> None:
     outcome = replay_paths([path])
     assert outcome.identical and outcome.steps == 4 and "cut short" in outcome.notes[0]
     assert len(read([path]).records) == 5
+
+
+def test_journals_become_a_scenario_the_simulator_runs(tmp_path: Path) -> None:
+    from adapters.incident import scenario_text
+    from scenario.model import loads
+    from shoal.sim_cli import main as sim_main
+
+    drive(tmp_path, end_ms=40_000, cut=(22_000, 30_000))
+    text = scenario_text(tmp_path / "backup", tmp_path / "primary")
+    scenario = loads(text, "incident.toml")
+    faults = [(round(f.at_ms / 1000), f.kind, f.value, f.extra) for f in scenario.faults]
+    assert faults == [(10, "server_down", "rs1", {}), (20, "server_up", "rs1", {}),
+                      (22, "partition", "public", {"from": "primary"}), (30, "heal", "public", {})], faults
+    assert "# the primary's heartbeats on the public path stop being heard" in text
+    assert scenario.config == parse(CONFIG)
+    roles = next(e for e in scenario.expects if e.kind == "role")
+    assert roles.value == {"primary": "standby", "backup": "active"}  # the backup took over during the cut
+    (tmp_path / "incident.toml").write_text(text)
+    assert sim_main([str(tmp_path / "incident.toml")]) == 0
