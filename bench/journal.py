@@ -9,11 +9,13 @@ checks a second), measured two ways:
   engine time as fast as it goes, with and without `Journal.step` after
   each step (the journal's writer thread included: process CPU time).
   Prints the CPU per step both ways and the journal's share of the step path.
-- `daemon` (root): a real `shoal run` (dry-run dataplane) in a namespace,
-  SERVERS tcp checks a second against real addresses in a second
-  namespace, its CPU time (/proc/PID/stat) over SECONDS, with
-  `--journal-size 0` and with the default journal, twice each, alternated.
-  Prints the daemon's CPU share both ways and the journal's bytes a second.
+- `daemon` (root): two real `shoal run` daemons (dry-run dataplane) at
+  once, each in a namespace of its own, each making SERVERS tcp checks a
+  second against real addresses in a third namespace, one with
+  `--journal-size 0` and one with the default journal (swapped every
+  round, four rounds); their CPU time (/proc/PID/stat) over the same
+  SECONDS, so that the host's other load weighs on both alike.  Prints
+  both daemons' CPU and the journal's share.
 """
 
 from __future__ import annotations
@@ -115,9 +117,9 @@ def bench_steps(servers: int, seconds: int) -> None:
 # ---------------------------------------------------------------- a real daemon
 
 
-def daemon_config(servers: int) -> str:
-    lines = ["serial_no = 1", "primary = 10.60.0.1", "backup_active = 0", "network = direct", "keepalive = 1",
-             "virtual web {", "    address = 10.60.0.100 eth0:1", "    port = 80", "    check = tcp",
+def daemon_config(servers: int, router: str) -> str:
+    lines = ["serial_no = 1", f"primary = {router}", "backup_active = 0", "network = direct", "keepalive = 1",
+             "virtual web {", "    address = 10.60.9.100 eth0:1", "    port = 80", "    check = tcp",
              "    timeout = 1", "    reentry = 1"]
     for i in range(servers):
         lines += [f"    server s{i} {{", f"        address = {_server_address(i)}", "    }"]
@@ -145,50 +147,57 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_daemon(servers: int, seconds: int) -> None:
+def bench_daemon(servers: int, seconds: int, rounds: int = 4) -> None:
+    """Two daemons at once, one journaling and one not, each checking SERVERS
+    addresses a second (the same listener): measured over the same windows, so
+    the host's other load weighs on both alike; the roles swap every round."""
     from adapters import netns
     from adapters.lab import daemons
 
     netns.require()
     tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-journal-"))
+    shares: dict[str, list[float]] = {"0": [], str(DEFAULT_MB): []}
     try:
-        (tmp / "lvs.cf").write_text(daemon_config(servers))
         (tmp / "listener.py").write_text(LISTENER)
         with netns.Topology() as topo:
-            router, rs = topo.namespace("r"), topo.namespace("s")
-            topo.veth(router, "eth0", rs, "eth0")
-            topo.address(router, "eth0", "10.60.0.1/16")
-            netns.ip("-n", router, "route", "add", "10.61.0.0/16", "dev", "eth0")
-            netns.batch(rs, [f"address add {_server_address(i)}/16 dev eth0" for i in range(servers)])
-            netns.ip("-n", rs, "route", "add", "10.60.0.0/16", "dev", "eth0")
+            rs = topo.namespace("s")
+            routers = []
+            for n in range(2):
+                router = topo.namespace(f"r{n}")
+                topo.veth(router, "eth0", rs, f"to{n}")
+                topo.address(router, "eth0", f"10.60.{n}.1/24")
+                topo.address(rs, f"to{n}", f"10.60.{n}.2/24")
+                netns.ip("-n", router, "route", "add", "10.61.0.0/16", "via", f"10.60.{n}.2")
+                (tmp / f"lvs{n}.cf").write_text(daemon_config(servers, f"10.60.{n}.1"))
+                routers.append(router)
+            netns.batch(rs, [f"address add {_server_address(i)}/32 dev lo" for i in range(servers)])
             topo.spawn(rs, [sys.executable, str(tmp / "listener.py")])
-            rows = []
-            for run, size in enumerate(("0", str(DEFAULT_MB), "0", str(DEFAULT_MB))):
-                state = tmp / f"state{run}"
-                d = daemons.start(router, tmp / "lvs.cf", state, tmp / f"daemon{run}.log", dataplane="dry-run",
-                                  args=["--journal-size", size])
+            for round_ in range(rounds):
+                sizes = ("0", str(DEFAULT_MB)) if round_ % 2 == 0 else (str(DEFAULT_MB), "0")
+                started = [daemons.start(routers[n], tmp / f"lvs{n}.cf", tmp / f"state{round_}-{n}",
+                                         tmp / f"daemon{round_}-{n}.log", dataplane="dry-run",
+                                         args=["--journal-size", sizes[n]]) for n in range(2)]
                 try:
-                    d.wait_ready(timeout_s=120)
+                    daemons.wait_ready(started, timeout_s=120)
                     time.sleep(3)  # every server's first checks done: the steady state
-                    up = sum(s["health"] == "up" for s in d.status()["services"][0]["servers"])
-                    cpu0, wall0 = _cpu_s(d.pid), time.monotonic()
+                    ups = [sum(s["health"] == "up" for s in d.status()["services"][0]["servers"]) for d in started]
+                    cpu0, wall0 = [_cpu_s(d.pid) for d in started], time.monotonic()
                     time.sleep(seconds)
-                    cpu, wall = _cpu_s(d.pid) - cpu0, time.monotonic() - wall0
-                    lateness = d.status()["loop"]["lateness_ms"]
+                    wall = time.monotonic() - wall0
+                    cpu = [_cpu_s(d.pid) - c for d, c in zip(started, cpu0)]
                 finally:
-                    d.stop()
-                written = sum(p.stat().st_size for p in (state / DIRECTORY).glob("journal.jsonl*")) \
-                    if (state / DIRECTORY).is_dir() else 0
-                rows.append((size, cpu / wall))
-                print(f"daemon, --journal-size {size:>3}: {up}/{servers} servers up, CPU {cpu / wall * 100:.1f}% of "
-                      f"a core over {wall:.0f} s, lateness p99 {lateness['p99']} ms, journal {written / 1e6:.1f} MB "
-                      f"in all", flush=True)
+                    daemons.stop_all(started)
+                for n in range(2):
+                    shares[sizes[n]].append(cpu[n] / wall)
+                    print(f"round {round_ + 1}, router {n}, --journal-size {sizes[n]:>3}: {ups[n]}/{servers} servers "
+                          f"up, CPU {cpu[n] / wall * 100:.1f}% of a core over {wall:.0f} s", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    off = sum(share for size, share in rows if size == "0") / 2
-    on = sum(share for size, share in rows if size != "0") / 2
-    print(f"daemon: the journal costs {(on - off) * 100:.2f}% of a core, {(on - off) / on * 100:.1f}% of the "
-          f"daemon's CPU ({servers} checks a second)")
+    off = sum(shares["0"]) / len(shares["0"])
+    on = sum(shares[str(DEFAULT_MB)]) / len(shares[str(DEFAULT_MB)])
+    print(f"daemon: without the journal {off * 100:.1f}% of a core, with it {on * 100:.1f}%: the journal costs "
+          f"{(on - off) * 100:.2f}% of a core, {(on - off) / on * 100:.1f}% of the daemon's CPU "
+          f"({servers} checks a second, {rounds} rounds of {seconds} s)")
 
 
 def main() -> int:
