@@ -13,11 +13,15 @@ with the override flag set, solicited clear, router set when the device
 forwards IPv6 (as keepalived does), target = the VIP, and a target
 link-layer address option carrying the device's MAC.
 
-Frames go out with scapy's `sendp(iface=device)`.  scapy's layers cost about
-half a second to import: it is imported once per process, at the first
-send (or earlier with `preload()`).  The device's MAC is read with an ioctl
-in the caller's network namespace (not from /sys, which may belong to
-another one).
+Frames are built here, byte by byte (`frame_bytes`), and written to a raw
+AF_PACKET socket bound to the device, one per device, opened at the first
+send on it and kept (reopened once if the device went away and came back):
+a send costs microseconds and imports nothing.  scapy builds the same
+frames in `frame()` (tests check them byte for byte); it is never imported
+by a daemon (its layers cost half a second to import, which a start or a
+takeover would wait for).  The device's MAC is read with an ioctl in the
+caller's network namespace (not from /sys, which may belong to another
+one), at every send, as is IPv6 forwarding (the NA's router flag).
 """
 
 from __future__ import annotations
@@ -34,8 +38,16 @@ BROADCAST = "ff:ff:ff:ff:ff:ff"
 ALL_NODES = "ff02::1"
 ALL_NODES_MAC = "33:33:00:00:00:01"
 
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+ICMPV6 = 58
+NA_TYPE = 136
+NA_ROUTER, NA_SOLICITED, NA_OVERRIDE = 0x80, 0x40, 0x20
+
 _scapy: Any = None
 _lock = threading.Lock()
+_sockets: dict[str, socket.socket] = {}  # device -> raw socket bound to it (`send_gratuitous`)
+_send_lock = threading.Lock()
 
 
 class ArpError(Exception):
@@ -43,7 +55,7 @@ class ArpError(Exception):
 
 
 def preload() -> Any:
-    """Import scapy now (once per process) and return `scapy.all`."""
+    """Import scapy now (once per process) and return its layers (`frame()`; tests)."""
     global _scapy
     with _lock:
         if _scapy is None:
@@ -95,10 +107,72 @@ def frame(address: str, device: str) -> Any:
             / s.ICMPv6NDOptDstLLAddr(lladdr=mac))
 
 
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def frame_bytes(address: str, device: str) -> bytes:
+    """The frame `send_gratuitous` sends for `address` on `device` (the module's docstring)."""
+    mac = bytes.fromhex(device_mac(device).replace(":", ""))
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ArpError(f"{address} is not an IP address") from None
+    if ip.version == 4:
+        vip = ip.packed
+        return (b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
+                + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + mac + vip + mac + vip)
+    vip, all_nodes = ip.packed, ipaddress.IPv6Address(ALL_NODES).packed
+    flags = NA_OVERRIDE | (NA_ROUTER if _forwarding_v6(device) else 0)
+    body = struct.pack("!B3x", flags) + vip + bytes([2, 1]) + mac  # target, target link-layer address
+    pseudo = vip + all_nodes + struct.pack("!I3xB", 4 + len(body), ICMPV6)
+    icmp = struct.pack("!BBH", NA_TYPE, 0, _checksum(pseudo + struct.pack("!BBH", NA_TYPE, 0, 0) + body)) + body
+    ipv6 = struct.pack("!IHBB", 6 << 28, len(icmp), ICMPV6, 255) + vip + all_nodes
+    return bytes.fromhex(ALL_NODES_MAC.replace(":", "")) + mac + struct.pack("!H", ETH_P_IPV6) + ipv6 + icmp
+
+
+def _socket(device: str) -> socket.socket:
+    sock = _sockets.get(device)
+    if sock is None:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: sends, never receives
+        try:
+            sock.bind((device, 0))
+        except OSError:
+            sock.close()
+            raise
+        _sockets[device] = sock
+    return sock
+
+
 def send_gratuitous(address: str, device: str, count: int = 1) -> None:
     """Send `count` gratuitous ARPs (or unsolicited NAs) for `address` on `device`."""
-    packet = frame(address, device)
-    try:
-        _scapy.sendp(packet, iface=device, count=count, verbose=False)
-    except OSError as e:
-        raise ArpError(f"cannot send gratuitous ARP for {address} on {device}: {e}") from None
+    with _send_lock:
+        try:
+            data = frame_bytes(address, device)
+            for retry in (True, False):
+                sock = _socket(device)
+                try:
+                    for _ in range(count):
+                        sock.send(data)
+                    return
+                except OSError:
+                    _sockets.pop(device, None)
+                    sock.close()
+                    if not retry:  # a socket bound to a device that went away: once more, anew
+                        raise
+        except OSError as e:
+            raise ArpError(f"cannot send gratuitous ARP for {address} on {device}: {e}") from None
+
+
+def close() -> None:
+    """Close the raw sockets (they are opened again at the next send)."""
+    with _send_lock:
+        for sock in _sockets.values():
+            sock.close()
+        _sockets.clear()

@@ -47,7 +47,7 @@ from adapters.journal import DEFAULT_MB, Journal, open_journal
 from adapters.links import LinkWatch
 from adapters.logs import JsonFormatter, fields_of, log, log_level, warn
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
-from adapters.startup import StartError, find_node, preload, prepare_state_dir
+from adapters.startup import StartError, find_node, prepare_state_dir
 from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
 from engine.events import (
     TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
@@ -135,7 +135,6 @@ class Daemon:
             await self.sockets.open(self.config, self.node, self._datagram)
         except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
             raise StartError(str(e)) from None
-        await asyncio.get_running_loop().run_in_executor(None, preload)  # imports: not at takeover
         seq_start = time.time_ns() // 1000
         self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=seq_start)
         self._journal_start(seq_start)
@@ -193,7 +192,13 @@ class Daemon:
             log.exception("cannot start", extra=fields_of(kind="start", ok=False))
             self.close()
             return 1
-        await self._step(first)  # the kernel table, before any heartbeat
+        # The kernel table, before any heartbeat.  Its commands (heartbeats first) always use the
+        # VIPs' netlink socket: a table adopted holds the VIPs (`AddVip`), an empty one removes
+        # what a previous life left (`vip_cleanup`), so pyroute2's import (0.1 s) is paid here,
+        # after the first heartbeat and before the first check starts, never at a takeover; and
+        # gratuitous ARP imports nothing (adapters/arp.py).  Nothing is preloaded before the first
+        # heartbeat (a fast start: bench/start.py).
+        await self._step(first)
         await self._restore_overrides()
         self.links.configure(self.config, self.node)  # monitor_links: LinksChanged from here on
         self.serving = True

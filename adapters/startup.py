@@ -16,18 +16,6 @@ class StartError(Exception):
     """The daemon cannot start: a clear message, exit non-zero."""
 
 
-def preload() -> None:
-    """Import now what a takeover needs (scapy for gratuitous ARP, pyroute2
-    for the VIPs): imported at the first takeover they cost 0.1-0.5 s of
-    failover time (bench/failover.py)."""
-    from adapters.arp import preload
-
-    preload()
-    import pyroute2  # noqa: F401
-
-    from pyroute2 import IPRoute  # noqa: F401
-
-
 # ---------------------------------------------------------------- host
 
 

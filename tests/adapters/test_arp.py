@@ -11,7 +11,7 @@ import struct
 import time
 from typing import Any
 
-from adapters.arp import device_mac, send_gratuitous
+from adapters.arp import device_mac, frame, frame_bytes, send_gratuitous
 from adapters.netns import entered
 
 ETH_P_ALL = 0x0003
@@ -115,3 +115,25 @@ def _icmpv6_checksum(src: bytes, dst: bytes, icmp: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return (~total) & 0xFFFF
+
+
+def test_frames_on_the_raw_socket_are_byte_equal_to_scapys(pair: Any) -> None:
+    """The daemon builds its frames by hand (no scapy import at start or takeover): the same bytes
+    scapy builds, for IPv4, and for IPv6 with the router flag clear and set."""
+    with entered(pair.a):
+        assert frame_bytes("10.9.0.100", "va") == bytes(frame("10.9.0.100", "va"))
+        for forwarding in ("0", "1"):
+            pair.run(pair.a, "sysctl", "-qw", f"net.ipv6.conf.va.forwarding={forwarding}")
+            assert frame_bytes("fd09::100", "va") == bytes(frame("fd09::100", "va")), forwarding
+            assert frame_bytes("fd09:0::0100", "va") == bytes(frame("fd09::100", "va"))
+
+
+def test_a_send_survives_its_device_going_away_and_back(pair: Any) -> None:
+    sock = capture(pair, 0x0806)
+    with sock:
+        with entered(pair.a):
+            send_gratuitous("10.9.0.100", "va")
+            pair.run(pair.a, "ip", "link", "set", "va", "down")
+            pair.run(pair.a, "ip", "link", "set", "va", "up")
+            send_gratuitous("10.9.0.100", "va")
+        assert first(sock, 0x0806) == first(sock, 0x0806)
