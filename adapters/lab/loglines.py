@@ -16,9 +16,10 @@ scenario time -- by these rules (`RULES`, by the line's `kind`):
 |                       | virtual (`quorum`), or a `link_down` of the router that logged it |
 | `partner`,            | a fault that cuts the routers apart: `crash`, `kill` or `restart` |
 | `heartbeat_lost`,     | of either router, `partition`, `loss`, `link_down` of either      |
-| `heartbeat_ignored`   | router; and before scenario time 0, the routers' boot (both boot  |
-|                       | at 0 s: the lab starts the two daemons together and waits for     |
-|                       | both, and one may be up a deadtime before the other)              |
+| `heartbeat_ignored`   | router; the scenario's `[network] loss` (from 0 s); and before    |
+|                       | scenario time 0, the routers' boot (both boot at 0 s: the lab     |
+|                       | starts the two daemons together and waits for both, and one may   |
+|                       | be up a deadtime before the other)                                |
 | `hold`                | an `admin = "failover"` fault                                     |
 | `admin_refused`       | an `admin` fault (the lab's timeline shows the refusal too)       |
 | `links`               | a `link_down` or `link_up` of the router that logged it           |
@@ -155,6 +156,8 @@ def explanation(line: Line, scenario: Scenario) -> str | None:
         return None
     if line.t_s < 0 and rule[1] is _apart:
         return "the routers' boot at 0 s"
+    if scenario.loss > 0 and rule[1] is _apart:
+        return f"the network's loss of {scenario.loss:g}"
     for fault in scenario.faults:
         if fault.at_ms <= line.t_s * 1000 and rule[1](line, fault, scenario):
             return f"{fault.describe()} at {fault.at_ms / 1000:g} s"

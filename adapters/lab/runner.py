@@ -41,8 +41,9 @@ appended after the expectations' verdicts, only when one fails).  What
 (`adapters/lab/loglines.py` has the table): the configuration's own
 warnings; a server fault explains that server's health lines (and its
 virtual's quorum lines); a crash, kill, restart, partition, loss or
-link_down explains the partner and heartbeat lines (so does the routers'
-boot, for the lines before scenario time 0); an operator's order
+link_down explains the partner and heartbeat lines (so do the network's
+`loss`, and the routers' boot for the lines before scenario time 0); an
+operator's order
 its refusal, a failover its hold; a link fault that router's link lines;
 each from the fault's scenario time on.  Anything else at warning or
 above fails: a failed table operation, a drift, an engine error, a failed

@@ -45,6 +45,8 @@ def test_a_crash_explains_the_partners_lines_from_its_time_on() -> None:
     assert [line.t_s for line in loglines.unexplained(lines, CRASH)] == [19.0]
     assert loglines.explanation(lines[2], CRASH) == "crash primary at 20 s"
     assert loglines.explanation(lines[0], CRASH) == "the routers' boot at 0 s"  # before scenario time 0
+    lossy = load(ROOT / "scenarios" / "loss-gap-primary-yields.toml")  # [network] loss = 0.2, no fault
+    assert loglines.unexplained(lines, lossy) == []
 
 
 def test_a_server_fault_explains_that_servers_health_only() -> None:
