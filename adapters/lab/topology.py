@@ -12,6 +12,18 @@ namespace (`bridge` family, forward hook), so the routers' own nftables
 With the ipvs dataplane each router's IPVS table (and its connection sync
 daemon) is its namespace's own; it goes away with the namespace.
 
+Per node, besides its interfaces and addresses (IPv6 ones without DAD):
+its default routes (one per family); forwarding on for the routers and
+the gateway (whose reverse-path filter is off: the VIPs' replies reach it
+from the server side); on the client, neighbour entries that any
+gratuitous ARP or unsolicited NA may override and create (`locktime 0`,
+`arp_accept`, `accept_untracked_na`); on a direct-routing or tunnel real
+server, its VIPs on `lo` or `tunl0` (`modprobe ipip` if the kernel has
+not made one), `arp_ignore = 1`, `arp_announce = 2` and no reverse-path
+filter.  Sysctls are written through /proc from a thread inside the
+namespace (`netns.write_sysctl`: no process each, which counts under
+qemu's software emulation).
+
 Namespaces, veths, bridges, addresses and commands inside them are
 adapters/netns.py's (the repository's one namespace helper); a command
 that fails here is a `LabError` (`shoal lab` exits 2 with it).
