@@ -4,7 +4,10 @@ judged by `scenario.checks` (the code `shoal sim` judges with), the two
 
 Scenario time 0 is when both daemons answer on their control sockets and
 the active one has a first check result for each of its servers (on a host
-a few milliseconds later; under qemu's software emulation, seconds).
+a few milliseconds later; under qemu's software emulation, seconds), moved
+on to the next start of the active router's check period (`_in_phase`):
+as in the simulator, its checks start at 0 s and at every multiple of the
+interval, so a fault at a multiple meets the same check in both worlds.
 Every time in the scenario and its configs is multiplied by the time scale
 (`plan.scale_scenario`); the timeline prints scenario seconds (wall seconds
 divided by the scale), so it reads like the scenario file.
@@ -56,6 +59,7 @@ bound that follows reloads); `run` without hooks is `shoal lab`.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -265,7 +269,36 @@ def _start(world: LabWorld, scenario: Scenario) -> float:
         world.start_daemon(r)
     world.wait_daemons()
     world.wait_first_checks()
-    return time.monotonic()
+    return _in_phase(world, time.monotonic())
+
+
+def _in_phase(world: LabWorld, now: float) -> float:
+    """Scenario time 0 at a start of the active router's check period at or after `now` (wall,
+    time.monotonic()), as in the simulator, where every check of a router starts at 0 s and then
+    every interval; `now` when it cannot be told.  A daemon checks each server at its first step
+    and then every interval from it (`engine.timers`), and its first step follows its `starting
+    as ...` log line: with time 0 taken when the lab saw the first results instead, each check
+    fell a little before each multiple of the interval (the lab polls), so a server healed at a
+    multiple was seen one interval later than in the simulator (quiesce-server, server-flapping)."""
+    periods = [v.interval_ms for v in world.config.virtuals if v.active and v.servers and v.interval_ms > 0]
+    active = [r for r in world.plan.routers if world.status(r).get("role") == "active"]
+    if not periods or not active:
+        return now
+    period_s = math.lcm(*periods) / 1000
+    if period_s > 2 * max(periods) / 1000:  # intervals out of step: the longest one's period
+        period_s = max(periods) / 1000
+    try:
+        lines = loglines.parse(active[0], world.routers[active[0]].log_path.read_text(errors="replace"), 0.0, 1.0)
+    except OSError:
+        return now
+    starts = [line.t_s for line in lines if line.kind == "start" and line.t_s is not None]
+    if not starts:
+        return now
+    first_step = starts[-1] - (time.time() - time.monotonic())  # Unix -> monotonic
+    periods_since = math.ceil(max(0.0, now - first_step) / period_s)
+    t0 = first_step + periods_since * period_s
+    time.sleep(max(0.0, t0 - time.monotonic()))
+    return t0
 
 
 def _sample(sampler: Sampler, now_ms: float) -> float:
