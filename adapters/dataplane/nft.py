@@ -57,8 +57,10 @@ rewrites services from is `model`: the table as the last `read()` found it,
 with every apply since.  Every read replaces it, so a change made behind
 shoal's back (a table flushed, a service deleted) is what the next
 reconciling operations are checked against, never a table it no longer
-holds; the first read is the daemon's own at start (the constructor only
-writes the skeleton: one `nft` run fewer before the first heartbeat).
+holds.  The constructor runs nothing: the first read (the daemon's own at
+start) writes the skeleton when shoal's tables are not there as it writes
+them (a first start; a restart over a kept table needs one `nft` run, not
+two, before the first heartbeat), as does any read after a flush.
 """
 
 from __future__ import annotations
@@ -350,14 +352,30 @@ def parse_ruleset(doc: dict[str, Any]) -> dict[ServiceKey, ServiceEntry]:
 
 
 def has_skeleton(doc: dict[str, Any], family: int) -> bool:
-    """Whether `nft -j list ruleset` output holds shoal's table of `family` with its dispatch maps
-    and base chains (`skeleton`), which every service's commands take for granted."""
+    """Whether `nft -j list ruleset` output holds shoal's table of `family` as `skeleton` writes
+    it: its dispatch maps, its base chains hooked at dstnat, each with its two dispatch rules
+    (`@svc`, `@fwm`), which every service's commands take for granted."""
     fam = _family_name(family)
-    found = {(kind, obj.get("name")) for item in doc.get("nftables", []) for kind, obj in item.items()
-             if isinstance(obj, dict) and obj.get("family") == fam and
-             (obj.get("table") == TABLE or (kind == "table" and obj.get("name") == TABLE))}
-    return {("table", TABLE), ("map", "svc"), ("map", "fwm"), ("chain", "prerouting"),
-            ("chain", "output")} <= found
+    found: set[tuple[str, str]] = set()
+    rules: dict[str, list[str]] = {"prerouting": [], "output": []}
+    for item in doc.get("nftables", []):
+        for kind, obj in item.items():
+            if not isinstance(obj, dict) or obj.get("family") != fam:
+                continue
+            if kind == "table" and obj.get("name") == TABLE:
+                found.add(("table", TABLE))
+            elif obj.get("table") != TABLE:
+                continue
+            elif kind == "map":
+                found.add(("map", str(obj.get("name"))))
+            elif kind == "chain" and obj.get("name") in rules and obj.get("hook") == obj.get("name") \
+                    and obj.get("type") == "nat" and obj.get("prio") == -100:
+                found.add(("chain", str(obj["name"])))
+            elif kind == "rule" and obj.get("chain") in rules:
+                rules[str(obj["chain"])].append(json.dumps(obj.get("expr")))
+    dispatch = all(len(r) == 2 and '"@svc"' in r[0] and '"@fwm"' in r[1] for r in rules.values())
+    return dispatch and {("table", TABLE), ("map", "svc"), ("map", "fwm"), ("chain", "prerouting"),
+                         ("chain", "output")} <= found
 
 
 # ------------------------------------------------------------------ the dataplane
@@ -382,7 +400,6 @@ class Nft:
             raise DataplaneError("nft not found: install nftables (apt-get install -y nftables)")
         self.timeouts: SetTimeouts | None = None
         self.daemons: dict[str, StartSyncDaemon] = {}
-        self._run(skeleton(4) + skeleton(6))
         self._model: Table | None = None  # what the kernel holds: set by every read, kept by every apply
 
     @property
@@ -418,7 +435,7 @@ class Nft:
             raise DataplaneError(f"nft -j printed no JSON: {e}") from None
         table = parse_ruleset(doc)
         missing = [family for family in (4, 6) if not has_skeleton(doc, family)]
-        if missing:  # flushed behind shoal's back (`nft flush ruleset`): what services are written into
+        if missing:  # a first start, or flushed behind shoal's back: what every service's commands need
             self._run("".join(skeleton(family) for family in missing))
         self._model = table  # the kernel's truth now: a change behind shoal's back is not kept as applied
         return table

@@ -294,3 +294,27 @@ def test_a_change_behind_shoals_back_is_what_the_next_operations_are_checked_aga
     nft.apply(ops)
     assert read_as_applied(nft)
     assert sorted(hits(20).items()) == [("r1", 10), ("r2", 10)]
+
+
+class Counting(Nft):
+    runs: list[str]
+
+    def _run(self, script: str | None, *args: str) -> str:
+        self.runs = [*getattr(self, "runs", []), "write" if script is not None else "read"]
+        return super()._run(script, *args)
+
+
+def test_a_start_over_a_kept_table_runs_nft_once(lab: dict[str, str]) -> None:
+    """Before a daemon's first heartbeat: one `nft` run over shoal's tables as it left them (a
+    restart after a kill), the skeleton written too on a first start (or after a flush)."""
+    nft = fresh(lab)
+    nft.apply([AddService(svc("wrr")), AddDest(VIP, Dest(RS1, 1))])
+    kept = Counting(netns=lab["d"])
+    assert set(kept.read()) == {VIP} and kept.runs == ["read"]
+    sh("nft", "flush", "chain", "ip", "shoal", "prerouting", ns=lab["d"])  # a dispatch rule gone: repaired
+    again = Counting(netns=lab["d"])
+    assert set(again.read()) == {VIP} and again.runs == ["read", "write"]
+    assert hits(4) == {"r1": 4}
+    delete_tables(lab["d"])
+    first = Counting(netns=lab["d"])
+    assert first.read() == {} and first.runs == ["read", "write"] and first.read() == {}
