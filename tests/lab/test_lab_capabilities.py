@@ -210,6 +210,22 @@ def test_single_director_network_for_real() -> None:
     assert not own_namespaces(topo.prefix)
 
 
+def test_client_neighbour_table_ipv6() -> None:
+    """`vip_owner` reads the client's neighbour entry for an IPv6 VIP as for an IPv4 one (the
+    entry an unsolicited NA leaves), mapped back to the router with that MAC."""
+    c = config("ipv6-takeover")
+    with Topology(plan([c]), tag="t-neigh6") as topo, tempfile.TemporaryDirectory() as tmp:
+        world = LabWorld(topo, c, Path(tmp), 0.5)
+        try:
+            mac = json.loads(netns.ip("-n", topo.ns("backup"), "-j", "link", "show", "eth0").stdout)[0]["address"]
+            assert world.arp_holder("2001:db8::100") == "nobody"
+            netns.ip("-n", topo.ns("client"), "-6", "neigh", "replace", "2001:db8::100", "lladdr", mac, "dev", "eth0")
+            assert world.arp_holder("2001:db8::100") == "backup"
+        finally:
+            world.close()
+    assert not own_namespaces(topo.prefix)
+
+
 @pytest.mark.parametrize("name", REAL_RUNS)
 def test_new_scenario_passes_for_real(name: str) -> None:
     if os.geteuid() != 0:
