@@ -52,7 +52,8 @@ def _run_incident(lab: Lab) -> None:
     server = lab.topo.processes[0]  # the real server (make_lab's only spawned process)
     server.kill()
     server.wait()
-    lab.wait("rs1 down on both", lambda: _health(lab, "primary") == "down" and _health(lab, "backup") == "down")
+    lab.wait("rs1 down on both", lambda: _health(lab, "primary") == "down" and _health(lab, "backup") == "down",
+             timeout_s=20)
     journal = Path(lab.state("primary")) / DIRECTORY / NAME  # written every FLUSH_S: a SIGKILL loses the rest
     lab.wait("the primary's journal holds rs1 taken out", lambda: any(
         _takes_out(json.loads(line)) for line in journal.read_text().splitlines()))
