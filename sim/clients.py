@@ -103,6 +103,11 @@ class ClientLog:
     def record(self, now_ms: int, succeeded: int, opened: int) -> None:
         self.opened.append((now_ms, succeeded, opened))
 
+    def fail_one(self, index: int) -> None:
+        """One connection of record `index` that had succeeded failed in flight after all."""
+        t, s, n = self.opened[index]
+        self.opened[index] = (t, s - 1, n)
+
     def window(self, lo_ms: int, hi_ms: int) -> tuple[int, int]:
         ok = total = 0
         for t, s, n in self.opened:

@@ -58,6 +58,21 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   daemons running, no cut, no loss, every link up), within `deadtime + 2 x keepalive + 2L`
   exactly one router is active, it alone holds the VIPs, and the clients'
   ARP view points at it.  Checked then and at the end of the run.
+
+What things cost (sim/costs.py) is slack, not a new rule: a router carries
+out a step's commands one after the other, each taking its time, and steps
+nothing meanwhile, so each bound above that waits for something a router
+does (single_owner's W, takeover, server_out, liveness) is longer by `C`,
+`Costs.takeover_ms(config)`, a bound on carrying out a takeover or a release
+(every address added or removed and announced, the table written or
+emptied: 77 ms for one VIP and nat_router with the measured costs); and
+liveness, whose world is whole only once a restarted daemon is up, by
+`Costs.daemon_start_ms` too.  reentry's bound is shorter by `C`: a check
+that was due before the server stopped failing can start after it, late
+behind a busy step (gratuitous ARPs take 28 ms each), and pass; the next
+one starts when it was due, less than an interval later (the daemon does
+the same).  An invariant judged "after every step" is
+judged once that step's commands are carried out.
 """
 
 from __future__ import annotations
@@ -96,7 +111,17 @@ class Invariants:
         self._reloads = 0
         self._last_fault_ms = 0
         self._declared_dead_ms = {r: -(2**62) for r in ROUTERS}  # the last "partner dead" of each router
+        self._slack: tuple[Config | None, int] = (None, 0)
         world.observers.append(self)
+
+    @property
+    def slack_ms(self) -> int:
+        """`C` (the module's doc): carrying out a takeover or a release of the current config
+        (worked out once per config: every step asks)."""
+        config = self.world.config
+        if self._slack[0] is not config:
+            self._slack = (config, self.world.costs.takeover_ms(config))
+        return self._slack[1]
 
     # ------------------------------------------------------------ reporting
 
@@ -146,7 +171,7 @@ class Invariants:
         step, at each expectation and at the end."""
         world, now = self.world, self.world.now
         config = world.config
-        window = config.keepalive_ms + world.latency_ms
+        window = config.keepalive_ms + world.latency_ms + self.slack_ms
         drop, delivered = world.last_drop_ms, world.last_delivery_ms
         for address, since in sorted(self._dual_since.items()):
             # the backup hears the primary (a clean primary -> backup direction) and must yield
@@ -161,7 +186,7 @@ class Invariants:
                 why = "every primary -> backup heartbeat delivered" if heard else \
                     "every backup -> primary heartbeat delivered, the backup deaf"
                 self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s, "
-                                          f"{why} for more than keepalive + latency = {window} ms")
+                                          f"{why} for more than keepalive + latency + C = {window} ms")
 
     def _table_matches_health(self, router: Router) -> None:
         engine = router.engine
@@ -189,11 +214,11 @@ class Invariants:
         since = self._recovered.get(where)
         if since is None:
             return
-        earliest = since + (v.rise_count - 1) * v.interval_ms
+        earliest = since + (v.rise_count - 1) * v.interval_ms - self.slack_ms
         if self.world.now < earliest:
             self.fail("reentry", f"{router.name} brought {virtual}/{server} back at {self.world.now / 1000:.3f} s, "
                                  f"before {earliest / 1000:.3f} s ((rise {v.rise_count} - 1) x interval "
-                                 f"{v.interval_ms} ms after it stopped failing at {since / 1000:.3f} s)")
+                                 f"{v.interval_ms} ms - C after it stopped failing at {since / 1000:.3f} s)")
 
     # ------------------------------------------------------------ faults
 
@@ -222,7 +247,7 @@ class Invariants:
             return
         if not partner.engine.failover.enabled:
             return
-        bound = config.deadtime_ms + config.keepalive_ms + world.latency_ms
+        bound = config.deadtime_ms + config.keepalive_ms + world.latency_ms + self.slack_ms
         engine, boots = partner.engine, crashed.boots
         start = world.now
 
@@ -231,7 +256,8 @@ class Invariants:
                 return  # (an unfit partner, monitor_links with a link down, takes nothing: gave_up)
             if engine.failover.role != "active" and partner.went_active_ms < start:
                 self.fail("takeover", f"{partner.name} still {engine.failover.role} {bound} ms "
-                                      f"(deadtime + keepalive + latency) after {name} failed at {start / 1000:.3f} s")
+                                      f"(deadtime + keepalive + latency + C) after {name} failed at "
+                                      f"{start / 1000:.3f} s")
 
         world.at(bound + 1, judge)
 
@@ -249,7 +275,8 @@ class Invariants:
             if before.get(v.name, False) and not failing:
                 self._recovered[where] = world.now
             if failing and not before.get(v.name, False):
-                bound = v.fall_count * v.interval_ms + v.interval_ms + spec.timeout_ms + 2 * world.latency_ms
+                bound = (v.fall_count * v.interval_ms + v.interval_ms + spec.timeout_ms + 2 * world.latency_ms
+                         + self.slack_ms)
                 self._watch_server_out(where, gen, v.name, s.name, bound)
 
     def _watch_server_out(self, where: tuple[str, int], gen: int, virtual: str, server: str, bound: int) -> None:
@@ -277,7 +304,8 @@ class Invariants:
     def _watch_liveness(self) -> None:
         world = self.world
         config = world.config
-        bound = config.deadtime_ms + 2 * config.keepalive_ms + 2 * world.latency_ms
+        bound = (config.deadtime_ms + 2 * config.keepalive_ms + 2 * world.latency_ms + self.slack_ms
+                 + world.costs.daemon_start_ms)
         fault_at = world.now
 
         def judge() -> None:

@@ -4,7 +4,9 @@ every step (`sim.invariants`), and a trace in time order (SPEC.md, "Trace").
 
 At one instant, faults come first (in file order), then the engines' own
 reactions, and expectations last: an expectation at `t` sees everything
-that happened at `t`.
+that happened at `t`.  A `client_success` window is judged once the
+connections opened in it have finished (`Costs.connection_ms` after its
+end, or at the end of the run), as the lab judges it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import simpy
 from scenario.checks import RouterView, View, judge
 from scenario.model import Expect, Scenario
 from scenario.verdicts import Verdict, Verdicts, all_hold
+from sim.costs import Costs
 from sim.invariants import Invariants, Violation
 from sim.world import World
 
@@ -43,7 +46,10 @@ def view_of(world: World, clients: tuple[int, int] | None = None) -> View:
     return View(world.now, world.config, routers, clients)
 
 
-def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None) -> Result:
+def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None,
+        costs: Costs | None = None) -> Result:
+    """`costs`: what the world's commands, starts and connections cost (default: `Costs()`, as
+    measured in the lab; `sim.costs.ZERO`: nothing costs time)."""
     result = Result()
     records = result.records
 
@@ -52,7 +58,7 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
 
     reloads = tuple(f.value for f in scenario.faults if f.kind == "reload")
     world = World(scenario.config, scenario.seed if seed is None else seed, scenario.latency_ms, scenario.loss,
-                  trace, reloads)
+                  trace, reloads, costs)
     invariants = Invariants(world, records)
     reported: set[str] = set()
 
@@ -101,7 +107,10 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
 
     for index, e in enumerate(scenario.expects):
         if e.at_ms is not None and e.at_ms <= end_ms:
-            late(e.at_ms, lambda i=index, x=e: expectation(i, x))
+            at = e.at_ms
+            if e.kind == "client_success":  # judged once the window's last connections have finished
+                at = min(at + world.costs.connection_ms, end_ms)
+            late(at, lambda i=index, x=e: expectation(i, x))
     if any(e.kind == "client_success" for e in scenario.expects):
         world.start_clients()
 
@@ -109,7 +118,8 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
     world.boot("backup")
     world.env.run(until=end_ms + 1)
     invariants.check_dual()
-    invariants.check_liveness(world.config.deadtime_ms + 2 * world.config.keepalive_ms + 2 * world.latency_ms)
+    invariants.check_liveness(world.config.deadtime_ms + 2 * world.config.keepalive_ms + 2 * world.latency_ms
+                              + invariants.slack_ms + world.costs.daemon_start_ms)
     report_violations()
 
     for index, e in enumerate(scenario.expects):

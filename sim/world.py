@@ -33,8 +33,10 @@ Routers:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol
 
@@ -54,9 +56,12 @@ from engine.table import ServiceEntry, ServiceKey
 from scenario.devices import Devices, base, devices
 from scenario.model import Fault
 from sim.clients import RATE_PER_S, ClientLog, SchedState, schedule, source_address
+from sim.costs import Costs
+from sim.neighbours import Neighbours
 from sim.servers import ServerModel, answers_client, check_result
 
 ROUTERS = ("primary", "backup")
+_TABLE_TYPES = frozenset(TABLE_OPS)
 PATHS: tuple[Literal["public"], Literal["private"]] = ("public", "private")
 Trace = Callable[[int, str, str, dict[str, Any]], None]
 
@@ -75,6 +80,11 @@ class Router:
     links_down: frozenset[str] = frozenset()
     last_arp_ms: int = -(2**62)
     went_active_ms: int = -(2**62)  # the last time its daemon went active
+    starting: bool = False  # its daemon was started and has not yet taken its first step
+    life: int = 0  # bumped whenever its daemon starts or dies: what was scheduled for another life is dropped
+    busy: bool = False  # its daemon is carrying out a step's commands (they take time: sim.costs)
+    pending: deque[Input] = field(default_factory=deque)  # inputs that arrived meanwhile, in order
+    draining: bool = False  # `pending` is being fed
 
     @property
     def role(self) -> str:
@@ -87,9 +97,12 @@ class Observer(Protocol):
 
 class World:
     def __init__(self, config: Config, seed: int, latency_ms: int, loss: float, trace: Trace,
-                 known_configs: tuple[Config, ...] = ()) -> None:
+                 known_configs: tuple[Config, ...] = (), costs: Costs | None = None) -> None:
         self.env = simpy.Environment()
         self.config = config
+        self.costs = costs if costs is not None else Costs()
+        self._took: dict[type, int] = {AddVip: self.costs.vip_add_ms, DelVip: self.costs.vip_del_ms,
+                                       SendGratuitousArp: self.costs.arp_ms}  # the rest cost nothing
         self._devices: tuple[Config | None, Devices] = (None, Devices(frozenset(), "", "", None))
         self.known_configs = (config, *known_configs)  # to resolve server names reloads add
         self.rng = random.Random(seed)
@@ -101,11 +114,17 @@ class World:
         self.routers = {name: Router(name) for name in ROUTERS}
         self.servers: dict[tuple[str, int], ServerModel] = {}
         self.loads: dict[str, float] = {}  # by address
-        self.arp_view: dict[str, str] = {}  # VIP -> the router the clients heard last
+        self.neighbours = Neighbours(self.costs)  # the client's ARP table
         self.trace = trace
         self.observers: list[Observer] = []
         self.clients: ClientLog | None = None
         self._connections = 0
+        self._in_flight: list[tuple[int, str, str, int]] = []  # (opened, VIP, router, ClientLog index)
+
+    @property
+    def arp_view(self) -> dict[str, str]:
+        """VIP -> the router whose MAC the client's neighbour entry holds."""
+        return self.neighbours.view()
 
     @property
     def now(self) -> int:
@@ -118,34 +137,57 @@ class World:
 
     # ------------------------------------------------------------ routers
 
-    def boot(self, name: str) -> None:
-        """The host boots: no addresses, an empty table, then the daemon starts."""
+    def boot(self, name: str, start_ms: int = 0) -> None:
+        """The host boots: no addresses, an empty table, then the daemon starts (`start_daemon`)."""
         router = self.routers[name]
         router.host_up = True
         router.vips, router.table, router.sched = set(), {}, {}
-        self.start_daemon(name)
+        self.start_daemon(name, start_ms)
 
-    def start_daemon(self, name: str) -> None:
-        """The daemon starts on a running host, as `shoal run` does: its first
-        input is the table the kernel holds (empty after a boot, kept after
-        a kill), then the links it needs that are down."""
+    def start_daemon(self, name: str, start_ms: int = 0) -> None:
+        """The daemon starts on a running host, as `shoal run` does: `start_ms`
+        after its exec (`Costs.daemon_start_ms`; nothing runs meanwhile) its
+        first input is the table the kernel holds then (empty after a boot,
+        kept after a kill), then the links it needs that are down."""
         router = self.routers[name]
         router.boots += 1
-        router.booted_ms = self.now
-        router.engine = Engine(self.config, name, seq_start=router.boots << 32,  # type: ignore[arg-type]
-                               heartbeat_key=key_of(self.config))
-        self.feed(router, TableRead(dict(router.table)))
-        if router.links_down:
-            self.feed(router, LinksChanged(router.links_down))
+        router.life += 1
+        router.starting = True
+        boots, life = router.boots, router.life
+
+        def first_step() -> None:
+            if router.life != life:
+                return  # crashed or killed before it was up
+            router.starting = False
+            router.booted_ms = self.now
+            router.engine = Engine(self.config, name, seq_start=boots << 32,  # type: ignore[arg-type]
+                                   heartbeat_key=key_of(self.config))
+            self.feed(router, TableRead(dict(router.table)))
+            if router.links_down:
+                self.feed(router, LinksChanged(router.links_down))
+
+        if start_ms > 0:
+            self.at(start_ms, first_step)
+        else:
+            first_step()
+
+    def _daemon_dies(self, router: Router) -> None:
+        router.engine, router.wake_at, router.starting = None, None, False
+        router.life += 1
+        router.busy = False
+        router.pending.clear()
 
     def crash(self, name: str) -> None:
         router = self.routers[name]
-        router.engine, router.wake_at, router.host_up = None, None, False
+        self._daemon_dies(router)
+        router.host_up = False
         router.vips, router.table, router.sched = set(), {}, {}
+        self._break_in_flight(None, name)  # its conntrack entries are gone with it
 
     def kill(self, name: str) -> None:
-        router = self.routers[name]
-        router.engine, router.wake_at = None, None
+        """Only the daemon dies: the kernel keeps addresses, table and conntrack entries (its
+        connections in flight live on)."""
+        self._daemon_dies(self.routers[name])
 
     def set_link(self, name: str, device: str, up: bool) -> None:
         router = self.routers[name]
@@ -180,16 +222,74 @@ class World:
         return (d.public if path == "public" else d.private) in self.routers[name].links_down
 
     def feed(self, router: Router, event: Input) -> None:
+        """Step the router's engine with `event` and carry out its commands, or, while it is
+        still carrying out an earlier step's, keep `event` until it is done (the daemon steps
+        nothing meanwhile)."""
         engine = router.engine
         if engine is None:
             return
+        if router.busy:
+            router.pending.append(event)
+            return
         role_before = engine.failover.role
         ready = engine.step(self.now, event)
-        for command in ready.commands:
-            self.carry_out(router, engine, command)
+        self._carry_out_from(router, engine, event, role_before, ready.commands, ready.next_deadline_ms, 0)
+
+    def _carry_out_from(self, router: Router, engine: Engine, event: Input, role_before: str,
+                        commands: tuple[Command, ...], deadline: int | None, i: int) -> None:
+        """Carry out `commands[i:]` in order, each taking its cost (`sim.costs`); when they are
+        done: the observers (an invariant judges a step once carried out), the engine's next
+        wake, and the inputs that waited."""
+        costs, took_by_type, n = self.costs, self._took, len(commands)
+        while i < n:
+            command = commands[i]
+            if type(command) in _TABLE_TYPES:
+                j = i + 1
+                while j < n and type(commands[j]) in _TABLE_TYPES:
+                    j += 1
+                took = costs.batch_ms(sum(1 for c in commands[i:j] if isinstance(c, DelService))) \
+                    if costs.table_batch_ms or costs.table_del_service_ms else 0
+                batch, i = commands[i:j], j
+            else:
+                took = took_by_type.get(type(command), 0)
+                batch, i = (command,), i + 1
+            if took <= 0:
+                for c in batch:
+                    self.carry_out(router, engine, c)
+                continue
+            router.busy = True
+            if isinstance(command, SendGratuitousArp) and 0 < costs.arp_frame_ms < took:
+                frame = functools.partial(self.carry_out, router, engine, command)  # on the wire during the command
+                self.at(costs.arp_frame_ms, self._alive(router, engine, frame))
+                batch = ()
+
+            def done(batch: tuple[Command, ...] = batch, i: int = i) -> None:
+                for c in batch:
+                    self.carry_out(router, engine, c)
+                self._carry_out_from(router, engine, event, role_before, commands, deadline, i)
+
+            self.at(took, self._alive(router, engine, done))
+            return
+        router.busy = False
         for observer in self.observers:
-            observer.after_step(router, event, role_before, ready.commands)
-        self._wake(router, engine, ready.next_deadline_ms)
+            observer.after_step(router, event, role_before, commands)
+        self._wake(router, engine, deadline)
+        if router.pending and not router.draining:  # one loop takes them, not a recursion per input
+            router.draining = True
+            try:
+                while router.pending and not router.busy and router.engine is engine:
+                    self.feed(router, router.pending.popleft())
+            finally:
+                router.draining = False
+
+    @staticmethod
+    def _alive(router: Router, engine: Engine, action: Callable[[], None]) -> Callable[[], None]:
+        """`action`, if this very daemon still runs when it is due."""
+        def guarded() -> None:
+            if router.engine is engine:
+                action()
+
+        return guarded
 
     def _wake(self, router: Router, engine: Engine, at: int | None) -> None:
         if at is None or at == router.wake_at:
@@ -231,8 +331,11 @@ class World:
                 router.last_arp_ms = now  # the engine re-announced (single_owner judges that)...
                 if self._vip_device(address) in router.links_down:
                     return  # ... but the frame never leaves
-                self.arp_view[address] = name
                 self.trace(now, name, "arp", {"address": address})
+                if self.latency_ms > 0 and self.costs.arp_frame_ms > 0:
+                    self.at(self.latency_ms, lambda: self._announced(address, name))
+                else:
+                    self._announced(address, name)
             case _ if isinstance(command, TABLE_OPS):
                 before = router.table
                 try:
@@ -264,6 +367,27 @@ class World:
                 pass  # other notices, operator commands, kernel timeouts, connection sync: not modelled
             case _:
                 raise TypeError(f"the simulator cannot carry out {type(command).__name__}: {command}")
+
+    def _announced(self, address: str, name: str) -> None:
+        """A gratuitous ARP from router `name` reaches the client."""
+        if self.neighbours.heard_announcement(address, name):
+            self._break_in_flight(address, name)
+
+    def _break_in_flight(self, address: str | None, name: str) -> None:
+        """Connections in flight lose their router: it crashed (`address` None), or the client's
+        entry for `address` moved from it to `name` -- their next packets reach a router without
+        their conntrack entry, and fail."""
+        if not self._in_flight or self.clients is None:
+            return
+        now, keep = self.now, []
+        for opened, vip, via, index in self._in_flight:
+            if now >= opened + self.costs.connection_ms:
+                continue  # finished
+            if (address is None and via == name) or (vip == address and via != name):
+                self.clients.fail_one(index)
+            else:
+                keep.append((opened, vip, via, index))
+        self._in_flight = keep
 
     def _passable_from_now(self, senders: set[str]) -> None:
         """A cut healed (or loss lowered): until now these senders' heartbeats
@@ -331,11 +455,12 @@ class World:
             self.crash(value)
         elif kind == "restart":
             router = self.routers[value]
-            if router.host_up and router.engine is None:  # killed: the daemon alone starts, adopting
-                self.start_daemon(value)
-            else:
+            start_ms = self.costs.daemon_start_ms
+            if router.host_up and router.engine is None and not router.starting:  # killed: the daemon alone starts
+                self.start_daemon(value, start_ms)
+            else:  # the host boots (as the lab does when the daemon runs, or is still starting)
                 self.crash(value)
-                self.boot(value)
+                self.boot(value, start_ms)
         elif kind == "kill":
             self.kill(value)
         elif kind in ("link_down", "link_up"):
@@ -401,26 +526,41 @@ class World:
             self._connect_all()
             self.at(period, tick)
 
-        self.at(period, tick)
+        self.at(period + self.costs.client_phase_ms, tick)
 
     def _connect_all(self) -> None:
         assert self.clients is not None
         ok = total = 0
+        index = len(self.clients.opened)
+        if self._in_flight:
+            self._in_flight = [c for c in self._in_flight if self.now < c[0] + self.costs.connection_ms]
         for v in self.config.virtuals:
             key = service_key(v)
             if key is None or v.address is None:
                 continue
             total += 1
-            ok += self._connect(v, key)
+            ok += self._connect(v, key, index)
         self.clients.record(self.now, ok, total)
 
-    def _connect(self, virtual: Virtual, key: ServiceKey) -> bool:
+    def _answers_arp(self, name: str, address: str) -> bool:
+        """Router `name` answers an ARP request for `address` now (its kernel holds it, on a link)."""
+        router = self.routers[name]
+        return router.host_up and address in router.vips and self._vip_device(address) not in router.links_down
+
+    def _holder(self, address: str) -> str | None:
+        """Who answers a broadcast ARP request for `address` (both: the one that announced last)."""
+        found = [r for r in ROUTERS if self._answers_arp(r, address)]
+        return max(found, key=lambda r: self.routers[r].last_arp_ms) if found else None
+
+    def _connect(self, virtual: Virtual, key: ServiceKey, index: int) -> bool:
         self._connections += 1
-        assert virtual.address is not None
-        owner = self.arp_view.get(virtual.address)
+        address = virtual.address
+        assert address is not None
+        owner = self.neighbours.next_hop(address, self.now, lambda r: self._answers_arp(r, address),
+                                         lambda: self._holder(address))
         router = self.routers.get(owner) if owner else None
-        if router is None or not router.host_up or virtual.address not in router.vips:
-            return False
+        if router is None or not router.host_up or address not in router.vips:
+            return False  # lost, or sent to a MAC whose host does not hold the VIP (any more)
         if router.links_down and ((base(virtual.device) or "eth0") in router.links_down
                                   or self.devices.server in router.links_down):
             return False
@@ -436,6 +576,9 @@ class World:
         if not answers_client(self.server_at(dest.key.address, port)):
             return False
         state.open(self.now, dest.key)
+        self.neighbours.confirm(address, router.name, self.now)
+        if self.costs.connection_ms > 0:
+            self._in_flight.append((self.now, address, router.name, index))
         return True
 
 
