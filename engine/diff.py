@@ -18,7 +18,9 @@ another is never left empty in between.
 Only the services that differ are walked: an entry shared by both tables
 (the same object) is skipped by identity, an equal one by equality, and only
 the keys that differ are sorted; so diffing a large table after one health
-change costs a pass over its keys (see bench/diff.py).
+change costs a pass over its keys (see bench/diff.py).  `diff_service` told
+which destinations may differ (the caller knows the rest are the same: the
+engine after one member's change, `engine.desired`) looks at those only.
 
 `apply` is the kernel's behaviour as a pure function: it refuses what IPVS
 refuses, with the errno IPVS's netlink interface (`ip_vs_genl_set_cmd`)
@@ -30,7 +32,7 @@ of the kernel.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 from engine.events import AddDest, AddService, DelDest, DelService, EditDest, EditService, TableOp
 from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
@@ -46,6 +48,7 @@ class TableOpError(ValueError):
 
 def _split(
     key: ServiceKey, applied: ServiceEntry | None, desired: ServiceEntry | None,
+    only: Collection[DestKey] | None = None,
 ) -> tuple[list[TableOp], list[TableOp], list[TableOp], list[TableOp], list[TableOp], list[TableOp]]:
     add_s: list[TableOp] = []
     edit_s: list[TableOp] = []
@@ -65,7 +68,12 @@ def _split(
         if applied.service != desired.service:
             edit_s.append(EditService(desired.service))
         old, new = applied.dests, desired.dests
-        if old is not new and old != new:
+        if only is not None:
+            keys = sorted(only)
+            add_d.extend(AddDest(key, new[d]) for d in keys if d in new and d not in old)
+            edit_d.extend(EditDest(key, new[d]) for d in keys if d in new and d in old and old[d] != new[d])
+            del_d.extend(DelDest(key, d, old[d].name) for d in keys if d in old and d not in new)
+        elif old is not new and old != new:
             # Sort only what changed: most of a service's destinations did not.
             added = sorted(d for d in new if d not in old)
             edited = sorted(d for d, dest in new.items() if d in old and old[d] != dest)
@@ -76,9 +84,14 @@ def _split(
     return add_s, edit_s, add_d, edit_d, del_d, del_s
 
 
-def diff_service(key: ServiceKey, applied: ServiceEntry | None, desired: ServiceEntry | None) -> list[TableOp]:
-    """The operations for one service, in the module's order."""
-    groups = _split(key, applied, desired)
+def diff_service(
+    key: ServiceKey, applied: ServiceEntry | None, desired: ServiceEntry | None,
+    only: Collection[DestKey] | None = None,
+) -> list[TableOp]:
+    """The operations for one service, in the module's order (`only`: the
+    destinations that may differ, when the caller knows every other one is
+    the same in both; None: any)."""
+    groups = _split(key, applied, desired, only)
     return [op for group in groups for op in group]
 
 

@@ -12,7 +12,8 @@ such as `engine.pool`'s), and the engine passes values between them:
 | `engine.failover` | the role: pulse (its receive rules in `engine.verdicts`; partner     |
 |                   | dead, paths lost, stalls and probes in `engine.liveness`)            |
 | `engine.registry` | the members: checks, loads, weights, the operator's overrides        |
-| `engine.keeper`   | the table: applied, desired (`engine.pool`), read back, drift        |
+| `engine.keeper`   | the table: applied, desired (`engine.pool`, kept per member by       |
+|                   | `engine.desired`), read back, drift                                  |
 | `engine.holding`  | VIPs, ARP rounds, the sync daemon                                    |
 | `engine.links`    | `monitor_links`: what a link down or back asks                       |
 | `engine.sync`     | the operator's overrides shared with the partner (signed datagrams) |
@@ -44,7 +45,7 @@ Time is an input and never goes backwards.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from engine import overrides_wire
 from engine.events import (
@@ -55,13 +56,13 @@ from engine.failover import Failover, Verdict
 from engine.holding import Holding
 from engine.keeper import Keeper
 from engine.links import Links
-from engine.model import Config, Node
+from engine.model import Config, Node, Virtual
 from engine.operator import OperatorRules
 from engine.ready import EngineMisuse, InvariantBroken, Ready
-from engine.registry import SERVER_ACTIONS, Override, Registry, check_spec
-from engine.status import Status, StatusCache
+from engine.registry import SERVER_ACTIONS, MemberKey, Override, Registry, check_spec
+from engine.status import ServerStatus, ServiceStatus, Status, StatusCache
 from engine.sync import RESEND_KEEPALIVES, Sync
-from engine.table import Table
+from engine.table import Dest, DestKey, Table
 from engine.timers import Deadline, Timers
 
 __all__ = ["ADMIN_ACTIONS", "Engine", "EngineMisuse", "InvariantBroken", "Override", "Ready", "check_spec"]
@@ -129,7 +130,7 @@ class Engine(OperatorRules):
                     notice = self.registry.load_observed(key, load)
                     if notice is not None:
                         out.append(notice)
-                        self._refresh(key[0], out)
+                        self._refresh_member(key, out)
             case ConfigLoaded(config, key):
                 self._reload(config, key, out)
             case CommandFailed(command, error):
@@ -160,8 +161,8 @@ class Engine(OperatorRules):
         if self.failover.role == "standby" and (self.keeper.applied or self.holding.held):
             raise InvariantBroken(f"{self.node} is standby but holds {len(self.keeper.applied)} service(s) "
                                   f"and VIPs {self.holding.addresses}")
-        if self.failover.role == "active" and not self.stopped and \
-                self.holding.held != self.holding.wanted(self.config):
+        if self.failover.role == "active" and not self.stopped and (held := self.holding.held) is not \
+                (wanted := self.holding.wanted(self.config)) and held != wanted:
             raise InvariantBroken(f"{self.node} is active but holds VIPs {self.holding.addresses}, "
                                   f"not {[v.address for v in self.holding.wanted(self.config)]}")
 
@@ -374,6 +375,17 @@ class Engine(OperatorRules):
                                        self.failover.role == "active"))
         self._cache.virtual_changed(virtual_name)
 
+    def _refresh_member(self, key: MemberKey, out: list[Command]) -> None:
+        """One member changed: its destination in its virtual's entry; the kernel's too if active."""
+        member = self.registry.members[key]
+        ops, rebuilt = self.keeper.refresh_member(self.config, member.virtual, self.registry.view(key),
+                                                  self.failover.role == "active")
+        out.extend(ops)
+        if rebuilt:
+            self._cache.virtual_changed(key[0])
+        else:
+            self._cache.member_changed(key)
+
     def _check_completed(self, check_id: int, ok: bool, detail: str, out: list[Command]) -> None:
         result = self.registry.check_completed(check_id, ok, detail)
         if result is None:
@@ -384,7 +396,7 @@ class Engine(OperatorRules):
             observed = self.registry.observed(key, before, after, detail, self.config.command_timeout_ms)
             if observed is not None:
                 out.extend(observed.before)
-                self._refresh(observed.virtual, out)
+                self._refresh_member(key, out)
                 out.extend(observed.after)
 
     # ================================================================ status
@@ -401,12 +413,26 @@ class Engine(OperatorRules):
             node=self.node, role=fo.role, now_ms=now, serial_no=self.config.serial_no,
             vips=self.holding.addresses,
             partner=fo.partner_status(now),
-            services=self._cache.services(self.config, lambda v: self.registry.service_status(
-                v, self.keeper.entries.get(v.name), self.keeper.service_keys[v.name] is not None,
-                self.keeper.quorum.get(v.name, True), self._cache.servers)),
+            services=self._cache.services(self.config, self._server_rows, self._member_status, self._service_status),
             counters={**fo.counters, **self.sync.counters},
             table=self.keeper.status(self.config.table_check_interval_ms),
             auth="none" if fo.key is None else "hmac-sha256",
             links_down=tuple(sorted(self.links.down)), unfit=self.links.unfit(self.config),
         )
         return self._status
+
+    def _dests(self, virtual_name: str) -> Mapping[DestKey, Dest]:
+        entry = self.keeper.entries.get(virtual_name)
+        return entry.dests if entry is not None else {}
+
+    def _server_rows(self, virtual: Virtual) -> list[tuple[MemberKey, ServerStatus]]:
+        return self.registry.server_rows(virtual, self._dests(virtual.name))
+
+    def _member_status(self, key: MemberKey) -> ServerStatus:
+        return self.registry.member_status(key, self._dests(key[0]))
+
+    def _service_status(self, virtual: Virtual, servers: tuple[ServerStatus, ...]) -> ServiceStatus:
+        name = virtual.name
+        return self.registry.service_status(
+            virtual, self.keeper.service_keys[name] is not None, self.keeper.quorum.get(name, True),
+            self.keeper.wanted.sorry_in.get(name, False), servers)

@@ -8,11 +8,13 @@ the members `engine.registry` describes) nor whether the router is active
 Rules:
 
 - the desired table is one entry per virtual (`engine.pool.desired_entry`),
-  recomputed for one virtual when one of its members changes; the whole
-  table is `engine.pool.desired_table` of those entries;
+  kept by `engine.desired`: recomputed for a virtual at start and reload,
+  updated in place for one member's change; the whole table is
+  `engine.pool.desired_table` of those entries;
 - while active, a recomputed virtual's change goes to the kernel at once as
-  the minimal operations of `engine.diff`; a standby router wants an empty
-  table;
+  the minimal operations of `engine.diff` (of the destinations that changed,
+  when the kernel holds the entry it replaces); a standby router wants an
+  empty table;
 - a virtual's quorum is kept with hysteresis across recomputes and reloads;
   a change is noticed (`quorum`);
 - every batch of operations bumps the table generation; each `ReadTable`
@@ -31,10 +33,11 @@ Rules:
 
 from __future__ import annotations
 
+from engine.desired import Change, Desired
 from engine.diff import diff, diff_service
 from engine.events import TABLE_OPS, Command, Notify, ReadTable, TableOp
 from engine.model import Config, Virtual
-from engine.pool import Member, desired_entry, desired_table, quorum_state, service_key
+from engine.pool import Member, desired_table, service_key
 from engine.status import TableStatus, op_text
 from engine.table import ServiceEntry, ServiceKey, Table
 
@@ -46,8 +49,7 @@ class Keeper:
 
     def __init__(self) -> None:
         self.applied: dict[ServiceKey, ServiceEntry] = {}
-        self.entries: dict[str, ServiceEntry | None] = {}  # desired, by virtual name
-        self.quorum: dict[str, bool] = {}
+        self.wanted = Desired()  # the desired entries (by virtual name) and quorums
         self.service_keys: dict[str, ServiceKey | None] = {}
         self._gen = 0  # bumped whenever table operations go out
         self._reads: list[int] = []  # the generation each pending `ReadTable` was asked at, oldest first
@@ -59,34 +61,48 @@ class Keeper:
 
     def configure(self, config: Config) -> None:
         """A new config: every entry to be recomputed (`recompute`)."""
-        self.entries = {}
+        self.wanted.reset()
         self.service_keys = {v.name: service_key(v) for v in config.virtuals}
 
     # ------------------------------------------------------------ desired
 
+    @property
+    def entries(self) -> dict[str, ServiceEntry | None]:
+        """The desired entries, by virtual name."""
+        return self.wanted.entries
+
+    @property
+    def quorum(self) -> dict[str, bool]:
+        return self.wanted.quorum
+
     def recompute(self, config: Config, virtual: Virtual, members: list[Member]) -> None:
         """One virtual's entry, quietly (at start, adoption and reload)."""
-        ok = quorum_state(virtual, members, self.quorum.get(virtual.name, True))
-        self.quorum[virtual.name] = ok
-        key = self.service_keys[virtual.name]
-        self.entries[virtual.name] = desired_entry(config, virtual, members, ok, key) if key else None
+        self.wanted.rebuild(config, virtual, members, self.service_keys[virtual.name])
 
     def refresh(self, config: Config, virtual: Virtual, members: list[Member], active: bool) -> list[Command]:
         """One virtual's entry after a change of its members; the kernel's too if active."""
+        change = self.wanted.rebuild(config, virtual, members, self.service_keys[virtual.name])
+        return self._changed(virtual.name, change, active)
+
+    def refresh_member(
+        self, config: Config, virtual: Virtual, member: Member, active: bool,
+    ) -> tuple[list[Command], bool]:
+        """One member's change (`member`: its new view), as `refresh`; and
+        whether the rest of its virtual may have changed too (rebuilt)."""
+        change = self.wanted.member(config, virtual, member)
+        return self._changed(virtual.name, change, active), change.dests is None
+
+    def _changed(self, name: str, change: Change, active: bool) -> list[Command]:
         out: list[Command] = []
-        name = virtual.name
-        old = self.entries.get(name)
-        was_ok = self.quorum.get(name, True)
-        ok = quorum_state(virtual, members, was_ok)
-        if ok != was_ok:
-            self.quorum[name] = ok
-            out.append(Notify("quorum", {"service": name, "ok": ok}))
-        new = desired_entry(config, virtual, members, ok, self.service_keys[name])
-        self.entries[name] = new
-        if not active or new == old:
+        if change.quorum is not None:
+            out.append(Notify("quorum", {"service": name, "ok": change.quorum}))
+        old, new = change.old, change.new
+        if not active or change.same:
             return out
         key = (new or old).service.key  # type: ignore[union-attr]
-        ops = diff_service(key, self.applied.get(key), new)
+        applied = self.applied.get(key)
+        # The kernel holds the entry this one replaces: only the destinations that changed can differ.
+        ops = diff_service(key, applied, new, change.dests if applied is old else None)
         out.extend(ops)
         if ops:
             self._gen += 1

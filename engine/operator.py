@@ -12,7 +12,7 @@ from engine import overrides_wire
 from engine.events import AdminRequested, Command, Notify, Path
 from engine.failover import Failover
 from engine.model import Config
-from engine.registry import Override, Registry
+from engine.registry import MemberKey, Override, Registry
 from engine.sync import Sync
 
 
@@ -28,6 +28,9 @@ class OperatorRules:
         raise NotImplementedError  # Engine's
 
     def _refresh(self, virtual_name: str, out: list[Command]) -> None:
+        raise NotImplementedError  # Engine's
+
+    def _refresh_member(self, key: MemberKey, out: list[Command]) -> None:
         raise NotImplementedError  # Engine's
 
     def admin_refusal(self, request: AdminRequested) -> str | None:
@@ -53,7 +56,7 @@ class OperatorRules:
             return
         for key in self.registry.matching(request.server, request.virtual):
             self.registry.override(key, request.action, request.weight)
-            self._refresh(key[0], out)
+            self._refresh_member(key, out)
         if not request.replayed:
             self.sync.changed()
             self._send_overrides(out)

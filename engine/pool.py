@@ -85,10 +85,16 @@ def quorum_state(virtual: Virtual, members: Iterable[Member], was_ok: bool) -> b
     """Whether the quorum holds, with hysteresis (True when `quorum` is 0)."""
     if virtual.quorum <= 0:
         return True
-    total = sum(m.configured_weight for m in members if m.standing == "up")
+    return quorum_holds(virtual, sum(m.configured_weight for m in members if m.standing == "up"), was_ok)
+
+
+def quorum_holds(virtual: Virtual, up_weight: int, was_ok: bool) -> bool:
+    """`quorum_state` given the total configured weight of the members up."""
+    if virtual.quorum <= 0:
+        return True
     if was_ok:
-        return total >= virtual.quorum - virtual.hysteresis
-    return total >= virtual.quorum + virtual.hysteresis
+        return up_weight >= virtual.quorum - virtual.hysteresis
+    return up_weight >= virtual.quorum + virtual.hysteresis
 
 
 def desired_entry(
@@ -113,7 +119,7 @@ def desired_entry(
     serving = False
     if quorum_ok or virtual.sorry_server is None:
         for member in members:
-            weight = _weight_in_table(virtual, member)
+            weight = weight_in_table(virtual, member)
             if weight is None:
                 continue
             dkey = DestKey(member.address, member.port)
@@ -126,7 +132,8 @@ def desired_entry(
     return ServiceEntry(service, dests)
 
 
-def _weight_in_table(virtual: Virtual, member: Member) -> int | None:
+def weight_in_table(virtual: Virtual, member: Member) -> int | None:
+    """A member's weight in its service while the members go in (None: out)."""
     if member.standing == "up":
         return member.weight
     if member.standing == "drained":

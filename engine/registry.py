@@ -48,7 +48,7 @@ from engine.model import Config, Server, Virtual
 from engine.overrides_wire import Entry as OverrideEntry
 from engine.pool import Member, dest_port
 from engine.status import ServerStatus, ServiceStatus
-from engine.table import Dest, DestKey, ServiceEntry, ServiceKey, Table
+from engine.table import Dest, DestKey, ServiceKey, Table
 from engine.timers import Deadline
 
 MemberKey = tuple[str, str]  # (virtual name, server name)
@@ -138,6 +138,9 @@ class Registry:
         self._check_ids: dict[CheckSpec, int] = {}
         self.loads: dict[int, Load] = {}
         self.members: dict[MemberKey, MemberState] = {}
+        self._named: dict[str, list[MemberKey]] = {}  # by server name, in config order (requests)
+        self._position: dict[MemberKey, int] = {}  # a member's place in config order
+        self._overridden: set[MemberKey] = set()  # members whose `admin` is not "auto"
         self._next_id = 1
 
     # ------------------------------------------------------------ config
@@ -148,6 +151,7 @@ class Registry:
         old_health = {key: old_checks[m.check_id].health for key, m in old_members.items()
                       if m.check_id is not None}
         self.checks, self._check_ids, self.members = {}, {}, {}
+        self._named, self._position, self._overridden = {}, {}, set()
         loads: dict[tuple[str, str, str | None], int] = {}
         load_members: dict[int, list[MemberKey]] = {}
         for virtual in config.virtuals:
@@ -180,6 +184,10 @@ class Registry:
                     if old.server.weight == server.weight:
                         weight = old.weight
                 self.members[key] = MemberState(virtual, server, check_id, load_id, weight, admin, admin_weight)
+                self._named.setdefault(server.name, []).append(key)
+                self._position[key] = len(self._position)
+                if admin != "auto":
+                    self._overridden.add(key)
         self.loads = {load_id: Load(*lkey, tuple(load_members[load_id]), Deadline("load", load_id))
                       for lkey, load_id in loads.items()}
 
@@ -225,35 +233,38 @@ class Registry:
 
     def views(self, virtual: Virtual) -> list[Member]:
         """The virtual's members as `engine.pool` sees them."""
-        views = []
-        for member in self.members_of(virtual):
-            server = member.server
-            assert server.address is not None
-            views.append(Member(
-                name=server.name, address=server.address, port=dest_port(virtual, server.port),
-                standing=self.standing(member),  # type: ignore[arg-type]
-                weight=member.admin_weight if member.admin == "weight" else member.weight,
-                configured_weight=server.weight,
-            ))
-        return views
+        return [self._view(member) for member in self.members_of(virtual)]
 
-    def service_status(self, virtual: Virtual, entry: ServiceEntry | None, active: bool, quorum_ok: bool,
-                       cache: dict[MemberKey, ServerStatus]) -> ServiceStatus:
-        """One virtual's status, given its desired `entry`; its servers' from `cache` when there."""
-        dests = entry.dests if entry is not None else {}
-        servers: list[ServerStatus] = []
-        for member in self.members_of(virtual):
-            key = (virtual.name, member.server.name)
-            cached = cache.get(key)
-            if cached is None:
-                cached = cache[key] = self.server_status(member, dests)
-            servers.append(cached)
+    def view(self, key: MemberKey) -> Member:
+        """One member as `engine.pool` sees it."""
+        return self._view(self.members[key])
+
+    def _view(self, member: MemberState) -> Member:
+        server = member.server
+        assert server.address is not None
+        return Member(
+            name=server.name, address=server.address, port=dest_port(member.virtual, server.port),
+            standing=self.standing(member),  # type: ignore[arg-type]
+            weight=member.admin_weight if member.admin == "weight" else member.weight,
+            configured_weight=server.weight,
+        )
+
+    @staticmethod
+    def service_status(virtual: Virtual, active: bool, quorum_ok: bool, sorry_in_table: bool,
+                       servers: tuple[ServerStatus, ...]) -> ServiceStatus:
+        """One virtual's status, given its servers' (`server_rows`, `member_status`)."""
         return ServiceStatus(
             name=virtual.name, address=virtual.address, port=virtual.port, protocol=virtual.protocol,
             fwmark=virtual.fwmark, scheduler=virtual.scheduler, active=active,
-            sorry_in_table=any(d.name == "sorry" for d in dests.values()), quorum_ok=quorum_ok,
-            servers=tuple(servers),
+            sorry_in_table=sorry_in_table, quorum_ok=quorum_ok, servers=servers,
         )
+
+    def server_rows(self, virtual: Virtual, dests: Mapping[DestKey, Dest]) -> list[tuple[MemberKey, ServerStatus]]:
+        """Every member's status of one virtual, in config order, given its desired destinations."""
+        return [((virtual.name, m.server.name), self.server_status(m, dests)) for m in self.members_of(virtual)]
+
+    def member_status(self, key: MemberKey, dests: Mapping[DestKey, Dest]) -> ServerStatus:
+        return self.server_status(self.members[key], dests)
 
     def server_status(self, member: MemberState, dests: Mapping[DestKey, Dest]) -> ServerStatus:
         server, virtual = member.server, member.virtual
@@ -359,29 +370,38 @@ class Registry:
         `server` with `virtual`; [] when none."""
         if "/" in server and not virtual:
             virtual, server = server.split("/", 1)
-        return [k for k in self.members if k[1] == server and (not virtual or k[0] == virtual)]
+        return [k for k in self._named.get(server, ()) if not virtual or k[0] == virtual]
 
     def override(self, key: MemberKey, action: str, weight: int | None = None) -> None:
         member = self.members[key]
         before = self.standing(member)
         member.admin = SERVER_ACTIONS[action]
         member.admin_weight = weight if action == "weight" and weight is not None else 0
+        if member.admin == "auto":
+            self._overridden.discard(key)
+        else:
+            self._overridden.add(key)
         if self.standing(member) == "up" and before in ("down", "unknown"):
             member.weight = member.server.weight
 
     def overrides(self) -> tuple[Override, ...]:
         """The operator's overrides in force, in config order (members' order)."""
-        return tuple(
-            Override(key[0], key[1], m.admin, m.admin_weight if m.admin == "weight" else None)
-            for key, m in self.members.items() if m.admin != "auto")
+        out = []
+        for key in sorted(self._overridden, key=self._position.__getitem__):
+            m = self.members[key]
+            out.append(Override(key[0], key[1], m.admin, m.admin_weight if m.admin == "weight" else None))
+        return tuple(out)
 
     def replace_overrides(self, wanted: Iterable[OverrideEntry]) -> list[str]:
         """The partner's set in place of ours (engine.sync): members it names
         take its override, the others go back to auto; members the config
         lacks are skipped.  Returns the virtuals whose members changed."""
         want = {(e.virtual, e.server): e for e in wanted}
+        # Only the members it names and those overridden now can change (in config order).
+        keys = self._overridden.union(k for k in want if k in self.members)
         touched: list[str] = []
-        for key, member in self.members.items():
+        for key in sorted(keys, key=self._position.__getitem__):
+            member = self.members[key]
             entry = want.get(key)
             action, weight = (entry.action, entry.weight if entry.action == "weight" else 0) if entry else ("auto", 0)
             have = (member.admin, member.admin_weight if member.admin == "weight" else 0)

@@ -5,8 +5,9 @@ this; nothing in it is ever mutated after it is built.
 
 `StatusCache` keeps the services' part between snapshots: the engine tells
 it which members and virtuals changed, and only those are rebuilt (building
-every server's status on every step was most of a step's cost).  A new
-config rebuilds everything.
+every server's status on every step was most of a step's cost; rebuilding
+a whole virtual for one member's change made a step cost more the larger
+the pool, issue 13).  A new config rebuilds everything.
 """
 
 from __future__ import annotations
@@ -100,53 +101,90 @@ class Status:
         raise KeyError(f"no service named {name!r}")
 
 
+MemberKey = tuple[str, str]  # (virtual name, server name)
+
+
 class StatusCache:
-    """The services of the last snapshot, and what changed since."""
+    """The services of the last snapshot, and what changed since.
+
+    Each virtual's servers are kept as a row in config order; a changed
+    member rebuilds its own status in its row, a changed virtual its whole
+    row, and only the services with a change are made anew (their tuples
+    copied, nothing else walked).
+    """
 
     def __init__(self) -> None:
-        self.servers: dict[tuple[str, str], ServerStatus] = {}  # by (virtual, server)
-        self._services: tuple[ServiceStatus, ...] | None = None
-        self._dirty_members: set[tuple[str, str]] = set()
+        self._rows: dict[str, list[ServerStatus]] = {}  # by virtual, in config order
+        self._slots: dict[MemberKey, int] = {}  # a member's place in its virtual's row
+        self._services: list[ServiceStatus] | None = None
+        self._snapshot: tuple[ServiceStatus, ...] = ()
+        self._dirty_members: set[MemberKey] = set()
         self._dirty_virtuals: set[str] = set()
         self._index: dict[str, int] = {}
 
     def reset(self, config: Config) -> None:
         """A new config: the next snapshot is built whole (what was marked changed may be gone)."""
-        self.servers.clear()
+        self._rows.clear()
+        self._slots.clear()
         self._services = None
         self._dirty_members.clear()
         self._dirty_virtuals.clear()
         self._index = {v.name: i for i, v in enumerate(config.virtuals)}
 
-    def members_changed(self, keys: Iterable[tuple[str, str]]) -> None:
+    def members_changed(self, keys: Iterable[MemberKey]) -> None:
         self._dirty_members.update(keys)
+
+    def member_changed(self, key: MemberKey) -> None:
+        self._dirty_members.add(key)
 
     def virtual_changed(self, name: str) -> None:
         self._dirty_virtuals.add(name)
 
-    def services(self, config: Config, build: Callable[[Virtual], ServiceStatus]) -> tuple[ServiceStatus, ...]:
-        """Every virtual's status, rebuilt with `build` (which may reuse
-        `servers`) where something changed."""
+    def services(
+        self, config: Config,
+        rows: Callable[[Virtual], list[tuple[MemberKey, ServerStatus]]],
+        server: Callable[[MemberKey], ServerStatus],
+        service: Callable[[Virtual, tuple[ServerStatus, ...]], ServiceStatus],
+    ) -> tuple[ServiceStatus, ...]:
+        """Every virtual's status: `rows` builds a virtual's servers,
+        `server` one member's, `service` a virtual's from its servers;
+        each called only where something changed."""
         if self._services is not None and not self._dirty_members and not self._dirty_virtuals:
-            return self._services
-        stale = set(self._dirty_virtuals)
-        for key in self._dirty_members:
-            self.servers.pop(key, None)
-            stale.add(key[0])
-        for name in self._dirty_virtuals:
-            for server in config.virtual(name).servers:
-                self.servers.pop((name, server.name), None)
+            return self._snapshot
+        if self._services is None or len(self._services) != len(config.virtuals):
+            self._rows.clear()
+            self._slots.clear()
+            self._services = [service(v, tuple(self._row(v, rows))) for v in config.virtuals]
+        else:
+            stale = {name for name in self._dirty_virtuals if name in self._index}
+            for name in stale:
+                self._row(config.virtuals[self._index[name]], rows)
+            touched = set(stale)
+            for key in self._dirty_members:
+                if key[0] in stale or key[0] not in self._index:
+                    continue
+                slot = self._slots.get(key)
+                if slot is None:  # not a member the last row knew: the whole row
+                    self._row(config.virtuals[self._index[key[0]]], rows)
+                else:
+                    self._rows[key[0]][slot] = server(key)
+                touched.add(key[0])
+            for name in touched:
+                index = self._index[name]
+                self._services[index] = service(config.virtuals[index], tuple(self._rows[name]))
         self._dirty_members.clear()
         self._dirty_virtuals.clear()
-        if self._services is None or len(self._services) != len(config.virtuals):
-            services = [build(v) for v in config.virtuals]
-        else:
-            services = list(self._services)
-            for name in stale:
-                index = self._index[name]
-                services[index] = build(config.virtuals[index])
-        self._services = tuple(services)
-        return self._services
+        self._snapshot = tuple(self._services)
+        return self._snapshot
+
+    def _row(
+        self, virtual: Virtual, rows: Callable[[Virtual], list[tuple[MemberKey, ServerStatus]]],
+    ) -> list[ServerStatus]:
+        built = rows(virtual)
+        for slot, (key, _) in enumerate(built):
+            self._slots[key] = slot
+        row = self._rows[virtual.name] = [status for _, status in built]
+        return row
 
 
 _FORWARD_FLAG: Mapping[Forward, str] = {"masq": "-m", "route": "-g", "tunnel": "-i"}
