@@ -1,13 +1,17 @@
 """Clients: connections opened at a steady rate to every VIP, scheduled
 through the table of the router the clients' ARP view points at.
 
-A connection to a virtual succeeds when the router the clients last heard
-a gratuitous ARP from (for that VIP) is up, holds the VIP, has the
-virtual's service in its table, schedules the connection to a destination
-with weight above 0, and that server answers within the client timeout
+A connection to a virtual succeeds when the router the client's neighbour
+entry for that VIP leads to (`sim.neighbours`: the last gratuitous ARP
+heard, or an ARP request answered) is up, holds the VIP, has the virtual's
+service in its table, schedules the connection to a destination with
+weight above 0, and that server answers within the client timeout
 (`sim.servers.answers_client`; the sorry server is a server like any other,
-healthy unless a fault names it).  Connections last `CONNECTION_MS`, which
-is what `lc`/`wlc` count.
+healthy unless a fault names it), and its router keeps its packets for the
+`Costs.connection_ms` it exchanges them (sim/world.py: not a crash, not the
+client moving to the other router).  The clients open their connections
+`Costs.client_phase_ms` past each period.  Connections count for
+`lc`/`wlc` for `CONNECTION_MS`.
 
 Schedulers (IPVS names; the others map to the nearest): `rr`; `wrr` (smooth
 weighted round robin); `lc`, `wlc` (least active connections, per weight);

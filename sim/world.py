@@ -3,17 +3,25 @@ real servers with fault modes, clients, all in simpy.  Time is integer ms.
 
 Each router is driven as the daemon drives it: step the engine with an
 input, carry out the commands in order, feed results back as inputs, wake
-at the next deadline.  Everything is event driven (simpy timeouts with
-callbacks): nothing polls.
+at the next deadline.  Carrying out takes time (`sim.costs`, measured in
+the lab: adding a VIP, a gratuitous ARP, a table batch), and a daemon
+steps nothing until a step's commands are done; a restarted daemon takes
+its first step `daemon_start_ms` after its exec.  Everything is event
+driven (simpy timeouts with callbacks): nothing polls.
+
+The clients reach a VIP through their neighbour table (`sim.neighbours`):
+a gratuitous ARP reaches it one link latency after its frame leaves.
 
 The world's only randomness is `rng` (one `random.Random(seed)`), drawn
 only for heartbeat loss strictly between 0 and 1.
 
 Routers:
-- crashed (`crash`): host down, engine gone, addresses and table gone,
-  packets to it lost; the clients' ARP caches still point at it;
-- killed (`kill`): the daemon is gone, the kernel keeps addresses and
-  table, so clients pointed at it are still served from the stale table;
+- crashed (`crash`): host down, engine gone, addresses, table and
+  conntrack entries gone, packets to it lost (connections in flight too);
+  the clients' neighbour entries still point at it;
+- killed (`kill`): the daemon is gone, the kernel keeps addresses, table
+  and conntrack entries, so clients pointed at it are still served from the
+  stale table and its connections in flight live on;
 - restarted (`restart`): after a crash, the host boots with no addresses
   and an empty table; after a kill, only the daemon starts again and
   adopts what the kernel kept (its first input, `TableRead`, is that
