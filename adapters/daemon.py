@@ -192,12 +192,10 @@ class Daemon:
             log.exception("cannot start", extra=fields_of(kind="start", ok=False))
             self.close()
             return 1
-        # The kernel table, before any heartbeat.  Its commands (heartbeats first) always use the
-        # VIPs' netlink socket: a table adopted holds the VIPs (`AddVip`), an empty one removes
-        # what a previous life left (`vip_cleanup`), so pyroute2's import (0.1 s) is paid here,
-        # after the first heartbeat and before the first check starts, never at a takeover; and
-        # gratuitous ARP imports nothing (adapters/arp.py).  Nothing is preloaded before the first
-        # heartbeat (a fast start: bench/start.py).
+        # The kernel table, before any heartbeat.  Nothing is preloaded before it (a fast start:
+        # bench/start.py), and nothing a takeover needs costs an import: the VIPs go over
+        # rtnetlink and the gratuitous ARPs over a raw socket, in bytes of our own
+        # (adapters/rtnl.py, adapters/arp.py).
         await self._step(first)
         await self._restore_overrides()
         self.links.configure(self.config, self.node)  # monitor_links: LinksChanged from here on

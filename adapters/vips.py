@@ -1,4 +1,4 @@
-"""VIPs: add and remove addresses with pyroute2 (netlink), idempotently.
+"""VIPs: add and remove addresses over rtnetlink (`adapters.rtnl`), idempotently.
 
 - `add` of an address already present, and `delete` of one that is absent,
   succeed: the engine states the goal, not a change.  `delete` removes the
@@ -13,10 +13,11 @@
 - A real failure (no such device on add, permission, an invalid address)
   raises `VipError` with a message naming the address and device.
 
-pyroute2 0.9's synchronous sockets run an event loop of their own and cannot
-be made inside a running asyncio loop, so one private worker thread owns the
-netlink socket: every call goes through it (callers may use any thread, as
-the daemon does with `run_in_executor`).
+One private worker thread owns the netlink socket (`adapters.rtnl`: a few
+bytes of our own, opened in namespace `netns` if named; pyroute2, which
+did this before, cost 0.1 s of import before a starting daemon could hold
+a VIP): every call goes through it (callers may use any thread, as the
+daemon does with `run_in_executor`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import ipaddress
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from adapters.rtnl import Rtnl, RtnlError
 from engine.events import AddVip, DelVip
 
 IFA_F_NODAD = 0x02
@@ -56,44 +58,35 @@ class Vips:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        self._ipr: Any = None
+        self._ipr: Rtnl | None = None
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="shoal-vips")
         self._lock = threading.Lock()
 
-    def _call(self, fn: Callable[[Any], T]) -> T:
+    def _call(self, fn: Callable[[Rtnl], T]) -> T:
         def inside() -> T:
             if self._ipr is None:
-                from pyroute2 import IPRoute, NetNS  # type: ignore[import-untyped]
-
-                self._ipr = NetNS(self.netns) if self.netns else IPRoute()
+                self._ipr = Rtnl(self.netns)
             return fn(self._ipr)
 
         with self._lock:
             return self._worker.submit(inside).result()
 
-    def _index(self, ipr: Any, device: str) -> int | None:
-        found = ipr.link_lookup(ifname=device)
-        return int(found[0]) if found else None
+    def _index(self, ipr: Rtnl, device: str) -> int | None:
+        return ipr.index(device)
 
     def add(self, cmd: AddVip) -> None:
         address = _norm(cmd.address)
         v6 = ":" in address
 
-        def do(ipr: Any) -> None:
-            from pyroute2 import NetlinkError
-
+        def do(ipr: Rtnl) -> None:
             index = self._index(ipr, cmd.device)
             if index is None:
                 raise VipError(f"cannot add VIP {address}/{cmd.prefix}: no such device {cmd.device}")
-            extra: dict[str, Any] = {}
-            if v6:
-                extra["flags"] = IFA_F_NODAD
-            elif cmd.label and valid_label(cmd.label, cmd.device):
-                extra["label"] = cmd.label
+            label = cmd.label if not v6 and cmd.label and valid_label(cmd.label, cmd.device) else None
             try:
-                ipr.addr("add", index=index, address=address, prefixlen=cmd.prefix, **extra)
-            except NetlinkError as e:
-                if e.code == errno.EEXIST:
+                ipr.add(index, address, cmd.prefix, label=label, nodad=v6)
+            except RtnlError as e:
+                if e.errno == errno.EEXIST:
                     return
                 raise VipError(f"cannot add VIP {address}/{cmd.prefix} on {cmd.device}: "
                                f"{_strerror(e)}") from None
@@ -104,19 +97,17 @@ class Vips:
         """Remove the VIP; True when it was on the device, False when absent."""
         address = _norm(cmd.address)
 
-        def do(ipr: Any) -> bool:
-            from pyroute2 import NetlinkError
-
+        def do(ipr: Rtnl) -> bool:
             index = self._index(ipr, cmd.device)
             if index is None:
                 return False
             removed = False
             for prefix in self._prefixes(ipr, index, address):
                 try:
-                    ipr.addr("del", index=index, address=address, prefixlen=prefix)
+                    ipr.delete(index, address, prefix)
                     removed = True
-                except NetlinkError as e:
-                    if e.code == errno.EADDRNOTAVAIL:
+                except RtnlError as e:
+                    if e.errno == errno.EADDRNOTAVAIL:
                         continue
                     raise VipError(f"cannot remove VIP {address}/{prefix} from {cmd.device}: "
                                    f"{_strerror(e)}") from None
@@ -124,18 +115,17 @@ class Vips:
 
         return self._call(do)
 
-    def _prefixes(self, ipr: Any, index: int, address: str) -> list[int]:
-        return sorted({int(msg["prefixlen"]) for msg in ipr.get_addr(index=index)
-                       if _local(msg) == address})
+    def _prefixes(self, ipr: Rtnl, index: int, address: str) -> list[int]:
+        return sorted({prefix for _, local, prefix in ipr.addresses(index) if local == address})
 
     def held(self, addresses: Iterable[str]) -> set[str]:
         """Those of `addresses` that are on any interface here (as given)."""
         wanted = {a: _norm(a) for a in addresses}
-        present = set(self._call(lambda ipr: [_local(msg) for msg in ipr.get_addr()]))
+        present = set(self._call(lambda ipr: [local for _, local, _ in ipr.addresses()]))
         return {given for given, norm in wanted.items() if norm in present}
 
     def close(self) -> None:
-        def shut(ipr: Any) -> None:
+        def shut(ipr: Rtnl) -> None:
             ipr.close()
 
         with self._lock:
@@ -145,14 +135,6 @@ class Vips:
         self._worker.shutdown(wait=True)
 
 
-def _local(msg: Any) -> str:
-    value = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS") or ""
-    try:
-        return ipaddress.ip_address(value).compressed
-    except ValueError:
-        return str(value)
-
-
-def _strerror(e: Any) -> str:
-    code = getattr(e, "code", 0) or 0
-    return f"{errno.errorcode.get(code, code)} ({e})"
+def _strerror(e: OSError) -> str:
+    code = e.errno or 0
+    return f"{errno.errorcode.get(code, code)} ({e.strerror or e})"
