@@ -13,7 +13,8 @@ The rules:
   PYTHONPATH), inside network namespace `ns` when one is given (`ip netns
   exec`, which execs: the PID is the daemon's own), in a session of its
   own, standard input closed, standard output and error appended to its
-  log, unbuffered.
+  log, unbuffered, its bytecode compiled once into `PYCACHE` (as an
+  installed package's is: PYTHONDONTWRITEBYTECODE dropped).
 - Ready means its control socket answers `{"cmd": "status"}` with a role:
   never a sleep.  A daemon that exits first, or does not answer in time,
   is `DaemonFailed`, with the end of its log.
@@ -38,6 +39,7 @@ from typing import Any
 from adapters.control import ask
 
 ROOT = str(Path(__file__).resolve().parents[2])  # the checkout: `python -m shoal` runs from here
+PYCACHE = os.path.join(os.path.expanduser("~"), ".cache", "shoal", "pycache")  # `spawn`'s bytecode
 # Generous bounds, reached only when something is wrong: under qemu's software emulation (the
 # kernel suite) a daemon takes half a minute to start and an answer can take seconds.
 START_TIMEOUT_S = 120.0
@@ -158,6 +160,12 @@ def spawn(ns: str | None, argv: Sequence[str], log_path: Path, python: str = sys
     """`python ARGV...` from the checkout (inside `ns` if given), in a session of its own, its
     output appended to `log_path`: how the lab starts its daemons, servers and client."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    # Bytecode compiled once and kept, as an installed package has it, in a cache of this user's
+    # own (~/.cache; not the checkout, not a shared /tmp path): with PYTHONDONTWRITEBYTECODE=1, modules
+    # changed since their last compile, every start compiled them again, 0.25 s and more (a
+    # second of scenario at time scale 0.25) that no installed daemon pays (bench/start.py).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", PYCACHE)
     prefix = ["ip", "netns", "exec", ns] if ns else []
     with open(log_path, "ab") as out:
         return subprocess.Popen([*prefix, python, *argv], stdin=subprocess.DEVNULL, stdout=out,
