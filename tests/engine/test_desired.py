@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.desired import Desired
 from engine.diff import apply, diff, diff_service
@@ -36,6 +36,8 @@ from engine.overrides_wire import Entry as OverrideEntry
 from engine.registry import SERVER_ACTIONS, Override, Registry
 from engine.status import StatusCache
 
+# Generating three virtuals and a schedule is slow on a loaded shared host: no health check for that.
+SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 ADDRESSES = ["10.1.0.11", "10.1.0.12", "10.1.0.13", "10.1.0.14"]
 NAMES = ["s1", "s2", "s3", "s4", "sorry"]
 STANDINGS = ["unknown", "up", "down", "drained"]
@@ -70,7 +72,7 @@ def members(virtual: Virtual, standings: list[str], weights: list[int]) -> list[
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(SETTINGS, max_examples=300)
 @given(virtuals(), st.data())
 def test_desired_in_place_equals_from_scratch(virtual: Virtual, data: st.DataObject) -> None:
     config = Config(network=data.draw(st.sampled_from(["nat", "direct"])), virtuals=(virtual,))
@@ -147,7 +149,7 @@ steps = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(SETTINGS, max_examples=150)
 @given(virtuals("v0", 0), virtuals("v1", 1), virtuals("v2", 2), st.lists(steps, min_size=10, max_size=60))
 def test_engine_incremental_state_equals_from_scratch(
     v0: Virtual, v1: Virtual, v2: Virtual, schedule: list[tuple],  # type: ignore[type-arg]
@@ -222,7 +224,7 @@ overrides = st.lists(st.builds(
     st.sampled_from(["drain", "weight", "force_down", "force_up"]), st.integers(0, 9)), max_size=8)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(SETTINGS, max_examples=200)
 @given(virtuals("v0", 0), virtuals("v1", 1), virtuals("v2", 2), st.lists(overrides, min_size=1, max_size=4))
 def test_partner_overrides_taken_as_from_scratch(
     v0: Virtual, v1: Virtual, v2: Virtual, sets: list[list[OverrideEntry]],
