@@ -92,6 +92,7 @@ class Router:
     life: int = 0  # bumped whenever its daemon starts or dies: what was scheduled for another life is dropped
     busy: bool = False  # its daemon is carrying out a step's commands (they take time: sim.costs)
     pending: deque[Input] = field(default_factory=deque)  # inputs that arrived meanwhile, in order
+    pending_heartbeats: deque[Input] = field(default_factory=deque)  # ... the partner's: served first
     draining: bool = False  # `pending` is being fed
 
     @property
@@ -184,6 +185,7 @@ class World:
         router.life += 1
         router.busy = False
         router.pending.clear()
+        router.pending_heartbeats.clear()
 
     def crash(self, name: str) -> None:
         router = self.routers[name]
@@ -236,8 +238,8 @@ class World:
         engine = router.engine
         if engine is None:
             return
-        if router.busy:
-            router.pending.append(event)
+        if router.busy:  # adapters/inputs.py: the partner's heartbeats wait in a queue of their own, served first
+            (router.pending_heartbeats if isinstance(event, HeartbeatReceived) else router.pending).append(event)
             return
         role_before = engine.failover.role
         ready = engine.step(self.now, event)
@@ -251,7 +253,8 @@ class World:
         costs, took_by_type, n = self.costs, self._took, len(commands)
         while i < n:
             command = commands[i]
-            if type(command) in _TABLE_TYPES:
+            kind = type(command)
+            if kind in _TABLE_TYPES:
                 j = i + 1
                 while j < n and type(commands[j]) in _TABLE_TYPES:
                     j += 1
@@ -259,8 +262,12 @@ class World:
                     if costs.table_batch_ms or costs.table_del_service_ms else 0
                 batch, i = commands[i:j], j
             else:
-                took = took_by_type.get(type(command), 0)
-                batch, i = (command,), i + 1
+                took = took_by_type.get(kind, 0)
+                i += 1
+                if took <= 0:  # the common case (a heartbeat, a check): at once
+                    self.carry_out(router, engine, command)
+                    continue
+                batch = (command,)
             if took <= 0:
                 for c in batch:
                     self.carry_out(router, engine, c)
@@ -282,11 +289,14 @@ class World:
         for observer in self.observers:
             observer.after_step(router, event, role_before, commands)
         self._wake(router, engine, deadline)
-        if router.pending and not router.draining:  # one loop takes them, not a recursion per input
+        if (router.pending or router.pending_heartbeats) and not router.draining:  # one loop, not a recursion per input
             router.draining = True
             try:
-                while router.pending and not router.busy and router.engine is engine:
-                    self.feed(router, router.pending.popleft())
+                while not router.busy and router.engine is engine:
+                    queue = router.pending_heartbeats or router.pending
+                    if not queue:
+                        break
+                    self.feed(router, queue.popleft())
             finally:
                 router.draining = False
 
@@ -340,7 +350,7 @@ class World:
                 if self._vip_device(address) in router.links_down:
                     return  # ... but the frame never leaves
                 self.trace(now, name, "arp", {"address": address})
-                if self.latency_ms > 0 and self.costs.arp_frame_ms > 0:
+                if self.latency_ms > 0 and self.costs.announce_after_latency:
                     self.at(self.latency_ms, lambda: self._announced(address, name))
                 else:
                     self._announced(address, name)

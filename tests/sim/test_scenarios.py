@@ -27,13 +27,10 @@ def test_there_are_enough_scenarios() -> None:
 
 # Scenarios that fail for real, in the lab, for a cost the simulator models (sim/costs.py,
 # docs/SIMULATOR.md): they fail here too, and this says why.  strict: once one passes (the cost
-# measured again smaller, or the engine's order changed), it must come off this list.
-FAIL_FOR_REAL = {
-    "kill-daemon": "the backup's takeover announces the VIP (gratuitous ARP) ~50 ms before its table "
-                   "is written (two ARPs by scapy at 28 ms each, then nft): the client's connection of "
-                   "the takeover's 50th ms is refused, in the lab (issue 12: 146/147; bench/lab_costs.py: "
-                   "one refused connection in 12 of 21 takeovers) and here (589/590 for a floor of 1.0)",
-}
+# measured again smaller, or the engine's order changed), it must come off this list.  (kill-daemon
+# was on it with the daemon of e79d98e, whose takeover announced the VIP 50 ms before its table was
+# written; issue 13's ARP took it off: tests/sim/test_costs.py keeps that world.)
+FAIL_FOR_REAL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(reason=FAIL_FOR_REAL[p.stem], strict=True))

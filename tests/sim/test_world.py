@@ -11,6 +11,7 @@ from engine.events import CheckSpec, DelDest, DelVip, SendGratuitousArp
 from engine.table import Dest, DestKey, Service, ServiceEntry, ServiceKey
 from scenario.model import load
 from sim.clients import SchedState, schedule
+from sim.costs import Costs
 from sim.runner import run
 from sim.servers import ServerModel, check_result
 from sim.world import World
@@ -140,7 +141,9 @@ def test_a_backup_that_never_takes_over_breaks_takeover(monkeypatch: pytest.Monk
     monkeypatch.setattr(engine.failover.Failover, "tick", deaf_tick)
     result = run(load(ROOT / "scenarios" / "active-crash-takeover.toml"))
     takeover = [v for v in result.violations if v.name == "takeover"]
-    assert takeover and "backup still standby 4078 ms" in takeover[0].message  # 4001 + C (sim/costs.py): 77 ms
+    scenario = load(ROOT / "scenarios" / "active-crash-takeover.toml")
+    bound = 4001 + Costs().takeover_ms(scenario.config)  # deadtime + keepalive + latency + C (sim/costs.py)
+    assert takeover and f"backup still standby {bound} ms" in takeover[0].message
     assert takeover[0].context  # the events that led there
 
 
