@@ -65,11 +65,11 @@ nothing meanwhile, so each bound above that waits for something a router
 does (single_owner's W, takeover, server_out, liveness) is longer by `C`,
 `Costs.takeover_ms(config)`, a bound on carrying out a takeover or a release
 (every address added or removed and announced, the table written or
-emptied: 77 ms for one VIP and nat_router with the measured costs); and
+emptied: 28 ms for one VIP and nat_router with `Costs()`, 77 with `SCAPY_ARP`); and
 liveness, whose world is whole only once a restarted daemon is up, by
 `Costs.daemon_start_ms` too.  reentry's bound is shorter by `C`: a check
 that was due before the server stopped failing can start after it, late
-behind a busy step (gratuitous ARPs take 28 ms each), and pass; the next
+behind a busy step (a table batch, a round of gratuitous ARPs), and pass; the next
 one starts when it was due, less than an interval later (the daemon does
 the same).  An invariant judged "after every step" is
 judged once that step's commands are carried out.
