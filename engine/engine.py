@@ -290,14 +290,16 @@ class Engine(OperatorRules):
         c = self.config
         self.failover.set_role("active", self.now_ms)
         out.append(Notify("role", {"from": "standby", "to": "active", "reason": reason}))
-        out.extend(self.holding.hold(self.holding.wanted(c)))
-        if announce:
-            self.holding.announce(c.arp_count)
-            self._arp_round(out)
+        # The table before the addresses: a client's first packet to the new owner (sent as soon
+        # as a gratuitous ARP reaches it) finds the service, never a router without it (a reset).
         if c.tcp_timeout_s or c.tcpfin_timeout_s or c.udp_timeout_s:
             out.append(SetTimeouts(c.tcp_timeout_s, c.tcpfin_timeout_s, c.udp_timeout_s))
         out.extend(self.holding.sync(c, "master"))
         out.extend(self.keeper.apply(self.keeper.desired()))
+        out.extend(self.holding.hold(self.holding.wanted(c)))
+        if announce:
+            self.holding.announce(c.arp_count)
+            self._arp_round(out)
         if c.active_cmd:
             out.append(RunCommand(c.active_cmd, "active_cmd", c.command_timeout_ms))
 

@@ -9,12 +9,15 @@ gets a `Ready`:
 
   1. `SendHeartbeat` announcing a change of role comes first, so that a
      dual-active pair settles within one link latency;
-  2. going active: `RunCommand(active_cmd)` is last; before it come
-     `AddVip` (each VIP, then the `nat_router` address), `SendGratuitousArp`
-     for each, `SetTimeouts`, `StartSyncDaemon`, then the table operations;
-  3. going standby is the reverse, in reverse order: `RunCommand
-     (inactive_cmd)` first, then the table operations that empty the table,
-     `StopSyncDaemon`, `DelVip` (nat_router first, then VIPs in reverse);
+  2. going active: `SetTimeouts`, `StartSyncDaemon`, the table operations,
+     then `AddVip` (each VIP, then the `nat_router` address) and
+     `SendGratuitousArp` for each, and `RunCommand(active_cmd)` last: the
+     table is in the kernel before any client is told where the VIP is, so
+     a client's first packet to the new owner finds the service (make
+     before break; a router holding a table without the VIP gets no traffic);
+  3. going standby: `RunCommand(inactive_cmd)` first, then the table
+     operations that empty the table, `StopSyncDaemon`, `DelVip`
+     (nat_router first, then VIPs in reverse);
   4. table operations come in the order `engine.diff` documents (services
      added, services edited, destinations added, edited, deleted, services
      deleted);
