@@ -316,9 +316,11 @@ class Engine(OperatorRules):
         c = self.config
         if c.inactive_cmd:
             out.append(RunCommand(c.inactive_cmd, "inactive_cmd", c.command_timeout_ms))
-        out.extend(self.keeper.apply({}))
-        out.extend(self.holding.sync(c, "backup" if not self.failover.leaving else None))
+        # The addresses before the table: while this router holds a VIP, a client's packet to it
+        # finds the service (never a router with the VIP and without the table: a reset).
         out.extend(self.holding.release())
+        out.extend(self.holding.sync(c, "backup" if not self.failover.leaving else None))
+        out.extend(self.keeper.apply({}))
         self.timers.cancel(ARP)
 
     def _shutdown(self, out: list[Command]) -> None:

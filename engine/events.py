@@ -15,9 +15,10 @@ gets a `Ready`:
      table is in the kernel before any client is told where the VIP is, so
      a client's first packet to the new owner finds the service (make
      before break; a router holding a table without the VIP gets no traffic);
-  3. going standby: `RunCommand(inactive_cmd)` first, then the table
-     operations that empty the table, `StopSyncDaemon`, `DelVip`
-     (nat_router first, then VIPs in reverse);
+  3. going standby: `RunCommand(inactive_cmd)` first, then `DelVip`
+     (nat_router first, then VIPs in reverse), `StopSyncDaemon`, then the
+     table operations that empty the table: while the router holds a VIP,
+     its table serves it;
   4. table operations come in the order `engine.diff` documents (services
      added, services edited, destinations added, edited, deleted, services
      deleted);
