@@ -7,7 +7,10 @@ the active one has a first check result for each of its servers (on a host
 a few milliseconds later; under qemu's software emulation, seconds), moved
 on to the next start of the active router's check period (`_in_phase`):
 as in the simulator, its checks start at 0 s and at every multiple of the
-interval, so a fault at a multiple meets the same check in both worlds.
+interval (`PHASE_SLACK_S` of wall time after it, so that a fault at a
+multiple, carried out a few ms late, is in effect first, as a fault is
+before a check started at the same instant in the simulator), so a fault
+at a multiple meets the same check in both worlds.
 Every time in the scenario and its configs is multiplied by the time scale
 (`plan.scale_scenario`); the timeline prints scenario seconds (wall seconds
 divided by the scale), so it reads like the scenario file.
@@ -76,6 +79,7 @@ POLL_S = 0.05
 SLACK_MS = 300
 STALE_MS = 600  # wall: a table op in flight (an nft run) between two reads is not a mismatch
 CLIENT_TIMEOUT_MS = 3_000  # as the simulator's clients (sim/servers.py), scaled
+PHASE_SLACK_S = 0.02  # wall: the active router's checks come this long after each multiple of their interval
 
 
 @dataclass
@@ -274,14 +278,19 @@ def _start(world: LabWorld, scenario: Scenario) -> float:
 
 def _in_phase(world: LabWorld, now: float) -> float:
     """Scenario time 0 at a start of the active router's check period at or after `now` (wall,
-    time.monotonic()), as in the simulator, where every check of a router starts at 0 s and then
-    every interval; `now` when it cannot be told.  A daemon checks each server at its first step
+    time.monotonic()), less `PHASE_SLACK_S`, as in the simulator, where every check of a router
+    starts at 0 s and then every interval, and a fault at the same instant comes first (the
+    slack: the runner carries a fault out a few ms late, and a check racing it saw the server
+    as it was half the time); `now` when it cannot be told.  A daemon checks each server at its first step
     and then every interval from it (`engine.timers`), and its first step follows its `starting
     as ...` log line: with time 0 taken when the lab saw the first results instead, each check
     fell a little before each multiple of the interval (the lab polls), so a server healed at a
     multiple was seen one interval later than in the simulator (quiesce-server, server-flapping)."""
     periods = [v.interval_ms for v in world.config.virtuals if v.active and v.servers and v.interval_ms > 0]
-    active = [r for r in world.plan.routers if world.status(r).get("role") == "active"]
+    # The active router's checks (their results make the table); none active yet (a pair's
+    # primary goes active when it hears its partner, which may come after the first checks):
+    # the first router's, the primary's, which a cold start makes active.
+    active = [r for r in world.plan.routers if world.status(r).get("role") == "active"] or list(world.plan.routers)
     if not periods or not active:
         return now
     period_s = math.lcm(*periods) / 1000
@@ -294,7 +303,7 @@ def _in_phase(world: LabWorld, now: float) -> float:
     starts = [line.t_s for line in lines if line.kind == "start" and line.t_s is not None]
     if not starts:
         return now
-    first_step = starts[-1] - (time.time() - time.monotonic())  # Unix -> monotonic
+    first_step = starts[-1] - (time.time() - time.monotonic()) - PHASE_SLACK_S  # Unix -> monotonic
     periods_since = math.ceil(max(0.0, now - first_step) / period_s)
     t0 = first_step + periods_since * period_s
     time.sleep(max(0.0, t0 - time.monotonic()))
