@@ -38,6 +38,13 @@ ARPs of a takeover reached the client), not only the address on the router.
 `client_success` is judged at the end, once every connection opened in the
 window has finished.
 
+What really happened replays: at the end of the run each router's daemon
+journal (STATE_DIR/journal, every life of the run; docs/JOURNAL.md) is fed
+to a fresh engine (`judge_journals`); the timeline says `journal replayed
+identically` with its counts, and a journal that does not replay, cannot
+be read or holds no step is a failed verdict naming its line, appended
+like the log verdicts below.
+
 Nothing hides: the daemons log JSON lines, and at the end of the run
 every warning or error line of either daemon (and any line outside the
 log: a traceback) must be expected by the scenario, or the run fails with
@@ -253,7 +260,14 @@ def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
             hooks.started(world, t0)
             end_ms = _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result, hooks)
             t0_unix = time.time() - (time.monotonic() - t0)
-            for router, what in judge_logs(world, scenario, t0_unix, scale):
+            replayed = judge_journals(world)
+            for router, outcome in replayed:
+                if isinstance(outcome, str):
+                    continue
+                trace(end_ms, router, "journal", {"what": f"journal replayed identically: {outcome.starts} start(s), "
+                                                          f"{outcome.steps} step(s), {outcome.commands} command(s)"})
+            for router, what in [*judge_logs(world, scenario, t0_unix, scale),
+                                 *((r, o) for r, o in replayed if isinstance(o, str))]:
                 result.verdicts.append(Verdict(False, what))
                 trace(end_ms, router, "expect", {"ok": False, "what": what})
             if not result.ok:
@@ -380,6 +394,30 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
             trace(end_ms, "world", "expect", {"ok": v.ok, "what": v.what})
     result.verdicts = verdicts.close(end_ms, scale)
     return end_ms
+
+
+def judge_journals(world: LabWorld) -> list[tuple[str, Any]]:
+    """Each router's daemon journal (STATE_DIR/journal, every life of the run) replayed in a fresh
+    engine (`adapters.journal.replay_dir`): (router, its Outcome) when it replays identically,
+    (router, a failed verdict's text) when it does not, cannot be read or holds no step.  Read
+    while the daemons still run: the journal's last moments (its writer's buffer, a line being
+    written) are not judged."""
+    from adapters.journal import JournalError, replay_dir
+
+    out: list[tuple[str, Any]] = []
+    for r in world.plan.routers:
+        try:
+            outcome = replay_dir(world.routers[r].state_dir)
+        except JournalError as e:
+            out.append((r, f"journal of {r} cannot be replayed: {e}"))
+            continue
+        if not outcome.identical:
+            out.append((r, f"journal of {r} does not replay identically: {outcome.difference}"))
+        elif outcome.steps == 0:
+            out.append((r, f"journal of {r} holds no step (the daemon ran: its journal should have them)"))
+        else:
+            out.append((r, outcome))
+    return out
 
 
 def judge_logs(world: LabWorld, scenario: Scenario, t0_unix: float, scale: float) -> list[tuple[str, str]]:

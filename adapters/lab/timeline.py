@@ -18,7 +18,7 @@ def line(r: dict[str, Any]) -> str:
         text = f"table now {r['dests']}"
     elif kind == "expect":
         text = f"{'PASS' if r['ok'] else 'FAIL'}   {r['what']}"
-    elif kind == "admin":
+    elif kind in ("admin", "journal"):
         text = r["what"]
     elif kind == "log":
         text = "daemon log, last lines:" + r["tail"]

@@ -233,6 +233,8 @@ def test_scenario_passes_in_both_worlds(name: str) -> None:
     assert sim.code == 0, sim.output
     assert len(sim.verdicts) == len(lab.verdicts) >= 1, (sim.verdicts, lab.verdicts)
     assert compare.first_difference(sim, lab) == ""
+    for router in ("primary", "backup"):  # every lab run's journals replay identically (runner.judge_journals)
+        assert f"{router:<8} journal replayed identically: " in lab.output, lab.output
 
 
 def test_a_disagreement_is_named() -> None:
@@ -256,3 +258,30 @@ def test_dataplane_option(tmp_path: Path) -> None:
     done = _lab(str(CRASH), "--dataplane", "ipvs")  # this host's kernel has no IPVS: said, before any namespace
     assert done.returncode == 2, done.stdout + done.stderr
     assert "needs the kernel's IPVS (modprobe ip_vs)" in done.stderr, done.stderr
+
+
+def test_a_journal_that_does_not_replay_fails_the_run(tmp_path: Path) -> None:
+    """The runner replays each router's journal at the end (runner.judge_journals): identical
+    ones are said with their counts, an edited one is a failed verdict naming its line."""
+    from types import SimpleNamespace
+
+    from adapters.journal import NAME
+    from adapters.lab.runner import judge_journals
+    from tests.adapters.test_journal import drive
+
+    drive(tmp_path)
+    world = SimpleNamespace(plan=SimpleNamespace(routers=("primary", "backup")),
+                            routers={r: SimpleNamespace(state_dir=tmp_path / r) for r in ("primary", "backup")})
+    judged = dict(judge_journals(world))  # type: ignore[arg-type]
+    assert not isinstance(judged["primary"], str) and judged["primary"].identical and judged["primary"].steps > 50
+    path = tmp_path / "primary" / NAME
+    lines = path.read_text().splitlines()
+    at = next(n for n, line in enumerate(lines) if '"CheckCompleted"' in line and ',false,' in line)
+    lines[at] = lines[at].replace(',false,"connection refused"', ',true,"connected"')
+    path.write_text("\n".join(lines) + "\n")
+    judged = dict(judge_journals(world))  # type: ignore[arg-type]
+    assert isinstance(judged["primary"], str) and "does not replay identically" in judged["primary"]
+    assert f"{path}:{at + 1}:" in judged["primary"]
+    assert not isinstance(judged["backup"], str)
+    (tmp_path / "backup" / NAME).write_text("")  # a daemon that ran and journaled nothing
+    assert "journal of backup" in dict(judge_journals(world))["backup"]  # type: ignore[arg-type]
