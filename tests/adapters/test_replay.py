@@ -55,8 +55,15 @@ def _run_incident(lab: Lab) -> None:
     lab.wait("rs1 down on both", lambda: _health(lab, "primary") == "down" and _health(lab, "backup") == "down",
              timeout_s=20)
     journal = Path(lab.state("primary")) / DIRECTORY / NAME  # written every FLUSH_S: a SIGKILL loses the rest
-    lab.wait("the primary's journal holds rs1 taken out", lambda: any(
-        _takes_out(json.loads(line)) for line in journal.read_text().splitlines()))
+    def after_take_out() -> bool:
+        """The journal holds rs1 taken out and a step a keepalive (200 ms) later: the kill comes
+        after it in the incident's scenario, not within the same millisecond (its order then
+        depends on the two routers' clocks)."""
+        records = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+        out = next((r["t"] for r in records if _takes_out(r)), None)
+        return out is not None and any(r.get("t", -1) >= out + 200 for r in records)
+
+    lab.wait("the primary's journal holds rs1 taken out, and a keepalive after", after_take_out)
     lab.running["primary"].kill()  # SIGKILL: no goodbye; its kernel keeps the VIPs and the table
     lab.wait("the backup takes over", lambda: lab.role("backup") == "active")
     lab.start("primary")
