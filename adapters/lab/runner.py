@@ -283,9 +283,14 @@ def _start(world: LabWorld, scenario: Scenario) -> float:
     world.start_servers()
     if any(e.kind == "client_success" for e in scenario.expects):
         world.start_client()
-    for r in world.plan.routers:  # a single director has no backup
-        world.start_daemon(r)
-    world.wait_daemons()
+    # The primary first, the backup once the primary serves (a single director has no backup).
+    # In the simulator both boot at 0 s and hear each other one latency later; in the lab a
+    # daemon's start takes from 0.15 s (idle host) to seconds (loaded, or under qemu), and a
+    # backup up a deadtime before its primary takes the VIPs first, which the simulator never
+    # does.  Started in this order, the primary hears its backup's first heartbeat, or goes
+    # active alone after deadtime: as in the simulator, the primary is active either way.
+    for r in world.plan.routers:
+        world.wait_daemon(world.start_daemon(r))
     world.wait_first_checks()
     return _in_phase(world, time.monotonic())
 

@@ -169,6 +169,13 @@ class LabWorld:
         r = self.routers.get(name)
         return r.daemon if r is not None else None
 
+    def wait_daemon(self, daemon: daemons.Daemon, timeout_s: float | None = None) -> None:
+        """Until `daemon` serves its status (or died: LabError with its log)."""
+        try:
+            daemon.wait_ready(START_TIMEOUT_S if timeout_s is None else timeout_s)
+        except daemons.DaemonFailed as e:
+            raise LabError(str(e)) from None
+
     def wait_daemons(self, timeout_s: float | None = None) -> None:
         """Until both daemons serve their status (or one died: LabError with its log)."""
         started = [r.daemon for r in self.routers.values() if r.daemon is not None]
