@@ -115,7 +115,8 @@ def run(scenario: Scenario, seed: int | None = None, until_ms: int | None = None
         world.start_clients()
 
     world.boot("primary")
-    world.boot("backup")
+    if world.config.backup:  # a single director has no backup router: its role is "down", as in the lab
+        world.boot("backup")
     world.env.run(until=end_ms + 1)
     invariants.check_dual()
     invariants.check_liveness(world.config.deadtime_ms + 2 * world.config.keepalive_ms + 2 * world.latency_ms

@@ -57,3 +57,18 @@ if ENGINE_BUGS:
     @pytest.mark.parametrize("path", ENGINE_BUGS, ids=lambda p: p.stem)
     def test_engine_bug_fixed(path: Path) -> None:
         assert run(load(path)).ok
+
+
+def test_a_single_director_has_no_backup_router() -> None:
+    """A config without `backup` boots no backup router in the simulator: its role is `down`
+    all along, as in the lab (which builds no backup namespace), never a standby."""
+    from dataclasses import replace
+
+    from scenario.model import Expect
+
+    scenario = load(Path(__file__).resolve().parents[2] / "scenarios" / "single-director.toml")
+    assert not scenario.config.backup
+    probe = Expect(kind="role", value={"primary": "active", "backup": "down"}, at_ms=5_000, line=0)
+    result = run(replace(scenario, expects=(probe,), duration_ms=6_000))
+    assert [v.ok for v in result.verdicts] == [True], [v.what for v in result.verdicts]
+    assert not [r for r in result.records if r["node"] == "backup"]
