@@ -202,10 +202,26 @@ def test_interrupted_lab_removes_everything() -> None:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode in (1, 2), (out, err)
     assert not ours()
-    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "the lab left processes behind"
+    assert not [pid for pid, born in children.items() if _started(pid) == born], "the lab left processes behind"
 
 
-def _descendants(pid: int) -> set[int]:
+def _started(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot; /proc/PID/stat field 22), None when
+    there is no such process: a PID that exists again after its process ended (pid_max is 32768
+    here, and another run may start processes meanwhile) is not the same process."""
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _descendants(pid: int) -> dict[int, int | None]:
+    """Every descendant of `pid` now, with when it started (`_started`)."""
+    found = _descendant_pids(pid)
+    return {p: _started(p) for p in found}
+
+
+def _descendant_pids(pid: int) -> set[int]:
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
