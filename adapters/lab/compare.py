@@ -42,13 +42,14 @@ def summary(stdout: str) -> tuple[str, ...]:
                  if (text[:4] in MARKS and text[4:5] == " ") or text.startswith("FAIL invariant"))
 
 
-def _run(world: str, args: list[str], timeout_s: float) -> Run:
+def _run(world: str, argv: list[str], timeout_s: float, where: str = "") -> Run:
+    """Run `argv` (a command line of `SHOAL`, or one that wraps it) and read its summary back."""
     t = time.monotonic()
     try:
-        done = subprocess.run([*SHOAL, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout_s)
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=timeout_s)
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return Run(world, 124, reason=f"no verdict within {timeout_s:g} s", output=out,
+        return Run(world, 124, reason=f"no verdict within {timeout_s:g} s{where}", output=out,
                    wall_s=time.monotonic() - t)
     err = done.stderr.strip().splitlines()
     reason = err[-1] if done.returncode not in (0, 1) and err else ""
@@ -56,13 +57,16 @@ def _run(world: str, args: list[str], timeout_s: float) -> Run:
                time.monotonic() - t)
 
 
+def _lab_args(scenario: Path, time_scale: float, dataplane: str) -> list[str]:
+    return ["lab", str(scenario), "--time-scale", f"{time_scale:g}", "--dataplane", dataplane, "--keep-going"]
+
+
 def sim(scenario: Path, timeout_s: float = 600) -> Run:
-    return _run("sim", ["sim", str(scenario)], timeout_s)
+    return _run("sim", [*SHOAL, "sim", str(scenario)], timeout_s)
 
 
 def lab(scenario: Path, time_scale: float = 0.25, dataplane: str = "nft", timeout_s: float = 900) -> Run:
-    return _run("lab", ["lab", str(scenario), "--time-scale", f"{time_scale:g}", "--dataplane", dataplane,
-                        "--keep-going"], timeout_s)
+    return _run("lab", [*SHOAL, *_lab_args(scenario, time_scale, dataplane)], timeout_s)
 
 
 def lab_in_guest(scenario: Path, time_scale: float = 0.5, timeout_s: float = 1200) -> Run:
@@ -70,17 +74,9 @@ def lab_in_guest(scenario: Path, time_scale: float = 0.5, timeout_s: float = 120
     under qemu, with IPVS): for what the host's kernel cannot forward (direct routing,
     tunnelling).  Under software emulation a step comes late and a check is slow, hence the
     longer default time scale (as tests/kernel/guest/test_lab_ipvs.py)."""
-    t = time.monotonic()
-    argv = [sys.executable, str(ROOT / "tests" / "kernel" / "harness.py"), "--timeout", f"{timeout_s:g}", "--",
-            *SHOAL, "lab", str(scenario), "--time-scale", f"{time_scale:g}", "--dataplane", "ipvs", "--keep-going"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=timeout_s + 120)
-    except subprocess.TimeoutExpired:
-        return Run("lab", 124, reason=f"no verdict within {timeout_s:g} s (kernel guest)",
-                   wall_s=time.monotonic() - t)
-    err = (done.stderr.strip().splitlines() or [""])[-1]
-    return Run("lab", done.returncode, summary(done.stdout), err if done.returncode not in (0, 1) else "",
-               done.stdout + done.stderr, time.monotonic() - t)
+    harness = [sys.executable, str(ROOT / "tests" / "kernel" / "harness.py"), "--timeout", f"{timeout_s:g}", "--"]
+    return _run("lab", [*harness, *SHOAL, *_lab_args(scenario, time_scale, "ipvs")], timeout_s + 120,
+                " (kernel guest)")
 
 
 def first_difference(a: Run, b: Run) -> str:
