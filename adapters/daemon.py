@@ -147,12 +147,24 @@ class Daemon:
             kernel = self.dataplane.read()
         except Exception as e:
             raise StartError(f"cannot read the kernel table ({self.dataplane_name} dataplane): {e}") from None
-        log.info("starting as %s, dataplane %s, %d service(s) in the kernel adopted",
+        # Which of the VIPs are here: with the table, they say whether the previous life was active
+        # (a standby keeps the table, not the VIPs).  Unreadable: taken as held, so a kept table is
+        # adopted as before the standby kept one (claiming nothing until the partner is heard: the
+        # VIPs are then kept or removed by what it says, engine.rejoin).
+        wanted = [vip.address for vip in self.engine.holding.wanted(self.config)]
+        try:
+            held = frozenset(self.vips.held(wanted))
+        except Exception as e:
+            held = frozenset(wanted)
+            log.warning("vip: cannot list this router's addresses at start (%s): taken as held", e,
+                        extra=fields_of(kind="start"))
+        log.info("starting as %s, dataplane %s, %d service(s) in the kernel adopted%s",
                  self.node, self.dataplane_name, len(kernel),
+                 f", VIPs held: {' '.join(sorted(held))}" if held else "",
                  extra=fields_of(kind="start", node=self.node, dataplane=self.dataplane_name,
-                               serial_no=self.config.serial_no, adopted=len(kernel)))
+                               serial_no=self.config.serial_no, adopted=len(kernel), vips=" ".join(sorted(held))))
         warn(config_warnings(self.config))
-        return TableRead(kernel)
+        return TableRead(kernel, held)
 
     def _datagram(self, path: Any, source: str, payload: bytes) -> None:
         self.inputs.heartbeat(HeartbeatReceived(path, source, payload))

@@ -136,8 +136,9 @@ def describe(event: Input) -> str:
             return f"the reload of serial_no {config.serial_no} ({len(config.virtuals)} virtual(s))"
         case CommandFailed(command, error):
             return f"the failure of {said(command).text} ({command_words(error[:200])})"
-        case TableRead(table):
-            return f"the kernel table read ({len(table)} service(s))"
+        case TableRead(table, vips):
+            held = f", holding {' '.join(sorted(vips))}" if vips else ""
+            return f"the kernel table read ({len(table)} service(s){held})"
         case AdminRequested(action, server):
             return f"the admin request {action} {server[:100]}".rstrip()
         case ShutdownRequested():

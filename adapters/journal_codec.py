@@ -229,8 +229,8 @@ def encode_input(event: Input) -> Value:
             return ["ConfigLoaded", config_text(config), key_fingerprint(key)]
         case CommandFailed(command, error):
             return ["CommandFailed", encode_command(command), error]
-        case TableRead(table):
-            return ["TableRead", _table(table)]
+        case TableRead(table, vips):
+            return ["TableRead", _table(table), *([sorted(vips)] if vips else [])]
         case ShutdownRequested():
             return ["ShutdownRequested"]
         case LinksChanged(down):
@@ -269,7 +269,7 @@ def decode_input(v: Any, keys: Mapping[str, bytes] | None = None, filename: str 
                 command, error = rest
                 return CommandFailed(decode_command(command), error)
             case "TableRead":
-                return TableRead(_untable(rest[0]))
+                return TableRead(_untable(rest[0]), frozenset(rest[1]) if len(rest) > 1 else frozenset())
             case "ShutdownRequested":
                 return ShutdownRequested()
             case "LinksChanged":

@@ -70,9 +70,9 @@ class Noticed:
     """What the deadlines found worth a notice (never a decision: those are
     `failover.Verdict`s): a path's heartbeats lost for deadtime (`path`
     set), the partner dead, a stall (the step came late), an operator's
-    hold expired."""
+    hand-over not taken."""
 
-    kind: Literal["heartbeat_lost", "partner_dead", "stall", "hold_expired"]
+    kind: Literal["heartbeat_lost", "partner_dead", "stall", "handover_failed"]
     path: Path | None = None
 
     def notify(self) -> Notify:
@@ -86,8 +86,8 @@ class Noticed:
 _NOTICES: Mapping[str, tuple[str, str]] = {
     "partner_dead": ("partner", "no heartbeat for deadtime"),
     "stall": ("stall", "step late: listening one more keepalive"),
-    "hold_expired": ("hold", "the partner did not take over within deadtime + keepalive "
-                             "of the operator's failover: the usual rules apply again"),
+    "handover_failed": ("hold", "the partner did not take over within deadtime + keepalive "
+                                "of the operator's failover"),
 }
 
 

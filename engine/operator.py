@@ -24,9 +24,6 @@ class OperatorRules:
     registry: Registry
     sync: Sync
 
-    def _go_standby(self, reason: str, out: list[Command], *, hand_over: bool = False) -> None:
-        raise NotImplementedError  # Engine's
-
     def _refresh(self, virtual_name: str, out: list[Command]) -> None:
         raise NotImplementedError  # Engine's
 
@@ -51,8 +48,8 @@ class OperatorRules:
                 data["weight"] = request.weight
             out.append(Notify("admin_refused", {**data, "reason": refusal}))
             return
-        if request.action == "failover":
-            self._go_standby("operator: failover", out, hand_over=True)
+        if request.action == "failover":  # make before break: the VIPs go when the partner has them
+            out.extend(self.failover.hand_over(self.now_ms or 0))
             return
         for key in self.registry.matching(request.server, request.virtual):
             self.registry.override(key, request.action, request.weight)

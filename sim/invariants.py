@@ -25,10 +25,13 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   ("outside a cut", SPEC.md), not from the last heartbeat the cut lost.  And a router that holds the VIPs and
   hears its partner active settles it in that very step: it yields, or
   (the winner) re-ARPs (or did within the last `arp_interval`: the engine
-  sends at most one round per interval).
+  sends at most one round per interval); one handing over for an
+  operator's failover gives the VIPs up a quarter keepalive later (make
+  before break), inside the overlap allowed above.
 - table_matches_health: after each step of a running daemon, the kernel
-  table equals what the engine applied, a standby router's table is empty,
-  and an active router's table holds, per active virtual, exactly: every
+  table equals what the engine applied, a standby router holds no VIP (it
+  keeps the table, as keepalived's backup does: only the addresses move),
+  and the table, on either role, holds, per active virtual, exactly: every
   server whose health is up (weight > 0, up to 10 x configured; 0 when
   drained or configured 0), every down server at weight 0 when
   `quiesce_server = 1`, and the sorry server iff nothing else takes
@@ -154,6 +157,7 @@ class Invariants:
         engine = router.engine
         if (isinstance(event, HeartbeatReceived) and engine is not None and role_before == "active"
                 and engine.failover.role == "active" and engine.failover.partner_state == "active"
+                and not engine.failover.handing_over
                 and now - router.last_arp_ms > engine.config.arp_interval_ms):
             self.fail("single_owner", f"{router.name} heard its partner active while active, "
                                       "and neither yielded nor re-announced its VIPs")
@@ -195,10 +199,8 @@ class Invariants:
             self.fail("table_matches_health", f"{router.name}'s kernel table differs from what its engine applied")
             return
         status = engine.status
-        if status.role != "active":
-            if router.table:
-                self.fail("table_matches_health", f"{router.name} is standby but its table holds "
-                                                  f"{len(router.table)} service(s)")
+        if status.role != "active" and router.vips:
+            self.fail("table_matches_health", f"{router.name} is standby but holds {' '.join(sorted(router.vips))}")
             return
         problem = table_problem(engine.config, status, router.table)
         if problem:
@@ -344,7 +346,7 @@ class Invariants:
 
 
 def table_problem(config: Config, status: Status, table: Table) -> str | None:
-    """What is wrong with an active router's `table` given its health (None: nothing)."""
+    """What is wrong with a router's `table` given its health (None: nothing)."""
     wanted_keys = set()
     for v in config.virtuals:
         key = service_key(v)

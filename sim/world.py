@@ -157,7 +157,8 @@ class World:
         """The daemon starts on a running host, as `shoal run` does: `start_ms`
         after its exec (`Costs.daemon_start_ms`; nothing runs meanwhile) its
         first input is the table the kernel holds then (empty after a boot,
-        kept after a kill), then the links it needs that are down."""
+        kept after a kill) and the addresses it holds, then the links it
+        needs that are down."""
         router = self.routers[name]
         router.boots += 1
         router.life += 1
@@ -171,7 +172,7 @@ class World:
             router.booted_ms = self.now
             router.engine = Engine(self.config, name, seq_start=boots << 32,  # type: ignore[arg-type]
                                    heartbeat_key=key_of(self.config))
-            self.feed(router, TableRead(dict(router.table)))
+            self.feed(router, TableRead(dict(router.table), frozenset(router.vips)))
             if router.links_down:
                 self.feed(router, LinksChanged(router.links_down))
 

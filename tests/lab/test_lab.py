@@ -98,7 +98,11 @@ def test_table_round_trip_and_health_comparison() -> None:
     assert table_problem(status, table) == ""
     status["services"][0]["servers"][1]["in_table"] = True
     assert "status calls for" in table_problem(status, table)
-    assert "standby" in table_problem({"role": "standby"}, table)
+    status["services"][0]["servers"][1]["in_table"] = False
+    standby = {**status, "role": "standby"}
+    assert table_problem(standby, table) == ""  # a standby keeps the table
+    assert table_problem(standby, table, frozenset({"10.0.0.100"})) == "a standby router holds 10.0.0.100"
+    assert table_problem(status, table, frozenset({"10.0.0.100"})) == ""
 
 
 def test_topology_removed_after_an_error() -> None:
