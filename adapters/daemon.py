@@ -41,6 +41,7 @@ import sys
 import time
 from typing import Any
 
+from adapters.arp import send_gratuitous
 from adapters.describe import Said, describe as describe_command, failed, host_port, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.journal import DEFAULT_MB, Journal, open_journal
@@ -337,12 +338,24 @@ class Daemon:
     async def carry_out(self, commands: tuple[Command, ...]) -> None:
         loop = asyncio.get_running_loop()
         batch: list[TableOp] = []
+        announced: list[Command] = []  # VIPs added and ARPs sent, said once the run of them is over
         for cmd in commands:
             if isinstance(cmd, TABLE_OPS):
                 batch.append(cmd)
                 continue
             self._apply_table(batch)
             batch = []
+            if isinstance(cmd, (AddVip, SendGratuitousArp)):
+                # A takeover's clients wait on these: carried out here, in the loop's thread (a
+                # netlink request, a frame on a raw socket), their log lines after the last of them.
+                try:
+                    self._announce(cmd)
+                    announced.append(cmd)
+                except Exception as e:
+                    self._say(failed(cmd, str(e), getattr(self, "config", None)))
+                    self.feed(CommandFailed(cmd, str(e)))
+                continue
+            self._said(announced)
             try:
                 await self._one(cmd, loop)
             except Exception as e:  # an adapter failed: the engine hears of it
@@ -350,6 +363,18 @@ class Daemon:
                 if not isinstance(cmd, Notify):  # its failure would only make another Notify
                     self.feed(CommandFailed(cmd, str(e)))
         self._apply_table(batch)
+        self._said(announced)
+
+    def _announce(self, cmd: AddVip | SendGratuitousArp) -> None:
+        if isinstance(cmd, AddVip):
+            self.vips.add(cmd)
+        else:
+            send_gratuitous(cmd.address, cmd.device)
+
+    def _said(self, announced: list[Command]) -> None:
+        for cmd in announced:
+            self._say(describe_command(cmd))
+        announced.clear()
 
     def _apply_table(self, batch: list[TableOp]) -> None:
         if not batch:
@@ -381,17 +406,9 @@ class Daemon:
         match cmd:
             case SendHeartbeat():
                 self.sockets.send(cmd)
-            case AddVip():
-                await loop.run_in_executor(None, self.vips.add, cmd)
-                self._say(describe_command(cmd))
             case DelVip():
-                if await loop.run_in_executor(None, self.vips.delete, cmd):  # said only when it was there
+                if self.vips.delete(cmd):  # said only when it was there
                     self._say(describe_command(cmd))
-            case SendGratuitousArp(address, device):
-                from adapters.arp import send_gratuitous
-
-                await loop.run_in_executor(None, send_gratuitous, address, device)
-                self._say(describe_command(cmd))
             case SetTimeouts():
                 self.dataplane.set_timeouts(cmd)
                 self._say(describe_command(cmd))
