@@ -165,8 +165,7 @@ class Failover:
         if self.release_at_ms is not None and now_ms >= self.release_at_ms:
             self.release_at_ms = None
             if self.handing_over and self.partner_state == "active":
-                self.handing_over = False
-                self.handover_until_ms = None
+                self._end_handover()
                 verdicts.append(Verdict("go_standby", "operator: failover (the partner took over)"))
         listening = self.listening_until_ms
         if listening is not None and now_ms >= listening:
@@ -199,6 +198,7 @@ class Failover:
         """The engine carried out a verdict: announce it at once."""
         if self.role == "active" and role == "standby":
             self.yielded_until_ms = now_ms + self.config.deadtime_ms
+            self._end_handover()
         if role == "active":
             self.handed_over = False
             if self.role == "standby":
@@ -247,6 +247,7 @@ class Failover:
         self.yielded_until_ms = now_ms + self.config.deadtime_ms
         self.role = "standby"
         self.backup_take_ms = None
+        self._end_handover()
         if not self.enabled:
             return []
         self.next_send_ms = now_ms + self.config.keepalive_ms
@@ -274,12 +275,15 @@ class Failover:
         self.next_send_ms = now_ms + self.config.keepalive_ms
         return self._send(now_ms, "leaving")
 
-    def _handover_failed(self, now_ms: int) -> Noticed:
-        """The partner did not take over (or left, or died): keep the role, say `active` again."""
+    def _end_handover(self) -> None:
         self.handing_over = False
-        self.handed_over = False
         self.handover_until_ms = None
         self.release_at_ms = None
+
+    def _handover_failed(self, now_ms: int) -> Noticed:
+        """The partner did not take over (or left, or died): keep the role, say `active` again."""
+        self._end_handover()
+        self.handed_over = False
         self.yielded_until_ms = -(2**62)
         self.next_send_ms = now_ms
         return Noticed("handover_failed")

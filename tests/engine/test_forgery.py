@@ -166,6 +166,18 @@ def test_a_hand_over_gives_the_vips_up_a_quarter_keepalive_after_the_partner_is_
     assert [v.decision for v in verdicts] == ["go_standby"]
 
 
+def test_a_hand_over_ends_when_the_router_gives_up_for_a_link() -> None:
+    p, b = pair()
+    for t in range(0, 3000, 1000):
+        exchange(p, b, t)
+    p.role = "active"
+    p.hand_over(3000)
+    p.give_up(3100)  # monitor_links: a link it needs went down
+    assert not p.handing_over and p.role == "standby"
+    deliver(b._send(3200, "active"), "backup", p, 3200)
+    assert p.release_at_ms is None and Noticed("handover_failed") not in p.tick(6000 + 1000)[1]
+
+
 def test_operator_failover_is_refused_unless_the_partner_is_heard_both_ways() -> None:
     config = parse(BASE + "virtual web {\n address = 10.0.0.100 eth0:1\n server s1 {\n  address = 10.1.0.11\n }\n}\n",
                    "lvs.cf")
