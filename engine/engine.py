@@ -53,10 +53,12 @@ from typing import Iterable, Mapping
 
 from engine import overrides_wire
 from engine.events import (
-    AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LinksChanged,
-    LoadRead, Notify, RunCommand, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead, Tick,
+    AdminRequested, AdvertReceived, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input,
+    LinksChanged, LoadRead, Notify, RunCommand, SendAdvert, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead,
+    Tick,
 )
 from engine.failover import Failover, Verdict
+from engine.vrrp_failover import VrrpFailover
 from engine.holding import Holding
 from engine.keeper import Keeper
 from engine.links import Links
@@ -85,7 +87,9 @@ class Engine(OperatorRules):
             raise EngineMisuse(f"node must be 'primary' or 'backup', not {node!r}")
         self.node: Node = node
         self.config = config
-        self.failover = Failover(config, node, key=heartbeat_key, seq_start=seq_start)
+        self.failover: Failover | VrrpFailover = (
+            VrrpFailover(config, node) if config.heartbeat_protocol == "vrrp"
+            else Failover(config, node, key=heartbeat_key, seq_start=seq_start))
         self.registry = Registry()
         self.keeper = Keeper()
         self.holding = Holding()
@@ -125,8 +129,13 @@ class Engine(OperatorRules):
             case HeartbeatReceived(path, source, payload) if payload[:4] == overrides_wire.MAGIC:
                 self._overrides_received(now_ms, path, source, payload, out)
             case HeartbeatReceived(path, source, payload):
-                self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
-                out.extend(note.notify() for note in self.failover.take_notes())
+                if isinstance(self.failover, Failover):
+                    self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
+                    out.extend(note.notify() for note in self.failover.take_notes())
+            case AdvertReceived(source, destination, ttl, payload):
+                if isinstance(self.failover, VrrpFailover):
+                    self._verdicts(self.failover.advert(now_ms, source, destination, ttl, payload), out)
+                    out.extend(note.notify() for note in self.failover.take_notes())
             case CheckCompleted(check_id, ok, detail):
                 self._check_completed(check_id, ok, detail, out)
             case LoadRead(load_id, load):
@@ -177,11 +186,11 @@ class Engine(OperatorRules):
 
     @staticmethod
     def _ordered(out: list[Command]) -> list[Command]:
-        # Heartbeats first: a change of role is announced before it is carried out.
-        first = [c for c in out if isinstance(c, SendHeartbeat)]
+        # Heartbeats (adverts) first: a change of role is announced before it is carried out.
+        first = [c for c in out if isinstance(c, (SendHeartbeat, SendAdvert))]
         if not first:
             return out
-        return first + [c for c in out if not isinstance(c, SendHeartbeat)]
+        return first + [c for c in out if not isinstance(c, (SendHeartbeat, SendAdvert))]
 
     def _next_deadline(self) -> int | None:
         times = [t for t in (self.timers.next(), self.failover.next_deadline()) if t is not None]
@@ -214,8 +223,10 @@ class Engine(OperatorRules):
         verdicts = self.failover.start(now_ms)
         if adopted and self.failover.enabled:
             # Holding what the kernel kept, but claiming nothing (heartbeats
-            # say standby, no gratuitous ARP) until the partner is heard.
-            self._go_active("adopted the table the kernel holds", out, announce=False)
+            # say standby, no gratuitous ARP) until the partner is heard;
+            # VRRP has no such state: master at once (engine.vrrp_failover).
+            vrrp = isinstance(self.failover, VrrpFailover)
+            self._go_active("adopted the table the kernel holds", out, announce=vrrp)
             self.failover.listen_first(now_ms)
         else:
             self._verdicts(verdicts, out)

@@ -71,6 +71,18 @@ class HeartbeatReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class AdvertReceived:
+    """A datagram of IP protocol 112 (VRRP, `heartbeat_protocol = vrrp`): its
+    IP source and destination and TTL (hop limit) as it arrived.  `payload`
+    (the IP payload) is untrusted."""
+
+    source: str
+    destination: str
+    ttl: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CheckCompleted:
     """A `StartCheck` finished (ok, or failed with a reason: timeout, refused, mismatch...)."""
 
@@ -155,7 +167,7 @@ class LinksChanged:
 
 Input = Union[
     Tick, HeartbeatReceived, CheckCompleted, LoadRead, ConfigLoaded,
-    CommandFailed, TableRead, AdminRequested, ShutdownRequested, LinksChanged,
+    CommandFailed, TableRead, AdminRequested, ShutdownRequested, LinksChanged, AdvertReceived,
 ]
 
 
@@ -167,6 +179,14 @@ class SendHeartbeat:
     path: Path
     address: str  # the partner's address on that path
     port: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendAdvert:
+    """A VRRP advert (the IP payload of protocol 112) to the virtual router's
+    destination: the multicast group, or the partner with `vrrp_unicast`."""
+
     payload: bytes
 
 
@@ -335,7 +355,7 @@ class Notify:
 
 
 Command = Union[
-    SendHeartbeat, AddVip, DelVip, SendGratuitousArp,
+    SendHeartbeat, SendAdvert, AddVip, DelVip, SendGratuitousArp,
     AddService, EditService, DelService, AddDest, EditDest, DelDest,
     SetTimeouts, StartSyncDaemon, StopSyncDaemon, ReadTable,
     StartCheck, ReadLoad, RunCommand, Notify,

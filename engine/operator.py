@@ -11,6 +11,7 @@ from __future__ import annotations
 from engine import overrides_wire
 from engine.events import AdminRequested, Command, Notify, Path
 from engine.failover import Failover
+from engine.vrrp_failover import VrrpFailover
 from engine.model import Config
 from engine.registry import MemberKey, Override, Registry
 from engine.sync import Sync
@@ -20,7 +21,7 @@ class OperatorRules:
     # What these rules use of the engine (engine.engine.Engine has them all).
     config: Config
     now_ms: int | None
-    failover: Failover
+    failover: Failover | VrrpFailover
     registry: Registry
     sync: Sync
 

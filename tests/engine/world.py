@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from engine.diff import TableOpError, apply
 from engine.engine import Engine, Ready
 from engine.events import (
-    TABLE_OPS, AddDest, AddService, AddVip, CheckCompleted, Command, CommandFailed, DelDest, DelService,
+    TABLE_OPS, AddDest, AddService, AddVip, AdvertReceived, CheckCompleted, Command, CommandFailed, DelDest, DelService,
     DelVip, EditDest, EditService, HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable,
-    RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon, StopSyncDaemon,
+    RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon, StopSyncDaemon,
     TableOp, TableRead, Tick,
 )
 from engine.model import Config, Node
@@ -160,6 +160,8 @@ class World:
     def _carry_out(self, node: str, command: Command) -> None:
         if isinstance(command, SendHeartbeat):
             self._send(node, command)
+        elif isinstance(command, SendAdvert):
+            self._advert(node, command)
         elif isinstance(command, StartCheck):
             self._check(node, command)
         elif isinstance(command, ReadLoad):
@@ -191,6 +193,20 @@ class World:
         source = self.config.address_of(node, command.path)  # type: ignore[arg-type]
         assert source is not None
         self.later(self.latency_ms, other, HeartbeatReceived(command.path, source, command.payload))
+
+    def _advert(self, node: str, command: SendAdvert) -> None:
+        """A VRRP advert (heartbeat_protocol = vrrp) on the public path, as the kernel delivers it."""
+        if self.show_heartbeats:
+            self.log.append(f"{fmt_time(self.now_ms)} {node} advert {command.payload.hex()}")
+        if (node, "public") in self.cut:
+            return
+        other = "backup" if node == "primary" else "primary"
+        source = self.config.address_of(node, "public")  # type: ignore[arg-type]
+        assert source is not None
+        group = "224.0.0.18" if ":" not in source else "ff02::12"
+        destination = group if not self.config.vrrp_unicast else self.config.address_of(other, "public")  # type: ignore[arg-type]
+        assert destination is not None
+        self.later(self.latency_ms, other, AdvertReceived(source, destination, 255, command.payload))
 
     def _check(self, node: str, command: StartCheck) -> None:
         spec = command.spec
