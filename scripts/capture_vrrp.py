@@ -1,6 +1,6 @@
 """Capture real keepalived adverts, as test vectors for engine/vrrp_wire.py (issue 14).
 
-    .venv/bin/python scripts/capture_vrrp.py > tests/engine/testdata/vrrp_keepalived.txt
+    .venv/bin/python scripts/capture_vrrp.py > tests/engine/vrrp_keepalived.txt
 
 Root.  Two namespaces joined by a veth; Debian's keepalived runs in one as
 the master of one instance (VRID 51, priority 150, advert 1 s, the VIPs

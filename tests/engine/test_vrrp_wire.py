@@ -1,6 +1,6 @@
 """VRRP adverts byte-exact (engine/vrrp_wire.py), against real keepalived's.
 
-tests/engine/testdata/vrrp_keepalived.txt holds adverts Debian's keepalived
+tests/engine/vrrp_keepalived.txt holds adverts Debian's keepalived
 2.2.7 sent (scripts/capture_vrrp.py): VRRPv2, VRRPv3 over IPv4 (the RFC 5798
 pseudo-header checksum), VRRPv3 over IPv6; for each, two adverts of the master (priority 150) and the
 priority-0 advert it sends when it stops.
@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from engine.vrrp_wire import Advert, VrrpError, checksum, decode, encode
 
-CAPTURED = [line.split() for line in (Path(__file__).parent / "testdata" / "vrrp_keepalived.txt").read_text().splitlines()
+CAPTURED = [line.split() for line in (Path(__file__).parent / "vrrp_keepalived.txt").read_text().splitlines()
             if line and not line.startswith("#")]
 VIPS = {"v2": ("10.99.0.100", "10.99.0.101"), "v3": ("10.99.0.100", "10.99.0.101"),
         "v3-ipv6": ("fd99::100",)}
