@@ -17,7 +17,8 @@ BASE = parse((Path(__file__).parent / "testdata" / "_base.cf").read_text())  # k
 
 
 def vrrp(preempt: bool = False, **kw: object) -> Config:
-    return replace(BASE, heartbeat_protocol="vrrp", virtual_router_id=51, preempt=preempt, **kw)  # type: ignore[arg-type]
+    return replace(BASE, heartbeat_protocol="vrrp", virtual_router_id=51, preempt=preempt,  # type: ignore[arg-type]
+                   **kw)
 
 
 def roles(w: World) -> dict[str, str]:
@@ -103,7 +104,8 @@ def test_garbage_on_protocol_112_is_counted_never_raised() -> None:
     w.boot("primary")
     w.run_until(500)
     e = w.engines["primary"]
-    for payload in (b"", b"\x31", bytes(40), encode(Advert(3, 52, 200, 100, ("10.0.0.100",)), "10.0.0.9", "224.0.0.18")):
+    foreign = encode(Advert(3, 52, 200, 100, ("10.0.0.100",)), "10.0.0.9", "224.0.0.18")  # another VRID
+    for payload in (b"", b"\x31", bytes(40), foreign):
         w.feed("primary", AdvertReceived("10.0.0.9", "224.0.0.18", 255, payload))
     w.feed("primary", AdvertReceived("10.0.0.9", "224.0.0.18", 64,
                                      encode(Advert(3, 51, 200, 100, ("10.0.0.100",)), "10.0.0.9", "224.0.0.18")))
