@@ -80,14 +80,16 @@ judged once that step's commands are carried out.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from engine.events import TABLE_OPS, Command, HeartbeatReceived, Input, Notify
-from engine.model import Config
+from engine.events import TABLE_OPS, AdvertReceived, Command, HeartbeatReceived, Input, Notify
+from engine.model import Config, vrrp_priority
 from engine.pool import service_key
 from engine.status import Status
 from engine.table import Table
+from engine.vrrp import master_down_ms
 from scenario.model import Fault
 from sim.servers import check_result
 from sim.world import ROUTERS, Router, World
@@ -155,7 +157,7 @@ class Invariants:
     def _single_owner(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
         world, now = self.world, self.world.now
         engine = router.engine
-        if (isinstance(event, HeartbeatReceived) and engine is not None and role_before == "active"
+        if (isinstance(event, (HeartbeatReceived, AdvertReceived)) and engine is not None and role_before == "active"
                 and engine.failover.role == "active" and engine.failover.partner_state == "active"
                 and not engine.failover.handing_over
                 and now - router.last_arp_ms > engine.config.arp_interval_ms):
@@ -177,6 +179,14 @@ class Invariants:
         config = world.config
         window = config.keepalive_ms + world.latency_ms + self.slack_ms
         drop, delivered = world.last_drop_ms, world.last_delivery_ms
+        if config.heartbeat_protocol == "vrrp":  # the lower priority yields to the winner's adverts; no deafness
+            winner = vrrp_winner(config)
+            for address, since in sorted(self._dual_since.items()):
+                if now - max(since, drop[winner]) > window:
+                    self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s, every "
+                                              f"advert of the {winner} (the higher priority) delivered for more "
+                                              f"than keepalive + latency + C = {window} ms")
+            return
         for address, since in sorted(self._dual_since.items()):
             # the backup hears the primary (a clean primary -> backup direction) and must yield
             heard = now - max(since, drop["primary"]) > window
@@ -249,7 +259,7 @@ class Invariants:
             return
         if not partner.engine.failover.enabled:
             return
-        bound = config.deadtime_ms + config.keepalive_ms + world.latency_ms + self.slack_ms
+        bound = dead_ms(config, partner.name) + config.keepalive_ms + world.latency_ms + self.slack_ms
         engine, boots = partner.engine, crashed.boots
         start = world.now
 
@@ -258,7 +268,8 @@ class Invariants:
                 return  # (an unfit partner, monitor_links with a link down, takes nothing: gave_up)
             if engine.failover.role != "active" and partner.went_active_ms < start:
                 self.fail("takeover", f"{partner.name} still {engine.failover.role} {bound} ms "
-                                      f"(deadtime + keepalive + latency + C) after {name} failed at "
+                                      f"(deadtime, or VRRP's Master_Down_Interval, + keepalive + latency + C) "
+                                      f"after {name} failed at "
                                       f"{start / 1000:.3f} s")
 
         world.at(bound + 1, judge)
@@ -306,8 +317,8 @@ class Invariants:
     def _watch_liveness(self) -> None:
         world = self.world
         config = world.config
-        bound = (config.deadtime_ms + 2 * config.keepalive_ms + 2 * world.latency_ms + self.slack_ms
-                 + world.costs.daemon_start_ms)
+        bound = (max(dead_ms(config, "primary"), dead_ms(config, "backup")) + 2 * config.keepalive_ms
+                 + 2 * world.latency_ms + self.slack_ms + world.costs.daemon_start_ms)
         fault_at = world.now
 
         def judge() -> None:
@@ -343,6 +354,24 @@ class Invariants:
                                       f"{world.arp_view.get(v.address)}, {bound} ms after the world was whole "
                                       f"again (active: {winner.name})")
                 return
+
+
+def dead_ms(config: Config, node: str) -> int:
+    """How long `node` hears nothing before it takes over: `deadtime`, or on a VRRP pair its
+    Master_Down_Interval (3 intervals and its Skew_Time, engine.vrrp)."""
+    if config.heartbeat_protocol != "vrrp":
+        return config.deadtime_ms
+    return master_down_ms(vrrp_priority(config, node), config.keepalive_ms, config.vrrp_version)  # type: ignore[arg-type]
+
+
+def vrrp_winner(config: Config) -> str:
+    """The router a VRRP pair's election keeps as master: the higher priority, then the higher address."""
+    p, b = vrrp_priority(config, "primary"), vrrp_priority(config, "backup")
+    if p != b:
+        return "primary" if p > b else "backup"
+    assert config.primary is not None and config.backup is not None
+    return "primary" if int(ipaddress.ip_address(config.primary)) > int(ipaddress.ip_address(config.backup)) \
+        else "backup"
 
 
 def table_problem(config: Config, status: Status, table: Table) -> str | None:
