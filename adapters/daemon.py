@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+import ipaddress
 import json
 import logging
 import signal
+import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.arp import send_gratuitous
 from adapters.describe import Said, describe as describe_command, failed, host_port, quoted
@@ -51,12 +53,15 @@ from adapters.reload import Refused, Reloads, changes, config_warnings, read_con
 from adapters.startup import StartError, find_node, prepare_state_dir
 from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
 from engine.events import (
-    TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
-    HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
+    TABLE_OPS, AddVip, AdminRequested, AdvertReceived, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
+    HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendAdvert, SendGratuitousArp,
     SendHeartbeat, SetTimeouts, ShutdownRequested, StartCheck, StartSyncDaemon, StopSyncDaemon, TableOp,
     TableRead, Tick,
 )
 from engine.model import Config, Node
+
+if TYPE_CHECKING:
+    from adapters.vrrp_net import VrrpSocket
 
 
 ADMIN_ANSWER_S = 10.0  # an operator's request is answered once stepped, or "accepted" after this
@@ -72,6 +77,7 @@ class Daemon:
         self.config_path = config_path
         self.journal_bytes = journal_bytes  # adapters.journal: every step, for `shoal replay`; 0: off
         self.journal: Journal | None = None
+        self.vrrp: VrrpSocket | None = None  # heartbeat_protocol = vrrp (adapters.vrrp_net)
         self.dataplane_name = dataplane
         self.state_dir = state_dir
         self.netns = netns
@@ -136,6 +142,8 @@ class Daemon:
             await self.sockets.open(self.config, self.node, self._datagram)
         except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
             raise StartError(str(e)) from None
+        if self.config.heartbeat_protocol == "vrrp":
+            self.vrrp = self._open_vrrp(self.config)
         seq_start = time.time_ns() // 1000
         self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=seq_start)
         self._journal_start(seq_start)
@@ -402,10 +410,40 @@ class Daemon:
         for op in batch:
             self._say(describe_command(op, config))
 
+    def _open_vrrp(self, config: Config) -> VrrpSocket:
+        """The raw socket of protocol 112 on the interface that holds this router's address (adapters.vrrp_net)."""
+        from adapters.vrrp_net import VrrpSocket, VrrpSocketError
+
+        own = config.primary if self.node == "primary" else config.backup
+        partner = config.backup if self.node == "primary" else config.primary
+        assert own is not None
+        norm = str(ipaddress.ip_address(own))
+        index = next((i for i, local, _ in self.vips._call(lambda ipr: ipr.addresses()) if local == norm), None)
+        if index is None:
+            raise StartError(f"VRRP: no interface of this host holds {own} (this router's address in lvs.cf)")
+        sock = VrrpSocket(socket.if_indextoname(index), ipaddress.ip_address(own).version, own,
+                          partner if config.vrrp_unicast else None)
+        try:
+            sock.open()
+        except VrrpSocketError as e:
+            raise StartError(str(e)) from None
+        sock.attach(asyncio.get_running_loop(), self._advert)
+        log.info("vrrp: virtual router %s on %s, %s to %s", config.virtual_router_id, sock.device,
+                 "unicast" if config.vrrp_unicast else "multicast", sock.destination,
+                 extra=fields_of(kind="vrrp", vrid=config.virtual_router_id, device=sock.device,
+                               destination=sock.destination))
+        return sock
+
+    def _advert(self, source: str, destination: str, ttl: int, payload: bytes) -> None:
+        self.inputs.heartbeat(AdvertReceived(source, destination, ttl, payload))
+
     async def _one(self, cmd: Command, loop: asyncio.AbstractEventLoop) -> None:
         match cmd:
             case SendHeartbeat():
                 self.sockets.send(cmd)
+            case SendAdvert(payload):
+                if self.vrrp is not None:
+                    self.vrrp.send(payload)
             case DelVip():
                 if self.vips.delete(cmd):  # said only when it was there
                     self._say(describe_command(cmd))
@@ -498,6 +536,11 @@ class Daemon:
             if node != self.node:
                 raise Refused(f"the new config makes this host the {node}, not the {self.node}: "
                               "restart the daemon instead")
+            vrrp_keys = ("heartbeat_protocol", "vrrp_unicast", "primary", "backup")
+            changed = [k for k in vrrp_keys if getattr(config, k) != getattr(self.config, k)]
+            if changed and "vrrp" in (config.heartbeat_protocol, self.config.heartbeat_protocol):
+                raise Refused(f"{', '.join(changed)} changed on a VRRP router: restart the daemon instead "
+                              "(its VRRP socket is opened at start)")
             problem = _unrunnable(config)
             if problem:
                 raise Refused(problem)
@@ -612,6 +655,8 @@ class Daemon:
         data["warnings"] = config_warnings(self.config)
         drops = dict(self.inputs.drops)
         drops.update({f"heartbeat-{k}": v for k, v in self.sockets.drops.items()})
+        if self.vrrp is not None:
+            drops.update({f"vrrp-{k}": v for k, v in self.vrrp.drops.items()})
         data["loop"] = {
             "lateness_ms": self.lateness.summary(),
             "queues": {"heartbeats": len(self.inputs.heartbeats), "inputs": len(self.inputs.others)},
@@ -627,7 +672,7 @@ class Daemon:
     def close(self) -> None:
         if self.reloads.task is not None:
             self.reloads.task.cancel()
-        for name in ("links", "sockets", "control", "dataplane", "vips", "notify", "runner", "journal"):
+        for name in ("links", "sockets", "vrrp", "control", "dataplane", "vips", "notify", "runner", "journal"):
             part = getattr(self, name, None)
             try:
                 if part is not None:
