@@ -144,9 +144,9 @@ class VrrpFailover:
         if self._handing_until_ms is not None:
             return self._handing_tick(now_ms), self._take_notes()
         verdicts, send = self.election.tick(now_ms, late)
-        if any(v.decision == "go_active" for v in verdicts):
-            self.partner_state = None
-            self.notes.append(Noticed("partner_dead"))
+        if any(v.decision == "go_active" for v in verdicts) and self.partner_state is not None:
+            self.partner_state = None  # a master heard before, silent now (a cold start heard none)
+            self.notes.append(Noticed("master_down"))
         if send:
             self._advert(self.settings.priority)
         return verdicts, self._take_notes()

@@ -31,7 +31,7 @@ CRASH = ROOT / "scenarios" / "active-crash-takeover.toml"
 # daemon's kernel state, and the time scale each runs at here.
 LAB_SCENARIOS = ["active-crash-takeover", "primary-return-no-preempt", "heartbeat-loss-one-path",
                  "partition-all-heal", "one-way-failure", "server-down-reentry", "server-hang",
-                 "reload-one-server", "monitor-links", "kill-restart-adopt"]
+                 "reload-one-server", "monitor-links", "kill-restart-adopt", "vrrp-crash-takeover"]
 SCALE = 0.25
 LAB = [sys.executable, "-c", "import sys; from shoal.lab_cli import main; sys.exit(main(sys.argv[1:]))"]
 
