@@ -277,6 +277,8 @@ class Engine(OperatorRules):
         """monitor_links (`engine.links` has the rules)."""
         was_active = self.failover.role == "active"
         change = self.links.change(down, self.config)
+        if isinstance(self.failover, VrrpFailover):
+            self.failover.set_unfit(self.links.unfit(self.config))
         if change is None:
             return
         out.append(change.notice)
@@ -301,6 +303,9 @@ class Engine(OperatorRules):
                 self._go_active(verdict.reason, out)
             elif verdict.decision == "go_standby" and self.failover.role == "active":
                 self._go_standby(verdict.reason, out)
+            elif verdict.decision == "refresh" and self.failover.role == "active" and not self.holding.arping:
+                self.holding.announce(1)
+                self._arp_round(out)
             elif verdict.decision == "rearp" and self.failover.role == "active":
                 assert self.now_ms is not None
                 if self.holding.rearp_allowed(self.now_ms, self.config.arp_interval_ms):
@@ -376,6 +381,8 @@ class Engine(OperatorRules):
             else:
                 self.timers.cancel(TABLE_CHECK)
         out.append(Notify("config", {"serial_no": config.serial_no}))
+        if isinstance(self.failover, VrrpFailover):
+            self.failover.set_unfit(self.links.unfit(config))
         if self.links.unfit(config) and not was_unfit:  # monitor_links turned on while a link is down
             self._give_up(self.now_ms, out)
         elif was_unfit and not self.links.unfit(config):

@@ -29,10 +29,12 @@ and the VIPs while its heartbeats say `leaving` (the partner takes over at
 once) and then `standby`; it gives the VIPs up `keepalive / 4` after it
 hears the partner active (the partner's gratuitous ARPs have gone out by
 then: a client's packet sent before they reached it is still served
-here), and keeps them if the partner never takes over within `deadtime +
-keepalive` or leaves or dies meanwhile (a `handover_failed` notice).  It is
-not undone by preemption until the router is active again for another
-reason.
+here), and keeps the role, saying `active` again, if it does not hear the
+partner active within a `keepalive` or the partner leaves or dies
+meanwhile (a `handover_failed` notice).  A partner that took over unheard
+(a one-way cut) hears that and yields, as from any dual-active: both hold
+the VIPs for a keepalive at most.  A hand-over is not undone by preemption
+until the router is active again for another reason.
 
 What only a key prevents: a forger who sees the routers' heartbeats (and
 so knows the sequences), or one patient enough to mimic a booting router
@@ -271,7 +273,7 @@ class Failover:
         self.handing_over = True
         self.handed_over = True
         self.yielded_until_ms = now_ms + self.config.deadtime_ms
-        self.handover_until_ms = now_ms + self.config.deadtime_ms + self.config.keepalive_ms
+        self.handover_until_ms = now_ms + self.config.keepalive_ms
         self.next_send_ms = now_ms + self.config.keepalive_ms
         return self._send(now_ms, "leaving")
 

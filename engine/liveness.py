@@ -87,8 +87,8 @@ _NOTICES: Mapping[str, tuple[str, str]] = {
     "partner_dead": ("partner", "no heartbeat for deadtime"),
     "master_down": ("partner", "no VRRP advert for the Master_Down_Interval"),
     "stall": ("stall", "step late: listening one more keepalive"),
-    "handover_failed": ("hold", "the partner did not take over within deadtime + keepalive "
-                                "of the operator's failover"),
+    "handover_failed": ("hold", "the partner was not heard active within a keepalive of the operator's "
+                                "failover"),
 }
 
 

@@ -50,7 +50,7 @@ from engine.model import Node
 
 Role = Literal["standby", "active"]
 PartnerState = Literal["active", "standby", "leaving"]
-Decision = Literal["go_active", "go_standby", "rearp"]
+Decision = Literal["go_active", "go_standby", "rearp", "refresh"]  # refresh: one round of ARPs (VRRP's master)
 Rule = Decision | Literal["nothing", "backup_wait", "preempt"]
 
 

@@ -16,8 +16,10 @@ verdicts into VIPs, ARPs and adverts (`engine.vrrp_wire` has the bytes).
 |        |                                               | unless within `preempt_delay` of the first such   |
 | Master | Adver_Timer fires                             | an advert                                         |
 | Master | an advert of priority 0                       | an advert now                                     |
-| Master | an advert of higher priority, or equal and a  | Backup (v3: its interval learnt)                  |
-|        | higher sender address                         |                                                   |
+| Master | an advert of higher priority, or equal and a  | a last advert (as keepalived sends, so that the   |
+|        | higher sender address                         | winner, hearing a lower priority, announces its   |
+|        |                                               | VIPs: the clients this router drew go back), then |
+|        |                                               | Backup (v3: its interval learnt)                  |
 | Master | an advert otherwise                           | not taken; re-announce our VIPs (shoal's: a split |
 |        |                                               | that healed leaves clients on the loser's MAC)    |
 | Master | shutdown                                      | an advert of priority 0                           |
@@ -179,7 +181,7 @@ class Election:
                     self.master_interval_ms = interval_ms
                 self._arm_down(now_ms)
                 why = "equal priority and a higher address" if priority == s.priority else f"priority {priority}"
-                return [Verdict("go_standby", f"a master of {why} heard (ours {s.priority})")], False
+                return [Verdict("go_standby", f"a master of {why} heard (ours {s.priority})")], True
             self.counters["adverts_lower_priority"] += 1
             return [Verdict("rearp", "a lower-priority master heard: announcing the VIPs again")], True
         # Backup.

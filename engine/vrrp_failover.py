@@ -30,6 +30,12 @@ commands, and keeps what an operator and the status see.
   the restarted router drew are drawn back).  A link a router
   needs down (`monitor_links`): priority 0 sent, backup, and the election
   does not make it master until the link is back.
+- A master announces its VIPs again, one round of gratuitous ARPs, every
+  `3 x keepalive` (at least every second): a backup is silent, so a master
+  cannot tell that a split healed when the loser's last advert was lost,
+  and the clients the loser drew would wait for their neighbour entries to
+  go stale (keepalived's `garp_master_refresh`, on here; found by the
+  explorer: a lossy link, two masters, the loser's last advert lost).
 - The partner's status: a backup is silent in VRRP, so a master knows
   nothing of it (`alive` false, state unknown); a backup knows its master
   from its adverts (`alive` while they come within the Master_Down_Interval).
@@ -78,6 +84,7 @@ class VrrpFailover:
         self._expected_ms: int | None = None
         self._handing_until_ms: int | None = None  # an operator's failover: the partner not master by then
         self._release_at_ms: int | None = None
+        self._refresh_at_ms: int | None = None  # a master's next round of ARPs
         self._now_ms = 0
         self.election = Election(settings_of(config, node))
         self.reconfigure(config, None)
@@ -108,6 +115,10 @@ class VrrpFailover:
         return seen
 
     @property
+    def _refresh_ms(self) -> int:
+        return max(3 * self.settings.interval_ms, 1000)
+
+    @property
     def handing_over(self) -> bool:
         return self._handing_until_ms is not None
 
@@ -129,8 +140,8 @@ class VrrpFailover:
     def next_deadline(self) -> int | None:
         if not self.enabled or self.leaving:
             return None
-        times = [t for t in (self.election.next_deadline(), self._handing_until_ms, self._release_at_ms)
-                 if t is not None]
+        times = [t for t in (self.election.next_deadline(), self._handing_until_ms, self._release_at_ms,
+                             self._refresh_at_ms if self.role == "active" else None) if t is not None]
         if self._handing_until_ms is not None:  # sending nothing meanwhile: not the advert timer
             times = [t for t in (self._handing_until_ms, self._release_at_ms) if t is not None]
         return min(times) if times else None
@@ -144,6 +155,9 @@ class VrrpFailover:
         if self._handing_until_ms is not None:
             return self._handing_tick(now_ms), self._take_notes()
         verdicts, send = self.election.tick(now_ms, late)
+        if self.role == "active" and self._refresh_at_ms is not None and now_ms >= self._refresh_at_ms:
+            self._refresh_at_ms = now_ms + self._refresh_ms
+            verdicts = [*verdicts, Verdict("refresh", "a master's periodic announcement of its VIPs")]
         if any(v.decision == "go_active" for v in verdicts) and self.partner_state is not None:
             self.partner_state = None  # a master heard before, silent now (a cold start heard none)
             self.notes.append(Noticed("master_down"))
@@ -193,6 +207,7 @@ class VrrpFailover:
         if role == "active":
             if self.role == "standby":
                 self.counters["failovers"] += 1
+                self._refresh_at_ms = now_ms + self._refresh_ms
             self.handed_over = False
             if self.election.state != "master":  # the engine's own decision: the election follows
                 self.election.state = "master"
@@ -260,6 +275,11 @@ class VrrpFailover:
     def links_back(self, now_ms: int) -> list[Verdict]:
         self.election.unfit = False
         return []
+
+    def set_unfit(self, unfit: bool) -> None:
+        """A link this router needs is down (`monitor_links`), whatever its role: the election must
+        not make it master meanwhile (a master gives up through `give_up`)."""
+        self.election.unfit = unfit
 
     def listen_first(self, now_ms: int) -> None:
         """Adopted at start: VRRP has no listening (the module's docstring)."""

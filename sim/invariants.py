@@ -179,13 +179,18 @@ class Invariants:
         config = world.config
         window = config.keepalive_ms + world.latency_ms + self.slack_ms
         drop, delivered = world.last_drop_ms, world.last_delivery_ms
-        if config.heartbeat_protocol == "vrrp":  # the lower priority yields to the winner's adverts; no deafness
+        if config.heartbeat_protocol == "vrrp":  # the lower priority yields to the winner's advert; no deafness
             winner = vrrp_winner(config)
+            engine = world.routers[winner].engine
+            if engine is None or engine.failover.handing_over:
+                return  # a winner handing over says priority 0 and then nothing: the loser keeps the role
+            heard = delivered[winner]
             for address, since in sorted(self._dual_since.items()):
-                if now - max(since, drop[winner]) > window:
-                    self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s, every "
-                                              f"advert of the {winner} (the higher priority) delivered for more "
-                                              f"than keepalive + latency + C = {window} ms")
+                if since < heard < now - world.latency_ms - self.slack_ms:
+                    self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s; an "
+                                              f"advert of the {winner} (the higher priority) was delivered at "
+                                              f"{heard / 1000:.3f} s and the other did not yield within latency "
+                                              f"+ C = {world.latency_ms + self.slack_ms} ms")
             return
         for address, since in sorted(self._dual_since.items()):
             # the backup hears the primary (a clean primary -> backup direction) and must yield

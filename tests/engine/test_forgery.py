@@ -143,14 +143,13 @@ def test_a_hand_over_the_partner_never_takes_keeps_the_role() -> None:
     sent = p.hand_over(3000)
     assert decode(sent[0].payload, None).state == "leaving"
     assert p.handing_over and p.role == "active"  # make before break: the VIPs stay until the partner has them
-    for t in (4000, 5000, 6000):  # the backup stays standby (it never takes over)
+    for t in (3500, 3999):  # the backup stays standby (it never takes over)
         deliver(b._send(t, "standby"), "backup", p, t)
         assert p.tick(t)[0] == []
-        assert all(decode(h.payload, None).state == "standby" for h in p.due_heartbeats(t))
-    verdicts, notes = p.tick(3000 + 3000 + 1000)  # deadtime + keepalive after the request
+    verdicts, notes = p.tick(3000 + 1000)  # a keepalive after the request
     assert verdicts == [] and Noticed("handover_failed") in notes
     assert not p.handing_over and p.role == "active"
-    assert all(decode(h.payload, None).state == "active" for h in p.due_heartbeats(7000))
+    assert all(decode(h.payload, None).state == "active" for h in p.due_heartbeats(4000))
 
 
 def test_a_hand_over_gives_the_vips_up_a_quarter_keepalive_after_the_partner_is_active() -> None:
@@ -175,7 +174,7 @@ def test_a_hand_over_ends_when_the_router_gives_up_for_a_link() -> None:
     p.give_up(3100)  # monitor_links: a link it needs went down
     assert not p.handing_over and p.role == "standby"
     deliver(b._send(3200, "active"), "backup", p, 3200)
-    assert p.release_at_ms is None and Noticed("handover_failed") not in p.tick(6000 + 1000)[1]
+    assert p.release_at_ms is None and Noticed("handover_failed") not in p.tick(3000 + 1000)[1]
 
 
 def test_operator_failover_is_refused_unless_the_partner_is_heard_both_ways() -> None:
