@@ -209,6 +209,16 @@ class Topology:
                 for state in ("master", "backup"):
                     netns.run_in(ns, ["ipvsadm", "--stop-daemon", state], check=False, timeout_s=None)
 
+    def restore_addresses(self, node: str) -> None:
+        """The node's own addresses put back (IPv6 ones leave with a link that went down:
+        keep_addr_on_down is off), nodad as at build."""
+        ns = self.ns(node)
+        with lab_errors():
+            for iface in self.plan.node(node).ifaces:
+                for address in iface.addresses:
+                    extra = ["nodad"] if ":" in address else []
+                    netns.ip("-n", ns, "addr", "replace", address, "dev", iface.name, *extra)
+
     def addresses(self, node: str) -> frozenset[str]:
         """The IPv4/IPv6 addresses configured in a node's namespace."""
         out = netns.ip("-n", self.ns(node), "-j", "addr", "show", check=False).stdout

@@ -232,10 +232,7 @@ class LabWorld:
             r = self.router(value)
             if not (r.host_up and not self.daemon_running(value)):  # not after a kill: the host boots
                 self._kill_daemon(value)
-                own = {a.split("/")[0] for i in self.plan.node(value).ifaces for a in i.addresses}
-                self.topo.flush_router(value, own | {"127.0.0.1", "::1"}, ipvs=self.dataplane == "ipvs")
-                self.topo.links(value, up=True, except_=r.cables_down)
-                r.host_up = True
+                self.boot_host(value)
             self.start_daemon(value)  # after a kill: over what the kernel kept, which it adopts
         elif kind == "kill":
             self._kill_daemon(value)
@@ -258,6 +255,16 @@ class LabWorld:
             self._link(value, fault.extra["device"], up=kind == "link_up")
         else:
             raise LabError(f"the lab cannot carry out {kind!r}")
+
+    def boot_host(self, name: str) -> None:
+        """Router `name`'s host boots: only the lab's own addresses, no nftables, its links up
+        (but those a `link_down` cut); no daemon started."""
+        r = self.router(name)
+        own = {a.split("/")[0] for i in self.plan.node(name).ifaces for a in i.addresses}
+        self.topo.flush_router(name, own | {"127.0.0.1", "::1"}, ipvs=self.dataplane == "ipvs")
+        self.topo.links(name, up=True, except_=r.cables_down)
+        self.topo.restore_addresses(name)
+        r.host_up = True
 
     def _link(self, name: str, device: str, up: bool) -> None:
         """The router's interface `device` loses or regains its link, as a cable would (a crashed
