@@ -153,6 +153,9 @@ def test_keepalived_hears_ours_and_we_hear_keepalived(pair: Any, tmp_path: Path,
                     heard = got
         assert heard is not None, log.read_text()
         assert (heard.vrid, heard.addresses, heard.interval_cs) == (51, (vip,), 100)
+        deadline = time.monotonic() + 3  # keepalived sends its first advert, then sets its VIPs
+        while vip not in pair.run(pair.a, "ip", "addr", "show", "dev", "va").stdout and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert vip in pair.run(pair.a, "ip", "addr", "show", "dev", "va").stdout
         # keepalived hears ours: a higher priority master makes it a backup, and it gives its VIP up.
         advert = Advert(version, 51, 200, 100, (vip,))
@@ -166,6 +169,9 @@ def test_keepalived_hears_ours_and_we_hear_keepalived(pair: Any, tmp_path: Path,
             time.sleep(0.2)
         assert "Entering BACKUP STATE" in after_master() and "higher priority 200" in after_master(), \
             log.read_text(errors="replace")
+        deadline = time.monotonic() + 3  # it says so, then removes its VIPs
+        while vip in pair.run(pair.a, "ip", "addr", "show", "dev", "va").stdout and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert vip not in pair.run(pair.a, "ip", "addr", "show", "dev", "va").stdout
     finally:
         proc.send_signal(signal.SIGTERM)
