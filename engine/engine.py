@@ -233,9 +233,9 @@ class Engine(OperatorRules):
 
     def _due(self, now_ms: int, out: list[Command]) -> None:
         verdicts, notes = self.failover.tick(now_ms)
+        self._verdicts(verdicts, out)  # a takeover's addresses first: its notices (partner dead...) after them
         if notes:
             out.extend(note.notify() for note in notes)
-        self._verdicts(verdicts, out)
         out.extend(self.failover.due_heartbeats(now_ms))
         for name in self.timers.pop_due(now_ms):
             match name:
