@@ -90,10 +90,7 @@ def test_a_replayed_old_boot_is_not_believed_with_a_key() -> None:
 
 
 def test_an_unconfirmed_leaving_takes_over_only_after_a_keepalive_without_active() -> None:
-    p, b = pair()
-    for t in range(0, 3000, 1000):
-        exchange(p, b, t)
-    p.role = "active"
+    p, b = active_primary()
     exchange(p, b, 3000)
     # A forger who guessed the next sequence but not an ack (ack 0 is stale):
     forged = encode(Heartbeat("shoal", "leaving", "primary", b.heard_seq + 50, 0, 1))
@@ -135,11 +132,17 @@ def test_a_forged_stale_ack_does_not_make_the_partner_deaf() -> None:
     assert not p.partner_deaf(10_000)
 
 
-def test_a_hand_over_the_partner_never_takes_keeps_the_role() -> None:
+def active_primary() -> tuple[Failover, Failover]:
+    """A pair that heard each other for 3 s, the primary active."""
     p, b = pair()
     for t in range(0, 3000, 1000):
         exchange(p, b, t)
     p.role = "active"
+    return p, b
+
+
+def test_a_hand_over_the_partner_never_takes_keeps_the_role() -> None:
+    p, b = active_primary()
     sent = p.hand_over(3000)
     assert decode(sent[0].payload, None).state == "leaving"
     assert p.handing_over and p.role == "active"  # make before break: the VIPs stay until the partner has them
@@ -153,10 +156,7 @@ def test_a_hand_over_the_partner_never_takes_keeps_the_role() -> None:
 
 
 def test_a_hand_over_gives_the_vips_up_a_quarter_keepalive_after_the_partner_is_active() -> None:
-    p, b = pair()
-    for t in range(0, 3000, 1000):
-        exchange(p, b, t)
-    p.role = "active"
+    p, b = active_primary()
     p.hand_over(3000)
     assert p.tick(3100)[0] == []
     deliver(b._send(3100, "active"), "backup", p, 3100)
@@ -166,10 +166,7 @@ def test_a_hand_over_gives_the_vips_up_a_quarter_keepalive_after_the_partner_is_
 
 
 def test_a_hand_over_ends_when_the_router_gives_up_for_a_link() -> None:
-    p, b = pair()
-    for t in range(0, 3000, 1000):
-        exchange(p, b, t)
-    p.role = "active"
+    p, b = active_primary()
     p.hand_over(3000)
     p.give_up(3100)  # monitor_links: a link it needs went down
     assert not p.handing_over and p.role == "standby"

@@ -78,12 +78,18 @@ def test_start_up_the_higher_priority_is_master_and_the_other_backup() -> None:
     assert p.log == [(3414, "a", "go_active")]  # Master_Down_Interval at priority 150: 3 s + 0.414 s
 
 
-def test_the_master_crashes_the_backup_takes_over_after_master_down_interval() -> None:
-    p = Pair(settings(A, 150), settings(B, 100))
+def crashed_a(preempt: bool = True) -> Pair:
+    """a (150) master for 10 s, then crashed for 10 s (its adverts gone)."""
+    p = Pair(settings(A, 150, preempt=preempt), settings(B, 100, preempt=preempt))
     p.run(10_000)
     p.down.add("a")
     p.cut.add("a")
     p.run(20_000)
+    return p
+
+
+def test_the_master_crashes_the_backup_takes_over_after_master_down_interval() -> None:
+    p = crashed_a()
     took = [t for t, who, d in p.log if who == "b" and d == "go_active"]
     # a's adverts went out every second from 3.414 s: the last heard at 9.415 s, then 3.609 s.
     assert took == [9_415 + 3_609]
@@ -100,11 +106,7 @@ def test_a_clean_stop_priority_zero_the_backup_takes_over_after_skew_time() -> N
 
 
 def test_return_with_preemption_the_higher_priority_takes_the_role_back() -> None:
-    p = Pair(settings(A, 150), settings(B, 100))
-    p.run(10_000)
-    p.down.add("a")
-    p.cut.add("a")
-    p.run(20_000)
+    p = crashed_a()
     assert p.states()[1] == "master"
     p.down.discard("a")
     p.cut.discard("a")
@@ -116,11 +118,7 @@ def test_return_with_preemption_the_higher_priority_takes_the_role_back() -> Non
 
 
 def test_return_without_preemption_the_returning_router_stays_backup() -> None:
-    p = Pair(settings(A, 150, preempt=False), settings(B, 100, preempt=False))
-    p.run(10_000)
-    p.down.add("a")
-    p.cut.add("a")
-    p.run(20_000)
+    p = crashed_a(preempt=False)
     p.down.discard("a")
     p.cut.discard("a")
     p.e["a"].start(20_000)

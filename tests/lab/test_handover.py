@@ -21,41 +21,15 @@ opening a new connection to the VIP every 10 ms.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 from adapters.lab.world import LabWorld, open_world
-from engine.config import parse
-from scenario.model import Fault
+from scenario.model import Fault, load
 
-CONFIG = """serial_no = 1
-primary = 10.0.0.1
-backup = 10.0.0.2
-primary_private = 192.168.0.1
-backup_private = 192.168.0.2
-backup_active = 1
-keepalive = 0.5
-deadtime = 1.5
-network = nat
-nat_router = 10.1.0.254 eth1:1
-virtual web {
-    address = 10.0.0.100 eth0:1
-    port = 80
-    scheduler = wlc
-    send = "GET / HTTP/1.0\\r\\n\\r\\n"
-    expect = "HTTP"
-    timeout = 1
-    reentry = 2
-    server web1 {
-        address = 10.1.0.11
-    }
-    server web2 {
-        address = 10.1.0.12
-    }
-    server web3 {
-        address = 10.1.0.13
-    }
-}
-"""
+# The lab's admin-failover-drain pair (three servers behind one NAT virtual), with faster heartbeats.
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "admin-failover-drain.toml"
 VIP = "10.0.0.100"
 
 
@@ -73,7 +47,7 @@ def servers_in(world: LabWorld, router: str) -> list[str]:
 
 
 def test_a_planned_handover_loses_no_connection_and_the_standby_keeps_the_table() -> None:
-    config = parse(CONFIG, "lvs.cf")
+    config = replace(load(SCENARIO).config, keepalive_ms=500, deadtime_ms=1500)
     with open_world([config], 1.0, tag="t-handover") as world:
         world.start_servers()
         world.wait_daemon(world.start_daemon("primary"))
