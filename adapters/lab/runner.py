@@ -73,7 +73,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from adapters.lab import loglines
 from adapters.lab.plan import scale_scenario
@@ -82,6 +82,9 @@ from engine.table import DestKey
 from scenario.checks import View, active_vips, judge
 from scenario.model import Expect, Fault, Scenario
 from scenario.verdicts import Verdict, Verdicts, all_hold
+
+if TYPE_CHECKING:
+    from adapters.replay import Outcome
 
 POLL_S = 0.05
 SLACK_MS = 300
@@ -262,14 +265,11 @@ def run(scenario: Scenario, scale: float = 1.0, keep_going: bool = False,
             hooks.started(world, t0)
             end_ms = _loop(world, scaled, scenario.expects, scale, keep_going, t0, trace, result, hooks)
             t0_unix = time.time() - (time.monotonic() - t0)
-            replayed = judge_journals(world)
+            replayed, not_replayed = judge_journals(world)
             for router, outcome in replayed:
-                if isinstance(outcome, str):
-                    continue
                 trace(end_ms, router, "journal", {"what": f"journal replayed identically: {outcome.starts} start(s), "
                                                           f"{outcome.steps} step(s), {outcome.commands} command(s)"})
-            for router, what in [*judge_logs(world, scenario, t0_unix, scale),
-                                 *((r, o) for r, o in replayed if isinstance(o, str))]:
+            for router, what in [*judge_logs(world, scenario, t0_unix, scale), *not_replayed]:
                 result.verdicts.append(Verdict(False, what))
                 trace(end_ms, router, "expect", {"ok": False, "what": what})
             if not result.ok:
@@ -403,28 +403,29 @@ def _loop(world: LabWorld, scenario: Scenario, original: tuple[Expect, ...], sca
     return end_ms
 
 
-def judge_journals(world: LabWorld) -> list[tuple[str, Any]]:
+def judge_journals(world: LabWorld) -> tuple[list[tuple[str, Outcome]], list[tuple[str, str]]]:
     """Each router's daemon journal (STATE_DIR/journal, every life of the run) replayed in a fresh
-    engine (`adapters.journal.replay_dir`): (router, its Outcome) when it replays identically,
-    (router, a failed verdict's text) when it does not, cannot be read or holds no step.  Read
+    engine (`adapters.journal.replay_dir`): (router, its Outcome) for those that replay identically;
+    (router, a failed verdict's text) for those that do not, cannot be read or hold no step.  Read
     while the daemons still run: the journal's last moments (its writer's buffer, a line being
     written) are not judged."""
     from adapters.journal import JournalError, replay_dir
 
-    out: list[tuple[str, Any]] = []
+    identical: list[tuple[str, Outcome]] = []
+    failed: list[tuple[str, str]] = []
     for r in world.plan.routers:
         try:
             outcome = replay_dir(world.routers[r].state_dir)
         except JournalError as e:
-            out.append((r, f"journal of {r} cannot be replayed: {e}"))
+            failed.append((r, f"journal of {r} cannot be replayed: {e}"))
             continue
         if not outcome.identical:
-            out.append((r, f"journal of {r} does not replay identically: {outcome.difference}"))
+            failed.append((r, f"journal of {r} does not replay identically: {outcome.difference}"))
         elif outcome.steps == 0:
-            out.append((r, f"journal of {r} holds no step (the daemon ran: its journal should have them)"))
+            failed.append((r, f"journal of {r} holds no step (the daemon ran: its journal should have them)"))
         else:
-            out.append((r, outcome))
-    return out
+            identical.append((r, outcome))
+    return identical, failed
 
 
 def judge_logs(world: LabWorld, scenario: Scenario, t0_unix: float, scale: float) -> list[tuple[str, str]]:
