@@ -5,7 +5,8 @@ with a keepalived.conf written from the lab's lvs.cf (`heartbeat_protocol
 = vrrp`): one `vrrp_instance` on the interface holding the router's own
 address, `virtual_router_id`, `priority` (shoal's `vrrp_priority` unless
 given), `advert_int` = keepalive, `version`, preemption as `preempt` says
-(`state BACKUP` and `nopreempt` without it), and as virtual addresses the
+(`state BACKUP` and `nopreempt` without it), `unicast_peer` with
+`vrrp_unicast = 1`, and as virtual addresses the
 same list shoal advertises (the VIPs of that family, then `nat_router`),
 each on the interface its label names.  What keepalived says is read from
 its log; what it holds, from the namespace.  Started, stopped (SIGTERM: a
@@ -35,7 +36,7 @@ vrrp_instance VI_1 {{
     priority {priority}
     advert_int {advert:g}
     version {version}
-    virtual_ipaddress {{
+{unicast}    virtual_ipaddress {{
 {addresses}
     }}
 }}
@@ -60,9 +61,11 @@ class Keepalived:
             lines.append(f"        {c.nat_router} dev {(c.nat_router_device or self.device).split(':')[0]}")
         self.priority = priority if priority is not None else vrrp_priority(c, name)  # type: ignore[arg-type]
         self.path = world.workdir / f"keepalived-{name}.conf"
+        partner = c.backup if name == "primary" else c.primary
+        unicast = f"    unicast_src_ip {own}\n    unicast_peer {{\n        {partner}\n    }}\n" if c.vrrp_unicast else ""
         self.path.write_text(CONF.format(
             name=name, preempt="" if c.preempt else "nopreempt", device=self.device, vrid=c.virtual_router_id,
-            priority=self.priority, advert=c.keepalive_ms / 1000, version=c.vrrp_version,
+            priority=self.priority, advert=c.keepalive_ms / 1000, version=c.vrrp_version, unicast=unicast,
             addresses="\n".join(lines)))
         self.log_path = world.workdir / f"keepalived-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None

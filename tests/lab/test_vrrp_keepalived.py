@@ -8,7 +8,8 @@ says what it saw the other implementation do: its state from its log or
 status, the VIP on its interface, and the client namespace's neighbour
 entry for the VIP (moved by the gratuitous ARPs of whoever took over).
 Both ways (shoal as the higher priority, and keepalived), VRRPv2 and v3,
-IPv4 and IPv6; and equal priorities: two masters (a healed cut), the
+IPv4 and IPv6, multicast and unicast (`vrrp_unicast`, keepalived's
+`unicast_peer`); and equal priorities: two masters (a healed cut), the
 higher address keeps the role.
 """
 
@@ -30,7 +31,8 @@ V4 = dict(primary="10.0.0.1", backup="10.0.0.2", vip="10.0.0.100", nat="10.1.0.2
 V6 = dict(primary="2001:db8::1", backup="2001:db8::2", vip="2001:db8::100", nat="2001:db8:1::fe", net="2001:db8:1:")
 
 
-def lvs_cf(family: int, version: int, preempt: bool, keepalive: float, priority: int | None = None) -> Config:
+def lvs_cf(family: int, version: int, preempt: bool, keepalive: float, priority: int | None = None,
+           unicast: bool = False) -> Config:
     a = V4 if family == 4 else V6
     sep = "." if family == 4 else ":"
     text = f"""serial_no = 1
@@ -42,6 +44,7 @@ vrrp_version = {version}
 virtual_router_id = 51
 keepalive = {keepalive:g}
 preempt = {int(preempt)}
+vrrp_unicast = {int(unicast)}
 {f'priority = {priority}' if priority else ''}
 network = nat
 nat_router = {a['nat']} eth1:1
@@ -140,18 +143,19 @@ def wait(p: Pair, what: str, holds: Callable[[], bool], timeout_s: float = 15.0)
     return time.monotonic() - start
 
 
-CASES = [  # shoal's router (the primary has priority 150, the backup 100), VRRP version, family, preempt
-    pytest.param("primary", 3, 4, True, id="shoal-150-keepalived-100-v3-ipv4-preempt"),
-    pytest.param("backup", 2, 4, False, id="keepalived-150-shoal-100-v2-ipv4"),
-    pytest.param("primary", 3, 6, False, id="shoal-150-keepalived-100-v3-ipv6"),
-    pytest.param("backup", 3, 6, True, id="keepalived-150-shoal-100-v3-ipv6-preempt"),
+CASES = [  # shoal's router (the primary has priority 150, the backup 100), VRRP version, family, preempt, unicast
+    pytest.param("primary", 3, 4, True, False, id="shoal-150-keepalived-100-v3-ipv4-preempt"),
+    pytest.param("backup", 2, 4, False, False, id="keepalived-150-shoal-100-v2-ipv4"),
+    pytest.param("primary", 3, 6, False, False, id="shoal-150-keepalived-100-v3-ipv6"),
+    pytest.param("backup", 3, 6, True, False, id="keepalived-150-shoal-100-v3-ipv6-preempt"),
+    pytest.param("backup", 3, 4, False, True, id="keepalived-150-shoal-100-v3-ipv4-unicast"),
 ]
 
 
-@pytest.mark.parametrize("shoal_on,version,family,preempt", CASES)
-def test_a_mixed_pair(shoal_on: str, version: int, family: int, preempt: bool) -> None:
+@pytest.mark.parametrize("shoal_on,version,family,preempt,unicast", CASES)
+def test_a_mixed_pair(shoal_on: str, version: int, family: int, preempt: bool, unicast: bool) -> None:
     keepalive = 1.0 if version == 2 else 0.5
-    with pair(lvs_cf(family, version, preempt, keepalive), shoal_on) as p:
+    with pair(lvs_cf(family, version, preempt, keepalive, unicast=unicast), shoal_on) as p:
         world = p.world
         # Start-up: the primary (priority 150) is master, the other backup; the client's entry says the primary.
         p.start("primary")
