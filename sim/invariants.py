@@ -33,6 +33,9 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   drained or configured 0), every down server at weight 0 when
   `quiesce_server = 1`, and the sorry server iff nothing else takes
   connections (or the quorum is lost); the scheduler is the virtual's.
+  Judged after each step that emitted table operations or notices, on
+  what changed since it was last found right (sim.tables: the same
+  answers as the whole-table walk, which cost a walk of every real server).
 - takeover: when the active router crashes or its daemon is killed while
   its partner's daemon runs standby with failover on, the partner is active
   within `deadtime + keepalive + L` (its last heartbeat left at most
@@ -82,11 +85,9 @@ from typing import Any
 
 from engine.events import TABLE_OPS, Command, HeartbeatReceived, Input, Notify
 from engine.model import Config
-from engine.pool import service_key
-from engine.status import Status
-from engine.table import Table
 from scenario.model import Fault
 from sim.servers import check_result
+from sim.tables import TableJudge, table_problem
 from sim.world import ROUTERS, Router, World
 
 NAMES = ("single_owner", "table_matches_health", "takeover", "server_out", "reentry", "liveness", "gave_up")
@@ -112,6 +113,7 @@ class Invariants:
         self._last_fault_ms = 0
         self._declared_dead_ms = {r: -(2**62) for r in ROUTERS}  # the last "partner dead" of each router
         self._slack: tuple[Config | None, int] = (None, 0)
+        self._tables = {r: TableJudge() for r in ROUTERS}  # table_matches_health, judged on what changed
         world.observers.append(self)
 
     @property
@@ -191,7 +193,7 @@ class Invariants:
     def _table_matches_health(self, router: Router) -> None:
         engine = router.engine
         assert engine is not None
-        if router.table != engine.applied:
+        if self._tables[router.name].differs(router.table, engine.applied):
             self.fail("table_matches_health", f"{router.name}'s kernel table differs from what its engine applied")
             return
         status = engine.status
@@ -200,7 +202,7 @@ class Invariants:
                 self.fail("table_matches_health", f"{router.name} is standby but its table holds "
                                                   f"{len(router.table)} service(s)")
             return
-        problem = table_problem(engine.config, status, router.table)
+        problem = self._tables[router.name].problem(engine.config, status, router.table)
         if problem:
             self.fail("table_matches_health", f"{router.name}: {problem}")
 
@@ -341,50 +343,6 @@ class Invariants:
                                       f"{world.arp_view.get(v.address)}, {bound} ms after the world was whole "
                                       f"again (active: {winner.name})")
                 return
-
-
-def table_problem(config: Config, status: Status, table: Table) -> str | None:
-    """What is wrong with an active router's `table` given its health (None: nothing)."""
-    wanted_keys = set()
-    for v in config.virtuals:
-        key = service_key(v)
-        if key is None:
-            continue
-        wanted_keys.add(key)
-        entry = table.get(key)
-        if entry is None:
-            return f"service {v.name} ({key}) missing"
-        if entry.service.scheduler != v.scheduler:
-            return f"service {v.name} has scheduler {entry.service.scheduler}, not {v.scheduler}"
-        svc = status.service(v.name)
-        by_name = {d.name: d for d in entry.dests.values()}
-        expected: dict[str, tuple[int, int]] = {}  # name -> (min weight, max weight)
-        for s in svc.servers:
-            cap = 10 * s.configured_weight
-            if s.health == "up" and (svc.quorum_ok or not v.sorry_server):
-                low = 0 if s.admin == "drain" or s.configured_weight == 0 else 1
-                high = 0 if s.admin == "drain" else max(cap, s.configured_weight)
-                expected[s.name] = (low, high)
-            elif s.health == "down" and v.quiesce_server and (svc.quorum_ok or not v.sorry_server):
-                expected[s.name] = (0, 0)
-        serving = any(high > 0 and by_name.get(n) is not None and by_name[n].weight > 0
-                      for n, (_, high) in expected.items())
-        if v.sorry_server and not serving:
-            expected["sorry"] = (1, 1)
-        if set(by_name) != set(expected):
-            extra = sorted(set(by_name) - set(expected))
-            missing = sorted(set(expected) - set(by_name))
-            return f"service {v.name}: in table but not called for {extra}, called for but missing {missing}"
-        for name, (low, high) in expected.items():
-            if not low <= by_name[name].weight <= high:
-                return f"{v.name}/{name} at weight {by_name[name].weight}, expected {low}..{high}"
-        for s in svc.servers:
-            if s.name in by_name and s.health == "up" and s.weight != by_name[s.name].weight:
-                return f"{v.name}/{s.name}: table weight {by_name[s.name].weight}, status says {s.weight}"
-    stray = sorted(str(k) for k in table if k not in wanted_keys)
-    if stray:
-        return f"services not in the config: {', '.join(stray)}"
-    return None
 
 
 __all__ = ["Invariants", "NAMES", "ROUTERS", "Violation", "table_problem"]
