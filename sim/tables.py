@@ -88,14 +88,26 @@ def table_problem(config: Config, status: Status, table: Table) -> str | None:
 
 
 class TableJudge:
-    """One router's table_matches_health, judged on what changed since it last found it right."""
+    """One router's table_matches_health, judged on what changed since it last found it right.
+
+    Entries are found by their place in the tables' and the snapshot's order, worked out
+    again only when the keys (or the config) change: a key's hash is a Python call, and
+    looking every service up on every judged step cost more than judging what changed."""
 
     def __init__(self) -> None:
-        self._same: dict[ServiceKey, tuple[ServiceEntry, ServiceEntry]] = {}  # (kernel's, applied) found equal
+        # differs: the keys of both tables as last seen, where each of the table's keys is in
+        # `applied`, and the (kernel's, applied) entries found equal at each place
+        self._keys: tuple[list[ServiceKey], list[ServiceKey]] = ([], [])
+        self._place: list[int] = []
+        self._same: list[tuple[ServiceEntry, ServiceEntry] | None] = []
+        # problem: the config's virtuals with a service, where each is in the table's keys as
+        # last seen, and the (virtual, status, entry) judged right at each
         self._config: Config | None = None
-        self._keyed: tuple[tuple[Virtual, ServiceKey], ...] = ()  # the config's virtuals with a service
+        self._keyed: list[tuple[int, Virtual, ServiceKey]] = []  # (index in config.virtuals, virtual, key)
         self._wanted: frozenset[ServiceKey] = frozenset()
-        self._right: dict[ServiceKey, tuple[Virtual, ServiceStatus, ServiceEntry]] = {}  # judged right with these
+        self._table_keys: list[ServiceKey] | None = None
+        self._slot: list[int | None] = []
+        self._right: list[tuple[Virtual, ServiceStatus, ServiceEntry] | None] = []
 
     def differs(self, table: Table, applied: Table) -> bool:
         """`table != applied`, comparing only the entries not found equal before."""
@@ -103,19 +115,24 @@ class TableJudge:
             return False
         if len(table) != len(applied):
             return True
-        same = self._same
-        for key, entry in table.items():
-            other = applied.get(key)
-            if other is entry:
-                continue
-            if other is None:
+        keys, applied_keys = list(table), list(applied)
+        if keys != self._keys[0] or applied_keys != self._keys[1]:  # (identical keys: no hash, no __eq__)
+            where = {key: i for i, key in enumerate(applied_keys)}
+            if any(key not in where for key in keys):
                 return True
-            known = same.get(key)
+            self._keys, self._place = (keys, applied_keys), [where[key] for key in keys]
+            self._same = [None] * len(keys)
+        ours, theirs, same = list(table.values()), list(applied.values()), self._same
+        for i, j in enumerate(self._place):
+            entry, other = ours[i], theirs[j]
+            if entry is other:
+                continue
+            known = same[i]
             if known is not None and known[0] is entry and known[1] is other:
                 continue
             if entry != other:
                 return True
-            same[key] = (entry, other)
+            same[i] = (entry, other)
         return False
 
     def problem(self, config: Config, status: Status, table: Table) -> str | None:
@@ -123,25 +140,28 @@ class TableJudge:
         config, status or entry is not the one judged right before."""
         if config is not self._config:
             self._config = config
-            keyed = [(v, service_key(v)) for v in config.virtuals]
-            self._keyed = tuple((v, key) for v, key in keyed if key is not None)
-            self._wanted = frozenset(key for _, key in self._keyed)
-            self._right.clear()
-        services = {s.name: s for s in status.services}
-        right = self._right
-        for v, key in self._keyed:
-            entry, svc = table.get(key), services.get(v.name)
-            known = right.get(key)
+            self._keyed = [(i, v, key) for i, v in enumerate(config.virtuals) if (key := service_key(v)) is not None]
+            self._wanted = frozenset(key for _, _, key in self._keyed)
+            self._table_keys = None
+        keys = list(table)
+        if keys != self._table_keys:
+            where = {key: i for i, key in enumerate(keys)}
+            self._table_keys, self._slot = keys, [where.get(key) for _, _, key in self._keyed]
+            self._right = [None] * len(self._keyed)
+        entries, services, right = list(table.values()), status.services, self._right
+        for n, (i, v, key) in enumerate(self._keyed):
+            slot = self._slot[n]
+            entry = entries[slot] if slot is not None else None
+            svc = services[i] if i < len(services) and services[i].name == v.name else status.service(v.name)
+            known = right[n]
             if known is not None and known[0] is v and known[1] is svc and known[2] is entry:
                 continue
-            if svc is None:
-                raise KeyError(f"no service named {v.name!r}")
             problem = service_problem(v, key, svc, entry)
             if problem:
-                right.pop(key, None)
+                right[n] = None
                 return problem
             assert entry is not None  # (a missing entry is a problem)
-            right[key] = (v, svc, entry)
+            right[n] = (v, svc, entry)
         if len(table) != len(self._wanted):  # every wanted key is in it (else "missing"): the rest are strays
             stray = sorted(str(k) for k in table if k not in self._wanted)
             return f"services not in the config: {', '.join(stray)}"

@@ -207,3 +207,44 @@ def test_a_missing_service_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         _both(router, {k: e for k, e in router.table.items() if k != _key_of_a(router)})
 
     assert "service a (TCP 10.0.0.100:80) missing" in _verdict(_broken_at_the_fault(monkeypatch, corrupt))
+
+
+def _settled(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, dict[ServiceKey, ServiceEntry], Any]:
+    """The active primary's config, status, kernel table and applied table at the end of TWO_VIRTUALS."""
+    last: dict[str, Any] = {}
+
+    class Keep:
+        def after_step(self, router: Router, *_: Any) -> None:
+            if router.name == "primary" and router.engine is not None:
+                last.update(engine=router.engine, router=router)
+
+    class Watched(Invariants):
+        def __init__(self, world: World, records: list[dict[str, Any]]) -> None:
+            super().__init__(world, records)
+            world.observers.append(Keep())
+
+    monkeypatch.setattr(runner, "Invariants", Watched)
+    run(loads(TWO_VIRTUALS, "two.toml"))
+    engine, router = last["engine"], last["router"]
+    return engine.config, engine.status, dict(router.table), dict(engine.applied)
+
+
+def test_an_entry_judged_right_then_replaced_is_judged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same status snapshot, the same config: only the entry differs (a step whose
+    status did not change the virtual's)."""
+    config, status, table, applied = _settled(monkeypatch)
+    judge = TableJudge()
+    assert not judge.differs(table, applied) and judge.problem(config, status, table) is None
+    assert not judge.differs(table, applied) and judge.problem(config, status, table) is None
+    key = next(k for k, e in table.items() if e.service.name == "a")
+    entry = table[key]
+    dest = next(iter(entry.dests.values()))
+    broken = {**table, key: ServiceEntry(entry.service, {**entry.dests, dest.key: Dest(
+        dest.key, 0, dest.forward, dest.name)})}
+    assert judge.differs(broken, applied)
+    assert judge.problem(config, status, broken) == "a/a0 at weight 0, expected 1..10" == table_problem(
+        config, status, broken)
+    assert not judge.differs(table, applied) and judge.problem(config, status, table) is None
+    reordered = dict(reversed(list(broken.items())))
+    assert judge.differs(reordered, applied) and judge.problem(config, status, reordered) is not None
+    assert judge.differs({**table, ServiceKey("tcp", "10.0.0.9", 80): entry}, {**applied, key: entry})
