@@ -129,6 +129,8 @@ class World:
         self.clients: ClientLog | None = None
         self._connections = 0
         self._in_flight: list[tuple[int, str, str, int]] = []  # (opened, VIP, router, ClientLog index)
+        self._scheduled = 0  # events scheduled so far (`at`)
+        self._last_answer: tuple[int, int, Router, Engine, list[Input]] | None = None  # `answer`'s last event
 
     @property
     def arp_view(self) -> dict[str, str]:
@@ -143,6 +145,7 @@ class World:
         """Run `action` after `delay_ms` (a simpy timeout with a callback: no process)."""
         event = self.env.timeout(max(0, delay_ms))
         event.callbacks.append(lambda _: action())
+        self._scheduled += 1
 
     # ------------------------------------------------------------ routers
 
@@ -323,12 +326,28 @@ class World:
         self.at(at - self.now, wake)
 
     def answer(self, router: Router, engine: Engine, delay_ms: int, event: Input) -> None:
-        """Feed `event` back to this very engine after `delay_ms` (lost if it died meanwhile)."""
+        """Feed `event` back to this very engine after `delay_ms` (lost if it died meanwhile).
+
+        Answers due at the same time to the same engine, with nothing else scheduled in
+        between (a step's checks: every real server's at once), share one simpy event and
+        are fed in order: simpy would have run their events one after the other anyway (the
+        same time and priority, consecutive in scheduling order), and what the first one's
+        step schedules comes after the last of them either way."""
+        due = self.now + max(0, delay_ms)
+        last = self._last_answer
+        if last is not None and last[0] == self._scheduled and last[1] == due and last[2] is router \
+                and last[3] is engine:
+            last[4].append(event)
+            return
+        events = [event]
+
         def deliver() -> None:
-            if router.engine is engine:
-                self.feed(router, event)
+            for e in events:
+                if router.engine is engine:
+                    self.feed(router, e)
 
         self.at(delay_ms, deliver)
+        self._last_answer = (self._scheduled, due, router, engine, events)
 
     # ------------------------------------------------------------ commands
 
