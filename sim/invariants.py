@@ -143,7 +143,7 @@ class Invariants:
             self.fail("gave_up", f"{router.name} has a link down ({', '.join(sorted(router.links_down))}) with "
                                  f"monitor_links = 1 but is {engine.failover.role} holding "
                                  f"{', '.join(sorted(router.vips)) or 'no VIP'}")
-        if router.engine is not None and (not router.engine.now_ms or any(
+        if router.engine is not None and (not router.engine.now_ms or commands and any(
                 isinstance(c, _TABLE_JUDGED) for c in commands)):
             self._table_matches_health(router)
         for c in commands:
@@ -153,17 +153,18 @@ class Invariants:
                 self._reentry(router, str(c.data["service"]), str(c.data["server"]))
 
     def _single_owner(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
-        world, now = self.world, self.world.now
+        world = self.world
         engine = router.engine
         if (isinstance(event, HeartbeatReceived) and engine is not None and role_before == "active"
                 and engine.failover.role == "active" and engine.failover.partner_state == "active"
-                and now - router.last_arp_ms > engine.config.arp_interval_ms):
+                and world.now - router.last_arp_ms > engine.config.arp_interval_ms):
             self.fail("single_owner", f"{router.name} heard its partner active while active, "
                                       "and neither yielded nor re-announced its VIPs")
         primary, backup = world.routers["primary"], world.routers["backup"]
         both = primary.vips & backup.vips if primary.engine is not None and backup.engine is not None else set()
         if not both and not self._dual_since:  # nearly every step: nothing held twice
             return
+        now = world.now
         for address in list(self._dual_since):
             if address not in both:
                 del self._dual_since[address]
