@@ -352,6 +352,9 @@ class World:
     # ------------------------------------------------------------ commands
 
     def carry_out(self, router: Router, engine: Engine, command: Command) -> None:
+        if type(command) is StartCheck:  # every real server's, every interval: not through the match below
+            self._start_check(router, engine, command)
+            return
         now, name = self.now, router.name
         match command:
             case SendHeartbeat(path, _, _, payload):
@@ -383,12 +386,6 @@ class World:
                 self.trace(now, name, "table", table_record(command, before, router.table))
             case ReadTable():
                 self.answer(router, engine, 0, TableRead(dict(router.table)))
-            case StartCheck(check_id, spec):
-                if self.devices.server in router.links_down:
-                    self.answer(router, engine, 0, CheckCompleted(check_id, False, "network is unreachable"))
-                    return
-                delay, ok, detail = check_result(spec, self.server_at(spec.address, spec.port), 2 * self.latency_ms)
-                self.answer(router, engine, delay, CheckCompleted(check_id, ok, detail))
             case ReadLoad(load_id=load_id, address=address):
                 self.answer(router, engine, 2 * self.latency_ms, LoadRead(load_id, self.loads.get(address, 1.0)))
             case Notify("role", data):
@@ -404,6 +401,14 @@ class World:
                 pass  # other notices, operator commands, kernel timeouts, connection sync: not modelled
             case _:
                 raise TypeError(f"the simulator cannot carry out {type(command).__name__}: {command}")
+
+    def _start_check(self, router: Router, engine: Engine, command: StartCheck) -> None:
+        check_id, spec = command.check_id, command.spec
+        if self.devices.server in router.links_down:
+            self.answer(router, engine, 0, CheckCompleted(check_id, False, "network is unreachable"))
+            return
+        delay, ok, detail = check_result(spec, self.server_at(spec.address, spec.port), 2 * self.latency_ms)
+        self.answer(router, engine, delay, CheckCompleted(check_id, ok, detail))
 
     def _announced(self, address: str, name: str) -> None:
         """A gratuitous ARP from router `name` reaches the client."""
@@ -464,7 +469,10 @@ class World:
     # ------------------------------------------------------------ servers
 
     def server_at(self, address: str, port: int) -> ServerModel:
-        return self.servers.setdefault((address, port), ServerModel())
+        server = self.servers.get((address, port))  # every check asks: no ServerModel made to be thrown away
+        if server is None:
+            server = self.servers[(address, port)] = ServerModel()
+        return server
 
     def members(self, name: str, config: Config | None = None) -> list[tuple[Virtual, Server]]:
         """The (virtual, server) pairs a scenario's `SERVER` or `VIRTUAL/SERVER` names."""
