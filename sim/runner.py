@@ -58,7 +58,9 @@ def collector_paused() -> Iterator[None]:
     servers.  A running world makes no cyclic garbage step by step (measured, bench/sim.py
     at 100 x 100 for 0.3 simulated hours: the same peak memory with the collector on or
     off, and the same garbage left over at the end); what a finished world leaves is
-    collected once the collector is back."""
+    collected once the collector is back.  The switch is the process's: a run in a thread
+    beside other work (the web tool's what-if) pauses it for everyone meanwhile, which
+    costs memory for that long and changes nothing else; two runs at once leave it on."""
     enabled = gc.isenabled()
     gc.disable()
     try:
