@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+import ipaddress
 import json
 import logging
 import signal
+import socket
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from adapters.arp import send_gratuitous
 from adapters.describe import Said, describe as describe_command, failed, host_port, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.journal import DEFAULT_MB, Journal, open_journal
@@ -50,12 +53,15 @@ from adapters.reload import Refused, Reloads, changes, config_warnings, read_con
 from adapters.startup import StartError, find_node, prepare_state_dir
 from engine.engine import ADMIN_ACTIONS, Engine, EngineMisuse, Ready
 from engine.events import (
-    TABLE_OPS, AddVip, AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
-    HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp,
+    TABLE_OPS, AddVip, AdminRequested, AdvertReceived, CheckCompleted, Command, CommandFailed, ConfigLoaded, DelVip,
+    HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendAdvert, SendGratuitousArp,
     SendHeartbeat, SetTimeouts, ShutdownRequested, StartCheck, StartSyncDaemon, StopSyncDaemon, TableOp,
     TableRead, Tick,
 )
 from engine.model import Config, Node
+
+if TYPE_CHECKING:
+    from adapters.vrrp_net import VrrpSocket
 
 
 ADMIN_ANSWER_S = 10.0  # an operator's request is answered once stepped, or "accepted" after this
@@ -71,6 +77,7 @@ class Daemon:
         self.config_path = config_path
         self.journal_bytes = journal_bytes  # adapters.journal: every step, for `shoal replay`; 0: off
         self.journal: Journal | None = None
+        self.vrrp: VrrpSocket | None = None  # heartbeat_protocol = vrrp (adapters.vrrp_net)
         self.dataplane_name = dataplane
         self.state_dir = state_dir
         self.netns = netns
@@ -135,6 +142,8 @@ class Daemon:
             await self.sockets.open(self.config, self.node, self._datagram)
         except OSError as e:  # HeartbeatError: the port is taken, the address is gone...
             raise StartError(str(e)) from None
+        if self.config.heartbeat_protocol == "vrrp":
+            self.vrrp = self._open_vrrp(self.config)
         seq_start = time.time_ns() // 1000
         self.engine = Engine(self.config, self.node, heartbeat_key=self.key, seq_start=seq_start)
         self._journal_start(seq_start)
@@ -147,12 +156,24 @@ class Daemon:
             kernel = self.dataplane.read()
         except Exception as e:
             raise StartError(f"cannot read the kernel table ({self.dataplane_name} dataplane): {e}") from None
-        log.info("starting as %s, dataplane %s, %d service(s) in the kernel adopted",
+        # Which of the VIPs are here: with the table, they say whether the previous life was active
+        # (a standby keeps the table, not the VIPs).  Unreadable: taken as held, so a kept table is
+        # adopted as before the standby kept one (claiming nothing until the partner is heard: the
+        # VIPs are then kept or removed by what it says, engine.rejoin).
+        wanted = [vip.address for vip in self.engine.holding.wanted(self.config)]
+        try:
+            held = frozenset(self.vips.held(wanted))
+        except Exception as e:
+            held = frozenset(wanted)
+            log.warning("vip: cannot list this router's addresses at start (%s): taken as held", e,
+                        extra=fields_of(kind="start"))
+        log.info("starting as %s, dataplane %s, %d service(s) in the kernel adopted%s",
                  self.node, self.dataplane_name, len(kernel),
+                 f", VIPs held: {' '.join(sorted(held))}" if held else "",
                  extra=fields_of(kind="start", node=self.node, dataplane=self.dataplane_name,
-                               serial_no=self.config.serial_no, adopted=len(kernel)))
+                               serial_no=self.config.serial_no, adopted=len(kernel), vips=" ".join(sorted(held))))
         warn(config_warnings(self.config))
-        return TableRead(kernel)
+        return TableRead(kernel, held)
 
     def _datagram(self, path: Any, source: str, payload: bytes) -> None:
         self.inputs.heartbeat(HeartbeatReceived(path, source, payload))
@@ -325,12 +346,24 @@ class Daemon:
     async def carry_out(self, commands: tuple[Command, ...]) -> None:
         loop = asyncio.get_running_loop()
         batch: list[TableOp] = []
+        announced: list[Command] = []  # VIPs added and ARPs sent, said once the run of them is over
         for cmd in commands:
             if isinstance(cmd, TABLE_OPS):
                 batch.append(cmd)
                 continue
             self._apply_table(batch)
             batch = []
+            if isinstance(cmd, (AddVip, SendGratuitousArp)):
+                # A takeover's clients wait on these: carried out here, in the loop's thread (a
+                # netlink request, a frame on a raw socket), their log lines after the last of them.
+                try:
+                    self._announce(cmd)
+                    announced.append(cmd)
+                except Exception as e:
+                    self._say(failed(cmd, str(e), getattr(self, "config", None)))
+                    self.feed(CommandFailed(cmd, str(e)))
+                continue
+            self._said(announced)
             try:
                 await self._one(cmd, loop)
             except Exception as e:  # an adapter failed: the engine hears of it
@@ -338,6 +371,18 @@ class Daemon:
                 if not isinstance(cmd, Notify):  # its failure would only make another Notify
                     self.feed(CommandFailed(cmd, str(e)))
         self._apply_table(batch)
+        self._said(announced)
+
+    def _announce(self, cmd: AddVip | SendGratuitousArp) -> None:
+        if isinstance(cmd, AddVip):
+            self.vips.add(cmd)
+        else:
+            send_gratuitous(cmd.address, cmd.device)
+
+    def _said(self, announced: list[Command]) -> None:
+        for cmd in announced:
+            self._say(describe_command(cmd))
+        announced.clear()
 
     def _apply_table(self, batch: list[TableOp]) -> None:
         if not batch:
@@ -365,21 +410,43 @@ class Daemon:
         for op in batch:
             self._say(describe_command(op, config))
 
+    def _open_vrrp(self, config: Config) -> VrrpSocket:
+        """The raw socket of protocol 112 on the interface that holds this router's address (adapters.vrrp_net)."""
+        from adapters.vrrp_net import VrrpSocket, VrrpSocketError
+
+        own = config.primary if self.node == "primary" else config.backup
+        partner = config.backup if self.node == "primary" else config.primary
+        assert own is not None
+        norm = str(ipaddress.ip_address(own))
+        index = next((i for i, local, _ in self.vips._call(lambda ipr: ipr.addresses()) if local == norm), None)
+        if index is None:
+            raise StartError(f"VRRP: no interface of this host holds {own} (this router's address in lvs.cf)")
+        sock = VrrpSocket(socket.if_indextoname(index), ipaddress.ip_address(own).version, own,
+                          partner if config.vrrp_unicast else None)
+        try:
+            sock.open()
+        except VrrpSocketError as e:
+            raise StartError(str(e)) from None
+        sock.attach(asyncio.get_running_loop(), self._advert)
+        log.info("vrrp: virtual router %s on %s, %s to %s", config.virtual_router_id, sock.device,
+                 "unicast" if config.vrrp_unicast else "multicast", sock.destination,
+                 extra=fields_of(kind="vrrp", vrid=config.virtual_router_id, device=sock.device,
+                               destination=sock.destination))
+        return sock
+
+    def _advert(self, source: str, destination: str, ttl: int, payload: bytes) -> None:
+        self.inputs.heartbeat(AdvertReceived(source, destination, ttl, payload))
+
     async def _one(self, cmd: Command, loop: asyncio.AbstractEventLoop) -> None:
         match cmd:
             case SendHeartbeat():
                 self.sockets.send(cmd)
-            case AddVip():
-                await loop.run_in_executor(None, self.vips.add, cmd)
-                self._say(describe_command(cmd))
+            case SendAdvert(payload):
+                if self.vrrp is not None:
+                    self.vrrp.send(payload)
             case DelVip():
-                if await loop.run_in_executor(None, self.vips.delete, cmd):  # said only when it was there
+                if self.vips.delete(cmd):  # said only when it was there
                     self._say(describe_command(cmd))
-            case SendGratuitousArp(address, device):
-                from adapters.arp import send_gratuitous
-
-                await loop.run_in_executor(None, send_gratuitous, address, device)
-                self._say(describe_command(cmd))
             case SetTimeouts():
                 self.dataplane.set_timeouts(cmd)
                 self._say(describe_command(cmd))
@@ -469,6 +536,11 @@ class Daemon:
             if node != self.node:
                 raise Refused(f"the new config makes this host the {node}, not the {self.node}: "
                               "restart the daemon instead")
+            vrrp_keys = ("heartbeat_protocol", "vrrp_unicast", "primary", "backup")
+            changed = [k for k in vrrp_keys if getattr(config, k) != getattr(self.config, k)]
+            if changed and "vrrp" in (config.heartbeat_protocol, self.config.heartbeat_protocol):
+                raise Refused(f"{', '.join(changed)} changed on a VRRP router: restart the daemon instead "
+                              "(its VRRP socket is opened at start)")
             problem = _unrunnable(config)
             if problem:
                 raise Refused(problem)
@@ -583,6 +655,8 @@ class Daemon:
         data["warnings"] = config_warnings(self.config)
         drops = dict(self.inputs.drops)
         drops.update({f"heartbeat-{k}": v for k, v in self.sockets.drops.items()})
+        if self.vrrp is not None:
+            drops.update({f"vrrp-{k}": v for k, v in self.vrrp.drops.items()})
         data["loop"] = {
             "lateness_ms": self.lateness.summary(),
             "queues": {"heartbeats": len(self.inputs.heartbeats), "inputs": len(self.inputs.others)},
@@ -598,7 +672,7 @@ class Daemon:
     def close(self) -> None:
         if self.reloads.task is not None:
             self.reloads.task.cancel()
-        for name in ("links", "sockets", "control", "dataplane", "vips", "notify", "runner", "journal"):
+        for name in ("links", "sockets", "vrrp", "control", "dataplane", "vips", "notify", "runner", "journal"):
             part = getattr(self, name, None)
             try:
                 if part is not None:

@@ -35,7 +35,7 @@ from typing import Callable, Mapping
 
 from engine.events import (
     AddDest, AddService, AddVip, Command, DelDest, DelService, DelVip, EditDest, EditService, Notify,
-    ReadLoad, ReadTable, RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck,
+    ReadLoad, ReadTable, RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck,
     StartSyncDaemon, StopSyncDaemon, TableOp,
 )
 from engine.model import Config
@@ -207,6 +207,12 @@ def _heartbeat(cmd: SendHeartbeat, config: Config | None) -> Said:
                 f"({len(cmd.payload)} bytes)",
                 {"kind": "heartbeat", "op": "send", "path": cmd.path, "address": cmd.address, "port": cmd.port,
                  "bytes": len(cmd.payload)})
+
+
+def _advert(cmd: SendAdvert, config: Config | None) -> Said:
+    priority = cmd.payload[2] if len(cmd.payload) > 2 else None
+    return Said(f"vrrp: advert sent, priority {priority} ({len(cmd.payload)} bytes)",
+                {"kind": "vrrp", "op": "send", "priority": priority, "bytes": len(cmd.payload)})
 
 
 def _timeouts(cmd: SetTimeouts, config: Config | None) -> Said:
@@ -391,7 +397,8 @@ _COMMANDS: Mapping[type, tuple[str, Describer]] = {
     AddService: ("table -A", _table), EditService: ("table -E", _table), DelService: ("table -D", _table),
     AddDest: ("table -a", _table), EditDest: ("table -e", _table), DelDest: ("table -d", _table),
     AddVip: ("vip add", _vip), DelVip: ("vip del", _vip), SendGratuitousArp: ("arp", _arp),
-    SendHeartbeat: ("heartbeat send", _heartbeat), SetTimeouts: ("timeouts", _timeouts),
+    SendHeartbeat: ("heartbeat send", _heartbeat), SendAdvert: ("vrrp advert", _advert),
+    SetTimeouts: ("timeouts", _timeouts),
     StartSyncDaemon: ("syncd start", _sync_start), StopSyncDaemon: ("syncd stop", _sync_stop),
     ReadTable: ("table read", _read_table), StartCheck: ("check", _check), ReadLoad: ("load read", _load),
     RunCommand: ("command", _run), Notify: ("notify", _notify),

@@ -24,8 +24,8 @@ from typing import Any
 
 from adapters.describe import command_words, describe as said
 from engine.events import (
-    AdminRequested, CheckCompleted, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LinksChanged, LoadRead,
-    ShutdownRequested, TableRead,
+    AdminRequested, AdvertReceived, CheckCompleted, CommandFailed, ConfigLoaded, HeartbeatReceived, Input,
+    LinksChanged, LoadRead, ShutdownRequested, TableRead,
 )
 from engine.model import Config
 
@@ -128,6 +128,8 @@ def describe(event: Input) -> str:
     match event:
         case HeartbeatReceived(path, source, payload):
             return f"a heartbeat from {source} on the {path} path ({len(payload)} bytes)"
+        case AdvertReceived(source, destination, ttl, payload):
+            return f"a VRRP advert from {source} to {destination}, TTL {ttl} ({len(payload)} bytes)"
         case CheckCompleted(check_id, ok, detail):
             return f"the result of check {check_id} ({'ok' if ok else 'failed'}: {detail[:120]})"
         case LoadRead(load_id, load):
@@ -136,8 +138,9 @@ def describe(event: Input) -> str:
             return f"the reload of serial_no {config.serial_no} ({len(config.virtuals)} virtual(s))"
         case CommandFailed(command, error):
             return f"the failure of {said(command).text} ({command_words(error[:200])})"
-        case TableRead(table):
-            return f"the kernel table read ({len(table)} service(s))"
+        case TableRead(table, vips):
+            held = f", holding {' '.join(sorted(vips))}" if vips else ""
+            return f"the kernel table read ({len(table)} service(s){held})"
         case AdminRequested(action, server):
             return f"the admin request {action} {server[:100]}".rstrip()
         case ShutdownRequested():

@@ -35,10 +35,10 @@ from typing import Any
 
 from engine.config import ConfigError, parse, render
 from engine.events import (
-    AddDest, AddService, AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed, ConfigLoaded,
-    DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LinksChanged, LoadRead, Notify,
-    ReadLoad, ReadTable, RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, ShutdownRequested, StartCheck,
-    StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
+    AddDest, AddService, AddVip, AdminRequested, AdvertReceived, CheckCompleted, CheckSpec, Command, CommandFailed,
+    ConfigLoaded, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LinksChanged, LoadRead,
+    Notify, ReadLoad, ReadTable, RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat, SetTimeouts,
+    ShutdownRequested, StartCheck, StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
 )
 from engine.model import Config
 from engine.table import Dest, DestKey, Service, ServiceEntry, ServiceKey, Table
@@ -158,6 +158,8 @@ def encode_command(c: Command) -> Value:
     match c:
         case SendHeartbeat(path, address, port, payload):
             return ["SendHeartbeat", path, address, port, _b64(payload)]
+        case SendAdvert(payload):
+            return ["SendAdvert", _b64(payload)]
         case StartCheck(check_id, spec):
             return ["StartCheck", check_id, _spec(spec)]
         case Notify(kind, data):
@@ -186,6 +188,8 @@ def decode_command(v: Any) -> Command:
             case "SendHeartbeat":
                 path, address, port, payload = rest
                 return SendHeartbeat(path, address, port, _unb64(payload))
+            case "SendAdvert":
+                return SendAdvert(_unb64(rest[0]))
             case "StartCheck":
                 check_id, spec = rest
                 return StartCheck(check_id, CheckSpec(*spec))
@@ -223,14 +227,16 @@ def encode_input(event: Input) -> Value:
             return ["Tick"]
         case HeartbeatReceived(path, source, payload):
             return ["HeartbeatReceived", path, source, _b64(payload)]
+        case AdvertReceived(source, destination, ttl, payload):
+            return ["AdvertReceived", source, destination, ttl, _b64(payload)]
         case CheckCompleted() | LoadRead() | AdminRequested():
             return [type(event).__name__, *_GETTERS[type(event)](event)]
         case ConfigLoaded(config, key):
             return ["ConfigLoaded", config_text(config), key_fingerprint(key)]
         case CommandFailed(command, error):
             return ["CommandFailed", encode_command(command), error]
-        case TableRead(table):
-            return ["TableRead", _table(table)]
+        case TableRead(table, vips):
+            return ["TableRead", _table(table), *([sorted(vips)] if vips else [])]
         case ShutdownRequested():
             return ["ShutdownRequested"]
         case LinksChanged(down):
@@ -250,6 +256,9 @@ def decode_input(v: Any, keys: Mapping[str, bytes] | None = None, filename: str 
             case "HeartbeatReceived":
                 path, source, payload = rest
                 return HeartbeatReceived(path, source, _unb64(payload))
+            case "AdvertReceived":
+                source, destination, ttl, payload = rest
+                return AdvertReceived(source, destination, ttl, _unb64(payload))
             case "CheckCompleted":
                 check_id, ok, detail = rest
                 return CheckCompleted(check_id, ok, detail)
@@ -269,7 +278,7 @@ def decode_input(v: Any, keys: Mapping[str, bytes] | None = None, filename: str 
                 command, error = rest
                 return CommandFailed(decode_command(command), error)
             case "TableRead":
-                return TableRead(_untable(rest[0]))
+                return TableRead(_untable(rest[0]), frozenset(rest[1]) if len(rest) > 1 else frozenset())
             case "ShutdownRequested":
                 return ShutdownRequested()
             case "LinksChanged":

@@ -13,11 +13,12 @@
 - A real failure (no such device on add, permission, an invalid address)
   raises `VipError` with a message naming the address and device.
 
-One private worker thread owns the netlink socket (`adapters.rtnl`: a few
-bytes of our own, opened in namespace `netns` if named; pyroute2, which
-did this before, cost 0.1 s of import before a starting daemon could hold
-a VIP): every call goes through it (callers may use any thread, as the
-daemon does with `run_in_executor`).
+The netlink socket (`adapters.rtnl`: a few bytes of our own; pyroute2,
+which did this before, cost 0.1 s of import before a starting daemon could
+hold a VIP) is opened once, by a private worker thread (entering namespace
+`netns`, if named, changes only that thread); every later call uses it in
+the caller's own thread, under a lock: a takeover's `add` is one netlink
+request from the daemon's loop, no thread hop (callers may use any thread).
 """
 
 from __future__ import annotations
@@ -63,13 +64,10 @@ class Vips:
         self._lock = threading.Lock()
 
     def _call(self, fn: Callable[[Rtnl], T]) -> T:
-        def inside() -> T:
-            if self._ipr is None:
-                self._ipr = Rtnl(self.netns)
-            return fn(self._ipr)
-
         with self._lock:
-            return self._worker.submit(inside).result()
+            if self._ipr is None:
+                self._ipr = self._worker.submit(Rtnl, self.netns).result()
+            return fn(self._ipr)
 
     def _index(self, ipr: Rtnl, device: str) -> int | None:
         return ipr.index(device)
@@ -125,12 +123,9 @@ class Vips:
         return {given for given, norm in wanted.items() if norm in present}
 
     def close(self) -> None:
-        def shut(ipr: Rtnl) -> None:
-            ipr.close()
-
         with self._lock:
             if self._ipr is not None:
-                self._worker.submit(shut, self._ipr).result()
+                self._ipr.close()
                 self._ipr = None
         self._worker.shutdown(wait=True)
 

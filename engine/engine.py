@@ -23,22 +23,26 @@ This module keeps `step`, the dispatch of deadlines (`engine.timers`), and
 the rules that span machines:
 
 - start: the kernel's table, when the first input reads one, is adopted
-  (its members count as up; the router holds it active but claims nothing
-  until it hears its partner: `Failover.listen_first`); an empty one makes
-  the router remove its configured VIPs first;
+  (its members count as up); with a VIP of the config held too, the
+  previous life was active: the router holds it active but claims nothing
+  until it hears its partner (`Failover.listen_first`); without one it
+  starts standby over the table.  An empty table makes the router remove
+  its configured VIPs first.  Both roles then keep the table in step;
 - a link it needs goes down or comes back (`engine.links`);
-- going active: VIPs, ARPs, timeouts, the sync daemon as master, the table,
-  then `active_cmd`; going standby: the reverse (`engine.events` has the
-  order); the invariants after every step: a standby router holds no VIP
-  and no table, an active one exactly the VIPs its config calls for;
+- the table is the same on both roles (what health and config call for):
+  going active is adding the VIPs and announcing them, then the rest (the
+  role's notice, the sync daemon as master, `active_cmd`); going standby
+  gives the VIPs up and keeps the table (`engine.events` has the order);
+  the invariants after every step: a standby router holds no VIP, an
+  active one exactly the VIPs its config calls for;
 - a check result or a load reading changes members, their virtual's entry,
-  and the kernel's table while active;
+  and the kernel's table;
 - a reload rebuilds the members (keeping what is unchanged), moves the
-  timers, and, while active, the VIPs and the table;
+  timers, the table, and, while active, the VIPs;
 - an operator's request is refused with a reason (`admin_refusal`) or
   carried out, and the overrides shared with the partner: those rules live
   in `engine.operator`, a part of this class in a module of its own;
-- a shutdown tells the partner and gives everything up.
+- a shutdown tells the partner and gives everything up, the table too.
 
 Time is an input and never goes backwards.
 """
@@ -49,10 +53,12 @@ from typing import Iterable, Mapping
 
 from engine import overrides_wire
 from engine.events import (
-    AdminRequested, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input, LinksChanged,
-    LoadRead, Notify, RunCommand, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead, Tick,
+    AdminRequested, AdvertReceived, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input,
+    LinksChanged, LoadRead, Notify, RunCommand, SendAdvert, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead,
+    Tick,
 )
 from engine.failover import Failover, Verdict
+from engine.vrrp_failover import VrrpFailover
 from engine.holding import Holding
 from engine.keeper import Keeper
 from engine.links import Links
@@ -81,7 +87,9 @@ class Engine(OperatorRules):
             raise EngineMisuse(f"node must be 'primary' or 'backup', not {node!r}")
         self.node: Node = node
         self.config = config
-        self.failover = Failover(config, node, key=heartbeat_key, seq_start=seq_start)
+        self.failover: Failover | VrrpFailover = (
+            VrrpFailover(config, node) if config.heartbeat_protocol == "vrrp"
+            else Failover(config, node, key=heartbeat_key, seq_start=seq_start))
         self.registry = Registry()
         self.keeper = Keeper()
         self.holding = Holding()
@@ -121,8 +129,13 @@ class Engine(OperatorRules):
             case HeartbeatReceived(path, source, payload) if payload[:4] == overrides_wire.MAGIC:
                 self._overrides_received(now_ms, path, source, payload, out)
             case HeartbeatReceived(path, source, payload):
-                self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
-                out.extend(note.notify() for note in self.failover.take_notes())
+                if isinstance(self.failover, Failover):
+                    self._verdicts(self.failover.receive(now_ms, path, source, payload), out)
+                    out.extend(note.notify() for note in self.failover.take_notes())
+            case AdvertReceived(source, destination, ttl, payload):
+                if isinstance(self.failover, VrrpFailover):
+                    self._verdicts(self.failover.advert(now_ms, source, destination, ttl, payload), out)
+                    out.extend(note.notify() for note in self.failover.take_notes())
             case CheckCompleted(check_id, ok, detail):
                 self._check_completed(check_id, ok, detail, out)
             case LoadRead(load_id, load):
@@ -137,7 +150,7 @@ class Engine(OperatorRules):
                 out.append(Notify("error", {"what": f"{type(command).__name__} failed: {error}"}))
                 out.extend(self.keeper.failed(command))
             case TableRead(table):
-                out.extend(self.keeper.read(table, self.failover.role == "active", now_ms))
+                out.extend(self.keeper.read(table, now_ms))
             case AdminRequested():
                 self._admin(event, out)
             case ShutdownRequested():
@@ -158,9 +171,8 @@ class Engine(OperatorRules):
         return Ready(tuple(self._ordered(out)), deadline, self._status_of_step, self._steps)
 
     def _check_invariants(self) -> None:
-        if self.failover.role == "standby" and (self.keeper.applied or self.holding.held):
-            raise InvariantBroken(f"{self.node} is standby but holds {len(self.keeper.applied)} service(s) "
-                                  f"and VIPs {self.holding.addresses}")
+        if self.failover.role == "standby" and self.holding.held:
+            raise InvariantBroken(f"{self.node} is standby but holds VIPs {self.holding.addresses}")
         if self.failover.role == "active" and not self.stopped and (held := self.holding.held) is not \
                 (wanted := self.holding.wanted(self.config)) and held != wanted:
             raise InvariantBroken(f"{self.node} is active but holds VIPs {self.holding.addresses}, "
@@ -174,11 +186,11 @@ class Engine(OperatorRules):
 
     @staticmethod
     def _ordered(out: list[Command]) -> list[Command]:
-        # Heartbeats first: a change of role is announced before it is carried out.
-        first = [c for c in out if isinstance(c, SendHeartbeat)]
+        # Heartbeats (adverts) first: a change of role is announced before it is carried out.
+        first = [c for c in out if isinstance(c, (SendHeartbeat, SendAdvert))]
         if not first:
             return out
-        return first + [c for c in out if not isinstance(c, SendHeartbeat)]
+        return first + [c for c in out if not isinstance(c, (SendHeartbeat, SendAdvert))]
 
     def _next_deadline(self) -> int | None:
         times = [t for t in (self.timers.next(), self.failover.next_deadline()) if t is not None]
@@ -187,13 +199,21 @@ class Engine(OperatorRules):
     # ================================================================ deadlines
 
     def _start(self, now_ms: int, event: Input, out: list[Command]) -> None:
-        adopted = isinstance(event, TableRead) and bool(event.table)
+        read = event if isinstance(event, TableRead) else None
+        kept = read is not None and bool(read.table)
+        # A VIP held over a kept table: the previous life was active (a standby keeps the table, not the VIPs).
+        adopted = read is not None and kept and any(v.address in read.vips for v in self.holding.wanted(self.config))
         if isinstance(event, TableRead):
             self.keeper.applied = dict(event.table)
             self._cache.members_changed(self.registry.adopt(event.table, self.keeper.service_keys))
             self._recompute_all()
-            if not adopted:
+            if not kept:
                 out.extend(self.holding.leftovers(self.config))
+        c = self.config
+        if c.tcp_timeout_s or c.tcpfin_timeout_s or c.udp_timeout_s:
+            out.append(SetTimeouts(c.tcp_timeout_s, c.tcpfin_timeout_s, c.udp_timeout_s))
+        if not (adopted and self.failover.enabled):
+            out.extend(self.keeper.apply(self.keeper.desired()))
         for name in self.registry.deadlines():
             self.timers.set(name, now_ms)
         if self.config.table_check_interval_ms:
@@ -203,8 +223,10 @@ class Engine(OperatorRules):
         verdicts = self.failover.start(now_ms)
         if adopted and self.failover.enabled:
             # Holding what the kernel kept, but claiming nothing (heartbeats
-            # say standby, no gratuitous ARP) until the partner is heard.
-            self._go_active("adopted the table the kernel holds", out, announce=False)
+            # say standby, no gratuitous ARP) until the partner is heard;
+            # VRRP has no such state: master at once (engine.vrrp_failover).
+            vrrp = isinstance(self.failover, VrrpFailover)
+            self._go_active("adopted the table the kernel holds", out, announce=vrrp)
             self.failover.listen_first(now_ms)
         else:
             self._verdicts(verdicts, out)
@@ -255,6 +277,8 @@ class Engine(OperatorRules):
         """monitor_links (`engine.links` has the rules)."""
         was_active = self.failover.role == "active"
         change = self.links.change(down, self.config)
+        if isinstance(self.failover, VrrpFailover):
+            self.failover.set_unfit(self.links.unfit(self.config))
         if change is None:
             return
         out.append(change.notice)
@@ -279,6 +303,9 @@ class Engine(OperatorRules):
                 self._go_active(verdict.reason, out)
             elif verdict.decision == "go_standby" and self.failover.role == "active":
                 self._go_standby(verdict.reason, out)
+            elif verdict.decision == "refresh" and self.failover.role == "active" and not self.holding.arping:
+                self.holding.announce(1)
+                self._arp_round(out)
             elif verdict.decision == "rearp" and self.failover.role == "active":
                 assert self.now_ms is not None
                 if self.holding.rearp_allowed(self.now_ms, self.config.arp_interval_ms):
@@ -289,26 +316,23 @@ class Engine(OperatorRules):
         assert self.now_ms is not None
         c = self.config
         self.failover.set_role("active", self.now_ms)
-        out.append(Notify("role", {"from": "standby", "to": "active", "reason": reason}))
-        # The table before the addresses: a client's first packet to the new owner (sent as soon
-        # as a gratuitous ARP reaches it) finds the service, never a router without it (a reset).
-        if c.tcp_timeout_s or c.tcpfin_timeout_s or c.udp_timeout_s:
-            out.append(SetTimeouts(c.tcp_timeout_s, c.tcpfin_timeout_s, c.udp_timeout_s))
-        out.extend(self.holding.sync(c, "master"))
+        # The table (kept in step on the standby: usually nothing to do) before the addresses: a
+        # client's first packet to the new owner (sent as soon as a gratuitous ARP reaches it)
+        # finds the service, never a router without it (a reset).  Nothing else before the
+        # addresses and their announcement: every millisecond here is a client waiting.
         out.extend(self.keeper.apply(self.keeper.desired()))
         out.extend(self.holding.hold(self.holding.wanted(c)))
         if announce:
             self.holding.announce(c.arp_count)
             self._arp_round(out)
+        out.append(Notify("role", {"from": "standby", "to": "active", "reason": reason}))
+        out.extend(self.holding.sync(c, "master"))
         if c.active_cmd:
             out.append(RunCommand(c.active_cmd, "active_cmd", c.command_timeout_ms))
 
-    def _go_standby(self, reason: str, out: list[Command], *, hand_over: bool = False) -> None:
+    def _go_standby(self, reason: str, out: list[Command]) -> None:
         assert self.now_ms is not None
-        if hand_over:
-            out.extend(self.failover.hand_over(self.now_ms))
-        else:
-            self.failover.set_role("standby", self.now_ms)
+        self.failover.set_role("standby", self.now_ms)
         out.append(Notify("role", {"from": "active", "to": "standby", "reason": reason}))
         self._release(out)
 
@@ -320,7 +344,6 @@ class Engine(OperatorRules):
         # finds the service (never a router with the VIP and without the table: a reset).
         out.extend(self.holding.release())
         out.extend(self.holding.sync(c, "backup" if not self.failover.leaving else None))
-        out.extend(self.keeper.apply({}))
         self.timers.cancel(ARP)
 
     def _shutdown(self, out: list[Command]) -> None:
@@ -332,6 +355,7 @@ class Engine(OperatorRules):
             self._release(out)
         elif self.holding.sync_state is not None:
             out.extend(self.holding.sync(self.config, None))
+        out.extend(self.keeper.apply({}))
         self.stopped = True
 
     # ================================================================ config and members
@@ -357,33 +381,36 @@ class Engine(OperatorRules):
             else:
                 self.timers.cancel(TABLE_CHECK)
         out.append(Notify("config", {"serial_no": config.serial_no}))
+        if isinstance(self.failover, VrrpFailover):
+            self.failover.set_unfit(self.links.unfit(config))
         if self.links.unfit(config) and not was_unfit:  # monitor_links turned on while a link is down
             self._give_up(self.now_ms, out)
         elif was_unfit and not self.links.unfit(config):
             self._verdicts(self.failover.links_back(self.now_ms), out)
+        timeouts = (config.tcp_timeout_s, config.tcpfin_timeout_s, config.udp_timeout_s)
+        if timeouts != (previous.tcp_timeout_s, previous.tcpfin_timeout_s, previous.udp_timeout_s) and any(timeouts):
+            out.append(SetTimeouts(*timeouts))
         if self.failover.role == "active":
             before = set(self.holding.addresses)
             out.extend(self.holding.hold(self.holding.wanted(config)))
             if self.holding.announce_new(before, config.arp_count):
                 self._arp_round(out)
-            out.extend(self.keeper.apply(self.keeper.desired()))
+        out.extend(self.keeper.apply(self.keeper.desired()))
 
     def _recompute_all(self) -> None:
         for virtual in self.config.virtuals:
             self.keeper.recompute(self.config, virtual, self.registry.views(virtual))
 
     def _refresh(self, virtual_name: str, out: list[Command]) -> None:
-        """Recompute one virtual's entry; the kernel's too if active."""
+        """Recompute one virtual's entry, and the kernel's."""
         virtual = self.config.virtual(virtual_name)
-        out.extend(self.keeper.refresh(self.config, virtual, self.registry.views(virtual),
-                                       self.failover.role == "active"))
+        out.extend(self.keeper.refresh(self.config, virtual, self.registry.views(virtual)))
         self._cache.virtual_changed(virtual_name)
 
     def _refresh_member(self, key: MemberKey, out: list[Command]) -> None:
-        """One member changed: its destination in its virtual's entry; the kernel's too if active."""
+        """One member changed: its destination in its virtual's entry, and the kernel's."""
         member = self.registry.members[key]
-        ops, rebuilt = self.keeper.refresh_member(self.config, member.virtual, self.registry.view(key),
-                                                  self.failover.role == "active")
+        ops, rebuilt = self.keeper.refresh_member(self.config, member.virtual, self.registry.view(key))
         out.extend(ops)
         if rebuilt:
             self._cache.virtual_changed(key[0])

@@ -9,16 +9,20 @@ gets a `Ready`:
 
   1. `SendHeartbeat` announcing a change of role comes first, so that a
      dual-active pair settles within one link latency;
-  2. going active: `SetTimeouts`, `StartSyncDaemon`, the table operations,
-     then `AddVip` (each VIP, then the `nat_router` address) and
-     `SendGratuitousArp` for each, and `RunCommand(active_cmd)` last: the
-     table is in the kernel before any client is told where the VIP is, so
-     a client's first packet to the new owner finds the service (make
-     before break; a router holding a table without the VIP gets no traffic);
+  2. both roles keep the table that health and config call for (a
+     standby's table is in step, as keepalived keeps its IPVS table on both
+     routers; a router without the VIPs receives no traffic for them), and
+     `SetTimeouts` goes out at start; going active is then, in order: the
+     table operations that bring the kept table to the desired one (none
+     when it is in step, the usual case: the table is always in the
+     kernel before any client is told where the VIP is), `AddVip` (each
+     VIP, then the `nat_router` address), `SendGratuitousArp` for each,
+     and only then `Notify("role")`, `StopSyncDaemon`/`StartSyncDaemon`
+     and `RunCommand(active_cmd)`: nothing delays the addresses;
   3. going standby: `RunCommand(inactive_cmd)` first, then `DelVip`
-     (nat_router first, then VIPs in reverse), `StopSyncDaemon`, then the
-     table operations that empty the table: while the router holds a VIP,
-     its table serves it;
+     (nat_router first, then VIPs in reverse), `StopSyncDaemon`; the table
+     stays.  A shutdown gives up the VIPs the same way, then empties the
+     table (as keepalived and the original's lvsd do on stop);
   4. table operations come in the order `engine.diff` documents (services
      added, services edited, destinations added, edited, deleted, services
      deleted);
@@ -67,6 +71,18 @@ class HeartbeatReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class AdvertReceived:
+    """A datagram of IP protocol 112 (VRRP, `heartbeat_protocol = vrrp`): its
+    IP source and destination and TTL (hop limit) as it arrived.  `payload`
+    (the IP payload) is untrusted."""
+
+    source: str
+    destination: str
+    ttl: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CheckCompleted:
     """A `StartCheck` finished (ok, or failed with a reason: timeout, refused, mismatch...)."""
 
@@ -101,13 +117,18 @@ class CommandFailed:
 class TableRead:
     """What the kernel really holds (at start, after a failure, or on drift).
 
-    As the first input (a driver that reads the kernel at start): a table
-    that is not empty is adopted and the router claims the active role; an
-    empty one makes the engine remove every configured VIP first (a VIP
-    left on an interface by a crashed previous run would be a second owner).
+    As the first input (a driver that reads the kernel at start), with
+    `vips`, those of the config's VIP and `nat_router` addresses that the
+    host holds then: a table that is not empty is adopted; with a VIP held
+    too, the previous life was active and the router claims the active role;
+    without one, it was standby (a standby keeps the table too) and starts
+    standby over it.  An empty table makes the engine remove every
+    configured VIP first (a VIP left on an interface by a crashed previous
+    run would be a second owner).  Later reads leave `vips` empty.
     """
 
     table: Table
+    vips: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +167,7 @@ class LinksChanged:
 
 Input = Union[
     Tick, HeartbeatReceived, CheckCompleted, LoadRead, ConfigLoaded,
-    CommandFailed, TableRead, AdminRequested, ShutdownRequested, LinksChanged,
+    CommandFailed, TableRead, AdminRequested, ShutdownRequested, LinksChanged, AdvertReceived,
 ]
 
 
@@ -158,6 +179,14 @@ class SendHeartbeat:
     path: Path
     address: str  # the partner's address on that path
     port: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SendAdvert:
+    """A VRRP advert (the IP payload of protocol 112) to the virtual router's
+    destination: the multicast group, or the partner with `vrrp_unicast`."""
+
     payload: bytes
 
 
@@ -318,7 +347,7 @@ class Notify:
     partner's claim not acted on; once per kind until the partner is heard
     trusted again, the counter in the status counts them all), "stall"
     (reason), "hold" (reason: an operator's hand-over ended without the
-    partner taking over).
+    partner taking over: this router kept the role and the VIPs).
     """
 
     kind: str
@@ -326,7 +355,7 @@ class Notify:
 
 
 Command = Union[
-    SendHeartbeat, AddVip, DelVip, SendGratuitousArp,
+    SendHeartbeat, SendAdvert, AddVip, DelVip, SendGratuitousArp,
     AddService, EditService, DelService, AddDest, EditDest, DelDest,
     SetTimeouts, StartSyncDaemon, StopSyncDaemon, ReadTable,
     StartCheck, ReadLoad, RunCommand, Notify,

@@ -21,11 +21,20 @@ heartbeats flagged `yielded`, which a router that yielded sets for
 `deadtime`); a heartbeat not believed is counted, never judged, and the
 `active` of a stream not credible keeps nobody standby past deadtime;
 with a key, heartbeats without a valid HMAC, replayed or signed for the
-other path are dropped and counted; an operator's hand-over holds this
-router standby until the partner is active (at most `deadtime +
-keepalive`), needs a partner that can take over (`handover_refusal`), and
-is not undone by preemption until the router is active again for another
-reason.
+other path are dropped and counted.
+
+An operator's hand-over (`hand_over`) needs a partner that can take over
+(`handover_refusal`) and is make before break: this router keeps the role
+and the VIPs while its heartbeats say `leaving` (the partner takes over at
+once) and then `standby`; it gives the VIPs up `keepalive / 4` after it
+hears the partner active (the partner's gratuitous ARPs have gone out by
+then: a client's packet sent before they reached it is still served
+here), and keeps the role, saying `active` again, if it does not hear the
+partner active within a `keepalive` or the partner leaves or dies
+meanwhile (a `handover_failed` notice).  A partner that took over unheard
+(a one-way cut) hears that and yields, as from any dual-active: both hold
+the VIPs for a keepalive at most.  A hand-over is not undone by preemption
+until the router is active again for another reason.
 
 What only a key prevents: a forger who sees the routers' heartbeats (and
 so knows the sequences), or one patient enough to mimic a booting router
@@ -55,7 +64,8 @@ class Failover:
     # Deadlines, each a named timer in `timers` (None: not set).
     next_send_ms = At(SEND)
     backup_take_ms = At(Deadline("backup_take"))  # standby/standby: the backup takes over then
-    hold_until_ms = At(Deadline("hold"))  # an operator's hand-over holds this router standby until then
+    handover_until_ms = At(Deadline("handover"))  # an operator's hand-over not taken by then: keep the role
+    release_at_ms = At(Deadline("release"))  # the partner took over a hand-over: give the VIPs up then
     leaving_confirm_ms = At(Deadline("leaving_confirm"))  # an unconfirmed `leaving`: take over then
     listening_until_ms = At(Deadline("listen"))  # adopted at start: claiming nothing until then (listen_first)
 
@@ -65,7 +75,7 @@ class Failover:
         self.node: Node = node
         self.partner_node: Node = "backup" if node == "primary" else "primary"
         self.role: Role = "standby"
-        self.hold_standby = False  # after an admin failover: standby until the partner is active (or hold_until_ms)
+        self.handing_over = False  # an operator's failover under way: active, announcing `standby`
         self.handed_over = False  # an operator moved the role away: no preemption until active again
         self.leaving = False
         self.seq = max(seq_start, 0)
@@ -82,7 +92,7 @@ class Failover:
         self.yielded_until_ms = -(2**62)
         self._last_reply_ms = -(2**62)
         self._noted: set[str] = set()  # suspect kinds already noted since the partner was last trusted
-        self.notes: list[Suspect] = []
+        self.notes: list[Suspect | Noticed] = []  # for the log, taken by the engine after `receive`
         self.reconfigure(config, key)
 
     @property
@@ -149,15 +159,16 @@ class Failover:
                 self.partner_state = None
                 self.backup_take_ms = None
                 if self.role == "standby":
-                    self.hold_standby = False
                     verdicts.append(Verdict("go_active", "partner dead: no heartbeat for deadtime"))
-        if self.hold_until_ms is not None and now_ms >= self.hold_until_ms:
-            self.hold_until_ms = None
-            if self.hold_standby:
-                self.hold_standby = False
-                notes.append(Noticed("hold_expired"))
-                if self.role == "standby" and self.partner_state == "standby":
-                    self.backup_take_ms = now_ms  # the usual standby/standby rules, now
+                elif self.handing_over:
+                    notes.append(self._handover_failed(now_ms))
+        if self.handover_until_ms is not None and now_ms >= self.handover_until_ms and self.handing_over:
+            notes.append(self._handover_failed(now_ms))
+        if self.release_at_ms is not None and now_ms >= self.release_at_ms:
+            self.release_at_ms = None
+            if self.handing_over and self.partner_state == "active":
+                self._end_handover()
+                verdicts.append(Verdict("go_standby", "operator: failover (the partner took over)"))
         listening = self.listening_until_ms
         if listening is not None and now_ms >= listening:
             self.listening_until_ms = None
@@ -169,11 +180,10 @@ class Failover:
             self.leaving_confirm_ms = None
             if self.role == "standby" and self.partner_state != "active":
                 self.live.forget()
-                self.hold_standby = False
                 verdicts.append(Verdict("go_active", "partner leaving (no active heartbeat for a keepalive since)"))
         if self.backup_take_ms is not None and now_ms >= self.backup_take_ms:
             self.backup_take_ms = None
-            if self.role == "standby" and self.partner_state == "standby" and not self.hold_standby:
+            if self.role == "standby" and self.partner_state == "standby":
                 verdicts.append(Verdict("go_active", "partner standby for a keepalive"))
         return verdicts, notes
 
@@ -190,6 +200,7 @@ class Failover:
         """The engine carried out a verdict: announce it at once."""
         if self.role == "active" and role == "standby":
             self.yielded_until_ms = now_ms + self.config.deadtime_ms
+            self._end_handover()
         if role == "active":
             self.handed_over = False
             if self.role == "standby":
@@ -213,7 +224,8 @@ class Failover:
             self.live.next_probe_ms = now_ms + max(1, self.config.keepalive_ms // 4)
         self.next_send_ms = None if self.leaving else now_ms + self.config.keepalive_ms
         listening = self.listening_until_ms is not None and not self.leaving  # see listen_first
-        state: PartnerState = "leaving" if self.leaving else "standby" if listening else self.role
+        state: PartnerState = "leaving" if self.leaving else "standby" if listening or self.handing_over \
+            else self.role
         return self._send(now_ms, state, probe=probe or listening)
 
     def leave(self, now_ms: int) -> list[SendHeartbeat]:
@@ -237,6 +249,7 @@ class Failover:
         self.yielded_until_ms = now_ms + self.config.deadtime_ms
         self.role = "standby"
         self.backup_take_ms = None
+        self._end_handover()
         if not self.enabled:
             return []
         self.next_send_ms = now_ms + self.config.keepalive_ms
@@ -255,13 +268,27 @@ class Failover:
         return [verdict] if verdict is not None else []
 
     def hand_over(self, now_ms: int) -> list[SendHeartbeat]:
-        """An operator's failover: as `give_up`, and stay standby until the
-        partner is active (at most `deadtime + keepalive`: a partner that
-        never takes over does not strand the VIPs)."""
-        self.hold_standby = True
+        """An operator's failover, make before break (see the module's
+        docstring): tell the partner `leaving`, keep the role and the VIPs."""
+        self.handing_over = True
         self.handed_over = True
-        self.hold_until_ms = now_ms + self.config.deadtime_ms + self.config.keepalive_ms
-        return self.give_up(now_ms)
+        self.yielded_until_ms = now_ms + self.config.deadtime_ms
+        self.handover_until_ms = now_ms + self.config.keepalive_ms
+        self.next_send_ms = now_ms + self.config.keepalive_ms
+        return self._send(now_ms, "leaving")
+
+    def _end_handover(self) -> None:
+        self.handing_over = False
+        self.handover_until_ms = None
+        self.release_at_ms = None
+
+    def _handover_failed(self, now_ms: int) -> Noticed:
+        """The partner did not take over (or left, or died): keep the role, say `active` again."""
+        self._end_handover()
+        self.handed_over = False
+        self.yielded_until_ms = -(2**62)
+        self.next_send_ms = now_ms
+        return Noticed("handover_failed")
 
     def _send(self, now_ms: int, state: PartnerState, probe: bool = False) -> list[SendHeartbeat]:
         self.seq += 1
@@ -318,6 +345,12 @@ class Failover:
             self.leaving_confirm_ms = None
         if heartbeat.format == "shoal":
             self.partner_serial = heartbeat.serial_no
+        if self.handing_over:  # not judged: the partner is taking over (see hand_over)
+            if heartbeat.state == "active" and self.release_at_ms is None:
+                self.release_at_ms = now_ms + max(1, self.config.keepalive_ms // 4)
+            elif heartbeat.state == "leaving":
+                self.notes.append(self._handover_failed(now_ms))
+            return []
         if self.listening_until_ms is not None:  # the first heard since an adopting start (engine.rejoin)
             self.listening_until_ms = None
             self.next_send_ms = now_ms
@@ -366,7 +399,7 @@ class Failover:
             self._noted.add(counter)
             self.notes.append(Suspect(counter, SUSPECT_WHY[counter], path, source))
 
-    def take_notes(self) -> list[Suspect]:
+    def take_notes(self) -> list[Suspect | Noticed]:
         """What `receive` noted for the log since the last call."""
         notes, self.notes = self.notes, []
         return notes
@@ -378,6 +411,8 @@ class Failover:
 
     def handover_refusal(self, now_ms: int) -> str | None:
         """Why an operator's failover would be refused now (`engine.verdicts.handover_refusal`)."""
+        if self.handing_over:
+            return "a hand-over is under way: the partner is taking over"
         return handover_refusal(
             enabled=self.enabled, role=self.role, can_take=self.partner_can_take, alive=bool(self.partner_alive),
             shoal_format=self.config.heartbeat_format == "shoal", hears_us=self.partner_hears_us(now_ms),
@@ -407,7 +442,7 @@ class Failover:
             role=self.role, partner=partner, node=self.node, trusted=trusted, credible=credible,
             deaf=partner != "leaving" and self.partner_deaf(now_ms),
             hears_us=partner == "active" and self.partner_hears_us(now_ms), can_take=self.partner_can_take,
-            preempt=self.config.preempt, handed_over=self.handed_over, holding=self.hold_standby,
+            preempt=self.config.preempt, handed_over=self.handed_over,
         ))
         if j.unconfirmed:
             self._suspect("heartbeats_unconfirmed", None, None)
@@ -416,9 +451,6 @@ class Failover:
             self.leaving_confirm_ms = now_ms + self.config.keepalive_ms
         if j.partner_gone:
             self.live.forget()
-        if j.release_hold:
-            self.hold_standby = False
-            self.hold_until_ms = None
         if j.backup_wait == "cancel":
             self.backup_take_ms = None
         elif j.backup_wait == "start" and self.backup_take_ms is None:

@@ -2,8 +2,9 @@
 
 Everything about the kernel's IPVS table as this router knows it lives here.
 This module does not decide what a service holds (`engine.pool` does, from
-the members `engine.registry` describes) nor whether the router is active
-(the engine says so): it returns table operations and notices.
+the members `engine.registry` describes); the router's role does not
+matter to it (both roles keep the table): it returns table operations and
+notices.
 
 Rules:
 
@@ -11,10 +12,11 @@ Rules:
   kept by `engine.desired`: recomputed for a virtual at start and reload,
   updated in place for one member's change; the whole table is
   `engine.pool.desired_table` of those entries;
-- while active, a recomputed virtual's change goes to the kernel at once as
-  the minimal operations of `engine.diff` (of the destinations that changed,
-  when the kernel holds the entry it replaces); a standby router wants an
-  empty table;
+- a recomputed virtual's change goes to the kernel at once as the minimal
+  operations of `engine.diff` (of the destinations that changed, when the
+  kernel holds the entry it replaces), whatever the router's role: a
+  standby keeps the table in step, so that taking over is adding the
+  addresses (the engine empties it only at shutdown);
 - a virtual's quorum is kept with hysteresis across recomputes and reloads;
   a change is noticed (`quorum`);
 - every batch of operations bumps the table generation; each `ReadTable`
@@ -79,25 +81,23 @@ class Keeper:
         """One virtual's entry, quietly (at start, adoption and reload)."""
         self.wanted.rebuild(config, virtual, members, self.service_keys[virtual.name])
 
-    def refresh(self, config: Config, virtual: Virtual, members: list[Member], active: bool) -> list[Command]:
-        """One virtual's entry after a change of its members; the kernel's too if active."""
+    def refresh(self, config: Config, virtual: Virtual, members: list[Member]) -> list[Command]:
+        """One virtual's entry after a change of its members, and the kernel's."""
         change = self.wanted.rebuild(config, virtual, members, self.service_keys[virtual.name])
-        return self._changed(virtual.name, change, active)
+        return self._changed(virtual.name, change)
 
-    def refresh_member(
-        self, config: Config, virtual: Virtual, member: Member, active: bool,
-    ) -> tuple[list[Command], bool]:
+    def refresh_member(self, config: Config, virtual: Virtual, member: Member) -> tuple[list[Command], bool]:
         """One member's change (`member`: its new view), as `refresh`; and
         whether the rest of its virtual may have changed too (rebuilt)."""
         change = self.wanted.member(config, virtual, member)
-        return self._changed(virtual.name, change, active), change.dests is None
+        return self._changed(virtual.name, change), change.dests is None
 
-    def _changed(self, name: str, change: Change, active: bool) -> list[Command]:
+    def _changed(self, name: str, change: Change) -> list[Command]:
         out: list[Command] = []
         if change.quorum is not None:
             out.append(Notify("quorum", {"service": name, "ok": change.quorum}))
         old, new = change.old, change.new
-        if not active or change.same:
+        if change.same:
             return out
         key = (new or old).service.key  # type: ignore[union-attr]
         applied = self.applied.get(key)
@@ -141,7 +141,7 @@ class Keeper:
             return [self.ask()]
         return []
 
-    def read(self, table: Table, active: bool, now_ms: int) -> list[Command]:
+    def read(self, table: Table, now_ms: int) -> list[Command]:
         """Reconcile: the kernel holds `table`; bring it to what we want (see the rules)."""
         asked = self._reads.pop(0) if self._reads else self._gen
         if asked != self._gen:
@@ -150,7 +150,7 @@ class Keeper:
         self._checks += 1
         drifted = table != self.applied
         self.applied = dict(table)
-        desired = self.desired() if active else {}
+        desired = self.desired()
         if not drifted and self.applied == desired:
             return []
         ops = self.apply(desired)

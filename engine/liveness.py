@@ -69,10 +69,10 @@ class At:
 class Noticed:
     """What the deadlines found worth a notice (never a decision: those are
     `failover.Verdict`s): a path's heartbeats lost for deadtime (`path`
-    set), the partner dead, a stall (the step came late), an operator's
-    hold expired."""
+    set), the partner dead (on a VRRP pair: the master down), a stall (the
+    step came late), an operator's hand-over not taken."""
 
-    kind: Literal["heartbeat_lost", "partner_dead", "stall", "hold_expired"]
+    kind: Literal["heartbeat_lost", "partner_dead", "master_down", "stall", "handover_failed"]
     path: Path | None = None
 
     def notify(self) -> Notify:
@@ -85,9 +85,10 @@ class Noticed:
 
 _NOTICES: Mapping[str, tuple[str, str]] = {
     "partner_dead": ("partner", "no heartbeat for deadtime"),
+    "master_down": ("partner", "no VRRP advert for the Master_Down_Interval"),
     "stall": ("stall", "step late: listening one more keepalive"),
-    "hold_expired": ("hold", "the partner did not take over within deadtime + keepalive "
-                             "of the operator's failover: the usual rules apply again"),
+    "handover_failed": ("hold", "the partner was not heard active within a keepalive of the operator's "
+                                "failover"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from engine import overrides_wire
 from engine.events import AdminRequested, Command, Notify, Path
 from engine.failover import Failover
+from engine.vrrp_failover import VrrpFailover
 from engine.model import Config
 from engine.registry import MemberKey, Override, Registry
 from engine.sync import Sync
@@ -20,12 +21,9 @@ class OperatorRules:
     # What these rules use of the engine (engine.engine.Engine has them all).
     config: Config
     now_ms: int | None
-    failover: Failover
+    failover: Failover | VrrpFailover
     registry: Registry
     sync: Sync
-
-    def _go_standby(self, reason: str, out: list[Command], *, hand_over: bool = False) -> None:
-        raise NotImplementedError  # Engine's
 
     def _refresh(self, virtual_name: str, out: list[Command]) -> None:
         raise NotImplementedError  # Engine's
@@ -51,8 +49,8 @@ class OperatorRules:
                 data["weight"] = request.weight
             out.append(Notify("admin_refused", {**data, "reason": refusal}))
             return
-        if request.action == "failover":
-            self._go_standby("operator: failover", out, hand_over=True)
+        if request.action == "failover":  # make before break: the VIPs go when the partner has them
+            out.extend(self.failover.hand_over(self.now_ms or 0))
             return
         for key in self.registry.matching(request.server, request.virtual):
             self.registry.override(key, request.action, request.weight)

@@ -2,11 +2,13 @@
 over the table its kernel kept (adoption), a link it needs that returned
 (`monitor_links`).  Pure functions; `engine.failover` keeps the state.
 
-Adoption (the daemon restarted on a running host: its first input, the
-kernel's table, is not empty).  The engine holds what the kernel kept,
-active, but claims nothing for a `keepalive` ("listening"): its heartbeats
-say `standby`, flagged `probe` so that the partner answers at once, and no
-gratuitous ARP goes out.  Then, by the first heartbeat heard:
+Adoption (the daemon restarted on a running host that was active: its
+first input, the kernel's table, is not empty and a VIP of the config is
+still on an interface; without one the host was standby, which keeps the
+table too, and the daemon simply starts standby over it).  The engine
+holds what the kernel kept, active, but claims nothing for a `keepalive`
+("listening"): its heartbeats say `standby`, flagged `probe` so that the
+partner answers at once, and no gratuitous ARP goes out.  Then, by the first heartbeat heard:
 
 | heard             | decision                                                  |
 |-------------------|-----------------------------------------------------------|
@@ -15,7 +17,7 @@ gratuitous ARP goes out.  Then, by the first heartbeat heard:
 |                   | stale table)                                              |
 | partner otherwise | stay active, judged by the usual rules, and announce the  |
 |                   | VIPs now                                                  |
-| nothing           | release what was kept: the partner is dead or cannot hear |
+| nothing           | release the VIPs kept: the partner is dead or cannot hear |
 |                   | us (one-way, where it may hold the VIPs), which cannot be |
 |                   | told apart; the usual rules of a start decide from there  |
 
@@ -37,8 +39,8 @@ from engine.verdicts import PartnerState, Role, Verdict
 
 HEARD_ACTIVE = Verdict("go_standby", "the partner took over while this daemon was down: it keeps the role")
 HEARD_OTHER = Verdict("rearp", "partner heard since the restart: announcing the VIPs held")
-NOT_HEARD = Verdict("go_standby", "partner not heard within a keepalive of the restart: releasing what the "
-                                  "kernel kept (dead or deaf, the usual rules decide from here)")
+NOT_HEARD = Verdict("go_standby", "partner not heard within a keepalive of the restart: releasing the VIPs "
+                                  "the kernel kept (dead or deaf, the usual rules decide from here)")
 
 
 def links_back(*, role: Role, enabled: bool, node: Node, alive: bool | None, partner: PartnerState | None,

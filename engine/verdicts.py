@@ -30,8 +30,10 @@ Beyond the table:
 - preemption only over a proven two-way link (the partner acks a heartbeat
   we sent within deadtime), and not by a primary that handed the role over
   until it is active again for another reason;
-- an operator's hand-over holds this router standby until the partner is
-  heard active (or leaves);
+- an operator's hand-over is make before break (`engine.failover`): the
+  router keeps the role and the VIPs, its heartbeats saying `leaving` then
+  `standby`, until the partner is heard active; this table does not judge
+  it meanwhile;
 - belief (`engine.stream`): an untrusted `leaving` is not acted on but
   confirmed (the partner is taken for gone if no `active` heartbeat comes
   within `keepalive`) and probed; a dual-active is not yielded to a stream
@@ -48,7 +50,7 @@ from engine.model import Node
 
 Role = Literal["standby", "active"]
 PartnerState = Literal["active", "standby", "leaving"]
-Decision = Literal["go_active", "go_standby", "rearp"]
+Decision = Literal["go_active", "go_standby", "rearp", "refresh"]  # refresh: one round of ARPs (VRRP's master)
 Rule = Decision | Literal["nothing", "backup_wait", "preempt"]
 
 
@@ -94,21 +96,19 @@ class Heard:
     can_take: bool  # the partner may be active (the primary, or backup_active = 1)
     preempt: bool
     handed_over: bool  # an operator moved the role away; not active since
-    holding: bool  # held standby by an operator's hand-over
 
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
     """The verdicts, and what the failover must remember: a claim to confirm
     (`unconfirmed`: counted, and the partner probed), an untrusted leaving
-    to confirm after a keepalive, the partner gone, the operator's hold
-    released, the backup's wait for the primary started or cancelled."""
+    to confirm after a keepalive, the partner gone, the backup's wait for
+    the primary started or cancelled."""
 
     verdicts: tuple[Verdict, ...] = ()
     unconfirmed: bool = False
     confirm_leaving: bool = False
     partner_gone: bool = False
-    release_hold: bool = False
     backup_wait: Literal["keep", "cancel", "start"] = "keep"
 
 
@@ -119,11 +119,10 @@ def judge(h: Heard) -> Judgement:
     rule = RULES[(h.role, h.partner, h.node)]
     deaf = h.partner != "leaving" and h.deaf
     standoff = h.partner == "standby" and h.role == "standby"
-    waits = standoff and rule == "backup_wait" and not (h.holding or (deaf and h.can_take))
+    waits = standoff and rule == "backup_wait" and not (deaf and h.can_take)
     verdicts, unconfirmed = _verdicts(h, rule, deaf, standoff)
     return Judgement(
         verdicts, unconfirmed=unconfirmed, partner_gone=h.partner == "leaving",
-        release_hold=h.partner in ("leaving", "active"),
         # Two keepalives: one round of the primary's may be lost.
         backup_wait="start" if waits else "keep" if standoff else "cancel",
     )
@@ -144,7 +143,7 @@ def _verdicts(h: Heard, rule: Rule, deaf: bool, standoff: bool) -> tuple[tuple[V
         return (), False
     if rule == "go_active" and h.partner == "leaving":
         return (Verdict("go_active", "partner leaving"),), False
-    if standoff and (h.holding or (deaf and h.can_take) or rule == "backup_wait"):
+    if standoff and ((deaf and h.can_take) or rule == "backup_wait"):
         return (), False
     if rule == "go_standby" and not h.credible:
         # A dual-active, but nothing proves the sender hears us: ask it,

@@ -4,7 +4,7 @@
 schedulers, checks, quiesce, sorry server, timers) and a schedule of faults
 (crashes, restarts, kills, partitions either way, loss, server faults,
 reloads, operator actions, links down and up, with `monitor_links` on or
-off, heartbeats signed or not) over `FAULT_WINDOW_S`, then heals everything at `HEAL_AT_S` (paths,
+off, heartbeats signed or not, and one pair in four speaking VRRP) over `FAULT_WINDOW_S`, then heals everything at `HEAL_AT_S` (paths,
 loss, servers, links; dead routers restarted) and runs on for
 the liveness bound and more.  The result is a scenario file's text: what
 runs is exactly what is written, so a failing case replays with `shoal sim`.
@@ -85,6 +85,11 @@ def _config(draw: Draw, serial_no: int, weights: dict[str, int] | None = None) -
     lines.insert(lines.index("network = nat"), f"monitor_links = {draw.integer(0, 1)}")  # drawn last: the rest as before
     if draw.integer(0, 1):  # signed heartbeats and shared overrides (the simulator's key: sim.world.key_of)
         lines.insert(lines.index("network = nat"), "heartbeat_key_file = /etc/shoal/heartbeat.key")
+    if draw.integer(0, 3) == 0:  # a VRRP pair (either router could be keepalived): drawn after the rest
+        lines = [line for line in lines if not line.startswith(("heartbeat_key_file", "deadtime"))]
+        lines[lines.index("network = nat"):lines.index("network = nat")] = [
+            "heartbeat_protocol = vrrp", f"vrrp_version = {draw.choice((2, 3))}", "virtual_router_id = 51",
+            f"priority = {draw.choice((100, 150))}" if draw.integer(0, 3) == 0 else "# default priorities"]
     return "\n".join(lines) + "\n", servers
 
 

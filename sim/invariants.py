@@ -25,10 +25,13 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   ("outside a cut", SPEC.md), not from the last heartbeat the cut lost.  And a router that holds the VIPs and
   hears its partner active settles it in that very step: it yields, or
   (the winner) re-ARPs (or did within the last `arp_interval`: the engine
-  sends at most one round per interval).
+  sends at most one round per interval); one handing over for an
+  operator's failover gives the VIPs up a quarter keepalive later (make
+  before break), inside the overlap allowed above.
 - table_matches_health: after each step of a running daemon, the kernel
-  table equals what the engine applied, a standby router's table is empty,
-  and an active router's table holds, per active virtual, exactly: every
+  table equals what the engine applied, a standby router holds no VIP (it
+  keeps the table, as keepalived's backup does: only the addresses move),
+  and the table, on either role, holds, per active virtual, exactly: every
   server whose health is up (weight > 0, up to 10 x configured; 0 when
   drained or configured 0), every down server at weight 0 when
   `quiesce_server = 1`, and the sorry server iff nothing else takes
@@ -80,11 +83,13 @@ judged once that step's commands are carried out.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from engine.events import TABLE_OPS, Command, HeartbeatReceived, Input, Notify
-from engine.model import Config
+from engine.events import TABLE_OPS, AdvertReceived, Command, HeartbeatReceived, Input, Notify
+from engine.model import Config, vrrp_priority
+from engine.vrrp import master_down_ms
 from scenario.model import Fault
 from sim.servers import check_result
 from sim.tables import TableJudge, table_problem
@@ -155,8 +160,9 @@ class Invariants:
     def _single_owner(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
         world = self.world
         engine = router.engine
-        if (isinstance(event, HeartbeatReceived) and engine is not None and role_before == "active"
+        if (isinstance(event, (HeartbeatReceived, AdvertReceived)) and engine is not None and role_before == "active"
                 and engine.failover.role == "active" and engine.failover.partner_state == "active"
+                and not engine.failover.handing_over
                 and world.now - router.last_arp_ms > engine.config.arp_interval_ms):
             self.fail("single_owner", f"{router.name} heard its partner active while active, "
                                       "and neither yielded nor re-announced its VIPs")
@@ -181,6 +187,19 @@ class Invariants:
         config = world.config
         window = config.keepalive_ms + world.latency_ms + self.slack_ms
         drop, delivered = world.last_drop_ms, world.last_delivery_ms
+        if config.heartbeat_protocol == "vrrp":  # the lower priority yields to the winner's advert; no deafness
+            winner = vrrp_winner(config)
+            engine = world.routers[winner].engine
+            if engine is None or engine.failover.handing_over:
+                return  # a winner handing over says priority 0 and then nothing: the loser keeps the role
+            heard = delivered[winner]
+            for address, since in sorted(self._dual_since.items()):
+                if since < heard < now - world.latency_ms - self.slack_ms:
+                    self.fail("single_owner", f"{address} held by both routers since {since / 1000:.3f} s; an "
+                                              f"advert of the {winner} (the higher priority) was delivered at "
+                                              f"{heard / 1000:.3f} s and the other did not yield within latency "
+                                              f"+ C = {world.latency_ms + self.slack_ms} ms")
+            return
         for address, since in sorted(self._dual_since.items()):
             # the backup hears the primary (a clean primary -> backup direction) and must yield
             heard = now - max(since, drop["primary"]) > window
@@ -203,10 +222,8 @@ class Invariants:
             self.fail("table_matches_health", f"{router.name}'s kernel table differs from what its engine applied")
             return
         status = engine.status
-        if status.role != "active":
-            if router.table:
-                self.fail("table_matches_health", f"{router.name} is standby but its table holds "
-                                                  f"{len(router.table)} service(s)")
+        if status.role != "active" and router.vips:
+            self.fail("table_matches_health", f"{router.name} is standby but holds {' '.join(sorted(router.vips))}")
             return
         problem = self._tables[router.name].problem(engine.config, status, router.table)
         if problem:
@@ -255,7 +272,7 @@ class Invariants:
             return
         if not partner.engine.failover.enabled:
             return
-        bound = config.deadtime_ms + config.keepalive_ms + world.latency_ms + self.slack_ms
+        bound = dead_ms(config, partner.name) + config.keepalive_ms + world.latency_ms + self.slack_ms
         engine, boots = partner.engine, crashed.boots
         start = world.now
 
@@ -264,7 +281,8 @@ class Invariants:
                 return  # (an unfit partner, monitor_links with a link down, takes nothing: gave_up)
             if engine.failover.role != "active" and partner.went_active_ms < start:
                 self.fail("takeover", f"{partner.name} still {engine.failover.role} {bound} ms "
-                                      f"(deadtime + keepalive + latency + C) after {name} failed at "
+                                      f"(deadtime, or VRRP's Master_Down_Interval, + keepalive + latency + C) "
+                                      f"after {name} failed at "
                                       f"{start / 1000:.3f} s")
 
         world.at(bound + 1, judge)
@@ -312,8 +330,8 @@ class Invariants:
     def _watch_liveness(self) -> None:
         world = self.world
         config = world.config
-        bound = (config.deadtime_ms + 2 * config.keepalive_ms + 2 * world.latency_ms + self.slack_ms
-                 + world.costs.daemon_start_ms)
+        bound = (max(dead_ms(config, "primary"), dead_ms(config, "backup")) + 2 * config.keepalive_ms
+                 + 2 * world.latency_ms + self.slack_ms + world.costs.daemon_start_ms)
         fault_at = world.now
 
         def judge() -> None:
@@ -349,6 +367,24 @@ class Invariants:
                                       f"{world.arp_view.get(v.address)}, {bound} ms after the world was whole "
                                       f"again (active: {winner.name})")
                 return
+
+
+def dead_ms(config: Config, node: str) -> int:
+    """How long `node` hears nothing before it takes over: `deadtime`, or on a VRRP pair its
+    Master_Down_Interval (3 intervals and its Skew_Time, engine.vrrp)."""
+    if config.heartbeat_protocol != "vrrp":
+        return config.deadtime_ms
+    return master_down_ms(vrrp_priority(config, node), config.keepalive_ms, config.vrrp_version)  # type: ignore[arg-type]
+
+
+def vrrp_winner(config: Config) -> str:
+    """The router a VRRP pair's election keeps as master: the higher priority, then the higher address."""
+    p, b = vrrp_priority(config, "primary"), vrrp_priority(config, "backup")
+    if p != b:
+        return "primary" if p > b else "backup"
+    assert config.primary is not None and config.backup is not None
+    return "primary" if int(ipaddress.ip_address(config.primary)) > int(ipaddress.ip_address(config.backup)) \
+        else "backup"
 
 
 __all__ = ["Invariants", "NAMES", "ROUTERS", "Violation", "table_problem"]

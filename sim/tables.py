@@ -70,7 +70,7 @@ def service_problem(v: Virtual, key: ServiceKey, svc: ServiceStatus, entry: Serv
 
 
 def table_problem(config: Config, status: Status, table: Table) -> str | None:
-    """What is wrong with an active router's `table` given its health (None: nothing): the whole
+    """What is wrong with a router's `table` given its health (None: nothing): the whole
     table walked, as `TableJudge.problem` judges it."""
     wanted_keys = set()
     for v in config.virtuals:

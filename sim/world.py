@@ -53,10 +53,10 @@ import simpy
 from engine.diff import TableOpError, apply
 from engine.engine import Engine, check_spec
 from engine.events import (
-    TABLE_OPS, AddDest, AddService, AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed,
-    ConfigLoaded, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LinksChanged, LoadRead,
-    Notify, ReadLoad, ReadTable, RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck,
-    StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
+    TABLE_OPS, AddDest, AddService, AddVip, AdminRequested, AdvertReceived, CheckCompleted, CheckSpec, Command,
+    CommandFailed, ConfigLoaded, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input,
+    LinksChanged, LoadRead, Notify, ReadLoad, ReadTable, RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat,
+    SetTimeouts, StartCheck, StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
 )
 from engine.model import Config, Server, Virtual
 from engine.pool import service_key
@@ -160,7 +160,8 @@ class World:
         """The daemon starts on a running host, as `shoal run` does: `start_ms`
         after its exec (`Costs.daemon_start_ms`; nothing runs meanwhile) its
         first input is the table the kernel holds then (empty after a boot,
-        kept after a kill), then the links it needs that are down."""
+        kept after a kill) and the addresses it holds, then the links it
+        needs that are down."""
         router = self.routers[name]
         router.boots += 1
         router.life += 1
@@ -174,7 +175,7 @@ class World:
             router.booted_ms = self.now
             router.engine = Engine(self.config, name, seq_start=boots << 32,  # type: ignore[arg-type]
                                    heartbeat_key=key_of(self.config))
-            self.feed(router, TableRead(dict(router.table)))
+            self.feed(router, TableRead(dict(router.table), frozenset(router.vips)))
             if router.links_down:
                 self.feed(router, LinksChanged(router.links_down))
 
@@ -242,7 +243,8 @@ class World:
         if engine is None:
             return
         if router.busy:  # adapters/inputs.py: the partner's heartbeats wait in a queue of their own, served first
-            (router.pending_heartbeats if isinstance(event, HeartbeatReceived) else router.pending).append(event)
+            heartbeat = isinstance(event, (HeartbeatReceived, AdvertReceived))
+            (router.pending_heartbeats if heartbeat else router.pending).append(event)
             return
         role_before = engine.failover.role
         ready = engine.step(self.now, event)
@@ -359,6 +361,8 @@ class World:
         match command:
             case SendHeartbeat(path, _, _, payload):
                 self._send_heartbeat(name, path, payload)
+            case SendAdvert(payload):  # heartbeat_protocol = vrrp: on the public link
+                self._send_heartbeat(name, "public", payload, advert=True)
             case AddVip(address=address):
                 if address not in router.vips:  # a daemon that adopts its kernel's state re-adds what is there
                     router.vips.add(address)
@@ -438,7 +442,7 @@ class World:
         for sender in senders:
             self.last_drop_ms[sender] = self.now
 
-    def _send_heartbeat(self, sender: str, path: str, payload: bytes) -> None:
+    def _send_heartbeat(self, sender: str, path: str, payload: bytes, advert: bool = False) -> None:
         p = self.loss[path]
         receiver = "backup" if sender == "primary" else "primary"
         if (sender, path) in self.cut or self.link_cut(sender, path) or self.link_cut(receiver, path) \
@@ -449,12 +453,26 @@ class World:
         assert source is not None
         partner = self.routers["backup" if sender == "primary" else "primary"]
 
+        event: Input
+        if advert:
+            event = AdvertReceived(source, self._advert_destination(partner.name), 255, payload)
+        else:
+            event = HeartbeatReceived(path, source, payload)  # type: ignore[arg-type]
+
         def arrive() -> None:  # to whatever daemon runs there when it arrives
             if partner.engine is not None:
                 self.last_delivery_ms[sender] = self.now
-                self.feed(partner, HeartbeatReceived(path, source, payload))  # type: ignore[arg-type]
+                self.feed(partner, event)
 
         self.at(self.latency_ms, arrive)
+
+    def _advert_destination(self, receiver: str) -> str:
+        """Where a VRRP advert went: the group, or the receiver with `vrrp_unicast`."""
+        own = self.config.address_of(receiver, "public")  # type: ignore[arg-type]
+        assert own is not None
+        if self.config.vrrp_unicast:
+            return own
+        return "224.0.0.18" if ":" not in own else "ff02::12"
 
     def path_cut(self, sender: str, path: str) -> bool:
         receiver = "backup" if sender == "primary" else "primary"

@@ -27,9 +27,10 @@ go to the timeline.  The `always` expectations, judged from the samples:
   scheduling), while not every heartbeat path is cut or lossy;
 - table_matches_health: a running daemon's kernel table (its real-server
   destinations) equals what its status says is in the table, at the
-  weights it says, and a standby's table is empty; a mismatch counts when
-  it lasts `STALE_MS` of wall time (a table op in flight between two reads
-  is not one).
+  weights it says (on either role: a standby keeps the table, as
+  keepalived's backup does), and a standby holds no VIP; a mismatch counts
+  when it lasts `STALE_MS` of wall time (a table op or a release in flight
+  between two reads is not one).
 
 `vip_owner` (naming a router) also reads the client's neighbour table: each
 VIP's entry must carry the MAC of that router's interface (the gratuitous
@@ -180,7 +181,7 @@ class Sampler:
                                                       f"(wall) with a heartbeat path up")
 
     def _table_matches_health(self, now_ms: float, name: str, view: Any) -> None:
-        problem = table_problem(self.world.last_status.get(name, {}), view.table) if view.daemon else ""
+        problem = table_problem(self.world.last_status.get(name, {}), view.table, view.vips) if view.daemon else ""
         if not problem:
             self.stale[name] = None
             return
@@ -191,12 +192,13 @@ class Sampler:
             self._violate("table_matches_health", now_ms, f"{name}: {problem}")
 
 
-def table_problem(status: dict[str, Any], table: Any) -> str:
-    """'' when the kernel table holds what the daemon's status says it applied."""
+def table_problem(status: dict[str, Any], table: Any, vips: frozenset[str] = frozenset()) -> str:
+    """'' when the kernel table holds what the daemon's status says it applied, and a standby
+    router (`vips`: the VIPs on its interfaces) holds no VIP."""
     if not status:
         return ""  # the control socket did not answer in time: no verdict from this sample
-    if status.get("role") != "active":
-        return f"a standby router's table holds {len(table)} service(s)" if table else ""
+    if status.get("role") != "active" and vips:
+        return f"a standby router holds {' '.join(sorted(vips))}"
     for s in status.get("services", []):
         entry = next((e for k, e in table.items()
                       if (k.address, k.port, k.protocol) == (s["address"], s["port"], s.get("protocol", "tcp"))

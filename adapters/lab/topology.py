@@ -45,6 +45,11 @@ BRIDGES = {"public": "br-pub", "private": "br-prv", "server": "br-srv"}
 LAB_TABLE = "shoal_lab"
 
 
+def port(index: int, net: str) -> str:
+    """The bridge port (in the bridges' namespace) of the `index`th node's interface on network `net`."""
+    return f"n{index}-{net[:4]}"
+
+
 def bridge(net: str) -> str:
     """The bridge of network `net` (in the bridges' namespace)."""
     return BRIDGES.get(net, f"br-{net}")
@@ -115,7 +120,7 @@ class Topology:
         for index, node in enumerate(self.plan.nodes):
             ns = net.namespace(node.name)
             for iface in node.ifaces:
-                net.veth(ns, iface.name, self.net_ns, f"n{index}-{iface.net[:4]}", bridge=bridge(iface.net))
+                net.veth(ns, iface.name, self.net_ns, port(index, iface.net), bridge=bridge(iface.net))
                 for address in iface.addresses:
                     net.address(ns, iface.name, address)
             for gateway in node.gateways:

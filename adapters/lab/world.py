@@ -37,7 +37,7 @@ from adapters.control import ask
 from adapters.lab import daemons
 from adapters.lab import server as lab_server
 from adapters.lab.plan import LabError, Plan, plan as make_plan
-from adapters.lab.topology import Topology, preflight
+from adapters.lab.topology import Topology, port, preflight
 from engine.config import render
 from engine.model import Config, Virtual
 from engine.pool import service_key
@@ -295,6 +295,10 @@ class LabWorld:
                     continue
                 family = "ip6" if ":" in src else "ip"
                 match = f"{family} saddr {src} {family} daddr {dst} udp dport {port}"
+                if c.heartbeat_protocol == "vrrp":  # adverts (protocol 112) on the public link, multicast or not
+                    if path != "public":
+                        continue
+                    match = f"iifname {self._port(sender, src)} meta l4proto 112"
                 if (path, sender) in self.hb.cuts:
                     rules.append(f"{match} drop")
                 elif self.hb.loss.get(path, 0) >= 1:
@@ -302,6 +306,12 @@ class LabWorld:
                 elif self.hb.loss.get(path, 0) > 0:
                     rules.append(f"{match} numgen random mod 1000 < {round(self.hb.loss[path] * 1000)} drop")
         return rules
+
+    def _port(self, router: str, address: str) -> str:
+        """The bridge port of the interface of `router` that holds `address` (adapters.lab.topology's names)."""
+        index = next(i for i, n in enumerate(self.plan.nodes) if n.name == router)
+        iface = next(i for i in self.plan.node(router).ifaces if any(a.split("/")[0] == address for a in i.addresses))
+        return f'"{port(index, iface.net)}"'
 
     def paths_all_cut(self) -> bool:
         """No heartbeat gets through either way on any path (a cut, or loss, everywhere)."""

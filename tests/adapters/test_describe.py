@@ -14,7 +14,7 @@ import pytest
 from adapters.describe import COMMAND_TYPES, NOTICE_KINDS, Said, command_words, describe, failed, quoted
 from engine.events import (
     AddDest, AddService, AddVip, CheckSpec, Command, DelDest, DelService, DelVip, EditDest, EditService, Notify,
-    ReadLoad, ReadTable, RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon,
+    ReadLoad, ReadTable, RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon,
     StopSyncDaemon,
 )
 from engine.model import Config, Server, Virtual
@@ -78,6 +78,8 @@ CASES: list[tuple[Command, str, dict[str, object]]] = [
     (SendHeartbeat("private", "fd09:1::2", 539, b"\x00" * 24),
      "heartbeat: send to [fd09:1::2]:539 on the private path (24 bytes)",
      {"kind": "heartbeat", "op": "send", "path": "private", "address": "fd09:1::2", "port": 539, "bytes": 24}),
+    (SendAdvert(bytes.fromhex("31339602006437e00a6300640a630065")), "vrrp: advert sent, priority 150 (16 bytes)",
+     {"kind": "vrrp", "op": "send", "priority": 150, "bytes": 16}),
     # --- the kernel's other settings
     (SetTimeouts(900, 120, 300), "timeouts: ipvsadm --set 900 120 300",
      {"kind": "timeouts", "tcp": 900, "tcpfin": 120, "udp": 300}),

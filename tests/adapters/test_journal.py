@@ -22,8 +22,8 @@ from engine.config import parse
 from engine.engine import Engine
 from engine.events import (
     AddDest, AddService, AddVip, AdminRequested, CheckCompleted, CheckSpec, Command, CommandFailed, ConfigLoaded,
-    DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LinksChanged, LoadRead, Notify,
-    ReadLoad, ReadTable, RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, ShutdownRequested, StartCheck,
+    AdvertReceived, DelDest, DelService, DelVip, EditDest, EditService, HeartbeatReceived, Input, LinksChanged, LoadRead, Notify,
+    ReadLoad, ReadTable, RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat, SetTimeouts, ShutdownRequested, StartCheck,
     StartSyncDaemon, StopSyncDaemon, TableRead, Tick,
 )
 from engine.table import Dest, DestKey, Service, ServiceEntry, ServiceKey
@@ -62,7 +62,7 @@ TABLE = {SERVICE.key: ServiceEntry(SERVICE, {DEST.key: DEST, DestKey("10.1.0.12"
 SPEC = CheckSpec("10.1.0.11", 80, "http", "GET / HTTP/1.0\r\n\r\n", "^HTTP/1.. 200", True, None, 1500, "/health", 204)
 
 COMMANDS: list[Command] = [
-    SendHeartbeat("private", "192.168.0.2", 539, bytes(range(256))),
+    SendHeartbeat("private", "192.168.0.2", 539, bytes(range(256))), SendAdvert(bytes(range(16))),
     AddVip("10.0.0.100", 24, "eth0", "eth0:1"), DelVip("2001:db8::100", 64, "eth0", "eth0"),
     SendGratuitousArp("10.0.0.100", "eth0"),
     AddService(SERVICE), EditService(SERVICE), DelService(KEY6, "web6"),
@@ -76,6 +76,7 @@ COMMANDS: list[Command] = [
 
 INPUTS: list[Input] = [
     Tick(), HeartbeatReceived("public", "10.0.0.2", b"\x00\xffSHOL\n"), CheckCompleted(7, True, "connected"),
+    AdvertReceived("fe80::1", "ff02::12", 255, bytes(range(24))),
     CheckCompleted(8, False, 'status 500 (expected 200) "\\x00"'), LoadRead(3, 0.75), LoadRead(4, None),
     ConfigLoaded(parse(CONFIG, "lvs.cf")), *(CommandFailed(c, "EEXIST: exists") for c in COMMANDS),
     TableRead(TABLE), TableRead({}), AdminRequested("weight", "rs1", "web", 5),

