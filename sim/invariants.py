@@ -36,6 +36,9 @@ rules (engine/failover.py, engine/health.py, engine/engine.py), with
   drained or configured 0), every down server at weight 0 when
   `quiesce_server = 1`, and the sorry server iff nothing else takes
   connections (or the quorum is lost); the scheduler is the virtual's.
+  Judged after each step that emitted table operations or notices, on
+  what changed since it was last found right (sim.tables: the same
+  answers as the whole-table walk, which cost a walk of every real server).
 - takeover: when the active router crashes or its daemon is killed while
   its partner's daemon runs standby with failover on, the partner is active
   within `deadtime + keepalive + L` (its last heartbeat left at most
@@ -86,14 +89,13 @@ from typing import Any
 
 from engine.events import TABLE_OPS, AdvertReceived, Command, HeartbeatReceived, Input, Notify
 from engine.model import Config, vrrp_priority
-from engine.pool import service_key
-from engine.status import Status
-from engine.table import Table
 from engine.vrrp import master_down_ms
 from scenario.model import Fault
 from sim.servers import check_result
+from sim.tables import TableJudge, table_problem
 from sim.world import ROUTERS, Router, World
 
+_TABLE_JUDGED = (Notify, *TABLE_OPS)  # a step that emits one of these is judged table_matches_health
 NAMES = ("single_owner", "table_matches_health", "takeover", "server_out", "reentry", "liveness", "gave_up")
 
 
@@ -117,6 +119,7 @@ class Invariants:
         self._last_fault_ms = 0
         self._declared_dead_ms = {r: -(2**62) for r in ROUTERS}  # the last "partner dead" of each router
         self._slack: tuple[Config | None, int] = (None, 0)
+        self._tables = {r: TableJudge() for r in ROUTERS}  # table_matches_health, judged on what changed
         world.observers.append(self)
 
     @property
@@ -145,8 +148,8 @@ class Invariants:
             self.fail("gave_up", f"{router.name} has a link down ({', '.join(sorted(router.links_down))}) with "
                                  f"monitor_links = 1 but is {engine.failover.role} holding "
                                  f"{', '.join(sorted(router.vips)) or 'no VIP'}")
-        if router.engine is not None and (not router.engine.now_ms or any(
-                isinstance(c, (Notify, *TABLE_OPS)) for c in commands)):
+        if router.engine is not None and (not router.engine.now_ms or commands and any(
+                isinstance(c, _TABLE_JUDGED) for c in commands)):
             self._table_matches_health(router)
         for c in commands:
             if isinstance(c, Notify) and c.kind == "partner" and c.data.get("alive") is False:
@@ -155,16 +158,19 @@ class Invariants:
                 self._reentry(router, str(c.data["service"]), str(c.data["server"]))
 
     def _single_owner(self, router: Router, event: Input, role_before: str, commands: tuple[Command, ...]) -> None:
-        world, now = self.world, self.world.now
+        world = self.world
         engine = router.engine
         if (isinstance(event, (HeartbeatReceived, AdvertReceived)) and engine is not None and role_before == "active"
                 and engine.failover.role == "active" and engine.failover.partner_state == "active"
                 and not engine.failover.handing_over
-                and now - router.last_arp_ms > engine.config.arp_interval_ms):
+                and world.now - router.last_arp_ms > engine.config.arp_interval_ms):
             self.fail("single_owner", f"{router.name} heard its partner active while active, "
                                       "and neither yielded nor re-announced its VIPs")
-        live = [r for r in world.routers.values() if r.engine is not None]
-        both = set.intersection(*(r.vips for r in live)) if len(live) == 2 else set()
+        primary, backup = world.routers["primary"], world.routers["backup"]
+        both = primary.vips & backup.vips if primary.engine is not None and backup.engine is not None else set()
+        if not both and not self._dual_since:  # nearly every step: nothing held twice
+            return
+        now = world.now
         for address in list(self._dual_since):
             if address not in both:
                 del self._dual_since[address]
@@ -175,6 +181,8 @@ class Invariants:
     def check_dual(self) -> None:
         """A dual ownership that outlasts the window (see the module's doc): judged after every
         step, at each expectation and at the end."""
+        if not self._dual_since:
+            return
         world, now = self.world, self.world.now
         config = world.config
         window = config.keepalive_ms + world.latency_ms + self.slack_ms
@@ -210,14 +218,14 @@ class Invariants:
     def _table_matches_health(self, router: Router) -> None:
         engine = router.engine
         assert engine is not None
-        if router.table != engine.applied:
+        if self._tables[router.name].differs(router.table, engine.applied):
             self.fail("table_matches_health", f"{router.name}'s kernel table differs from what its engine applied")
             return
         status = engine.status
         if status.role != "active" and router.vips:
             self.fail("table_matches_health", f"{router.name} is standby but holds {' '.join(sorted(router.vips))}")
             return
-        problem = table_problem(engine.config, status, router.table)
+        problem = self._tables[router.name].problem(engine.config, status, router.table)
         if problem:
             self.fail("table_matches_health", f"{router.name}: {problem}")
 
@@ -377,50 +385,6 @@ def vrrp_winner(config: Config) -> str:
     assert config.primary is not None and config.backup is not None
     return "primary" if int(ipaddress.ip_address(config.primary)) > int(ipaddress.ip_address(config.backup)) \
         else "backup"
-
-
-def table_problem(config: Config, status: Status, table: Table) -> str | None:
-    """What is wrong with a router's `table` given its health (None: nothing)."""
-    wanted_keys = set()
-    for v in config.virtuals:
-        key = service_key(v)
-        if key is None:
-            continue
-        wanted_keys.add(key)
-        entry = table.get(key)
-        if entry is None:
-            return f"service {v.name} ({key}) missing"
-        if entry.service.scheduler != v.scheduler:
-            return f"service {v.name} has scheduler {entry.service.scheduler}, not {v.scheduler}"
-        svc = status.service(v.name)
-        by_name = {d.name: d for d in entry.dests.values()}
-        expected: dict[str, tuple[int, int]] = {}  # name -> (min weight, max weight)
-        for s in svc.servers:
-            cap = 10 * s.configured_weight
-            if s.health == "up" and (svc.quorum_ok or not v.sorry_server):
-                low = 0 if s.admin == "drain" or s.configured_weight == 0 else 1
-                high = 0 if s.admin == "drain" else max(cap, s.configured_weight)
-                expected[s.name] = (low, high)
-            elif s.health == "down" and v.quiesce_server and (svc.quorum_ok or not v.sorry_server):
-                expected[s.name] = (0, 0)
-        serving = any(high > 0 and by_name.get(n) is not None and by_name[n].weight > 0
-                      for n, (_, high) in expected.items())
-        if v.sorry_server and not serving:
-            expected["sorry"] = (1, 1)
-        if set(by_name) != set(expected):
-            extra = sorted(set(by_name) - set(expected))
-            missing = sorted(set(expected) - set(by_name))
-            return f"service {v.name}: in table but not called for {extra}, called for but missing {missing}"
-        for name, (low, high) in expected.items():
-            if not low <= by_name[name].weight <= high:
-                return f"{v.name}/{name} at weight {by_name[name].weight}, expected {low}..{high}"
-        for s in svc.servers:
-            if s.name in by_name and s.health == "up" and s.weight != by_name[s.name].weight:
-                return f"{v.name}/{s.name}: table weight {by_name[s.name].weight}, status says {s.weight}"
-    stray = sorted(str(k) for k in table if k not in wanted_keys)
-    if stray:
-        return f"services not in the config: {', '.join(stray)}"
-    return None
 
 
 __all__ = ["Invariants", "NAMES", "ROUTERS", "Violation", "table_problem"]

@@ -129,6 +129,8 @@ class World:
         self.clients: ClientLog | None = None
         self._connections = 0
         self._in_flight: list[tuple[int, str, str, int]] = []  # (opened, VIP, router, ClientLog index)
+        self._scheduled = 0  # events scheduled so far (`at`)
+        self._last_answer: tuple[int, int, Router, Engine, list[Input]] | None = None  # `answer`'s last event
 
     @property
     def arp_view(self) -> dict[str, str]:
@@ -143,6 +145,7 @@ class World:
         """Run `action` after `delay_ms` (a simpy timeout with a callback: no process)."""
         event = self.env.timeout(max(0, delay_ms))
         event.callbacks.append(lambda _: action())
+        self._scheduled += 1
 
     # ------------------------------------------------------------ routers
 
@@ -325,16 +328,35 @@ class World:
         self.at(at - self.now, wake)
 
     def answer(self, router: Router, engine: Engine, delay_ms: int, event: Input) -> None:
-        """Feed `event` back to this very engine after `delay_ms` (lost if it died meanwhile)."""
+        """Feed `event` back to this very engine after `delay_ms` (lost if it died meanwhile).
+
+        Answers due at the same time to the same engine, with nothing else scheduled in
+        between (a step's checks: every real server's at once), share one simpy event and
+        are fed in order: simpy would have run their events one after the other anyway (the
+        same time and priority, consecutive in scheduling order), and what the first one's
+        step schedules comes after the last of them either way."""
+        due = self.now + max(0, delay_ms)
+        last = self._last_answer
+        if last is not None and last[0] == self._scheduled and last[1] == due and last[2] is router \
+                and last[3] is engine:
+            last[4].append(event)
+            return
+        events = [event]
+
         def deliver() -> None:
-            if router.engine is engine:
-                self.feed(router, event)
+            for e in events:
+                if router.engine is engine:
+                    self.feed(router, e)
 
         self.at(delay_ms, deliver)
+        self._last_answer = (self._scheduled, due, router, engine, events)
 
     # ------------------------------------------------------------ commands
 
     def carry_out(self, router: Router, engine: Engine, command: Command) -> None:
+        if type(command) is StartCheck:  # every real server's, every interval: not through the match below
+            self._start_check(router, engine, command)
+            return
         now, name = self.now, router.name
         match command:
             case SendHeartbeat(path, _, _, payload):
@@ -368,12 +390,6 @@ class World:
                 self.trace(now, name, "table", table_record(command, before, router.table))
             case ReadTable():
                 self.answer(router, engine, 0, TableRead(dict(router.table)))
-            case StartCheck(check_id, spec):
-                if self.devices.server in router.links_down:
-                    self.answer(router, engine, 0, CheckCompleted(check_id, False, "network is unreachable"))
-                    return
-                delay, ok, detail = check_result(spec, self.server_at(spec.address, spec.port), 2 * self.latency_ms)
-                self.answer(router, engine, delay, CheckCompleted(check_id, ok, detail))
             case ReadLoad(load_id=load_id, address=address):
                 self.answer(router, engine, 2 * self.latency_ms, LoadRead(load_id, self.loads.get(address, 1.0)))
             case Notify("role", data):
@@ -389,6 +405,14 @@ class World:
                 pass  # other notices, operator commands, kernel timeouts, connection sync: not modelled
             case _:
                 raise TypeError(f"the simulator cannot carry out {type(command).__name__}: {command}")
+
+    def _start_check(self, router: Router, engine: Engine, command: StartCheck) -> None:
+        check_id, spec = command.check_id, command.spec
+        if self.devices.server in router.links_down:
+            self.answer(router, engine, 0, CheckCompleted(check_id, False, "network is unreachable"))
+            return
+        delay, ok, detail = check_result(spec, self.server_at(spec.address, spec.port), 2 * self.latency_ms)
+        self.answer(router, engine, delay, CheckCompleted(check_id, ok, detail))
 
     def _announced(self, address: str, name: str) -> None:
         """A gratuitous ARP from router `name` reaches the client."""
@@ -463,7 +487,10 @@ class World:
     # ------------------------------------------------------------ servers
 
     def server_at(self, address: str, port: int) -> ServerModel:
-        return self.servers.setdefault((address, port), ServerModel())
+        server = self.servers.get((address, port))  # every check asks: no ServerModel made to be thrown away
+        if server is None:
+            server = self.servers[(address, port)] = ServerModel()
+        return server
 
     def members(self, name: str, config: Config | None = None) -> list[tuple[Virtual, Server]]:
         """The (virtual, server) pairs a scenario's `SERVER` or `VIRTUAL/SERVER` names."""
