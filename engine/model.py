@@ -20,6 +20,7 @@ Protocol = Literal["tcp", "udp"]
 LoadMonitor = Literal["none", "uptime", "rup", "ruptime"]
 CheckKind = Literal["auto", "tcp", "udp", "http", "https", "none"]
 HeartbeatFormat = Literal["shoal", "piranha"]
+HeartbeatProtocol = Literal["pulse", "vrrp"]
 Node = Literal["primary", "backup"]
 
 SCHEDULERS: tuple[str, ...] = (
@@ -149,6 +150,17 @@ class Config:
     command_timeout_ms: int = 30_000
     table_check_interval_ms: int = 5_000  # read the kernel table back this often (drift); 0: never
     load_interval_ms: int = 20_000  # load_monitor reads a real server's load this often (nanny: about 20 s)
+    # VRRP (issue 14; docs/CONFIG.md, "VRRP"): `heartbeat_protocol = vrrp`
+    # replaces the heartbeat on `heartbeat_port` with VRRP adverts (IP
+    # protocol 112), every `keepalive`, so that either router may be a
+    # keepalived one.  The others are read only with it.
+    heartbeat_protocol: HeartbeatProtocol = "pulse"
+    vrrp_version: int = 3  # 2 (RFC 3768, IPv4 only) or 3 (RFC 5798)
+    virtual_router_id: int | None = None  # 1-255; required with vrrp
+    priority: int | None = None  # 1-254; None: vrrp_priority()'s default by node
+    preempt_delay_ms: int = 0  # with preempt = 1: wait this long before taking over from a lower priority
+    vrrp_unicast: bool = False  # False: multicast 224.0.0.18 / ff02::12; True: to the partner's address
+    vrrp_v3_checksum_as_v2: bool = False  # keepalived's v3_checksum_as_v2: no IPv4 pseudo-header in the sum
     virtuals: tuple[Virtual, ...] = ()
     # The parsed document (comments, order) the writer renders into.  Not
     # part of the model's identity.
@@ -169,3 +181,13 @@ class Config:
             if virtual.name == name:
                 return virtual
         raise KeyError(f"no virtual named {name!r}")
+
+
+DEFAULT_PRIORITY: dict[Node, int] = {"primary": 150, "backup": 100}
+
+
+def vrrp_priority(config: Config, node: Node) -> int:
+    """This router's VRRP priority: `priority` when the file sets it, else
+    150 on the primary and 100 on the backup (the primary wins a cold start,
+    as Piranha's primary does)."""
+    return config.priority if config.priority is not None else DEFAULT_PRIORITY[node]

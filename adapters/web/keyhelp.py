@@ -31,7 +31,9 @@ from engine.model import Config, Server, Virtual
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
 _KINDS = ("global", "virtual", "server")
-_SECTIONS = {"## Global keys": "global", "## `virtual NAME { }` keys": "virtual", "## `server NAME { }` keys": "server"}
+_SECTIONS = {"## Global keys": "global", "## `virtual NAME { }` keys": "virtual", "## `server NAME { }` keys": "server",
+             "## VRRP": "global"}
+_LAST_COLUMNS = {"## VRRP": 1}  # its table has a fourth column (keepalived.conf's name), not part of the meaning
 _MODELS: Mapping[str, Any] = {"global": Config(), "virtual": Virtual(name="v"), "server": Server(name="s")}
 MAX_MEANING_CHARS = 200
 
@@ -58,14 +60,17 @@ def meanings() -> Mapping[tuple[str, str], tuple[str, str]]:
         return {}
     out: dict[tuple[str, str], tuple[str, str]] = {}
     kind: str | None = None
+    extra = 0
     for line in text.splitlines():
         if line.startswith("## "):
             kind = _SECTIONS.get(line.strip())
+            extra = _LAST_COLUMNS.get(line.strip(), 0)
         elif kind and line.startswith("| `"):
             cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-            if len(cells) >= 3:
+            if len(cells) >= 3 + extra:
+                cells = cells[: len(cells) - extra]
                 for name in re.findall(r"`([a-z_0-9]+)`", cells[0]):
-                    out[(kind, name)] = (re.sub(r"\*\*|`", "", cells[1]), _plain(" | ".join(cells[2:])))
+                    out.setdefault((kind, name), (re.sub(r"\*\*|`", "", cells[1]), _plain(" | ".join(cells[2:]))))
     return out
 
 

@@ -279,6 +279,32 @@ def _interface(token: Token) -> str:
     return token.text
 
 
+def _priority(token: Token) -> int:
+    """VRRP priority 1-254: 255 belongs to the router that owns the addresses (RFC 5798 5.2.4)."""
+    try:
+        return _int(token, 1, 254)
+    except ValueProblem:
+        if not _DIGITS.fullmatch(token.text) or token.text.lstrip("0") != "255":
+            raise
+        raise ValueProblem("255 is reserved for the router that owns the virtual addresses (RFC 5798 5.2.4), "
+                           "which a load balancer's VIPs never are: expected a number between 1 and 254", token.col) from None
+
+
+def _vrrp_version(token: Token) -> int:
+    if token.text not in ("2", "3"):
+        raise ValueProblem(f"expected 2 (RFC 3768) or 3 (RFC 5798), found {shown(token.text)}", token.col)
+    return int(token.text)
+
+
+def _preempt_delay_ms(token: Token) -> int:
+    """0-1000 seconds, as keepalived's preempt_delay."""
+    ms = _seconds_ms(token, positive=False)
+    if ms > 1_000_000:
+        raise ValueProblem(f"expected at most 1000 seconds (keepalived's bound), found {shown(token.text)}",
+                           token.col)
+    return ms
+
+
 def _sorry_parse(toks: list[Token]) -> dict[str, Any]:
     address_, port = _sorry(toks[0])
     return {"sorry_server": address_, "sorry_port": port}
@@ -309,7 +335,17 @@ GLOBAL_KEYS: tuple[Key, ...] = (
     string("notify_fifo", conv=_file), time_ms("command_timeout"),
     key("table_check_interval", "table_check_interval_ms", _check_interval_ms, _fmt_ms),
     time_ms("load_interval"),
+    # VRRP (docs/CONFIG.md, "VRRP")
+    choice("heartbeat_protocol", ("pulse", "vrrp")),
+    key("vrrp_version", "vrrp_version", _vrrp_version),
+    number("virtual_router_id", 1, U8),
+    key("priority", "priority", _priority),
+    key("preempt_delay", "preempt_delay_ms", _preempt_delay_ms, _fmt_ms),
+    boolean("vrrp_unicast"), boolean("vrrp_v3_checksum_as_v2"),
 )
+# Keys that mean something only with `heartbeat_protocol = vrrp`.
+VRRP_KEYS: tuple[str, ...] = ("vrrp_version", "virtual_router_id", "priority", "preempt_delay", "vrrp_unicast",
+                              "vrrp_v3_checksum_as_v2")
 
 VIRTUAL_KEYS: tuple[Key, ...] = (
     boolean("active"),

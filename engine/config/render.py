@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from engine.config.keys import GLOBAL_KEYS, SERVER_KEYS, VIRTUAL_KEYS, Key, render_value
+from engine.config.keys import GLOBAL_KEYS, SERVER_KEYS, VIRTUAL_KEYS, VRRP_KEYS, Key, render_value
 from engine.config.lexer import quote
 from engine.config.parser import Block, Document, Line
 from engine.model import Config, Server, Virtual, default_min_ttl
@@ -241,9 +241,12 @@ class _Writer:
         if line.kind != "key" or line.key is None:
             self.keep(line)
             return
-        tokens = render_value(_key(_kind(line.block), line.key), model)
+        k = _key(_kind(line.block), line.key)
+        tokens = render_value(k, model)
         if tokens is None:
             return  # the model dropped it
+        if isinstance(model, Config) and _unread(k.name, model) and tokens == _default("global", k, model):
+            return  # a key the other heartbeat protocol reads, back at its default: the check would refuse it
         if tuple(tokens) == line.canonical:
             self.keep(line)
         else:
@@ -281,6 +284,13 @@ class _Writer:
                     self.lines.append("")
             else:
                 self.lines += _server_block(child, self.style)
+
+
+def _unread(name: str, config: Config) -> bool:
+    """A global key that `config`'s heartbeat_protocol does not read (validate refuses it given)."""
+    if config.heartbeat_protocol == "vrrp":
+        return name == "heartbeat_format"
+    return name in VRRP_KEYS
 
 
 def _key(kind: str, name: str) -> Key:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.config.keys import mask_family
+from engine.config.keys import VRRP_KEYS, mask_family
 from engine.config.parser import Block, Document, Issue
 from engine.model import Config, Virtual
 
@@ -65,9 +65,10 @@ def _globals(check: _Checker, c: Config) -> None:
         elif a is not None and b is not None and _family(a) != _family(b):
             check.at(g, partner, f"{partner} is IPv{_family(b)} but {mine} is IPv{_family(a)}: "
                                  f"the routers cannot heartbeat each other", value=True)
-    if c.deadtime_ms <= c.keepalive_ms:
+    if c.heartbeat_protocol == "pulse" and c.deadtime_ms <= c.keepalive_ms:
         check.at(g, "deadtime", f"deadtime ({c.deadtime_ms / 1000:g} s) must be greater than keepalive "
-                                f"({c.keepalive_ms / 1000:g} s)", value=True, needs=("keepalive",))
+                                f"({c.keepalive_ms / 1000:g} s)", value=True, needs=("keepalive", "heartbeat_protocol"))
+    _vrrp(check, c)
     if c.heartbeat_format == "piranha" and c.heartbeat_key_file:
         check.at(g, "heartbeat_key_file", "heartbeat_key_file needs heartbeat_format = shoal "
                                           "(the piranha format has no room for a MAC)", needs=("heartbeat_format",))
@@ -82,6 +83,53 @@ def _globals(check: _Checker, c: Config) -> None:
                                      "on a link failure (monitor_links), always releases its VIPs and its table at "
                                      "once and tells its partner; remove the line or set hard_shutdown = 1",
                  value=True)
+
+
+def _vrrp(check: _Checker, c: Config) -> None:
+    """The VRRP keys: only with `heartbeat_protocol = vrrp`, and what VRRP can carry."""
+    g: Block = ()
+    given = [k for k in VRRP_KEYS if ((), k) in check.doc.positions]
+    if c.heartbeat_protocol != "vrrp":
+        for k in given:
+            check.at(g, k, f"{k} is a VRRP key: it needs heartbeat_protocol = vrrp (the pulse heartbeat does not "
+                           f"use it)", needs=("heartbeat_protocol",))
+        return
+    if ((), "heartbeat_format") in check.doc.positions:
+        check.at(g, "heartbeat_format", "heartbeat_format does not apply with heartbeat_protocol = vrrp: VRRP has "
+                                        "its own format (vrrp_version); remove the line", needs=("heartbeat_protocol",))
+    if c.heartbeat_key_file is not None:
+        check.at(g, "heartbeat_key_file", "heartbeat_key_file does not apply with heartbeat_protocol = vrrp: VRRPv3 "
+                                          "has no authentication and VRRPv2's (keepalived's authentication block) is "
+                                          "not supported; remove the line", needs=("heartbeat_protocol",))
+    if c.virtual_router_id is None:
+        check.at(g, "heartbeat_protocol", "heartbeat_protocol = vrrp needs virtual_router_id (1-255, the same on both "
+                                          "routers and unique on their LAN)", value=True,
+                 needs=("virtual_router_id",))
+    version = c.vrrp_version
+    if version == 2 and (c.keepalive_ms % 1000 or not 1000 <= c.keepalive_ms <= 255_000):
+        check.at(g, "keepalive", f"keepalive ({c.keepalive_ms / 1000:g} s) is the VRRP advert interval: "
+                                 f"vrrp_version 2 needs whole seconds from 1 to 255", value=True,
+                 needs=("vrrp_version", "heartbeat_protocol"))
+    if version == 3 and (c.keepalive_ms % 10 or not 10 <= c.keepalive_ms <= 40_950):
+        check.at(g, "keepalive", f"keepalive ({c.keepalive_ms / 1000:g} s) is the VRRP advert interval: "
+                                 f"vrrp_version 3 needs hundredths of a second from 0.01 to 40.95", value=True,
+                 needs=("vrrp_version", "heartbeat_protocol"))
+    if version == 2:
+        for k in ("primary", "backup"):
+            a = getattr(c, k)
+            if a is not None and _family(a) == 6:
+                check.at(g, "vrrp_version", f"vrrp_version 2 is IPv4 only (RFC 3768) but {k} is IPv6: use "
+                                            f"vrrp_version 3", value=True, needs=(k,))
+                break
+        if c.vrrp_v3_checksum_as_v2:
+            check.at(g, "vrrp_v3_checksum_as_v2", "vrrp_v3_checksum_as_v2 applies to vrrp_version 3 only",
+                     needs=("vrrp_version",))
+    if c.preempt_delay_ms and not c.preempt:
+        check.at(g, "preempt_delay", "preempt_delay needs preempt = 1 (without it the router never takes over "
+                                     "from a live master, so there is nothing to delay)", needs=("preempt",))
+    if c.vrrp_unicast and c.backup is None:
+        check.at(g, "vrrp_unicast", "vrrp_unicast = 1 sends adverts to the partner's address, but no 'backup' "
+                                    "address is set", needs=("backup",))
 
 
 def _mask_fits(check: _Checker, block: Block, key: str, mask: str, address: str, address_key: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.config import ConfigError, parse
-from engine.config.keys import TABLES
+from engine.config.keys import TABLES, VRRP_KEYS
 from engine.model import Config, Server, Virtual
 
 HEAD = "primary = 10.0.0.1\n"
@@ -80,6 +80,13 @@ GLOBAL: list[tuple[str, str, dict[str, Any]]] = [
     ("command_timeout", "12.125", {"command_timeout_ms": 12125}),
     ("table_check_interval", "2.5", {"table_check_interval_ms": 2500}),
     ("load_interval", "5", {"load_interval_ms": 5000}),
+    ("heartbeat_protocol", "vrrp", {"heartbeat_protocol": "vrrp"}),
+    ("vrrp_version", "2", {"vrrp_version": 2}),
+    ("virtual_router_id", "255", {"virtual_router_id": 255}),
+    ("priority", "254", {"priority": 254}),
+    ("preempt_delay", "0.5", {"preempt_delay_ms": 500}),
+    ("vrrp_unicast", "1", {"vrrp_unicast": True}),
+    ("vrrp_v3_checksum_as_v2", "1", {"vrrp_v3_checksum_as_v2": True}),
 ]
 VIRTUAL: list[tuple[str, str, dict[str, Any]]] = [
     ("active", "0", {"active": False}),
@@ -129,7 +136,12 @@ def test_the_tables_cover_every_key() -> None:
 def test_global_key(key: str, value: str, fields: dict[str, Any]) -> None:
     extra = {"deadtime": "keepalive = 1\n", "backup_private": "primary_private = 10.11.12.1\n",
              "primary_private": "backup_private = 10.11.12.2\n", "backup_active": "backup = 10.0.0.2\n",
-             "backup": "primary = 2001:db8::1\n", "nat_nmask": "nat_router = 10.11.12.254 eth1:1\n"}
+             "backup": "primary = 2001:db8::1\n", "nat_nmask": "nat_router = 10.11.12.254 eth1:1\n",
+             "heartbeat_protocol": "virtual_router_id = 1\n",
+             "preempt_delay": "preempt = 1\n", "vrrp_unicast": "backup = 10.0.0.2\n"}
+    if key in VRRP_KEYS:
+        extra[key] = extra.get(key, "") + "heartbeat_protocol = vrrp\n" + ("virtual_router_id = 1\n" * (
+            key != "virtual_router_id"))
     text = MINIMAL.replace(HEAD, "") if key == "backup" else MINIMAL
     text = extra.get(key, "") + f"{key} = {value}\n" + text
     if key == "network" or key == "backup":

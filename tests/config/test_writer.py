@@ -208,6 +208,20 @@ def configs(draw: st.DrawFn) -> Config:
     pformat = draw(st.sampled_from(["shoal", "piranha"]))
     has_backup = draw(st.booleans())
     backup_active = has_backup and draw(st.booleans())
+    vrrp = draw(st.booleans())
+    if vrrp:  # keys VRRP refuses are left at their defaults; the advert interval fits the version
+        pformat = "shoal"
+        version = 2 if family is ipv4 and draw(st.booleans()) else 3
+        keepalive = draw(st.integers(1, 255)) * 1000 if version == 2 else draw(st.integers(1, 4095)) * 10
+        preempt = draw(st.booleans())
+        vrrp_fields = dict(
+            heartbeat_protocol="vrrp", vrrp_version=version, virtual_router_id=draw(st.integers(1, 255)),
+            priority=draw(maybe() | st.integers(1, 254)), preempt=preempt,
+            preempt_delay_ms=draw(st.integers(0, 1_000_000)) if preempt else 0,
+            vrrp_unicast=has_backup and draw(st.booleans()),
+            vrrp_v3_checksum_as_v2=version == 3 and draw(st.booleans()))
+    else:
+        vrrp_fields = dict(preempt=draw(st.booleans()))
     return Config(
         serial_no=draw(st.integers(0, 2**64 - 1)), primary=primary, backup=backup if has_backup else None,
         primary_private="10.11.12.1" if private else None, backup_private="10.11.12.2" if private else None,
@@ -220,13 +234,13 @@ def configs(draw: st.DrawFn) -> Config:
         monitor_links=draw(st.booleans()), hard_shutdown=True, syncdaemon=draw(st.booleans()),
         syncd_iface=draw(st.sampled_from(["eth0", "eth2", "bond0"])), syncd_id=draw(st.integers(0, 255)),
         tcp_timeout_s=draw(st.integers(0, 10**6)), tcpfin_timeout_s=draw(st.integers(0, 999)),
-        udp_timeout_s=draw(st.integers(0, 999)), preempt=draw(st.booleans()),
+        udp_timeout_s=draw(st.integers(0, 999)),
         heartbeat_format=pformat,  # type: ignore[arg-type]
-        heartbeat_key_file=draw(maybe() | paths) if pformat == "shoal" else None,
+        heartbeat_key_file=draw(maybe() | paths) if pformat == "shoal" and not vrrp else None,
         heartbeat_min_ttl=draw(st.sampled_from([0, 1, 2, 64, 254, 255])),  # 0: the format's default
         arp_count=draw(st.integers(1, 1000)), arp_interval_ms=draw(times_ms), notify_fifo=draw(maybe() | paths),
         command_timeout_ms=draw(times_ms),
-        backup_active=backup_active,
+        backup_active=backup_active, **vrrp_fields,  # type: ignore[arg-type]
         virtuals=tuple(draw(virtuals(i, network)) for i in draw(st.lists(st.integers(0, 5), unique=True, max_size=4))),
     )
 
