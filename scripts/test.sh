@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(python3-venv iproute2 nftables qemu-system-x86 linux-image-amd64 busybox-static kmod cpio ipvsadm chromium)
+DEBS=(python3-venv iproute2 nftables qemu-system-x86 linux-image-amd64 busybox-static kmod cpio ipvsadm chromium keepalived)
 missing=()
 for p in "${DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,0 +1,429 @@
+"""keepalived.conf statements into an lvs.cf model, and a note for
+everything that did not come over (docs/IMPORT-KEEPALIVED.md).
+
+    result = convert(tree, Options(primary="10.0.0.1"))
+    result.config      # the lvs.cf model, or None when nothing usable came over
+    result.notes       # [Note(where, what, why)], in file order
+
+Rules:
+- A keepalived.conf describes one router; an lvs.cf describes the pair.
+  This router is the primary when its `vrrp_instance` says `state
+  MASTER`, else the backup; its own address is `unicast_src_ip`, its
+  partner's the first `unicast_peer`.  An address no one can know is
+  written as a documentation address (192.0.2.1, 2001:db8::1: RFC 5737,
+  RFC 3849) with a note saying the line to write instead: the file passes
+  `shoal check-config`, and a daemon refuses to start on it (no local
+  address), so a placeholder never runs.
+- One `vrrp_instance` (the first, or `--instance NAME`) becomes the VRRP
+  keys; each `virtual_server IP PORT` or `fwmark N` one `virtual`, its VIP
+  device the instance's (or that address's `dev`/`label`); each
+  `real_server` a `server`.  lvs.cf keeps one health check per virtual:
+  the first real server's first checker decides it, and a real server
+  whose checker says otherwise is noted.
+- What keepalived does by default and lvs.cf does not is written out:
+  `preempt = 1` (VRRP preempts unless `nopreempt`), `rise = 1` (one good
+  check brings a server back), `fall` = `retry` + 1, `check_interval` =
+  `delay_loop` (60 s), `timeout` = `connect_timeout` (5 s), `check =
+  none` for a real server without checker (keepalived keeps it up).
+- Nothing is dropped in silence: every statement that is not carried
+  over, or carried over with another meaning, gets a note.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from adapters.keepalived.syntax import Stmt, Tree, Where
+from engine.config.limits import CHECK_FORBIDDEN, FORBIDDEN, MAX_CHECK_CHARS, MAX_STRING_CHARS
+from engine.model import SCHEDULERS, Config, Server, Virtual
+
+PLACEHOLDER = {4: ("192.0.2.1", "192.0.2.2"), 6: ("2001:db8::1", "2001:db8::2")}
+KINDS = {"NAT": "nat", "DR": "direct", "TUN": "tunnel"}
+SCHED_FLAGS = ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3")
+CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "DNS_CHECK",
+            "FILE_CHECK", "BFD_CHECK")
+_WHY = {  # why a keepalived statement has no lvs.cf equivalent, by its word
+    "notification_email": "mail notification: lvs.cf has none (notify_fifo or active_cmd can call a mailer)",
+    "notification_email_from": "mail notification: lvs.cf has none",
+    "smtp_server": "mail notification: lvs.cf has none", "smtp_connect_timeout": "mail notification: lvs.cf has none",
+    "smtp_alert": "mail notification: lvs.cf has none",
+    "router_id": "lvs.cf names its routers primary and backup",
+    "authentication": "VRRP authentication is not supported (RFC 3768 removed it; VRRPv3 has none): remove it from "
+                      "the keepalived partner too, or the two will not hear each other",
+    "track_script": "lvs.cf has no tracked scripts: the router fails over only on its partner's silence or a link "
+                    "down (monitor_links)",
+    "track_interface": "not carried over: monitor_links = 1 is the nearest (a link down on an interface the router "
+                       "needs makes it give up)",
+    "track_file": "lvs.cf has no tracked files", "track_process": "lvs.cf has no tracked processes",
+    "vrrp_script": "lvs.cf has no tracked scripts", "vrrp_sync_group": "lvs.cf has one VRRP instance: no sync groups",
+    "virtual_server_group": "virtual_server_group is not supported: write one virtual per address and port",
+    "virtual_routes": "lvs.cf adds no routes", "virtual_rules": "lvs.cf adds no rules",
+    "static_routes": "lvs.cf adds no routes", "static_rules": "lvs.cf adds no rules",
+    "static_ipaddress": "lvs.cf adds no static addresses",
+    "virtual_ipaddress_excluded": "lvs.cf carries only the VIPs of its virtuals",
+    "use_vmac": "VRRP virtual MAC addresses are not supported: the VIPs move by gratuitous ARP",
+    "garp_master_delay": "gratuitous ARPs: lvs.cf has arp_count and arp_interval (5, 1 s apart)",
+    "garp_master_repeat": "gratuitous ARPs: lvs.cf has arp_count and arp_interval",
+    "garp_master_refresh": "gratuitous ARPs: lvs.cf has arp_count and arp_interval",
+    "notify_fault": "lvs.cf runs active_cmd and inactive_cmd only (FAULT is shoal's standby)",
+    "notify_stop": "lvs.cf runs active_cmd and inactive_cmd only", "notify": "lvs.cf runs active_cmd and "
+    "inactive_cmd only (notify_fifo gives every state change)",
+    "alpha": "lvs.cf checks a server before it goes in, and a healthy one goes in at once",
+    "omega": "lvs.cf runs no quorum scripts", "quorum_up": "lvs.cf runs no quorum scripts",
+    "quorum_down": "lvs.cf runs no quorum scripts",
+    "virtualhost": "lvs.cf's http check sends the real server's address as Host",
+    "delay_before_retry": "lvs.cf checks again after check_interval, not sooner",
+    "warmup": "lvs.cf starts checking at once", "ha_suspend": "lvs.cf always checks",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    where: Where
+    what: str  # the statement, as keepalived.conf says it
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}: {self.why}"
+
+
+@dataclass
+class Options:
+    primary: str | None = None
+    backup: str | None = None
+    instance: str | None = None  # which vrrp_instance (default: the first)
+    interface: str | None = None  # the VIPs' interface when the file does not say
+
+
+@dataclass
+class Result:
+    config: Config | None
+    notes: list[Note] = field(default_factory=list)
+    placeholders: list[tuple[str, str]] = field(default_factory=list)  # (key, what to write instead)
+    origins: dict[str, Where] = field(default_factory=dict)  # virtual name -> its virtual_server
+
+
+@dataclass
+class _Vip:
+    address: str
+    device: str | None
+    prefix: str | None
+    where: Where
+    used: bool = False
+
+
+class _Convert:
+    def __init__(self, tree: Tree, options: Options) -> None:
+        self.tree = tree
+        self.options = options
+        self.notes: list[Note] = []
+        self.globals: dict[str, Any] = {}
+        self.vips: dict[str, _Vip] = {}
+        self.interface: str | None = options.interface
+        self.instance: Stmt | None = None
+        self.network: str | None = None
+        self.virtuals: list[Virtual] = []
+        self.origins: dict[str, Where] = {}
+        self.version = 2  # keepalived's default vrrp_version
+
+    def note(self, stmt: Stmt, why: str, what: str | None = None) -> None:
+        self.notes.append(Note(stmt.where, what or _shown(stmt), why))
+
+    def skip(self, stmt: Stmt, default: str = "lvs.cf has no equivalent") -> None:
+        self.note(stmt, _WHY.get(stmt.word, default), stmt.word if stmt.block is not None else None)
+
+    # ------------------------------------------------------------ top level
+
+    def run(self) -> Result:
+        top = self.tree.statements
+        for stmt in top:
+            if stmt.word == "global_defs":
+                self.global_defs(stmt)
+        instances = [s for s in top if s.word == "vrrp_instance"]
+        chosen = self.choose(instances)
+        if chosen is not None:
+            self.vrrp_instance(chosen)
+        for stmt in top:
+            if stmt.word in ("global_defs", "vrrp_instance"):
+                continue
+            if stmt.word == "virtual_server":
+                self.virtual_server(stmt)
+            else:
+                self.skip(stmt, "not carried over: lvs.cf has no equivalent")
+        for vip in self.vips.values():
+            if not vip.used:
+                self.notes.append(Note(vip.where, vip.address, "a VIP without a virtual_server: lvs.cf holds an "
+                                                               "address only as a virtual's; not carried over"))
+        self.notes.sort(key=lambda n: (self.tree.files.index(n.where.file) if n.where.file in self.tree.files
+                                       else 0, n.where.line))
+        if not self.virtuals:
+            return Result(None, self.notes)
+        return self.finish()
+
+    def choose(self, instances: list[Stmt]) -> Stmt | None:
+        wanted = self.options.instance
+        chosen = next((s for s in instances if wanted is None or s.args[:1] == (wanted,)), None)
+        if wanted is not None and chosen is None and instances:
+            names = ", ".join(s.args[0] if s.args else "?" for s in instances)
+            self.notes.append(Note(instances[0].where, f"vrrp_instance {wanted}",
+                                   f"no such vrrp_instance (the file has {names})"))
+        for other in instances:
+            if other is not chosen:
+                self.note(other, f"a second vrrp_instance: an lvs.cf has one (vrrp_instance "
+                                 f"{chosen.args[0] if chosen and chosen.args else '?'} was taken; --instance NAME "
+                                 f"takes another); its VIPs are not carried over", _shown(other))
+        return chosen
+
+    def global_defs(self, stmt: Stmt) -> None:
+        for s in stmt.block or []:
+            if s.word == "vrrp_version" and s.args[:1] in (("2",), ("3",)):
+                self.version = int(s.args[0])
+            elif s.word == "lvs_sync_daemon" and s.args:
+                self.globals.update(syncdaemon=True, syncd_iface=s.args[0])
+                rest = list(s.args[1:])
+                if "id" in rest and rest.index("id") + 1 < len(rest) and rest[rest.index("id") + 1].isdigit():
+                    self.globals["syncd_id"] = min(255, int(rest[rest.index("id") + 1]))
+                extra = [a for a in rest if a not in ("inst", "id") and not a.isdigit()]
+                if len(extra) > 1 or any(a in ("maxlen", "port", "ttl", "group") for a in rest):
+                    self.note(s, "only the interface and id are carried over (syncd_iface, syncd_id)")
+            else:
+                self.skip(s, "a global_defs setting lvs.cf has no equivalent for")
+
+    # ------------------------------------------------------------ VRRP
+
+    def vrrp_instance(self, inst: Stmt) -> None:
+        self.instance = inst
+        g = self.globals
+        state, src, peers = "BACKUP", None, []
+        priority, advert = 100, "1"
+        g["preempt"] = True
+        for s in inst.block or []:
+            w, a = s.word, s.args
+            if w == "state" and a[:1] in (("MASTER",), ("BACKUP",)):
+                state = a[0]
+            elif w == "interface" and a:
+                self.interface = self.options.interface or a[0]
+            elif w == "virtual_router_id" and _number(a, 1, 255) is not None:
+                g["virtual_router_id"] = _number(a, 1, 255)
+            elif w == "priority" and _number(a, 1, 255) is not None:
+                priority = _number(a, 1, 255) or 100
+            elif w == "advert_int" and a:
+                advert = a[0]
+            elif w == "version" and a[:1] in (("2",), ("3",)):
+                self.version = int(a[0])
+            elif w == "nopreempt":
+                g["preempt"] = False
+            elif w == "preempt":
+                g["preempt"] = True
+            elif w == "preempt_delay" and _seconds_ms(a) is not None:
+                g["preempt_delay_ms"] = min(1_000_000, _seconds_ms(a) or 0)
+            elif w == "unicast_src_ip" and _address(a):
+                src = _address(a)
+            elif w == "unicast_peer" and s.block is not None:
+                peers += [(p, _address((p.word,))) for p in s.block]
+            elif w == "virtual_ipaddress" and s.block is not None:
+                for v in s.block:
+                    self.vip(v)
+            elif w in ("notify_master", "notify_backup") and a:
+                self.command(s, "active_cmd" if w == "notify_master" else "inactive_cmd")
+            elif w == "lvs_sync_daemon_interface" and a:
+                g.update(syncdaemon=True, syncd_iface=a[0])
+            else:
+                self.skip(s, "a vrrp_instance setting lvs.cf has no equivalent for")
+        if priority == 255:
+            self.note(inst, "priority 255 (the address owner's) is written as 254: lvs.cf keeps 255 for the owner "
+                            "of the addresses, which a load balancer's VIPs never are", "priority 255")
+            priority = 254
+        g["priority"] = priority
+        if g.get("syncdaemon") and "syncd_id" not in g and "virtual_router_id" in g:
+            g["syncd_id"] = g["virtual_router_id"]  # keepalived's default sync id: the instance's VRID
+        if "virtual_router_id" not in g:
+            self.note(inst, "no valid virtual_router_id (1-255): wrote 1; set the partner's", _shown(inst))
+            g["virtual_router_id"] = 1
+        self.pair(inst, state, src, peers)
+        self.advert(inst, advert)
+        if not g["preempt"]:
+            g.pop("preempt_delay_ms", None)
+
+    def vip(self, v: Stmt) -> None:
+        words = (v.word, *v.args)
+        text = words[0]
+        address, _, prefix = text.partition("/")
+        ip = _address((address,))
+        if ip is None:
+            self.note(v, "not an address lvs.cf can hold (skipped)")
+            return
+        device = None
+        for key in ("label", "dev"):
+            if key in words[1:-1]:
+                device = words[words.index(key) + 1]
+                break
+        named = {words[i + 1] for i, w in enumerate(words[1:-1], 1) if w in ("dev", "label")}
+        extra = [w for w in words[1:] if w not in ("dev", "label") and w not in named]
+        if extra:
+            self.note(v, f"only the address, its prefix and its dev or label are carried over ({' '.join(extra)} "
+                         f"is not)")
+        if ip not in self.vips:
+            self.vips[ip] = _Vip(ip, device, prefix or None, v.where)
+
+    def pair(self, inst: Stmt, state: str, src: str | None, peers: list[tuple[Stmt, str | None]]) -> None:
+        """Which router this file describes, and both addresses."""
+        g = self.globals
+        peer = next((ip for _, ip in peers if ip), None)
+        for stmt, ip in peers[1:] if peer else peers:
+            self.note(stmt, "an lvs.cf pairs two routers: only the first unicast_peer is the partner"
+                      if ip else "not an address (skipped)")
+        if peers:
+            g["vrrp_unicast"] = True
+        mine, partner = (("primary", "backup") if state == "MASTER" else ("backup", "primary"))
+        g[mine], g[partner] = src, peer
+        g["backup_active"] = True
+        self.node = mine
+
+    def advert(self, inst: Stmt, advert: str) -> None:
+        ms = _seconds_ms((advert,))
+        if ms is None:
+            self.note(inst, f"advert_int {advert} is not a time: wrote keepalive = 1", "advert_int")
+            ms = 1000
+        if self.version == 2 and (ms % 1000 or not 1000 <= ms <= 255_000):
+            fixed = min(255_000, max(1000, round(ms / 1000) * 1000))
+            self.note(inst, f"VRRPv2 adverts come every whole second (1-255): wrote keepalive = {fixed // 1000}",
+                      f"advert_int {advert}")
+            ms = fixed
+        elif self.version == 3 and (ms % 10 or not 10 <= ms <= 40_950):
+            fixed = min(40_950, max(10, round(ms / 10) * 10))
+            self.note(inst, f"VRRPv3 adverts come every 0.01 to 40.95 s in hundredths: wrote keepalive = "
+                            f"{fixed / 1000:g}", f"advert_int {advert}")
+            ms = fixed
+        self.globals["keepalive_ms"] = ms
+
+    def command(self, s: Stmt, key: str) -> None:
+        if len(s.args) > 1:
+            self.note(s, f"carried over as {key} = {s.args[0]}; the user and group after it are not (shoal runs it as "
+                         f"itself)")
+        text = _string(s.args[0])
+        if text is None:
+            self.note(s, "a command lvs.cf cannot hold (too long, or a control character)")
+        else:
+            self.globals[key] = text
+
+    # ------------------------------------------------------------ LVS
+
+    def virtual_server(self, vs: Stmt) -> None:
+        from adapters.keepalived.servers import KINDS, virtual_server  # one file per part: VRRP here, LVS there
+
+        if vs.args[:1] == ("group",):
+            self.note(vs, "virtual_server_group is not supported: write one virtual_server per address and port",
+                      _shown(vs))
+            return
+        kind = next((s.args[0] for s in vs.block or [] if s.word in ("lb_kind", "lvs_method") and s.args), "NAT")
+        if self.network is not None and KINDS.get(kind, self.network) != self.network:
+            self.note(vs, f"lb_kind differs from the first virtual_server's: lvs.cf has one network for all "
+                          f"virtuals ({_KIND_NAME[self.network]}); this virtual_server is not carried over", _shown(vs))
+            return
+        made = virtual_server(self, vs)
+        if made is None:
+            return
+        virtual, network = made
+        self.network = network
+        for other in self.virtuals:
+            if _service(other) == _service(virtual):
+                self.note(vs, f"the same service as virtual {other.name}: not carried over", _shown(vs))
+                return
+        self.virtuals.append(virtual)
+        self.origins[virtual.name] = vs.where
+
+    def vip_for(self, stmt: Stmt, address: str) -> tuple[str, str | None]:
+        """The device and netmask of a virtual whose address is `address`."""
+        vip = self.vips.get(address)
+        if vip is not None:
+            vip.used = True
+            return vip.device or self.interface or "eth0", vip.prefix
+        if self.instance is not None:
+            self.note(stmt, f"{address} is not among vrrp_instance {self.instance.args[0] if self.instance.args else ''}"
+                            f"'s virtual_ipaddress: shoal holds a virtual's address as a VIP on the active router "
+                            f"(on {self.interface or 'eth0'})", _shown(stmt))
+        elif self.interface is None:
+            self.note(stmt, "no vrrp_instance says on which interface the VIP goes: wrote eth0 (--interface DEV "
+                            "writes another)", _shown(stmt))
+        return self.interface or "eth0", None
+
+    # ------------------------------------------------------------ result
+
+    def finish(self) -> Result:
+        g = dict(self.globals)
+        placeholders: list[tuple[str, str]] = []
+        family = 6 if ":" in (self.virtuals[0].address or g.get("primary") or g.get("backup") or "") else 4
+        if self.options.primary:
+            g["primary"] = self.options.primary
+        if self.options.backup:
+            g["backup"] = self.options.backup
+        if self.instance is None:
+            g["backup_active"] = False
+            for key in ("primary", "backup"):
+                if g.get(key) is None and key == "primary":
+                    g[key] = PLACEHOLDER[family][0]
+                    placeholders.append((key, "the address of the router that runs this lvs.cf"))
+        else:
+            g.update(heartbeat_protocol="vrrp", vrrp_version=3 if family == 6 else self.version)
+            for n, key in enumerate(("primary", "backup")):
+                if g.get(key) is None:
+                    g[key] = PLACEHOLDER[family][n]
+                    whose = "this router's" if key == self.node else "its partner's"
+                    placeholders.append((key, f"{whose} address on {self.interface or 'the VRRP interface'} "
+                                              f"(the {'MASTER' if key == 'primary' else 'BACKUP'})"))
+        if self.network:
+            g["network"] = self.network
+        config = Config(**g, virtuals=tuple(self.virtuals))
+        return Result(config, self.notes, placeholders, self.origins)
+
+
+_KIND_NAME = {"nat": "NAT", "direct": "DR", "tunnel": "TUN"}
+
+
+def _service(v: Virtual) -> tuple[object, ...]:
+    return ("fwmark", v.fwmark) if v.fwmark is not None else (v.protocol, v.address, v.port)
+
+
+def _shown(stmt: Stmt) -> str:
+    text = stmt.text()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _number(args: tuple[str, ...], lo: int, hi: int) -> int | None:
+    if len(args) < 1 or not re.fullmatch(r"[0-9]{1,10}", args[0]):
+        return None
+    value = int(args[0])
+    return value if lo <= value <= hi else None
+
+
+def _seconds_ms(args: tuple[str, ...]) -> int | None:
+    if not args or not re.fullmatch(r"[0-9]{0,9}(\.[0-9]*)?", args[0]) or args[0] in ("", "."):
+        return None
+    return round(float(args[0]) * 1000)
+
+
+def _address(args: tuple[str, ...]) -> str | None:
+    if not args or "%" in args[0] or len(args[0]) > 45:
+        return None
+    try:
+        ip = ipaddress.ip_address(args[0])
+    except ValueError:
+        return None
+    return None if ip.is_unspecified else ip.compressed
+
+
+def _string(text: str) -> str | None:
+    """A command as lvs.cf can hold it."""
+    return None if len(text) > MAX_STRING_CHARS or FORBIDDEN.search(text) else text
+
+
+def _check_string(text: str) -> str | None:
+    return None if len(text) > MAX_CHECK_CHARS or CHECK_FORBIDDEN.search(text) else text
+
+
+def convert(tree: Tree, options: Options | None = None) -> Result:
+    return _Convert(tree, options or Options()).run()

@@ -1,0 +1,397 @@
+"""`shoal import keepalived.conf` (issue 14): the syntax keepalived reads
+(includes, conditionals, parameters), what carries over to lvs.cf and
+what is reported, hostile input, and every sample Debian's keepalived
+package installs.  Every lvs.cf written must pass `shoal check-config`.
+The simulator round trip is tests/sim/test_import_roundtrip.py."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from adapters.keepalived.convert import convert
+from adapters.keepalived.syntax import KeepalivedError, load, split_words
+from engine.config import parse
+from engine.model import Config, vrrp_priority
+from shoal.check_config import main as check_config
+from shoal.cli import main as shoal
+
+SAMPLES = Path("/usr/share/doc/keepalived/samples")
+# the samples with a virtual_server that lvs.cf can hold; the others (VRRP only, or a group) give exit 1
+USABLE = {"HTTP_GET.port", "IPv6", "PING_CHECK", "SMTP_CHECK", "SSL_GET", "UDP_CHECK", "fwmark", "inhibit",
+          "misc_check", "misc_check_arg", "quorum", "sample", "status_code", "virtualhost", "vrrp.lvs_syncd"}
+
+PAIR = """\
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth1
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    unicast_src_ip 10.0.0.1
+    unicast_peer {
+        10.0.0.2
+    }
+    virtual_ipaddress {
+        10.0.0.100/24 dev eth1 label eth1:1
+    }
+    notify_master "/usr/local/bin/became master"
+    notify_backup /usr/local/bin/became-backup
+}
+virtual_server 10.0.0.100 80 {
+    delay_loop 2
+    lb_algo wrr
+    lb_kind DR
+    protocol TCP
+    persistence_timeout 300
+    sorry_server 10.1.0.99 8080
+    quorum 2
+    hysteresis 1
+    real_server 10.1.0.11 80 {
+        weight 3
+        inhibit_on_failure
+        notify_up "/bin/logger up"
+        HTTP_GET {
+            url {
+                path /health
+                status_code 204
+                digest 640205b7b0fc66c1ea91c463fac6334d
+            }
+            connect_timeout 1.5
+            retry 2
+        }
+    }
+    real_server 10.1.0.12 80 {
+        weight 1
+        inhibit_on_failure
+        HTTP_GET {
+            url {
+                path /health
+                status_code 204
+            }
+            connect_timeout 1.5
+            retry 2
+        }
+    }
+}
+"""
+
+
+def run(tmp_path: Path, text: str, *args: str, name: str = "keepalived.conf") -> tuple[int, str, str, Config | None]:
+    """Import `text`; (exit code, the lvs.cf, the report, its model)."""
+    src = tmp_path / name
+    src.write_text(text)
+    out = tmp_path / "lvs.cf"
+    if out.exists():
+        out.unlink()
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = shoal(["import", str(src), "-o", str(out), *args])
+    written = out.read_text() if out.exists() else ""
+    return code, written, err.getvalue(), parse(written, "lvs.cf") if written else None
+
+
+def test_a_pair_carries_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text, report, c = run(tmp_path, PAIR)
+    assert code == 0 and c is not None
+    assert (c.heartbeat_protocol, c.vrrp_version, c.virtual_router_id, c.priority, c.keepalive_ms) == (
+        "vrrp", 2, 51, 150, 1000)
+    assert (c.primary, c.backup, c.backup_active, c.vrrp_unicast, c.preempt) == (
+        "10.0.0.1", "10.0.0.2", True, True, True)
+    assert (c.active_cmd, c.inactive_cmd, c.network) == ("/usr/local/bin/became master",
+                                                         "/usr/local/bin/became-backup", "direct")
+    assert vrrp_priority(c, "primary") == 150
+    (v,) = c.virtuals
+    assert (v.name, v.address, v.device, v.vip_nmask, v.port, v.protocol, v.scheduler, v.persistent_s) == (
+        "10.0.0.100:80", "10.0.0.100", "eth1:1", "24", 80, "tcp", "wrr", 300)
+    assert (v.sorry_server, v.sorry_port, v.quorum, v.hysteresis, v.quiesce_server) == ("10.1.0.99", 8080, 2, 1, True)
+    assert (v.check, v.http_path, v.http_status, v.timeout_ms, v.fall, v.rise, v.check_interval_ms) == (
+        "http", "/health", 204, 1500, 3, 1, 2000)
+    assert [(s.name, s.address, s.weight, s.port, s.notify_up) for s in v.servers] == [
+        ("10.1.0.11:80", "10.1.0.11", 3, None, "/bin/logger up"), ("10.1.0.12:80", "10.1.0.12", 1, None, None)]
+    assert "keepalived.conf:34: digest 640205b7b0fc66c1ea91c463fac6334d: not checked" in report
+    assert "Traceback" not in report
+    assert check_config([str(tmp_path / "lvs.cf")]) == 0
+    assert "# from " in text and "keepalived.conf:17" in text
+
+
+def test_the_backup_s_file_makes_the_same_pair(tmp_path: Path) -> None:
+    backup = PAIR.replace("state MASTER", "state BACKUP\n    nopreempt").replace("priority 150", "priority 100") \
+        .replace("unicast_src_ip 10.0.0.1", "unicast_src_ip 10.0.0.2").replace("        10.0.0.2\n", "        10.0.0.1\n")
+    code, _, _, c = run(tmp_path, backup)
+    assert code == 0 and c is not None
+    assert (c.primary, c.backup, c.priority, c.preempt) == ("10.0.0.1", "10.0.0.2", 100, False)
+
+
+def test_unknown_addresses_are_placeholders_with_the_line_to_write(tmp_path: Path) -> None:
+    text = PAIR.replace("    unicast_src_ip 10.0.0.1\n", "").replace("    unicast_peer {\n        10.0.0.2\n    }\n", "")
+    code, written, report, c = run(tmp_path, text)
+    assert code == 0 and c is not None
+    assert (c.primary, c.backup, c.vrrp_unicast) == ("192.0.2.1", "192.0.2.2", False)
+    assert "write `primary = ADDRESS` (this router's address on eth1 (the MASTER))" in report
+    assert "--backup ADDRESS" in report
+    assert "# TODO: a documentation address" in written
+    code, _, report, c = run(tmp_path, text, "--primary", "10.9.0.1", "--backup", "10.9.0.2")
+    assert c is not None and (c.primary, c.backup) == ("10.9.0.1", "10.9.0.2")
+    assert "documentation address" not in report
+
+
+def test_what_does_not_carry_over_is_reported_with_its_line(tmp_path: Path) -> None:
+    text = PAIR + """\
+vrrp_instance VI_2 {
+    virtual_router_id 52
+    track_script {
+        chk
+    }
+}
+virtual_server_group G {
+    10.0.0.5 80
+}
+virtual_server group G {
+    real_server 10.1.0.1 80 {
+    }
+}
+virtual_server 10.0.0.100 443 {
+    lb_kind NAT
+    real_server 10.1.0.11 443 {
+        DNS_CHECK {
+        }
+    }
+}
+"""
+    code, _, report, c = run(tmp_path, text)
+    assert code == 0 and c is not None and len(c.virtuals) == 1
+    lines = report.splitlines()
+    assert any(line.startswith(f"{tmp_path}/keepalived.conf:53: vrrp_instance VI_2: a second vrrp_instance") for line in lines)
+    assert any(line.startswith(f"{tmp_path}/keepalived.conf:59: virtual_server_group: ") for line in lines)
+    assert any(line.startswith(f"{tmp_path}/keepalived.conf:62: virtual_server group G: virtual_server_group is not supported")
+               for line in lines)
+    assert "DNS_CHECK" not in report  # what is inside a virtual_server not carried over is not noted again
+    assert any(line.startswith(f"{tmp_path}/keepalived.conf:66: virtual_server 10.0.0.100 443: lb_kind differs") for line in lines)
+
+
+def test_checkers(tmp_path: Path) -> None:
+    text = """\
+virtual_server 10.0.0.100 25 {
+    real_server 10.1.0.11 25 {
+        MISC_CHECK {
+            misc_path "/usr/local/bin/check 10.1.0.11:25 --strict"
+            misc_timeout 4
+        }
+    }
+    real_server 10.1.0.12 25 {
+        MISC_CHECK {
+            misc_path "/usr/local/bin/check 10.1.0.12:25 --strict"
+            misc_timeout 4
+        }
+    }
+}
+virtual_server 10.0.0.100 53 {
+    protocol UDP
+    real_server 10.1.0.11 53 {
+        UDP_CHECK {
+            connect_timeout 2
+        }
+    }
+}
+virtual_server 10.0.0.100 443 {
+    real_server 10.1.0.11 443 {
+        SSL_GET {
+            url {
+                path /
+                status_code 200-299 400
+                regex "ok|fine"
+            }
+        }
+    }
+    real_server 10.1.0.12 443 {
+    }
+}
+"""
+    code, _, report, c = run(tmp_path, text, "--primary", "10.0.0.1", "--interface", "eth2")
+    assert code == 0 and c is not None
+    misc, dns, web = c.virtuals
+    assert (misc.send_program, misc.timeout_ms, misc.fall, misc.device) == (
+        "/usr/local/bin/check %h:%p --strict", 4000, 1, "eth2")
+    assert (dns.protocol, dns.check, dns.timeout_ms, dns.fall) == ("udp", "udp", 2000, 2)
+    assert (web.check, web.http_status, web.expect, web.use_regex) == ("https", 200, "ok|fine", True)
+    assert "status_code 200-299 400: lvs.cf's http_status is one status: wrote 200" in report
+    assert "real_server 10.1.0.12 443 (no checker): its check differs" in report
+
+
+def test_advert_interval_fits_the_version(tmp_path: Path) -> None:
+    text = PAIR.replace("advert_int 1", "advert_int 0.25\n    version 3\n    preempt_delay 30")
+    code, _, _, c = run(tmp_path, text)
+    assert c is not None and (c.vrrp_version, c.keepalive_ms, c.preempt_delay_ms) == (3, 250, 30_000)
+    code, _, report, c = run(tmp_path, PAIR.replace("advert_int 1", "advert_int 0.25"))
+    assert c is not None and c.keepalive_ms == 1000
+    assert "VRRPv2 adverts come every whole second (1-255): wrote keepalive = 1" in report
+
+
+def test_includes_follow_globs_relative_to_the_including_file(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "vrrp.conf").write_text(PAIR.split("virtual_server")[0])
+    (tmp_path / "conf.d" / "sub").mkdir()
+    (tmp_path / "conf.d" / "sub" / "b.conf").write_text("virtual_server" + PAIR.split("virtual_server", 1)[1])
+    (tmp_path / "conf.d" / "services.conf").write_text("include sub/*.conf\n")
+    code, _, report, c = run(tmp_path, "include conf.d/vrrp.conf\ninclude conf.d/services.conf\ninclude none/*.x\n")
+    assert code == 0 and c is not None and len(c.virtuals[0].servers) == 2
+    assert "keepalived.conf:3: (read): include none/*.x: no file matches" in report
+    assert "conf.d/sub/b.conf:18: digest" in report  # notes name the included file
+
+
+def test_conditionals_and_parameters(tmp_path: Path) -> None:
+    text = """\
+@lb1 $SRC=10.0.0.1
+@lb2 $SRC=10.0.0.2
+$PEER_lb1=10.0.0.2
+$PEER_lb2=10.0.0.1
+$RS= \\
+    real_server 10.1.0.${N} 80 { \\
+        weight ${N} \\
+    }
+vrrp_instance VI_1 {
+    @lb1 state MASTER
+    @^lb1 state BACKUP
+    interface eth0
+    virtual_router_id 7
+    unicast_src_ip $SRC
+    unicast_peer {
+        ${PEER_${_INSTANCE}}
+    }
+    virtual_ipaddress {
+        10.0.0.100
+    }
+}
+virtual_server 10.0.0.100 80 {
+    $N=11
+    $RS
+    $N=12
+    $RS
+    ~SEQ(X, 1, 3) real_server 10.1.0.$X 80 {
+}
+"""
+    code, _, report, c = run(tmp_path, text, "--config-id", "lb1")
+    assert code == 0 and c is not None
+    assert (c.primary, c.backup) == ("10.0.0.1", "10.0.0.2")
+    assert [(s.address, s.weight) for s in c.virtuals[0].servers] == [("10.1.0.11", 11), ("10.1.0.12", 12)]
+    assert "the file has @lb1, @lb2; read with config-id lb1" in report
+    assert "~SEQ lines are not expanded" in report
+    code, _, _, c = run(tmp_path, text, "--config-id", "lb2")  # the other router's view: the same pair
+    assert c is not None and (c.primary, c.backup, c.priority) == ("10.0.0.1", "10.0.0.2", 100)
+
+
+def test_nothing_usable_is_exit_1(tmp_path: Path) -> None:
+    code, written, report, _ = run(tmp_path, PAIR.split("virtual_server")[0])
+    assert (code, written) == (1, "")
+    assert "nothing usable" in report and "10.0.0.100: a VIP without a virtual_server" in report
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("vrrp_instance VI_1 {\n  state MASTER\n", "keepalived.conf:1: missing '}' for vrrp_instance VI_1 opened at line 1"),
+    ("global_defs {\n}\n}\n", "keepalived.conf:3: '}' without a matching '{'"),
+    ('virtual_server 10.0.0.1 80 {\n  real_server "10.1.0.1 80 {\n}\n', "keepalived.conf:2: a quote (\") is not closed"),
+    ("include keepalived.conf\n", "keepalived.conf:1: include loop: "),
+    ("{\n" * 40, "keepalived.conf:1: '{' without a statement before it"),
+    ("$A=${A}${A}\nx $A\n", "keepalived.conf:2: parameters expand"),
+    ("$A=" + "x" * 4000 + "\ny" + " $A" * 20 + "\n", "keepalived.conf:2: parameters expand this line to more than"),
+    ("$A=$B $B $B $B $B $B $B $B\n$B=$C $C $C $C $C $C $C $C\n$C=$D $D $D $D $D $D $D $D\n"
+     "$D=$E $E $E $E $E $E $E $E\n$E=$F $F $F $F $F $F $F $F\n$F=xxxxxxxxxxxxxxxxxxxx\nx $A\n",
+     "keepalived.conf:7: parameters expand more than 64 times over"),
+])
+def test_hostile_input_is_a_clear_error_naming_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    code, written, report, _ = run(tmp_path, text)
+    assert (code, written) == (2, "")
+    assert message in report, report
+    assert "Traceback" not in report
+
+
+def test_include_loop_through_two_files(tmp_path: Path) -> None:
+    (tmp_path / "b.conf").write_text("\n\ninclude keepalived.conf\n")
+    code, _, report, _ = run(tmp_path, "include b.conf\n")
+    assert code == 2
+    assert report.startswith(f"{tmp_path / 'b.conf'}:3: include loop: ") or "b.conf:3: include loop" in report
+
+
+def test_huge_file_is_refused_at_once(tmp_path: Path) -> None:
+    src = tmp_path / "keepalived.conf"
+    src.write_text("! padding\n" * 500_000)  # 5 MB
+    started = time.monotonic()
+    code = shoal(["import", str(src), "-o", str(tmp_path / "lvs.cf")])
+    assert code == 2 and time.monotonic() - started < 5
+    assert not (tmp_path / "lvs.cf").exists()
+
+
+def test_unreadable_file_and_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert shoal(["import", str(tmp_path / "nope.conf")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert shoal(["import", str(tmp_path)]) == 2
+    assert shoal(["import"]) == 2
+    assert shoal(["import", "x", "--primary", "not-an-address"]) == 2
+
+
+def test_lvs_cf_goes_to_stdout_without_o(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "k.conf").write_text(PAIR)
+    assert shoal(["import", str(tmp_path / "k.conf")]) == 0
+    out = capsys.readouterr()
+    assert parse(out.out).virtual_router_id == 51
+    assert "digest" in out.err
+
+
+def test_words_as_keepalived_cuts_them() -> None:
+    assert split_words('abcd" efg h jkl "mnop') == (["abcd efg h jkl mnop"], None)
+    assert split_words('abcd "efg h jkl" mnop') == (["abcd", "efg h jkl", "mnop"], None)
+    assert split_words("a{b}c") == (["a", "{", "b", "}", "c"], None)
+    assert split_words(r'"a\"b\tc"') == (['a"b\tc'], None)
+
+
+def test_comments_anywhere_but_inside_quotes(tmp_path: Path) -> None:
+    (tmp_path / "k.conf").write_text('global_defs { ! a comment\n router_id "a#b!c" # another\n}\n')
+    tree = load(str(tmp_path / "k.conf"))
+    assert tree.statements[0].block is not None and tree.statements[0].block[0].args == ("a#b!c",)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(st.sampled_from(list("{}\"'#!@^$\\ \n\tabvirtual_server 10.0.1 80rel_{}include*") + ["\x00", "é"]),
+               max_size=300))
+def test_any_text_is_read_or_refused_never_a_traceback(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "fuzz.conf"
+    path.write_text(text)
+    try:
+        tree = load(str(path))
+    except KeepalivedError as e:
+        assert e.problems and all(w.line >= 1 for w, _ in e.problems)
+        return
+    result = convert(tree)
+    if result.config is not None:
+        from shoal.import_cli import lvs_cf
+
+        out = lvs_cf(tree, result, str(path))
+        assert out is not None
+        parse(out)
+
+
+def sample_ids() -> list[str]:
+    return sorted(p.name.removeprefix("keepalived.conf.") for p in SAMPLES.glob("keepalived.conf.*"))
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="Debian's keepalived package is not installed (scripts/test.sh "
+                                                  "installs it)")
+@pytest.mark.parametrize("sample", sample_ids() or ["(none)"])
+def test_every_debian_sample(tmp_path: Path, sample: str, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "lvs.cf"
+    code = shoal(["import", str(SAMPLES / f"keepalived.conf.{sample}"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    if sample in USABLE:
+        assert code == 0, err
+        assert check_config([str(out)]) == 0
+    else:
+        assert code == 1 and not out.exists()
+        assert "nothing usable" in err
