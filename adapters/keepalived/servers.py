@@ -321,8 +321,8 @@ def _check_fields(conv: _Convert, vs: Stmt, servers: list[Server], checks: list[
         return {"check": "none"}
     for rs, c in checks:
         if c != chosen:
-            conv.note(rs, "its check differs from the first real server's, which lvs.cf applies to every server "
-                          "of the virtual", rs.text() + (" (no checker)" if c is None else ""))
+            conv.note(rs, f"its check differs from the first real server's ({_differences(chosen, c)}), which lvs.cf "
+                          f"applies to every server of the virtual", rs.text())
     out: dict[str, Any] = {"check": chosen.check, "timeout_ms": chosen.timeout_ms or 5000, "fall": chosen.fall or 1}
     if chosen.check == "udp" and vfields.get("protocol", "tcp") == "tcp":
         out["check"] = "tcp"
@@ -339,6 +339,24 @@ def _check_fields(conv: _Convert, vs: Stmt, servers: list[Server], checks: list[
     if chosen.port is not None:
         _connect_port(conv, vs, servers, chosen.port, vfields)
     return out
+
+
+_KEYS = (("check", "check"), ("http_path", "http_path"), ("http_status", "http_status"), ("expect", "expect"),
+         ("send_program", "send_program"), ("timeout_ms", "timeout"), ("fall", "fall"), ("port", "connect_port"))
+
+
+def _differences(chosen: _Check, other: _Check | None) -> str:
+    """What differs, in lvs.cf's words: "timeout 10 here, 30 there"."""
+    if other is None:
+        return "this one has no checker"
+    said = []
+    for attr, key in _KEYS:
+        mine, theirs = getattr(other, attr), getattr(chosen, attr)
+        if mine != theirs:
+            if attr == "timeout_ms":
+                mine, theirs = f"{(mine or 0) / 1000:g}", f"{(theirs or 0) / 1000:g}"
+            said.append(f"{key} {mine} here, {theirs} there")
+    return "; ".join(said)
 
 
 def _connect_port(conv: _Convert, vs: Stmt, servers: list[Server], port: int, vfields: dict[str, Any]) -> None:

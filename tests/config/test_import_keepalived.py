@@ -222,7 +222,7 @@ virtual_server 10.0.0.100 443 {
     assert (dns.protocol, dns.check, dns.timeout_ms, dns.fall) == ("udp", "udp", 2000, 2)
     assert (web.check, web.http_status, web.expect, web.use_regex) == ("https", 200, "ok|fine", True)
     assert "status_code 200-299 400: lvs.cf's http_status is one status: wrote 200" in report
-    assert "real_server 10.1.0.12 443 (no checker): its check differs" in report
+    assert "real_server 10.1.0.12 443: its check differs from the first real server's (this one has no checker)" in report
 
 
 def test_advert_interval_fits_the_version(tmp_path: Path) -> None:
@@ -395,3 +395,17 @@ def test_every_debian_sample(tmp_path: Path, sample: str, capsys: pytest.Capture
     else:
         assert code == 1 and not out.exists()
         assert "nothing usable" in err
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="Debian's keepalived package is not installed")
+def test_the_docs_show_the_report_as_the_import_makes_it_now() -> None:
+    """docs/IMPORT-KEEPALIVED.md's sample reports; after a deliberate change:
+    PYTHONPATH=. .venv/bin/python scripts/import_samples.py --write, and review the diff."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "import_samples.py"
+    spec = importlib.util.spec_from_file_location("import_samples", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.current() == module.section()
