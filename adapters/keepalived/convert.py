@@ -37,11 +37,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adapters.keepalived.syntax import Stmt, Tree, Where
-from engine.config.limits import CHECK_FORBIDDEN, FORBIDDEN, MAX_CHECK_CHARS, MAX_STRING_CHARS
+from engine.config import render
+from engine.config.keys import TABLES, ValueProblem
+from engine.config.lexer import Token
+from engine.config.limits import CHECK_FORBIDDEN, FORBIDDEN, MAX_CHECK_CHARS, MAX_SERVERS, MAX_STRING_CHARS, MAX_VIRTUALS
 from engine.model import SCHEDULERS, Config, Server, Virtual
 
-PLACEHOLDER = {4: ("192.0.2.1", "192.0.2.2"), 6: ("2001:db8::1", "2001:db8::2")}
+PLACEHOLDER = {4: ("192.0.2.1", "192.0.2.2", "192.0.2.3"), 6: ("2001:db8::1", "2001:db8::2", "2001:db8::3")}
 KINDS = {"NAT": "nat", "DR": "direct", "TUN": "tunnel"}
+LINE_BUDGET = 99_000  # lvs.cf is read up to 100,000 lines (engine/config/limits.py): room for the globals
 SCHED_FLAGS = ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3")
 CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "DNS_CHECK",
             "FILE_CHECK", "BFD_CHECK")
@@ -127,7 +131,11 @@ class _Convert:
         self.network: str | None = None
         self.virtuals: list[Virtual] = []
         self.origins: dict[str, Where] = {}
+        self.services: dict[tuple[object, ...], str] = {}
+        self.lines = 0
         self.version = 2  # keepalived's default vrrp_version
+        self.advert_text = "1"
+        self.node = "backup"
 
     def note(self, stmt: Stmt, why: str, what: str | None = None) -> None:
         self.notes.append(Note(stmt.where, what or _shown(stmt), why))
@@ -181,7 +189,7 @@ class _Convert:
         for s in stmt.block or []:
             if s.word == "vrrp_version" and s.args[:1] in (("2",), ("3",)):
                 self.version = int(s.args[0])
-            elif s.word == "lvs_sync_daemon" and s.args:
+            elif s.word == "lvs_sync_daemon" and s.args and fits("global", "syncd_iface", s.args[0]) is None:
                 self.globals.update(syncdaemon=True, syncd_iface=s.args[0])
                 rest = list(s.args[1:])
                 if "id" in rest and rest.index("id") + 1 < len(rest) and rest[rest.index("id") + 1].isdigit():
@@ -204,7 +212,7 @@ class _Convert:
             w, a = s.word, s.args
             if w == "state" and a[:1] in (("MASTER",), ("BACKUP",)):
                 state = a[0]
-            elif w == "interface" and a:
+            elif w == "interface" and a and fits("virtual", "address", "10.0.0.1", a[0]) is None:
                 self.interface = self.options.interface or a[0]
             elif w == "virtual_router_id" and _number(a, 1, 255) is not None:
                 g["virtual_router_id"] = _number(a, 1, 255)
@@ -229,7 +237,7 @@ class _Convert:
                     self.vip(v)
             elif w in ("notify_master", "notify_backup") and a:
                 self.command(s, "active_cmd" if w == "notify_master" else "inactive_cmd")
-            elif w == "lvs_sync_daemon_interface" and a:
+            elif w == "lvs_sync_daemon_interface" and len(a) == 1 and fits("global", "syncd_iface", a[0]) is None:
                 g.update(syncdaemon=True, syncd_iface=a[0])
             else:
                 self.skip(s, "a vrrp_instance setting lvs.cf has no equivalent for")
@@ -261,6 +269,13 @@ class _Convert:
             if key in words[1:-1]:
                 device = words[words.index(key) + 1]
                 break
+        if device is not None and fits("virtual", "address", ip, device) is not None:
+            self.note(v, f"{device}: {fits('virtual', 'address', ip, device)}: the VIP goes on the instance's interface")
+            device = None
+        if prefix and (fits("virtual", "vip_nmask", prefix) is not None or not prefix.isdigit()
+                       or int(prefix) > (128 if family(ip) == 6 else 32)):
+            self.note(v, f"/{prefix} is not a prefix length of an IPv{family(ip)} address: not carried over")
+            prefix = ""
         named = {words[i + 1] for i, w in enumerate(words[1:-1], 1) if w in ("dev", "label")}
         extra = [w for w in words[1:] if w not in ("dev", "label") and w not in named]
         if extra:
@@ -284,6 +299,7 @@ class _Convert:
         self.node = mine
 
     def advert(self, inst: Stmt, advert: str) -> None:
+        self.advert_text = advert
         ms = _seconds_ms((advert,))
         if ms is None:
             self.note(inst, f"advert_int {advert} is not a time: wrote keepalive = 1", "advert_int")
@@ -329,10 +345,18 @@ class _Convert:
             return
         virtual, network = made
         self.network = network
-        for other in self.virtuals:
-            if _service(other) == _service(virtual):
-                self.note(vs, f"the same service as virtual {other.name}: not carried over", _shown(vs))
-                return
+        if _service(virtual) in self.services:
+            self.note(vs, f"the same service as virtual {self.services[_service(virtual)]}: not carried over",
+                      _shown(vs))
+            return
+        lines = 2 + render(Config(virtuals=(virtual,))).count("\n") - _GLOBAL_LINES  # and a comment and a blank
+        servers = sum(len(v.servers) for v in self.virtuals) + len(virtual.servers)
+        if len(self.virtuals) >= MAX_VIRTUALS or servers > MAX_SERVERS or self.lines + lines > LINE_BUDGET:
+            self.note(vs, f"beyond what one lvs.cf holds ({MAX_VIRTUALS} virtuals, {MAX_SERVERS} real servers, "
+                          f"{LINE_BUDGET} lines): not carried over", _shown(vs))
+            return
+        self.lines += lines
+        self.services[_service(virtual)] = virtual.name
         self.virtuals.append(virtual)
         self.origins[virtual.name] = vs.where
 
@@ -353,28 +377,48 @@ class _Convert:
 
     # ------------------------------------------------------------ result
 
+    @staticmethod
+    def placeholder(fam: int, g: dict[str, Any]) -> str:
+        """A documentation address (RFC 5737, RFC 3849) that is not the other router's."""
+        return next(a for a in PLACEHOLDER[fam] if a not in (g.get("primary"), g.get("backup")))
+
     def finish(self) -> Result:
         g = dict(self.globals)
         placeholders: list[tuple[str, str]] = []
-        family = 6 if ":" in (self.virtuals[0].address or g.get("primary") or g.get("backup") or "") else 4
+        known = g.get("primary") or g.get("backup") or self.options.primary or self.options.backup
+        fam = family(known or self.virtuals[0].address or "0.0.0.0")
         if self.options.primary:
             g["primary"] = self.options.primary
         if self.options.backup:
             g["backup"] = self.options.backup
+        if g.get("primary") and g.get("backup") and (g["primary"] == g["backup"]
+                                                     or family(g["primary"]) != family(g["backup"])):
+            assert self.instance is not None
+            self.note(self.instance, f"this router's address and its partner's ({g['primary']}, {g['backup']}) cannot "
+                                     f"make a pair (the same, or of two IP versions): neither is carried over",
+                      "unicast_src_ip, unicast_peer")
+            g["primary"] = g["backup"] = None
         if self.instance is None:
             g["backup_active"] = False
             for key in ("primary", "backup"):
                 if g.get(key) is None and key == "primary":
-                    g[key] = PLACEHOLDER[family][0]
+                    g[key] = self.placeholder(fam, g)
                     placeholders.append((key, "the address of the router that runs this lvs.cf"))
         else:
-            g.update(heartbeat_protocol="vrrp", vrrp_version=3 if family == 6 else self.version)
+            g.update(heartbeat_protocol="vrrp", vrrp_version=3 if fam == 6 else self.version)
             for n, key in enumerate(("primary", "backup")):
                 if g.get(key) is None:
-                    g[key] = PLACEHOLDER[family][n]
+                    g[key] = self.placeholder(fam, g)
                     whose = "this router's" if key == self.node else "its partner's"
                     placeholders.append((key, f"{whose} address on {self.interface or 'the VRRP interface'} "
                                               f"(the {'MASTER' if key == 'primary' else 'BACKUP'})"))
+        if fam == 6 and self.version == 2 and self.instance is not None:
+            self.note(self.instance, "VRRPv2 is IPv4 only: wrote vrrp_version = 3 (keepalived runs IPv6 instances "
+                                     "with version 3 too)", "vrrp_version 2")
+            self.version = 3
+            self.advert(self.instance, self.advert_text)
+            g["keepalive_ms"] = self.globals["keepalive_ms"]
+            g["vrrp_version"] = 3
         if self.network:
             g["network"] = self.network
         config = Config(**g, virtuals=tuple(self.virtuals))
@@ -382,6 +426,9 @@ class _Convert:
 
 
 _KIND_NAME = {"nat": "NAT", "direct": "DR", "tunnel": "TUN"}
+
+
+_GLOBAL_LINES = render(Config()).count("\n")
 
 
 def _service(v: Virtual) -> tuple[object, ...]:
@@ -414,6 +461,19 @@ def _address(args: tuple[str, ...]) -> str | None:
     except ValueError:
         return None
     return None if ip.is_unspecified else ip.compressed
+
+
+def fits(kind: str, key: str, *values: str) -> str | None:
+    """None when lvs.cf's `key` (of block `kind`) takes these values, else lvs.cf's own reason."""
+    try:
+        TABLES[kind][key].parse([Token(v, 1) for v in values])
+    except ValueProblem as e:
+        return e.message
+    return None
+
+
+def family(address: str) -> int:
+    return 6 if ":" in address else 4
 
 
 def _string(text: str) -> str | None:

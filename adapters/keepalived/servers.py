@@ -46,7 +46,7 @@ class _Check:
 
 
 def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
-    from adapters.keepalived.convert import _address, _number, _seconds_ms, _shown
+    from adapters.keepalived.convert import _address, _number, _seconds_ms, _shown, family, fits
 
     a = vs.args
     fields: dict[str, Any] = {}
@@ -68,7 +68,8 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
             "expected virtual_server IP PORT or virtual_server fwmark N"
         conv.note(vs, why + ": not carried over", _shown(vs))
         return None
-    network = "nat"
+    kind = next((s.args[0] for s in vs.block or [] if s.word in ("lb_kind", "lvs_method") and s.args), "NAT")
+    network = KINDS.get(kind, "nat")
     timing: dict[str, Stmt] = {}
     reals: list[Stmt] = []
     for s in vs.block or []:
@@ -92,7 +93,13 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
             else:
                 fields["persistent_s"] = seconds
         elif w == "persistence_granularity" and args:
-            fields["pmask"] = args[0]
+            problem = fits("virtual", "pmask", args[0])
+            if problem is None and "." in args[0] and ":" in fields.get("address", ""):
+                problem = "a dotted mask for an IPv6 address"
+            if problem is None:
+                fields["pmask"] = args[0]
+            else:
+                conv.note(s, f"{problem}: not carried over")
         elif w == "protocol" and args:
             if args[0].upper() not in ("TCP", "UDP"):
                 conv.note(vs, f"protocol {args[0]}: lvs.cf serves tcp and udp only: not carried over", _shown(vs))
@@ -101,6 +108,10 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
         elif w in ("quorum", "hysteresis") and _number(args, 0, 2**32 - 1) is not None:
             fields[w] = _number(args, 0, 2**32 - 1)
         elif w == "sorry_server" and _address(args[:1]):
+            if "address" in fields and family(_address(args[:1]) or "") != family(fields["address"]):
+                conv.note(s, f"a sorry server of another IP version than {fields['address']}: not carried over "
+                             f"(only tunnels cross IP versions)")
+                continue
             fields["sorry_server"] = _address(args[:1])
             port = _number(args[1:], 1, 65535)
             if port is not None:
@@ -108,7 +119,8 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
         elif w == "inhibit_on_failure" and args[:1] not in (("off",), ("false",), ("no",)):
             fields["quiesce_server"] = True
         elif w in FLAGS:
-            fields["sched_flags"] = (*fields.get("sched_flags", ()), w)
+            if w not in fields.get("sched_flags", ()):
+                fields["sched_flags"] = (*fields.get("sched_flags", ()), w)
         elif w in _TIMING:
             timing[w] = s
         elif w == "real_server":
@@ -118,14 +130,19 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
     if "persistent_s" not in fields and "pmask" in fields:
         conv.note(vs, "persistence_granularity without persistence_timeout: not carried over", "persistence_granularity")
         del fields["pmask"]
-    if fields.get("sched_flags") and fields.get("scheduler") not in ("sh", "mh"):
-        conv.note(vs, "scheduler flags apply to sh and mh only: not carried over", " ".join(fields["sched_flags"]))
-        del fields["sched_flags"]
-    servers, checks = _real_servers(conv, reals, fields, timing)
+    flags = fields.pop("sched_flags", ())
+    scheduler = fields.get("scheduler", "wlc")
+    kept = tuple(f for f in flags if f.startswith(scheduler + "-") or f.startswith("flag-"))
+    if scheduler in ("sh", "mh") and kept:
+        fields["sched_flags"] = kept
+    if set(flags) - set(fields.get("sched_flags", ())):
+        conv.note(vs, f"these scheduler flags do not belong to scheduler {scheduler}: not carried over",
+                  " ".join(f for f in flags if f not in fields.get("sched_flags", ())))
+    servers, checks = _real_servers(conv, reals, fields, timing, network)
     fields.update(_check_fields(conv, vs, servers, checks, fields, timing))
     fields["rise"] = 1
     delay = timing.get("delay_loop")
-    fields["check_interval_ms"] = max(100, (_seconds_ms(delay.args) if delay else None) or 60_000)
+    fields["check_interval_ms"] = min(86_400_000, max(100, (_seconds_ms(delay.args) if delay else None) or 60_000))
     if "delay_before_retry" in timing:
         conv.skip(timing["delay_before_retry"])
     if "warmup" in timing:
@@ -138,9 +155,9 @@ def _name(address: str, port: int | None) -> str:
     return host if port is None else f"{host}:{port}"
 
 
-def _real_servers(conv: _Convert, reals: list[Stmt], vfields: dict[str, Any],
-                  timing: dict[str, Stmt]) -> tuple[list[Server], list[tuple[Stmt, _Check | None]]]:
-    from adapters.keepalived.convert import _address, _number, _string
+def _real_servers(conv: _Convert, reals: list[Stmt], vfields: dict[str, Any], timing: dict[str, Stmt],
+                  network: str) -> tuple[list[Server], list[tuple[Stmt, _Check | None]]]:
+    from adapters.keepalived.convert import _address, _number, _string, family
 
     servers: list[Server] = []
     checks: list[tuple[Stmt, _Check | None]] = []
@@ -149,6 +166,11 @@ def _real_servers(conv: _Convert, reals: list[Stmt], vfields: dict[str, Any],
         address, port = _address(rs.args[:1]), _number(rs.args[1:], 1, 65535)
         if address is None or (len(rs.args) > 1 and port is None):
             conv.note(rs, "expected real_server IP [PORT]: not carried over")
+            continue
+        vip = vfields.get("address")
+        if vip is not None and family(address) != family(vip) and network != "tunnel":
+            conv.note(rs, f"a real server of another IP version than {vip}: not carried over (only tunnels, lb_kind "
+                          f"TUN, cross IP versions)")
             continue
         fields: dict[str, Any] = {"name": _name(address, port), "address": address}
         if port is not None and port != vfields.get("port"):
@@ -210,7 +232,8 @@ def _checker(conv: _Convert, c: Stmt, address: str, port: int | None, timing: di
     retry = _number(retry_stmt.args, 0, 65534) if retry_stmt else retry_default
     timeout_stmt = kv.get("connect_timeout") or kv.get("misc_timeout") or timing.get("connect_timeout")
     timeout = _seconds_ms(timeout_stmt.args) if timeout_stmt else 5000
-    common: dict[str, Any] = {"timeout_ms": max(1, timeout or 5000), "fall": (retry if retry is not None else 1) + 1}
+    common: dict[str, Any] = {"timeout_ms": min(86_400_000, max(1, timeout or 5000)),
+                              "fall": (retry if retry is not None else 1) + 1}
     if "delay_before_retry" in kv:
         conv.skip(kv["delay_before_retry"])
     cport = _number(kv["connect_port"].args, 1, 65535) if "connect_port" in kv else None
@@ -266,8 +289,14 @@ def _http(conv: _Convert, c: Stmt, kv: dict[str, Stmt], cport: int | None, commo
         conv.note(extra, "lvs.cf checks one path: only the first url is carried over", "url")
     out: dict[str, Any] = {}
     for s in urls[0].block or []:
-        if s.word == "path" and s.args and s.args[0].startswith("/") and len(s.args[0]) <= 1024:
-            out["http_path"] = s.args[0]
+        if s.word == "path" and s.args:
+            from adapters.keepalived.convert import fits
+
+            why = fits("virtual", "http_path", s.args[0])
+            if why is None:
+                out["http_path"] = s.args[0]
+            else:
+                conv.note(s, f"{why}: http_path stays /")
         elif s.word == "status_code" and s.args:
             out["http_status"] = _status(conv, s)
         elif s.word == "digest":

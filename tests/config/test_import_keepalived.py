@@ -361,6 +361,11 @@ def test_comments_anywhere_but_inside_quotes(tmp_path: Path) -> None:
 @given(st.text(st.sampled_from(list("{}\"'#!@^$\\ \n\tabvirtual_server 10.0.1 80rel_{}include*") + ["\x00", "é"]),
                max_size=300))
 def test_any_text_is_read_or_refused_never_a_traceback(tmp_path: Path, text: str) -> None:
+    read_or_refused(tmp_path, text)
+
+
+def read_or_refused(tmp_path: Path, text: str) -> None:
+    """`text` is refused with file:line problems, or gives nothing usable, or an lvs.cf that parses."""
     path = tmp_path / "fuzz.conf"
     path.write_text(text)
     try:
@@ -409,3 +414,64 @@ def test_the_docs_show_the_report_as_the_import_makes_it_now() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.current() == module.section()
+
+
+def test_more_than_one_lvs_cf_holds_is_noted_and_the_rest_written(tmp_path: Path) -> None:
+    text = "".join(f"virtual_server 10.{n // 250}.{n % 250}.1 80 {{\n}}\n" for n in range(4100))
+    code, _, report, c = run(tmp_path, text)
+    assert code == 0 and c is not None and len(c.virtuals) == 4096
+    assert report.count("beyond what one lvs.cf holds (4096 virtuals") == 4
+
+
+# A grammar of keepalived.conf with values lvs.cf may or may not take: whatever it makes, the import
+# writes a file that passes check-config, or nothing, or refuses the input: never a traceback.
+_GRAMMAR = {
+    "top": ["global_defs", "vrrp_instance VI_1", "vrrp_instance VI_2", "virtual_server", "virtual_server fwmark",
+            "virtual_server group G", "vrrp_script x", "foo"],
+    "vi": ["state MASTER", "state BACKUP", "interface", "virtual_router_id", "priority", "advert_int", "version",
+           "nopreempt", "preempt_delay", "unicast_src_ip", "unicast_peer", "virtual_ipaddress", "notify_master",
+           "lvs_sync_daemon_interface", "lvs_sync_daemon", "vrrp_version", "authentication"],
+    "vs": ["delay_loop", "lb_algo", "lb_kind", "persistence_timeout", "persistence_granularity", "protocol", "quorum",
+           "hysteresis", "sorry_server", "inhibit_on_failure", "sh-port", "flag-1", "real_server", "connect_timeout",
+           "retry", "alpha"],
+    "rs": ["weight", "inhibit_on_failure", "notify_up", "notify_down", "TCP_CHECK", "HTTP_GET", "SSL_GET",
+           "MISC_CHECK", "SMTP_CHECK", "UDP_CHECK", "PING_CHECK"],
+    "ck": ["connect_timeout", "connect_port", "retry", "misc_path", "misc_dynamic", "url", "delay_before_retry"],
+    "url": ["path", "status_code", "digest", "regex"],
+}
+_VALUES = ["1", "0", "255", "256", "100000", "0.5", "3", "abc", "10.0.0.1", "10.0.0.2", "10.0.0.100", "2001:db8::5",
+           "2001:db8::2", "::", "10.0.0.100/24", "10.0.0.100/99", "eth0", "eth0:1", "averyveryverylonginterfacename",
+           "NAT", "DR", "TUN", "GRE", "rr", "sh", "TCP", "UDP", "SCTP", "/", "/x", "noslash", "/bin/x 10.0.0.1",
+           "255.255.255.0", "255.0.255.0", "200-299", "600", "dev", "label", "(?=x)", "([", "80", "65536", "fwmark"]
+_SUB = {"global_defs": "vi", "vrrp_instance VI_1": "vi", "vrrp_instance VI_2": "vi", "url": "url",
+        **{c: "ck" for c in ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "UDP_CHECK", "PING_CHECK")}}
+
+
+@st.composite
+def keepalived_confs(draw: st.DrawFn, kind: str = "top", depth: int = 0) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 5 if depth < 3 else 0))):
+        word = draw(st.sampled_from(_GRAMMAR[kind]))
+        values = " ".join(draw(st.lists(st.sampled_from(_VALUES).map(lambda v: f'"{v}"' if " " in v else v),
+                                        max_size=3)))
+        if word == "virtual_server":
+            word += " " + draw(st.sampled_from(["10.0.0.100 80", "2001:db8::1 443", "10.0.0.101 80", "x", "10.0.0.1"]))
+        elif word == "virtual_server fwmark":
+            word += " " + draw(st.sampled_from(["1", "0", "x"]))
+        elif word == "real_server":
+            word += " " + draw(st.sampled_from(["10.1.0.1 80", "10.1.0.2 8080", "2001:db8::9 80", "bad", "10.1.0.3"]))
+        sub = "vs" if word.startswith("virtual_server") else "rs" if word.startswith("real_server") else _SUB.get(word)
+        if word in ("unicast_peer", "virtual_ipaddress"):
+            inner = draw(st.lists(st.sampled_from(_VALUES), max_size=3))
+            lines += [word + " {", *(f"{a} {values}" for a in inner), "}"]
+        elif sub is not None:
+            lines += [word + " {", draw(keepalived_confs(sub, depth + 1)), "}"]
+        else:
+            lines.append(f"{word} {values}")
+    return "\n".join(lines)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keepalived_confs())
+def test_any_keepalived_conf_gives_a_valid_lvs_cf_or_nothing(tmp_path: Path, text: str) -> None:
+    read_or_refused(tmp_path, text)
