@@ -109,7 +109,7 @@ def report(tree: Tree, result: Result, config_id: str | None) -> list[str]:
 
 
 def tree_notes(tree: Tree, config_id: str | None) -> list[object]:
-    from adapters.keepalived.convert import Note
+    from adapters.keepalived.values import Note
     from adapters.keepalived.syntax import Where
 
     notes: list[object] = [Note(w, "(read)", m) for w, m in tree.notes]

@@ -31,67 +31,18 @@ Rules:
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.keepalived.servers import KINDS, virtual_server
 from adapters.keepalived.syntax import Stmt, Tree, Where
+from adapters.keepalived.values import Note, Reporter, command, family, fits, ip_of, number, seconds_ms, shown
 from engine.config import render
-from engine.config.keys import TABLES, ValueProblem
-from engine.config.lexer import Token
-from engine.config.limits import CHECK_FORBIDDEN, FORBIDDEN, MAX_CHECK_CHARS, MAX_SERVERS, MAX_STRING_CHARS, MAX_VIRTUALS
-from engine.model import SCHEDULERS, Config, Server, Virtual
+from engine.config.limits import MAX_SERVERS, MAX_VIRTUALS
+from engine.model import Config, Virtual
 
 PLACEHOLDER = {4: ("192.0.2.1", "192.0.2.2", "192.0.2.3"), 6: ("2001:db8::1", "2001:db8::2", "2001:db8::3")}
-KINDS = {"NAT": "nat", "DR": "direct", "TUN": "tunnel"}
 LINE_BUDGET = 99_000  # lvs.cf is read up to 100,000 lines (engine/config/limits.py): room for the globals
-SCHED_FLAGS = ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3")
-CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "DNS_CHECK",
-            "FILE_CHECK", "BFD_CHECK")
-_WHY = {  # why a keepalived statement has no lvs.cf equivalent, by its word
-    "notification_email": "mail notification: lvs.cf has none (notify_fifo or active_cmd can call a mailer)",
-    "notification_email_from": "mail notification: lvs.cf has none",
-    "smtp_server": "mail notification: lvs.cf has none", "smtp_connect_timeout": "mail notification: lvs.cf has none",
-    "smtp_alert": "mail notification: lvs.cf has none",
-    "router_id": "lvs.cf names its routers primary and backup",
-    "authentication": "VRRP authentication is not supported (RFC 3768 removed it; VRRPv3 has none): remove it from "
-                      "the keepalived partner too, or the two will not hear each other",
-    "track_script": "lvs.cf has no tracked scripts: the router fails over only on its partner's silence or a link "
-                    "down (monitor_links)",
-    "track_interface": "not carried over: monitor_links = 1 is the nearest (a link down on an interface the router "
-                       "needs makes it give up)",
-    "track_file": "lvs.cf has no tracked files", "track_process": "lvs.cf has no tracked processes",
-    "vrrp_script": "lvs.cf has no tracked scripts", "vrrp_sync_group": "lvs.cf has one VRRP instance: no sync groups",
-    "virtual_server_group": "virtual_server_group is not supported: write one virtual per address and port",
-    "virtual_routes": "lvs.cf adds no routes", "virtual_rules": "lvs.cf adds no rules",
-    "static_routes": "lvs.cf adds no routes", "static_rules": "lvs.cf adds no rules",
-    "static_ipaddress": "lvs.cf adds no static addresses",
-    "virtual_ipaddress_excluded": "lvs.cf carries only the VIPs of its virtuals",
-    "use_vmac": "VRRP virtual MAC addresses are not supported: the VIPs move by gratuitous ARP",
-    "garp_master_delay": "gratuitous ARPs: lvs.cf has arp_count and arp_interval (5, 1 s apart)",
-    "garp_master_repeat": "gratuitous ARPs: lvs.cf has arp_count and arp_interval",
-    "garp_master_refresh": "gratuitous ARPs: lvs.cf has arp_count and arp_interval",
-    "notify_fault": "lvs.cf runs active_cmd and inactive_cmd only (FAULT is shoal's standby)",
-    "notify_stop": "lvs.cf runs active_cmd and inactive_cmd only", "notify": "lvs.cf runs active_cmd and "
-    "inactive_cmd only (notify_fifo gives every state change)",
-    "alpha": "lvs.cf checks a server before it goes in, and a healthy one goes in at once",
-    "omega": "lvs.cf runs no quorum scripts", "quorum_up": "lvs.cf runs no quorum scripts",
-    "quorum_down": "lvs.cf runs no quorum scripts",
-    "virtualhost": "lvs.cf's http check sends the real server's address as Host",
-    "delay_before_retry": "lvs.cf checks again after check_interval, not sooner",
-    "warmup": "lvs.cf starts checking at once", "ha_suspend": "lvs.cf always checks",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    where: Where
-    what: str  # the statement, as keepalived.conf says it
-    why: str
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.what}: {self.why}"
 
 
 @dataclass
@@ -119,11 +70,11 @@ class _Vip:
     used: bool = False
 
 
-class _Convert:
+class Converter(Reporter):
     def __init__(self, tree: Tree, options: Options) -> None:
+        super().__init__()
         self.tree = tree
         self.options = options
-        self.notes: list[Note] = []
         self.globals: dict[str, Any] = {}
         self.vips: dict[str, _Vip] = {}
         self.interface: str | None = options.interface
@@ -136,12 +87,6 @@ class _Convert:
         self.version = 2  # keepalived's default vrrp_version
         self.advert_text = "1"
         self.node = "backup"
-
-    def note(self, stmt: Stmt, why: str, what: str | None = None) -> None:
-        self.notes.append(Note(stmt.where, what or _shown(stmt), why))
-
-    def skip(self, stmt: Stmt, default: str = "lvs.cf has no equivalent") -> None:
-        self.note(stmt, _WHY.get(stmt.word, default), stmt.word if stmt.block is not None else None)
 
     # ------------------------------------------------------------ top level
 
@@ -182,7 +127,7 @@ class _Convert:
             if other is not chosen:
                 self.note(other, f"a second vrrp_instance: an lvs.cf has one (vrrp_instance "
                                  f"{chosen.args[0] if chosen and chosen.args else '?'} was taken; --instance NAME "
-                                 f"takes another); its VIPs are not carried over", _shown(other))
+                                 f"takes another); its VIPs are not carried over", shown(other))
         return chosen
 
     def global_defs(self, stmt: Stmt) -> None:
@@ -214,10 +159,10 @@ class _Convert:
                 state = a[0]
             elif w == "interface" and a and fits("virtual", "address", "10.0.0.1", a[0]) is None:
                 self.interface = self.options.interface or a[0]
-            elif w == "virtual_router_id" and _number(a, 1, 255) is not None:
-                g["virtual_router_id"] = _number(a, 1, 255)
-            elif w == "priority" and _number(a, 1, 255) is not None:
-                priority = _number(a, 1, 255) or 100
+            elif w == "virtual_router_id" and number(a, 1, 255) is not None:
+                g["virtual_router_id"] = number(a, 1, 255)
+            elif w == "priority" and number(a, 1, 255) is not None:
+                priority = number(a, 1, 255) or 100
             elif w == "advert_int" and a:
                 advert = a[0]
             elif w == "version" and a[:1] in (("2",), ("3",)):
@@ -226,12 +171,12 @@ class _Convert:
                 g["preempt"] = False
             elif w == "preempt":
                 g["preempt"] = True
-            elif w == "preempt_delay" and _seconds_ms(a) is not None:
-                g["preempt_delay_ms"] = min(1_000_000, _seconds_ms(a) or 0)
-            elif w == "unicast_src_ip" and _address(a):
-                src = _address(a)
+            elif w == "preempt_delay" and seconds_ms(a) is not None:
+                g["preempt_delay_ms"] = min(1_000_000, seconds_ms(a) or 0)
+            elif w == "unicast_src_ip" and ip_of(a):
+                src = ip_of(a)
             elif w == "unicast_peer" and s.block is not None:
-                peers += [(p, _address((p.word,))) for p in s.block]
+                peers += [(p, ip_of((p.word,))) for p in s.block]
             elif w == "virtual_ipaddress" and s.block is not None:
                 for v in s.block:
                     self.vip(v)
@@ -249,7 +194,7 @@ class _Convert:
         if g.get("syncdaemon") and "syncd_id" not in g and "virtual_router_id" in g:
             g["syncd_id"] = g["virtual_router_id"]  # keepalived's default sync id: the instance's VRID
         if "virtual_router_id" not in g:
-            self.note(inst, "no valid virtual_router_id (1-255): wrote 1; set the partner's", _shown(inst))
+            self.note(inst, "no valid virtual_router_id (1-255): wrote 1; set the partner's", shown(inst))
             g["virtual_router_id"] = 1
         self.pair(inst, state, src, peers)
         self.advert(inst, advert)
@@ -260,7 +205,7 @@ class _Convert:
         words = (v.word, *v.args)
         text = words[0]
         address, _, prefix = text.partition("/")
-        ip = _address((address,))
+        ip = ip_of((address,))
         if ip is None:
             self.note(v, "not an address lvs.cf can hold (skipped)")
             return
@@ -300,7 +245,7 @@ class _Convert:
 
     def advert(self, inst: Stmt, advert: str) -> None:
         self.advert_text = advert
-        ms = _seconds_ms((advert,))
+        ms = seconds_ms((advert,))
         if ms is None:
             self.note(inst, f"advert_int {advert} is not a time: wrote keepalive = 1", "advert_int")
             ms = 1000
@@ -320,7 +265,7 @@ class _Convert:
         if len(s.args) > 1:
             self.note(s, f"carried over as {key} = {s.args[0]}; the user and group after it are not (shoal runs it as "
                          f"itself)")
-        text = _string(s.args[0])
+        text = command(s.args[0])
         if text is None:
             self.note(s, "a command lvs.cf cannot hold (too long, or a control character)")
         else:
@@ -329,31 +274,29 @@ class _Convert:
     # ------------------------------------------------------------ LVS
 
     def virtual_server(self, vs: Stmt) -> None:
-        from adapters.keepalived.servers import KINDS, virtual_server  # one file per part: VRRP here, LVS there
-
         if vs.args[:1] == ("group",):
             self.note(vs, "virtual_server_group is not supported: write one virtual_server per address and port",
-                      _shown(vs))
+                      shown(vs))
             return
         kind = next((s.args[0] for s in vs.block or [] if s.word in ("lb_kind", "lvs_method") and s.args), "NAT")
         if self.network is not None and KINDS.get(kind, self.network) != self.network:
             self.note(vs, f"lb_kind differs from the first virtual_server's: lvs.cf has one network for all "
-                          f"virtuals ({_KIND_NAME[self.network]}); this virtual_server is not carried over", _shown(vs))
+                          f"virtuals ({_KIND_NAME[self.network]}); this virtual_server is not carried over", shown(vs))
             return
-        made = virtual_server(self, vs)
+        made = virtual_server(self, vs, self.vip_for)
         if made is None:
             return
         virtual, network = made
         self.network = network
         if _service(virtual) in self.services:
             self.note(vs, f"the same service as virtual {self.services[_service(virtual)]}: not carried over",
-                      _shown(vs))
+                      shown(vs))
             return
         lines = 2 + render(Config(virtuals=(virtual,))).count("\n") - _GLOBAL_LINES  # and a comment and a blank
         servers = sum(len(v.servers) for v in self.virtuals) + len(virtual.servers)
         if len(self.virtuals) >= MAX_VIRTUALS or servers > MAX_SERVERS or self.lines + lines > LINE_BUDGET:
             self.note(vs, f"beyond what one lvs.cf holds ({MAX_VIRTUALS} virtuals, {MAX_SERVERS} real servers, "
-                          f"{LINE_BUDGET} lines): not carried over", _shown(vs))
+                          f"{LINE_BUDGET} lines): not carried over", shown(vs))
             return
         self.lines += lines
         self.services[_service(virtual)] = virtual.name
@@ -369,10 +312,10 @@ class _Convert:
         if self.instance is not None:
             self.note(stmt, f"{address} is not among vrrp_instance {self.instance.args[0] if self.instance.args else ''}"
                             f"'s virtual_ipaddress: shoal holds a virtual's address as a VIP on the active router "
-                            f"(on {self.interface or 'eth0'})", _shown(stmt))
+                            f"(on {self.interface or 'eth0'})", shown(stmt))
         elif self.interface is None:
             self.note(stmt, "no vrrp_instance says on which interface the VIP goes: wrote eth0 (--interface DEV "
-                            "writes another)", _shown(stmt))
+                            "writes another)", shown(stmt))
         return self.interface or "eth0", None
 
     # ------------------------------------------------------------ result
@@ -435,55 +378,5 @@ def _service(v: Virtual) -> tuple[object, ...]:
     return ("fwmark", v.fwmark) if v.fwmark is not None else (v.protocol, v.address, v.port)
 
 
-def _shown(stmt: Stmt) -> str:
-    text = stmt.text()
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _number(args: tuple[str, ...], lo: int, hi: int) -> int | None:
-    if len(args) < 1 or not re.fullmatch(r"[0-9]{1,10}", args[0]):
-        return None
-    value = int(args[0])
-    return value if lo <= value <= hi else None
-
-
-def _seconds_ms(args: tuple[str, ...]) -> int | None:
-    if not args or not re.fullmatch(r"[0-9]{0,9}(\.[0-9]*)?", args[0]) or args[0] in ("", "."):
-        return None
-    return round(float(args[0]) * 1000)
-
-
-def _address(args: tuple[str, ...]) -> str | None:
-    if not args or "%" in args[0] or len(args[0]) > 45:
-        return None
-    try:
-        ip = ipaddress.ip_address(args[0])
-    except ValueError:
-        return None
-    return None if ip.is_unspecified else ip.compressed
-
-
-def fits(kind: str, key: str, *values: str) -> str | None:
-    """None when lvs.cf's `key` (of block `kind`) takes these values, else lvs.cf's own reason."""
-    try:
-        TABLES[kind][key].parse([Token(v, 1) for v in values])
-    except ValueProblem as e:
-        return e.message
-    return None
-
-
-def family(address: str) -> int:
-    return 6 if ":" in address else 4
-
-
-def _string(text: str) -> str | None:
-    """A command as lvs.cf can hold it."""
-    return None if len(text) > MAX_STRING_CHARS or FORBIDDEN.search(text) else text
-
-
-def _check_string(text: str) -> str | None:
-    return None if len(text) > MAX_CHECK_CHARS or CHECK_FORBIDDEN.search(text) else text
-
-
 def convert(tree: Tree, options: Options | None = None) -> Result:
-    return _Convert(tree, options or Options()).run()
+    return Converter(tree, options or Options()).run()

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from adapters.keepalived.syntax import Stmt
+from adapters.keepalived.values import Reporter, check_text, command, family, fits, ip_of, number, seconds_ms, shown
 from engine.model import SCHEDULERS, Server, Virtual
 
-if TYPE_CHECKING:
-    from adapters.keepalived.convert import _Convert
-
+VipFor = Callable[[Stmt, str], tuple[str, str | None]]  # a virtual's address -> its VIP device and prefix
 KINDS = {"NAT": "nat", "DR": "direct", "TUN": "tunnel"}
 FLAGS = ("sh-port", "sh-fallback", "mh-port", "mh-fallback", "flag-1", "flag-2", "flag-3")
 _CHECKERS = ("TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "SMTP_CHECK", "UDP_CHECK", "PING_CHECK", "DNS_CHECK",
@@ -45,28 +44,27 @@ class _Check:
     port: int | None = None  # connect_port
 
 
-def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
-    from adapters.keepalived.convert import _address, _number, _seconds_ms, _shown, family, fits
+def virtual_server(conv: Reporter, vs: Stmt, vip_for: VipFor) -> tuple[Virtual, str] | None:
 
     a = vs.args
     fields: dict[str, Any] = {}
     if a[:1] == ("group",):
         conv.note(vs, "virtual_server_group is not supported: write one virtual_server per address and port",
-                  _shown(vs))
+                  shown(vs))
         return None
-    if a[:1] == ("fwmark",) and _number(a[1:], 1, 2**32 - 1) is not None:
-        fields.update(fwmark=_number(a[1:], 1, 2**32 - 1), name=f"fwmark{a[1]}")
-    elif _address(a[:1]) and _number(a[1:], 1, 65535) is not None:
-        address, port = _address(a[:1]), _number(a[1:], 1, 65535)
+    if a[:1] == ("fwmark",) and number(a[1:], 1, 2**32 - 1) is not None:
+        fields.update(fwmark=number(a[1:], 1, 2**32 - 1), name=f"fwmark{a[1]}")
+    elif ip_of(a[:1]) and number(a[1:], 1, 65535) is not None:
+        address, port = ip_of(a[:1]), number(a[1:], 1, 65535)
         assert address is not None and port is not None
-        device, prefix = conv.vip_for(vs, address)
+        device, prefix = vip_for(vs, address)
         fields.update(address=address, port=port, device=device, name=_name(address, port))
         if prefix is not None:
             fields["vip_nmask"] = prefix
     else:
-        why = "a virtual_server without a port (every port) cannot be an lvs.cf virtual" if _address(a[:1]) else \
+        why = "a virtual_server without a port (every port) cannot be an lvs.cf virtual" if ip_of(a[:1]) else \
             "expected virtual_server IP PORT or virtual_server fwmark N"
-        conv.note(vs, why + ": not carried over", _shown(vs))
+        conv.note(vs, why + ": not carried over", shown(vs))
         return None
     kind = next((s.args[0] for s in vs.block or [] if s.word in ("lb_kind", "lvs_method") and s.args), "NAT")
     network = KINDS.get(kind, "nat")
@@ -81,13 +79,13 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
                 conv.note(s, f"an IPVS scheduler lvs.cf does not know: wrote the default (wlc)")
         elif w in ("lb_kind", "lvs_method") and args:
             if args[0] not in KINDS:
-                conv.note(vs, f"{w} {args[0]}: lvs.cf forwards by NAT, DR or TUN only: not carried over", _shown(vs))
+                conv.note(vs, f"{w} {args[0]}: lvs.cf forwards by NAT, DR or TUN only: not carried over", shown(vs))
                 return None
             network = KINDS[args[0]]
             if len(args) > 1:
                 conv.note(s, "the tunnel type is not carried over (lvs.cf tunnels are ipip)")
         elif w == "persistence_timeout":
-            seconds = _number(args, 0, 86400 * 31) if args else 360
+            seconds = number(args, 0, 86400 * 31) if args else 360
             if seconds is None:
                 conv.note(s, "not a number of seconds up to 31 days: not carried over")
             else:
@@ -102,18 +100,18 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
                 conv.note(s, f"{problem}: not carried over")
         elif w == "protocol" and args:
             if args[0].upper() not in ("TCP", "UDP"):
-                conv.note(vs, f"protocol {args[0]}: lvs.cf serves tcp and udp only: not carried over", _shown(vs))
+                conv.note(vs, f"protocol {args[0]}: lvs.cf serves tcp and udp only: not carried over", shown(vs))
                 return None
             fields["protocol"] = args[0].lower()
-        elif w in ("quorum", "hysteresis") and _number(args, 0, 2**32 - 1) is not None:
-            fields[w] = _number(args, 0, 2**32 - 1)
-        elif w == "sorry_server" and _address(args[:1]):
-            if "address" in fields and family(_address(args[:1]) or "") != family(fields["address"]):
+        elif w in ("quorum", "hysteresis") and number(args, 0, 2**32 - 1) is not None:
+            fields[w] = number(args, 0, 2**32 - 1)
+        elif w == "sorry_server" and ip_of(args[:1]):
+            if "address" in fields and family(ip_of(args[:1]) or "") != family(fields["address"]):
                 conv.note(s, f"a sorry server of another IP version than {fields['address']}: not carried over "
                              f"(only tunnels cross IP versions)")
                 continue
-            fields["sorry_server"] = _address(args[:1])
-            port = _number(args[1:], 1, 65535)
+            fields["sorry_server"] = ip_of(args[:1])
+            port = number(args[1:], 1, 65535)
             if port is not None:
                 fields["sorry_port"] = port
         elif w == "inhibit_on_failure" and args[:1] not in (("off",), ("false",), ("no",)):
@@ -142,7 +140,7 @@ def virtual_server(conv: _Convert, vs: Stmt) -> tuple[Virtual, str] | None:
     fields.update(_check_fields(conv, vs, servers, checks, fields, timing))
     fields["rise"] = 1
     delay = timing.get("delay_loop")
-    fields["check_interval_ms"] = min(86_400_000, max(100, (_seconds_ms(delay.args) if delay else None) or 60_000))
+    fields["check_interval_ms"] = min(86_400_000, max(100, (seconds_ms(delay.args) if delay else None) or 60_000))
     if "delay_before_retry" in timing:
         conv.skip(timing["delay_before_retry"])
     if "warmup" in timing:
@@ -155,15 +153,14 @@ def _name(address: str, port: int | None) -> str:
     return host if port is None else f"{host}:{port}"
 
 
-def _real_servers(conv: _Convert, reals: list[Stmt], vfields: dict[str, Any], timing: dict[str, Stmt],
+def _real_servers(conv: Reporter, reals: list[Stmt], vfields: dict[str, Any], timing: dict[str, Stmt],
                   network: str) -> tuple[list[Server], list[tuple[Stmt, _Check | None]]]:
-    from adapters.keepalived.convert import _address, _number, _string, family
 
     servers: list[Server] = []
     checks: list[tuple[Stmt, _Check | None]] = []
     quiesce = []
     for rs in reals:
-        address, port = _address(rs.args[:1]), _number(rs.args[1:], 1, 65535)
+        address, port = ip_of(rs.args[:1]), number(rs.args[1:], 1, 65535)
         if address is None or (len(rs.args) > 1 and port is None):
             conv.note(rs, "expected real_server IP [PORT]: not carried over")
             continue
@@ -182,12 +179,12 @@ def _real_servers(conv: _Convert, reals: list[Stmt], vfields: dict[str, Any], ti
         checkers = 0
         inhibit = False
         for s in rs.block or []:
-            if s.word == "weight" and _number(s.args, 0, 65535) is not None:
-                fields["weight"] = _number(s.args, 0, 65535)
+            if s.word == "weight" and number(s.args, 0, 65535) is not None:
+                fields["weight"] = number(s.args, 0, 65535)
             elif s.word == "inhibit_on_failure":
                 inhibit = s.args[:1] not in (("off",), ("false",), ("no",))
             elif s.word in ("notify_up", "notify_down") and s.args:
-                text = _string(s.args[0])
+                text = command(s.args[0])
                 if text is None:
                     conv.note(s, "a command lvs.cf cannot hold (too long, or a control character)")
                 else:
@@ -223,20 +220,19 @@ def _shown_rs(rs: Stmt) -> str:
     return rs.text()
 
 
-def _checker(conv: _Convert, c: Stmt, address: str, port: int | None, timing: dict[str, Stmt]) -> _Check:
-    from adapters.keepalived.convert import _check_string, _number, _seconds_ms, _string
+def _checker(conv: Reporter, c: Stmt, address: str, port: int | None, timing: dict[str, Stmt]) -> _Check:
 
     kv = {s.word: s for s in c.block or []}
     retry_default = 0 if c.word == "MISC_CHECK" else 1
     retry_stmt = kv.get("retry") or timing.get("retry")
-    retry = _number(retry_stmt.args, 0, 65534) if retry_stmt else retry_default
+    retry = number(retry_stmt.args, 0, 65534) if retry_stmt else retry_default
     timeout_stmt = kv.get("connect_timeout") or kv.get("misc_timeout") or timing.get("connect_timeout")
-    timeout = _seconds_ms(timeout_stmt.args) if timeout_stmt else 5000
+    timeout = seconds_ms(timeout_stmt.args) if timeout_stmt else 5000
     common: dict[str, Any] = {"timeout_ms": min(86_400_000, max(1, timeout or 5000)),
                               "fall": (retry if retry is not None else 1) + 1}
     if "delay_before_retry" in kv:
         conv.skip(kv["delay_before_retry"])
-    cport = _number(kv["connect_port"].args, 1, 65535) if "connect_port" in kv else None
+    cport = number(kv["connect_port"].args, 1, 65535) if "connect_port" in kv else None
     for word, s in kv.items():
         if word in ("bindto", "bind_port", "bind_if", "fwmark", "connect_ip", "warmup", "alpha", "log_all_failures"):
             conv.skip(s, f"a {c.word} setting lvs.cf has no equivalent for")
@@ -257,7 +253,7 @@ def _checker(conv: _Convert, c: Stmt, address: str, port: int | None, timing: di
                                           "anything else down")
         if "user" in kv:
             conv.skip(kv["user"], "shoal runs the program as itself")
-        text = _string(path)
+        text = command(path)
         if text is None:
             conv.note(kv["misc_path"], "a command lvs.cf cannot hold: check = none written")
             return _Check("none")
@@ -277,8 +273,7 @@ def _checker(conv: _Convert, c: Stmt, address: str, port: int | None, timing: di
     return _Check("none")
 
 
-def _http(conv: _Convert, c: Stmt, kv: dict[str, Stmt], cport: int | None, common: dict[str, Any]) -> _Check:
-    from adapters.keepalived.convert import _check_string
+def _http(conv: Reporter, c: Stmt, kv: dict[str, Stmt], cport: int | None, common: dict[str, Any]) -> _Check:
 
     kind = "https" if c.word == "SSL_GET" else "http"
     urls = [s for s in c.block or [] if s.word == "url"]
@@ -290,8 +285,6 @@ def _http(conv: _Convert, c: Stmt, kv: dict[str, Stmt], cport: int | None, commo
     out: dict[str, Any] = {}
     for s in urls[0].block or []:
         if s.word == "path" and s.args:
-            from adapters.keepalived.convert import fits
-
             why = fits("virtual", "http_path", s.args[0])
             if why is None:
                 out["http_path"] = s.args[0]
@@ -303,7 +296,7 @@ def _http(conv: _Convert, c: Stmt, kv: dict[str, Stmt], cport: int | None, commo
             conv.note(s, "not checked: lvs.cf compares the status (and expect), not an MD5 digest of the page; "
                          "write expect = TEXT the page holds to check its content")
         elif s.word == "regex" and s.args:
-            text = _check_string(s.args[0])
+            text = check_text(s.args[0])
             if text is None or _BEYOND_RE2.search(text) or not _compiles(text):
                 conv.note(s, "a regular expression lvs.cf's checks cannot run (RE2, at most 255 characters): not "
                              "carried over")
@@ -327,7 +320,7 @@ def _compiles(text: str) -> bool:
     return True
 
 
-def _status(conv: _Convert, s: Stmt) -> int:
+def _status(conv: Reporter, s: Stmt) -> int:
     codes = s.args
     if len(codes) == 1 and re.fullmatch(r"[1-5][0-9][0-9]", codes[0]):
         return int(codes[0])
@@ -342,7 +335,7 @@ def _status(conv: _Convert, s: Stmt) -> int:
     return chosen
 
 
-def _check_fields(conv: _Convert, vs: Stmt, servers: list[Server], checks: list[tuple[Stmt, _Check | None]],
+def _check_fields(conv: Reporter, vs: Stmt, servers: list[Server], checks: list[tuple[Stmt, _Check | None]],
                   vfields: dict[str, Any], timing: dict[str, Stmt]) -> dict[str, Any]:
     """The virtual's check keys from its servers' checks (the first server's decides)."""
     chosen = next((c for _, c in checks if c is not None), None) if checks else None
@@ -388,7 +381,7 @@ def _differences(chosen: _Check, other: _Check | None) -> str:
     return "; ".join(said)
 
 
-def _connect_port(conv: _Convert, vs: Stmt, servers: list[Server], port: int, vfields: dict[str, Any]) -> None:
+def _connect_port(conv: Reporter, vs: Stmt, servers: list[Server], port: int, vfields: dict[str, Any]) -> None:
     """lvs.cf checks a server on its own port; a connect_port elsewhere is noted (a fwmark virtual takes it)."""
     if vfields.get("fwmark") is not None and "port" not in vfields:
         vfields["port"] = port

@@ -236,6 +236,8 @@ class _Reader:
             if len(out) > MAX_EXPANDED_CHARS or out.count("\n") > MAX_EXPANDED_LINES:
                 self.error(where, f"parameters expand this line to more than {MAX_EXPANDED_CHARS} characters",
                            stop=True)
+            if "\n" in value:  # a multi-line value: its lines go through every step in turn (a definition
+                return out.split("\n")  # in it applies to the lines after it, as keepalived reads them)
         self.error(where, f"parameters expand more than {MAX_EXPANSIONS} times over (a definition that uses itself?)",
                    stop=True)
         return None

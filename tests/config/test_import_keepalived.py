@@ -475,3 +475,40 @@ def keepalived_confs(draw: st.DrawFn, kind: str = "top", depth: int = 0) -> str:
 @given(keepalived_confs())
 def test_any_keepalived_conf_gives_a_valid_lvs_cf_or_nothing(tmp_path: Path, text: str) -> None:
     read_or_refused(tmp_path, text)
+
+
+NESTED = r"""$RS= \
+real_server 192.168.${VS_NUM}.${RS_NUM} 80 { \
+    weight ${RS_NUM} \
+    inhibit_on_failure \
+    MISC_CHECK { \
+        misc_path "${_PWD}/scripts/vs.sh 10.0.${VS_NUM}.4:80->192.168.${VS_NUM}.${RS_NUM}:80" \
+    } \
+}
+
+$VS= \
+virtual_server 10.0.${VS_NUM}.4 80 { \
+    quorum 2 \
+    $RS_NUM=1 \
+    $RS \
+    $RS_NUM=2 \
+    $RS \
+}
+
+$VS_NUM=0
+$VS
+
+$VS_NUM=1
+$VS
+"""
+
+
+def test_the_manual_s_nested_multi_line_definitions(tmp_path: Path) -> None:
+    """keepalived.conf(5), "Parameter substitution": a definition inside a multi-line value applies to the
+    lines after it; ${_PWD} is the file's directory; one program per server becomes one send_program."""
+    code, _, _, c = run(tmp_path, NESTED, "--primary", "10.9.9.9")
+    assert code == 0 and c is not None
+    assert [(v.name, v.quorum, v.send_program, v.quiesce_server) for v in c.virtuals] == [
+        ("10.0.0.4:80", 2, f"{tmp_path}/scripts/vs.sh 10.0.0.4:80->%h:%p", True),
+        ("10.0.1.4:80", 2, f"{tmp_path}/scripts/vs.sh 10.0.1.4:80->%h:%p", True)]
+    assert [(s.address, s.weight) for s in c.virtuals[1].servers] == [("192.168.1.1", 1), ("192.168.1.2", 2)]
