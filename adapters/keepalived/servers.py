@@ -45,29 +45,54 @@ class _Check:
 
 
 def virtual_server(conv: Reporter, vs: Stmt, vip_for: VipFor) -> tuple[Virtual, str] | None:
-
-    a = vs.args
-    fields: dict[str, Any] = {}
-    if a[:1] == ("group",):
-        conv.note(vs, "virtual_server_group is not supported: write one virtual_server per address and port",
-                  shown(vs))
+    """The lvs.cf virtual of `vs` and its network (nat, direct, tunnel); None: not carried over (noted)."""
+    fields = _service(conv, vs, vip_for)
+    if fields is None:
         return None
+    read = _virtual_keys(conv, vs, fields)
+    if read is None:
+        return None
+    network, timing, reals = read
+    if "persistent_s" not in fields and "pmask" in fields:
+        conv.note(vs, "persistence_granularity without persistence_timeout: not carried over", "persistence_granularity")
+        del fields["pmask"]
+    _sched_flags(conv, vs, fields)
+    servers, checks = _real_servers(conv, reals, fields, timing, network)
+    fields.update(_check_fields(conv, vs, servers, checks, fields, timing))
+    fields["rise"] = 1
+    delay = timing.get("delay_loop")
+    fields["check_interval_ms"] = min(86_400_000, max(100, (seconds_ms(delay.args) if delay else None) or 60_000))
+    for word in ("delay_before_retry", "warmup"):
+        if word in timing:
+            conv.skip(timing[word])
+    return Virtual(servers=tuple(servers), **fields), network
+
+
+def _service(conv: Reporter, vs: Stmt, vip_for: VipFor) -> dict[str, Any] | None:
+    """The virtual's name and service: `IP PORT` (with its VIP's device and prefix) or `fwmark N`."""
+    a = vs.args
     if a[:1] == ("fwmark",) and number(a[1:], 1, 2**32 - 1) is not None:
-        fields.update(fwmark=number(a[1:], 1, 2**32 - 1), name=f"fwmark{a[1]}")
-    elif ip_of(a[:1]) and number(a[1:], 1, 65535) is not None:
-        address, port = ip_of(a[:1]), number(a[1:], 1, 65535)
-        assert address is not None and port is not None
-        device, prefix = vip_for(vs, address)
-        fields.update(address=address, port=port, device=device, name=_name(address, port))
-        if prefix is not None:
-            fields["vip_nmask"] = prefix
-    else:
-        why = "a virtual_server without a port (every port) cannot be an lvs.cf virtual" if ip_of(a[:1]) else \
+        return {"fwmark": number(a[1:], 1, 2**32 - 1), "name": f"fwmark{a[1]}"}
+    address, port = ip_of(a[:1]), number(a[1:], 1, 65535)
+    if address is None or port is None:
+        why = "a virtual_server without a port (every port) cannot be an lvs.cf virtual" if address else \
             "expected virtual_server IP PORT or virtual_server fwmark N"
         conv.note(vs, why + ": not carried over", shown(vs))
         return None
+    device, prefix = vip_for(vs, address)
+    fields: dict[str, Any] = {"address": address, "port": port, "device": device, "name": _name(address, port)}
+    if prefix is not None:
+        fields["vip_nmask"] = prefix
+    return fields
+
+
+def _virtual_keys(conv: Reporter, vs: Stmt,
+                  fields: dict[str, Any]) -> tuple[str, dict[str, Stmt], list[Stmt]] | None:
+    """The virtual_server's own statements into `fields`; (network, checker timing, real_servers), or None."""
     kind = next((s.args[0] for s in vs.block or [] if s.word in ("lb_kind", "lvs_method") and s.args), "NAT")
-    network = KINDS.get(kind, "nat")
+    if kind not in KINDS:
+        conv.note(vs, f"lb_kind {kind}: lvs.cf forwards by NAT, DR or TUN only: not carried over", shown(vs))
+        return None
     timing: dict[str, Stmt] = {}
     reals: list[Stmt] = []
     for s in vs.block or []:
@@ -76,14 +101,11 @@ def virtual_server(conv: Reporter, vs: Stmt, vip_for: VipFor) -> tuple[Virtual, 
             if args[0] in SCHEDULERS:
                 fields["scheduler"] = args[0]
             else:
-                conv.note(s, f"an IPVS scheduler lvs.cf does not know: wrote the default (wlc)")
-        elif w in ("lb_kind", "lvs_method") and args:
-            if args[0] not in KINDS:
-                conv.note(vs, f"{w} {args[0]}: lvs.cf forwards by NAT, DR or TUN only: not carried over", shown(vs))
-                return None
-            network = KINDS[args[0]]
-            if len(args) > 1:
-                conv.note(s, "the tunnel type is not carried over (lvs.cf tunnels are ipip)")
+                conv.note(s, "an IPVS scheduler lvs.cf does not know: wrote the default (wlc)")
+        elif w in ("lb_kind", "lvs_method") and len(args) > 1:
+            conv.note(s, "the tunnel type is not carried over (lvs.cf tunnels are ipip)")
+        elif w in ("lb_kind", "lvs_method"):
+            pass
         elif w == "persistence_timeout":
             seconds = number(args, 0, 86400 * 31) if args else 360
             if seconds is None:
@@ -106,14 +128,7 @@ def virtual_server(conv: Reporter, vs: Stmt, vip_for: VipFor) -> tuple[Virtual, 
         elif w in ("quorum", "hysteresis") and number(args, 0, 2**32 - 1) is not None:
             fields[w] = number(args, 0, 2**32 - 1)
         elif w == "sorry_server" and ip_of(args[:1]):
-            if "address" in fields and family(ip_of(args[:1]) or "") != family(fields["address"]):
-                conv.note(s, f"a sorry server of another IP version than {fields['address']}: not carried over "
-                             f"(only tunnels cross IP versions)")
-                continue
-            fields["sorry_server"] = ip_of(args[:1])
-            port = number(args[1:], 1, 65535)
-            if port is not None:
-                fields["sorry_port"] = port
+            _sorry(conv, s, fields)
         elif w == "inhibit_on_failure" and args[:1] not in (("off",), ("false",), ("no",)):
             fields["quiesce_server"] = True
         elif w in FLAGS:
@@ -125,9 +140,23 @@ def virtual_server(conv: Reporter, vs: Stmt, vip_for: VipFor) -> tuple[Virtual, 
             reals.append(s)
         else:
             conv.skip(s, "a virtual_server setting lvs.cf has no equivalent for")
-    if "persistent_s" not in fields and "pmask" in fields:
-        conv.note(vs, "persistence_granularity without persistence_timeout: not carried over", "persistence_granularity")
-        del fields["pmask"]
+    return KINDS[kind], timing, reals
+
+
+def _sorry(conv: Reporter, s: Stmt, fields: dict[str, Any]) -> None:
+    sorry = ip_of(s.args[:1]) or ""
+    if "address" in fields and family(sorry) != family(fields["address"]):
+        conv.note(s, f"a sorry server of another IP version than {fields['address']}: not carried over "
+                     f"(only tunnels cross IP versions)")
+        return
+    fields["sorry_server"] = sorry
+    port = number(s.args[1:], 1, 65535)
+    if port is not None:
+        fields["sorry_port"] = port
+
+
+def _sched_flags(conv: Reporter, vs: Stmt, fields: dict[str, Any]) -> None:
+    """Scheduler flags only for their own scheduler (sh-*, mh-*) or flag-N, with sh or mh."""
     flags = fields.pop("sched_flags", ())
     scheduler = fields.get("scheduler", "wlc")
     kept = tuple(f for f in flags if f.startswith(scheduler + "-") or f.startswith("flag-"))
@@ -136,16 +165,6 @@ def virtual_server(conv: Reporter, vs: Stmt, vip_for: VipFor) -> tuple[Virtual, 
     if set(flags) - set(fields.get("sched_flags", ())):
         conv.note(vs, f"these scheduler flags do not belong to scheduler {scheduler}: not carried over",
                   " ".join(f for f in flags if f not in fields.get("sched_flags", ())))
-    servers, checks = _real_servers(conv, reals, fields, timing, network)
-    fields.update(_check_fields(conv, vs, servers, checks, fields, timing))
-    fields["rise"] = 1
-    delay = timing.get("delay_loop")
-    fields["check_interval_ms"] = min(86_400_000, max(100, (seconds_ms(delay.args) if delay else None) or 60_000))
-    if "delay_before_retry" in timing:
-        conv.skip(timing["delay_before_retry"])
-    if "warmup" in timing:
-        conv.skip(timing["warmup"])
-    return Virtual(servers=tuple(servers), **fields), network
 
 
 def _name(address: str, port: int | None) -> str:
