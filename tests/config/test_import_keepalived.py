@@ -512,3 +512,26 @@ def test_the_manual_s_nested_multi_line_definitions(tmp_path: Path) -> None:
         ("10.0.0.4:80", 2, f"{tmp_path}/scripts/vs.sh 10.0.0.4:80->%h:%p", True),
         ("10.0.1.4:80", 2, f"{tmp_path}/scripts/vs.sh 10.0.1.4:80->%h:%p", True)]
     assert [(s.address, s.weight) for s in c.virtuals[1].servers] == [("192.168.1.1", 1), ("192.168.1.2", 2)]
+
+
+def test_ipv6_pair_runs_vrrp_version_3_and_priority_255_becomes_254(tmp_path: Path) -> None:
+    text = PAIR.replace("10.0.0.100/24", "2001:db8::100/64").replace("10.0.0.100 80", "2001:db8::100 80") \
+        .replace("10.0.0.1\n", "2001:db8::a\n").replace("10.0.0.2\n", "2001:db8::b\n") \
+        .replace("10.1.0.99", "2001:db8:1::99").replace("10.1.0.1", "2001:db8:1::1").replace("priority 150", "priority 255")
+    code, _, report, c = run(tmp_path, text)
+    assert code == 0 and c is not None
+    assert (c.primary, c.backup, c.vrrp_version, c.priority, c.keepalive_ms) == (
+        "2001:db8::a", "2001:db8::b", 3, 254, 1000)
+    assert (c.virtuals[0].address, c.virtuals[0].vip_nmask) == ("2001:db8::100", "64")
+    assert "VRRPv2 is IPv4 only: wrote vrrp_version = 3" in report
+    assert "priority 255 (the address owner's) is written as 254" in report
+
+
+def test_lvs_sync_daemon_interface_and_instance_choice(tmp_path: Path) -> None:
+    text = PAIR.replace("    advert_int 1\n", "    advert_int 1\n    lvs_sync_daemon_interface eth2\n") + \
+        PAIR.split("virtual_server")[0].replace("VI_1", "VI_2").replace("virtual_router_id 51", "virtual_router_id 52")
+    code, _, report, c = run(tmp_path, text)
+    assert c is not None and (c.syncdaemon, c.syncd_iface, c.syncd_id, c.virtual_router_id) == (True, "eth2", 51, 51)
+    code, _, report, c = run(tmp_path, text, "--instance", "VI_2")
+    assert c is not None and c.virtual_router_id == 52
+    assert "vrrp_instance VI_1: a second vrrp_instance: an lvs.cf has one (vrrp_instance VI_2 was taken" in report
