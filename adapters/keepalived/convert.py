@@ -86,6 +86,7 @@ class Converter(Reporter):
         self.lines = 0
         self.version = 2  # keepalived's default vrrp_version
         self.advert_text = "1"
+        self.checksum_stmt: Stmt | None = None
         self.node = "backup"
 
     # ------------------------------------------------------------ top level
@@ -134,6 +135,9 @@ class Converter(Reporter):
         for s in stmt.block or []:
             if s.word == "vrrp_version" and s.args[:1] in (("2",), ("3",)):
                 self.version = int(s.args[0])
+            elif s.word == "v3_checksum_as_v2" and _true(s.args):
+                self.globals["vrrp_v3_checksum_as_v2"] = True
+                self.checksum_stmt = s
             elif s.word == "lvs_sync_daemon" and s.args and fits("global", "syncd_iface", s.args[0]) is None:
                 self.globals.update(syncdaemon=True, syncd_iface=s.args[0])
                 rest = list(s.args[1:])
@@ -167,6 +171,8 @@ class Converter(Reporter):
                 advert = a[0]
             elif w == "version" and a[:1] in (("2",), ("3",)):
                 self.version = int(a[0])
+            elif w == "v3_checksum_as_v2" and _true(a) is not None:
+                g["vrrp_v3_checksum_as_v2"] = _true(a)
             elif w == "nopreempt":
                 g["preempt"] = False
             elif w == "preempt":
@@ -200,6 +206,9 @@ class Converter(Reporter):
         self.advert(inst, advert)
         if not g["preempt"]:
             g.pop("preempt_delay_ms", None)
+        if g.get("vrrp_v3_checksum_as_v2") and self.version != 3:
+            self.note(inst, "v3_checksum_as_v2 applies to VRRPv3 only: not carried over", "v3_checksum_as_v2")
+            del g["vrrp_v3_checksum_as_v2"]
 
     def vip(self, v: Stmt) -> None:
         words = (v.word, *v.args)
@@ -343,6 +352,8 @@ class Converter(Reporter):
             g["primary"] = g["backup"] = None
         if self.instance is None:
             g["backup_active"] = False
+            if g.pop("vrrp_v3_checksum_as_v2", None) and self.checksum_stmt is not None:
+                self.note(self.checksum_stmt, "no vrrp_instance: not carried over")
             for key in ("primary", "backup"):
                 if g.get(key) is None and key == "primary":
                     g[key] = self.placeholder(fam, g)
@@ -369,6 +380,13 @@ class Converter(Reporter):
 
 
 _KIND_NAME = {"nat": "NAT", "direct": "DR", "tunnel": "TUN"}
+
+
+def _true(args: tuple[str, ...]) -> bool | None:
+    """keepalived's optional <BOOL>: absent is true."""
+    if not args:
+        return True
+    return {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}.get(args[0].lower())
 
 
 _GLOBAL_LINES = render(Config()).count("\n")

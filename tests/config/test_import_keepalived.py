@@ -535,3 +535,15 @@ def test_lvs_sync_daemon_interface_and_instance_choice(tmp_path: Path) -> None:
     code, _, report, c = run(tmp_path, text, "--instance", "VI_2")
     assert c is not None and c.virtual_router_id == 52
     assert "vrrp_instance VI_1: a second vrrp_instance: an lvs.cf has one (vrrp_instance VI_2 was taken" in report
+
+
+def test_v3_checksum_as_v2(tmp_path: Path) -> None:
+    text = "global_defs {\n    v3_checksum_as_v2\n}\n" + PAIR.replace("advert_int 1", "advert_int 1\n    version 3")
+    code, _, _, c = run(tmp_path, text)
+    assert c is not None and (c.vrrp_version, c.vrrp_v3_checksum_as_v2) == (3, True)
+    code, _, report, c = run(tmp_path, text.replace("    version 3\n", ""))
+    assert c is not None and (c.vrrp_version, c.vrrp_v3_checksum_as_v2) == (2, False)
+    assert "v3_checksum_as_v2 applies to VRRPv3 only" in report
+    code, _, report, c = run(tmp_path, "global_defs {\n    v3_checksum_as_v2 yes\n}\n" + "virtual_server" + PAIR.split("virtual_server", 1)[1])
+    assert c is not None and (c.heartbeat_protocol, c.vrrp_v3_checksum_as_v2) == ("pulse", False)
+    assert "keepalived.conf:2: v3_checksum_as_v2 yes: no vrrp_instance: not carried over" in report
