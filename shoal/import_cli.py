@@ -46,6 +46,10 @@ def main(argv: list[str]) -> int:
         for where, message in e.problems:
             print(f"{where}: {message}", file=sys.stderr)
         return 2
+    if args.output and os.path.realpath(args.output) in {os.path.realpath(f) for f in tree.paths}:
+        print(f"shoal import: -o {args.output} is a file of the keepalived.conf it reads: not overwritten",
+              file=sys.stderr)
+        return 2
     result = convert(tree, Options(args.primary, args.backup, args.instance, args.interface))
     text = lvs_cf(tree, result, args.file)
     for line in report(tree, result, args.config_id):

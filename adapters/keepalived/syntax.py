@@ -77,7 +77,8 @@ class Stmt:
 @dataclass
 class Tree:
     statements: list[Stmt]
-    files: list[str] = field(default_factory=list)  # every file read, in order
+    files: list[str] = field(default_factory=list)  # every file read, in order, as shown in notes
+    paths: list[str] = field(default_factory=list)  # and where each is
     notes: list[tuple[Where, str]] = field(default_factory=list)  # read, but worth saying (skipped lines...)
     conditions: list[str] = field(default_factory=list)  # the @IDs met, in order of first use
 
@@ -135,6 +136,7 @@ class _Reader:
             self.error(where, f"the files included come to more than {MAX_TOTAL_BYTES} bytes", stop=True)
         text = data.decode("utf-8", "replace")  # keepalived reads bytes; a stray byte is not worth a refusal
         self.tree.files.append(shown)
+        self.tree.paths.append(path)
         self.stack.append(real)
         raw = text.split("\n")
         n = 0

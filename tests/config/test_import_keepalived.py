@@ -547,3 +547,12 @@ def test_v3_checksum_as_v2(tmp_path: Path) -> None:
     code, _, report, c = run(tmp_path, "global_defs {\n    v3_checksum_as_v2 yes\n}\n" + "virtual_server" + PAIR.split("virtual_server", 1)[1])
     assert c is not None and (c.heartbeat_protocol, c.vrrp_v3_checksum_as_v2) == ("pulse", False)
     assert "keepalived.conf:2: v3_checksum_as_v2 yes: no vrrp_instance: not carried over" in report
+
+
+def test_the_keepalived_conf_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "k.conf").write_text("include inc.conf\n")
+    (tmp_path / "inc.conf").write_text(PAIR)
+    for target in ("k.conf", "inc.conf"):
+        assert shoal(["import", str(tmp_path / "k.conf"), "-o", str(tmp_path / target)]) == 2
+        assert "not overwritten" in capsys.readouterr().err
+    assert (tmp_path / "inc.conf").read_text() == PAIR
