@@ -128,7 +128,7 @@ def _virtual_keys(conv: Reporter, vs: Stmt,
         elif w in ("quorum", "hysteresis") and number(args, 0, 2**32 - 1) is not None:
             fields[w] = number(args, 0, 2**32 - 1)
         elif w == "sorry_server" and ip_of(args[:1]):
-            _sorry(conv, s, fields)
+            _sorry(conv, s, fields, KINDS[kind])
         elif w == "inhibit_on_failure" and args[:1] not in (("off",), ("false",), ("no",)):
             fields["quiesce_server"] = True
         elif w in FLAGS:
@@ -140,10 +140,15 @@ def _virtual_keys(conv: Reporter, vs: Stmt,
             reals.append(s)
         else:
             conv.skip(s, "a virtual_server setting lvs.cf has no equivalent for")
+    if "protocol" not in fields and "fwmark" not in fields:
+        conv.note(vs, "no protocol: keepalived then serves UDP (it says \"no protocol set - defaulting to UDP\"), and "
+                      "so does this lvs.cf (protocol = udp); write protocol TCP in keepalived.conf if TCP was meant",
+                  shown(vs))
+        fields["protocol"] = "udp"
     return KINDS[kind], timing, reals
 
 
-def _sorry(conv: Reporter, s: Stmt, fields: dict[str, Any]) -> None:
+def _sorry(conv: Reporter, s: Stmt, fields: dict[str, Any], network: str) -> None:
     sorry = ip_of(s.args[:1]) or ""
     if "address" in fields and family(sorry) != family(fields["address"]):
         conv.note(s, f"a sorry server of another IP version than {fields['address']}: not carried over "
@@ -151,7 +156,10 @@ def _sorry(conv: Reporter, s: Stmt, fields: dict[str, Any]) -> None:
         return
     fields["sorry_server"] = sorry
     port = number(s.args[1:], 1, 65535)
-    if port is not None:
+    if port is not None and network != "nat" and port != fields.get("port", port):
+        conv.note(s, f"with lb_kind {'DR' if network == 'direct' else 'TUN'} the sorry server takes the virtual "
+                     f"server's port: keepalived resets {port} to {fields['port']}, and so does this lvs.cf")
+    elif port is not None:
         fields["sorry_port"] = port
 
 
@@ -188,6 +196,11 @@ def _real_servers(conv: Reporter, reals: list[Stmt], vfields: dict[str, Any], ti
             conv.note(rs, f"a real server of another IP version than {vip}: not carried over (only tunnels, lb_kind "
                           f"TUN, cross IP versions)")
             continue
+        if port is not None and vfields.get("port") is not None and port != vfields["port"] and network != "nat":
+            conv.note(rs, f"with lb_kind {'DR' if network == 'direct' else 'TUN'} a real server takes the virtual "
+                          f"server's port: keepalived resets {port} to {vfields['port']} (\"ports don't match - "
+                          f"resetting\"), and so does this lvs.cf")
+            port = vfields["port"]
         fields: dict[str, Any] = {"name": _name(address, port), "address": address}
         if port is not None and port != vfields.get("port"):
             fields["port"] = port

@@ -110,7 +110,8 @@ def test_a_pair_carries_over(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     (v,) = c.virtuals
     assert (v.name, v.address, v.device, v.vip_nmask, v.port, v.protocol, v.scheduler, v.persistent_s) == (
         "10.0.0.100:80", "10.0.0.100", "eth1:1", "24", 80, "tcp", "wrr", 300)
-    assert (v.sorry_server, v.sorry_port, v.quorum, v.hysteresis, v.quiesce_server) == ("10.1.0.99", 8080, 2, 1, True)
+    assert (v.sorry_server, v.sorry_port, v.quorum, v.hysteresis, v.quiesce_server) == ("10.1.0.99", None, 2, 1, True)
+    assert "sorry_server 10.1.0.99 8080: with lb_kind DR the sorry server takes the virtual server's port" in report
     assert (v.check, v.http_path, v.http_status, v.timeout_ms, v.fall, v.rise, v.check_interval_ms) == (
         "http", "/health", 204, 1500, 3, 1, 2000)
     assert [(s.name, s.address, s.weight, s.port, s.notify_up) for s in v.servers] == [
@@ -176,6 +177,15 @@ virtual_server 10.0.0.100 443 {
     assert any(line.startswith(f"{tmp_path}/keepalived.conf:66: virtual_server 10.0.0.100 443: lb_kind differs") for line in lines)
 
 
+def test_dr_and_tun_real_servers_take_the_virtual_server_s_port_as_in_keepalived(tmp_path: Path) -> None:
+    text = "virtual_server 10.0.0.100 80 {\n lb_kind TUN\n protocol TCP\n real_server 10.1.0.11 8080 {\n }\n}\n"
+    code, _, report, c = run(tmp_path, text, "--primary", "10.0.0.1")
+    assert c is not None and c.network == "tunnel" and c.virtuals[0].servers[0].port is None
+    assert "keepalived resets 8080 to 80" in report
+    code, _, _, c = run(tmp_path, text.replace("TUN", "NAT"), "--primary", "10.0.0.1")
+    assert c is not None and c.virtuals[0].servers[0].port == 8080  # NAT maps ports
+
+
 def test_checkers(tmp_path: Path) -> None:
     text = """\
 virtual_server 10.0.0.100 25 {
@@ -201,6 +211,7 @@ virtual_server 10.0.0.100 53 {
     }
 }
 virtual_server 10.0.0.100 443 {
+    protocol TCP
     real_server 10.1.0.11 443 {
         SSL_GET {
             url {
@@ -217,8 +228,9 @@ virtual_server 10.0.0.100 443 {
     code, _, report, c = run(tmp_path, text, "--primary", "10.0.0.1", "--interface", "eth2")
     assert code == 0 and c is not None
     misc, dns, web = c.virtuals
-    assert (misc.send_program, misc.timeout_ms, misc.fall, misc.device) == (
-        "/usr/local/bin/check %h:%p --strict", 4000, 1, "eth2")
+    assert (misc.send_program, misc.timeout_ms, misc.fall, misc.device, misc.protocol) == (
+        "/usr/local/bin/check %h:%p --strict", 4000, 1, "eth2", "udp")
+    assert "virtual_server 10.0.0.100 25: no protocol: keepalived then serves UDP" in report  # as keepalived 2.2.7
     assert (dns.protocol, dns.check, dns.timeout_ms, dns.fall) == ("udp", "udp", 2000, 2)
     assert (web.check, web.http_status, web.expect, web.use_regex) == ("https", 200, "ok|fine", True)
     assert "status_code 200-299 400: lvs.cf's http_status is one status: wrote 200" in report
