@@ -164,7 +164,7 @@ class _Reader:
         pattern = args[0]
         base = os.path.dirname(path)
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
-        matches = sorted(glob.glob(full, recursive=False))
+        matches = sorted({m for each in braces(full) for m in glob.glob(each, recursive=False)})
         if not matches:
             self.tree.notes.append((where, f"include {pattern}: no file matches (keepalived goes on without it)"))
         for match in matches:
@@ -253,6 +253,38 @@ class _Reader:
             self.lines.append((where, words))
             if len(self.lines) > MAX_EXPANDED_LINES * 4:
                 self.error(where, "too many lines (more than 400000 after expansion)", stop=True)
+
+
+def braces(pattern: str, limit: int = 1000) -> list[str]:
+    """csh-style brace expansion, as glob(3) with GLOB_BRACE: "a{b,c{d,e}}" -> ["ab", "acd", "ace"].
+    At most `limit` patterns; a pattern with more than 64 braces is taken as written."""
+    if pattern.count("{") > 64:
+        return [pattern]
+    depth, start = 0, -1
+    for i, ch in enumerate(pattern):
+        if ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                inner, parts, level, last = pattern[start + 1:i], [], 0, 0
+                for j, c in enumerate(inner):
+                    level += (c == "{") - (c == "}")
+                    if c == "," and level == 0:
+                        parts.append(inner[last:j])
+                        last = j + 1
+                parts.append(inner[last:])
+                if len(parts) == 1:
+                    continue  # "{x}" is not an alternative: kept as written
+                out: list[str] = []
+                for part in parts:
+                    out += braces(pattern[:start] + part + pattern[i + 1:], limit)
+                    if len(out) >= limit:
+                        return out[:limit]
+                return out
+    return [pattern]
 
 
 def _uncomment(line: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from adapters.keepalived.convert import convert
-from adapters.keepalived.syntax import KeepalivedError, load, split_words
+from adapters.keepalived.syntax import KeepalivedError, braces, load, split_words
 from engine.config import parse
 from engine.model import Config, vrrp_priority
 from shoal.check_config import main as check_config
@@ -256,6 +256,16 @@ def test_includes_follow_globs_relative_to_the_including_file(tmp_path: Path) ->
     assert code == 0 and c is not None and len(c.virtuals[0].servers) == 2
     assert "keepalived.conf:3: (read): include none/*.x: no file matches" in report
     assert "conf.d/sub/b.conf:18: digest" in report  # notes name the included file
+
+
+def test_include_takes_csh_braces_as_keepalived_s_glob_does(tmp_path: Path) -> None:
+    (tmp_path / "vrrp.conf").write_text(PAIR.split("virtual_server")[0])
+    (tmp_path / "lvs").mkdir()
+    (tmp_path / "lvs" / "web.conf").write_text("virtual_server" + PAIR.split("virtual_server", 1)[1])
+    code, _, _, c = run(tmp_path, "include {vrrp,lvs/web}.conf\n")
+    assert code == 0 and c is not None and c.virtual_router_id == 51 and len(c.virtuals) == 1
+    assert braces("{foo/{,cat,dog},bar}") == ["foo/", "foo/cat", "foo/dog", "bar"]
+    assert len(braces("{a,b}" * 40)) == 1000  # bounded
 
 
 def test_conditionals_and_parameters(tmp_path: Path) -> None:
