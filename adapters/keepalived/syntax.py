@@ -25,7 +25,8 @@ most MAX_INCLUDE_DEPTH deep, MAX_FILES files in all, and a file that
 includes itself (directly or not) is an error; a line expanded from
 parameters is at most MAX_EXPANDED_CHARS long, at most MAX_EXPANSIONS
 replacements deep, and one source line yields at most MAX_EXPANDED_LINES
-lines; blocks nest at most MAX_DEPTH deep.  Each refusal is a
+lines, and all of it at most MAX_STEPS lines; blocks nest at most
+MAX_DEPTH deep.  Each refusal is a
 `file:line: message`, never a traceback.
 """
 
@@ -45,6 +46,7 @@ MAX_EXPANSIONS = 64
 MAX_EXPANDED_LINES = 100_000
 MAX_DEPTH = 32
 MAX_ERRORS = 50
+MAX_STEPS = 1_000_000
 
 INCLUDES = ("include", "includer", "includem", "includew", "includeb", "includea")
 _DEFINE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)=(.*)")
@@ -102,6 +104,7 @@ class _Reader:
         self.errors: list[tuple[Where, str]] = []
         self.tree = Tree([])
         self.total = 0
+        self.steps = 0  # lines read, expansions included: the whole reading is bounded
         self.stack: list[str] = []  # real paths of the files being read (include loops)
         self.lines: list[tuple[Where, list[str]]] = []  # every logical line, as words
 
@@ -177,6 +180,9 @@ class _Reader:
 
     def logical(self, where: Where, block: list[str], depth: int, pwd: str) -> None:
         """One line, or a multi-line definition, through conditionals, definitions and parameters."""
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.error(where, f"more than {MAX_STEPS} lines to read once parameters are expanded", stop=True)
         line = block[0].strip()
         if not line:
             return

@@ -334,6 +334,18 @@ def test_hostile_input_is_a_clear_error_naming_file_and_line(tmp_path: Path, tex
     assert "Traceback" not in report
 
 
+def test_multi_line_parameters_that_multiply_are_bounded(tmp_path: Path) -> None:
+    """Eight definitions of ten lines, each naming the next: 10**8 lines, each only a comment."""
+    lines = []
+    for name, following in zip("ABCDEFG", "BCDEFGH"):
+        lines += [f"${name}= \\", *[f"${following} \\"] * 9, f"${following}"]
+    lines += ["$H= \\", "${_HASH} \\", "${_HASH}", "$A"]
+    started = time.monotonic()
+    code, written, report, _ = run(tmp_path, "\n".join(lines) + "\n")
+    assert (code, written) == (2, "") and time.monotonic() - started < 30
+    assert "keepalived.conf:81: more than 1000000 lines to read once parameters are expanded" in report
+
+
 def test_include_loop_through_two_files(tmp_path: Path) -> None:
     (tmp_path / "b.conf").write_text("\n\ninclude keepalived.conf\n")
     code, _, report, _ = run(tmp_path, "include b.conf\n")
