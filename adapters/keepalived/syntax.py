@@ -33,6 +33,7 @@ MAX_DEPTH deep.  Each refusal is a
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -167,7 +168,12 @@ class _Reader:
         pattern = args[0]
         base = os.path.dirname(path)
         full = pattern if os.path.isabs(pattern) else os.path.join(base, pattern)
-        matches = sorted({m for each in braces(full) for m in glob.glob(each, recursive=False)})
+        found: set[str] = set()
+        for each in braces(full):  # lazily: a pattern that matches half the disk stops at MAX_FILES + 1
+            found.update(itertools.islice(glob.iglob(each, recursive=False), MAX_FILES + 1 - len(found)))
+            if len(found) > MAX_FILES:
+                self.error(where, f"include {pattern} matches more than {MAX_FILES} files", stop=True)
+        matches = sorted(found)
         if not matches:
             self.tree.notes.append((where, f"include {pattern}: no file matches (keepalived goes on without it)"))
         for match in matches:

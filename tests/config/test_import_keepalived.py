@@ -346,6 +346,14 @@ def test_multi_line_parameters_that_multiply_are_bounded(tmp_path: Path) -> None
     assert "keepalived.conf:81: more than 1000000 lines to read once parameters are expanded" in report
 
 
+def test_an_include_that_matches_too_many_files(tmp_path: Path) -> None:
+    (tmp_path / "many").mkdir()
+    for n in range(1001):
+        (tmp_path / "many" / f"{n}.conf").write_text("! nothing\n")
+    code, _, report, _ = run(tmp_path, "global_defs {\n}\ninclude many/*.conf\n")
+    assert code == 2 and "keepalived.conf:3: include many/*.conf matches more than 1000 files" in report
+
+
 def test_include_loop_through_two_files(tmp_path: Path) -> None:
     (tmp_path / "b.conf").write_text("\n\ninclude keepalived.conf\n")
     code, _, report, _ = run(tmp_path, "include b.conf\n")
