@@ -147,7 +147,8 @@ class Converter(Reporter):
                 if len(extra) > 1 or any(a in ("maxlen", "port", "ttl", "group") for a in rest):
                     self.note(s, "only the interface and id are carried over (syncd_iface, syncd_id)")
             else:
-                self.skip(s, "a global_defs setting lvs.cf has no equivalent for")
+                self.unread(s, ("vrrp_version", "v3_checksum_as_v2", "lvs_sync_daemon"),
+                            "a global_defs setting lvs.cf has no equivalent for")
 
     # ------------------------------------------------------------ VRRP
 
@@ -191,7 +192,7 @@ class Converter(Reporter):
             elif w == "lvs_sync_daemon_interface" and len(a) == 1 and fits("global", "syncd_iface", a[0]) is None:
                 g.update(syncdaemon=True, syncd_iface=a[0])
             else:
-                self.skip(s, "a vrrp_instance setting lvs.cf has no equivalent for")
+                self.unread(s, _INSTANCE_WORDS, "a vrrp_instance setting lvs.cf has no equivalent for")
         if priority == 255:
             self.note(inst, "priority 255 (the address owner's) is written as 254: lvs.cf keeps 255 for the owner "
                             "of the addresses, which a load balancer's VIPs never are", "priority 255")
@@ -380,6 +381,11 @@ class Converter(Reporter):
 
 
 _KIND_NAME = {"nat": "NAT", "direct": "DR", "tunnel": "TUN"}
+
+
+_INSTANCE_WORDS = ("state", "interface", "virtual_router_id", "priority", "advert_int", "version", "v3_checksum_as_v2",
+                   "preempt_delay", "unicast_src_ip", "unicast_peer", "virtual_ipaddress", "notify_master",
+                   "notify_backup", "lvs_sync_daemon_interface")
 
 
 def _true(args: tuple[str, ...]) -> bool | None:

@@ -139,7 +139,8 @@ def _virtual_keys(conv: Reporter, vs: Stmt,
         elif w == "real_server":
             reals.append(s)
         else:
-            conv.skip(s, "a virtual_server setting lvs.cf has no equivalent for")
+            conv.unread(s, ("lb_algo", "lvs_sched", "persistence_granularity", "protocol", "quorum", "hysteresis",
+                            "sorry_server", "inhibit_on_failure"), "a virtual_server setting lvs.cf has no equivalent for")
     if "protocol" not in fields and "fwmark" not in fields:
         conv.note(vs, "no protocol: keepalived then serves UDP (it says \"no protocol set - defaulting to UDP\"), and "
                       "so does this lvs.cf (protocol = udp); write protocol TCP in keepalived.conf if TCP was meant",
@@ -232,7 +233,8 @@ def _real_servers(conv: Reporter, reals: list[Stmt], vfields: dict[str, Any], ti
             elif s.word in ("lvs_method",) and s.args and KINDS.get(s.args[0]) is not None:
                 conv.note(s, "lvs.cf forwards every server of the pair's virtuals one way (network): not carried over")
             else:
-                conv.skip(s, "a real_server setting lvs.cf has no equivalent for")
+                conv.unread(s, ("weight", "notify_up", "notify_down", "lvs_method"),
+                            "a real_server setting lvs.cf has no equivalent for")
         quiesce.append((rs, inhibit))
         servers.append(Server(**fields))
         checks.append((rs, check))

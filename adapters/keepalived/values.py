@@ -70,6 +70,13 @@ class Reporter:
     def skip(self, stmt: Stmt, default: str = "lvs.cf has no equivalent") -> None:
         self.note(stmt, _WHY.get(stmt.word, default), stmt.word if stmt.block is not None else None)
 
+    def unread(self, stmt: Stmt, known: tuple[str, ...], default: str) -> None:
+        """A statement not carried over: a keyword the import reads, with a value it cannot take, or another."""
+        if stmt.word in known:
+            self.note(stmt, "a value lvs.cf cannot take: not carried over")
+        else:
+            self.skip(stmt, default)
+
 
 def shown(stmt: Stmt) -> str:
     text = stmt.text()

@@ -598,3 +598,14 @@ def test_the_keepalived_conf_is_never_overwritten(tmp_path: Path, capsys: pytest
         assert shoal(["import", str(tmp_path / "k.conf"), "-o", str(tmp_path / target)]) == 2
         assert "not overwritten" in capsys.readouterr().err
     assert (tmp_path / "inc.conf").read_text() == PAIR
+
+
+def test_a_bad_value_is_named_as_such(tmp_path: Path) -> None:
+    text = ("vrrp_instance V {\n virtual_router_id abc\n priority 0\n}\nvirtual_server 10.0.0.100 80 {\n protocol TCP\n"
+            " quorum -1\n real_server 10.1.0.1 80 {\n  weight 99999999\n }\n}\n")
+    code, _, report, c = run(tmp_path, text)
+    assert code == 0 and c is not None and (c.virtual_router_id, c.priority) == (1, 100)
+    for line in (2, 3, 7, 9):
+        assert f"keepalived.conf:{line}: " in report
+    assert report.count("a value lvs.cf cannot take: not carried over") == 4
+    assert "no valid virtual_router_id (1-255): wrote 1" in report
