@@ -10,6 +10,7 @@ USAGE = """usage: shoal COMMAND [ARGS]
 commands:
   sim [SCENARIO.toml] [--seed N] [--json] [--until T]   run a scenario in the simulator
   check-config FILE                                      parse and validate an lvs.cf
+  import KEEPALIVED.CONF [-o LVS.CF] [--primary A] [--backup A] [--config-id ID]   an lvs.cf from keepalived.conf
   keygen FILE [--force]                                  write a new heartbeat key (mode 0600)
   run -c FILE [--dataplane ipvs|nft|dry-run] [--state-dir DIR]   the router daemon
   status [--json] [--state-dir DIR]                      what a running daemon knows
@@ -32,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         from shoal.check_config import main as check_config
 
         return check_config(rest)
+    if command == "import":
+        from shoal.import_cli import main as import_
+
+        return import_(rest)
     if command == "keygen":
         from shoal.keygen import main as keygen
 
