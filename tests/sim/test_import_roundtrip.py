@@ -9,6 +9,7 @@ rebuilt from the trace and compared, by address and port, with the
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,15 +67,30 @@ def samples() -> list[Path]:
     return sorted(SAMPLES.glob("keepalived.conf.*")) if SAMPLES.is_dir() else []
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="Debian's keepalived package is not installed (scripts/test.sh "
-                                                  "installs it)")
-@pytest.mark.parametrize("sample", samples(), ids=lambda p: p.name.removeprefix("keepalived.conf."))
-def test_the_imported_lvs_cf_serves_what_keepalived_conf_described(sample: Path) -> None:
-    tree = load(str(sample))
-    result = convert(tree)
-    text = lvs_cf(tree, result, sample.name)
-    if text is None:
-        pytest.skip("nothing usable in this sample (VRRP only, or a virtual_server_group): exit 1, tested elsewhere")
+def usable() -> list[tuple[Path, object, str]]:
+    """The samples that give an lvs.cf (the others, VRRP only or a virtual_server_group, exit 1:
+    tests/config/test_import_keepalived.py), with their tree and text."""
+    out = []
+    for sample in samples():
+        tree = load(str(sample))
+        text = lvs_cf(tree, convert(tree), sample.name)
+        if text is not None:
+            out.append((sample, tree, text))
+    return out
+
+
+USABLE = usable()
+
+
+def test_the_samples_are_there() -> None:
+    """Debian's keepalived package installs them (scripts/test.sh installs it): missing is a failure."""
+    assert SAMPLES.is_dir() and len(samples()) >= 20, f"{SAMPLES}: keepalived's samples are not installed"
+    assert len(USABLE) >= 15, [p.name for p, _, _ in USABLE]
+
+
+@pytest.mark.parametrize("sample,tree,text", USABLE, ids=lambda x: x.name.removeprefix("keepalived.conf.")
+                         if isinstance(x, Path) else "")
+def test_the_imported_lvs_cf_serves_what_keepalived_conf_described(sample: Path, tree: Any, text: str) -> None:
     config = parse(text)
     scenario = loads(f"title = 'import {sample.name}'\nseed = 1\nduration = 8.0\nconfig = '''\n{text}'''\n",
                      f"{sample.name}.toml")
