@@ -188,6 +188,10 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
     exited: list[int] = []  # a check program's exit status, once it has exited
     if spec.use_regex and spec.expect is not None and (problem := regex_problem(spec.expect)):
         return False, problem  # no reply can ever match: no need to ask the server
+    from adapters.probes import fast
+
+    if fast(spec):  # the common tcp and http checks: callbacks, no stream (adapters/probes.py)
+        return await _probed(spec)
     try:
         async with asyncio.timeout(timeout_s):
             if spec.send_program is not None:
@@ -218,6 +222,28 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
         return False, e.strerror or str(e) or type(e).__name__
     except Exception as e:  # a bug here must cost one failed check, never the daemon
         return False, f"check error: {type(e).__name__}: {e}"
+
+
+async def _probed(spec: CheckSpec) -> tuple[bool, str]:
+    """`run_check` of a check `adapters.probes` can carry out; cancelled: the probe stops."""
+    from adapters.probes import Probe
+
+    answer: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+
+    def done(ok: bool, detail: str) -> None:
+        if not answer.done():
+            answer.set_result((ok, detail))
+
+    probe = Probe(spec, done)
+    try:
+        probe.start()
+        return await answer
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # a bug here must cost one failed check, never the daemon
+        return False, f"check error: {type(e).__name__}: {e}"
+    finally:
+        probe.abort()
 
 
 # ------------------------------------------------------------ tcp
@@ -340,12 +366,17 @@ def _host_header(spec: CheckSpec) -> str:
     return host if spec.port == default else f"{host}:{spec.port}"
 
 
+@functools.lru_cache(maxsize=65536)
+def http_request(spec: CheckSpec) -> bytes:
+    """The request an http(s) check sends (made once per check)."""
+    return (f"GET {spec.http_path} HTTP/1.1\r\nHost: {_host_header(spec)}\r\n"
+            "User-Agent: shoal-nanny\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode("latin-1")
+
+
 async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
     reader, writer = await _open(spec, tls=spec.kind == "https")
     try:
-        request = (f"GET {spec.http_path} HTTP/1.1\r\nHost: {_host_header(spec)}\r\n"
-                   "User-Agent: shoal-nanny\r\nAccept: */*\r\nConnection: close\r\n\r\n")
-        writer.write(request.encode("latin-1"))
+        writer.write(http_request(spec))
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         if len(head) > HTTP_HEADER_LIMIT:

@@ -1,0 +1,217 @@
+"""The common checks, carried out in callbacks: one socket each, no task, no stream.
+
+`adapters.checks` states the semantics (PIRANHA.md's nanny); this module
+carries out the cases a pool of thousands of real servers checked every
+second is made of, on the loop's selector instead of in a coroutine over
+asyncio's streams, at a fraction of the CPU (docs/PERFORMANCE.md, issue 13):
+
+- tcp: connect; `send`, if set, written; `expect`, if set, read and judged
+  as `checks._verdict` judges it (a reply read so far shown in a timeout's
+  detail);
+- http without `expect`: connect, the request `checks._http_check` sends,
+  the status line judged; a head longer than `checks.HTTP_HEADER_LIMIT`
+  fails ("response headers too long") as soon as that many bytes came
+  without its end.
+
+Everything else (udp, https, programs, http with a body to match, an
+address that is not an IP literal) stays with `checks.run_check`'s
+coroutine: `fast(spec)` says which.  The verdicts and details are the
+coroutine's (tests/adapters/test_checks.py runs every case through
+`run_check`, which uses this module when it can), except that an error
+without a word of its own is named by its errno's text ("No route to
+host"), not by asyncio's "Connect call failed (address)".
+
+A probe never raises: `done(ok, detail)` is called once, unless `abort()`
+came first (the daemon shutting down, a cancelled `run_check`); however it
+ends, its socket is closed and its timer cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import ipaddress
+import os
+import socket
+from collections.abc import Callable
+
+from adapters.checks import HTTP_HEADER_LIMIT, _mismatch, _parse_head, _shown, _verdict, http_request, matches
+from engine.events import CheckSpec
+
+__all__ = ["Probe", "fast"]
+
+READ_BYTES = 4096
+_CONNECTING, _WRITING, _READING, _OVER = range(4)
+
+
+@functools.lru_cache(maxsize=65536)
+def _family(address: str) -> int | None:
+    """AF_INET / AF_INET6 for an IP literal; None for anything else (a name, a scoped address)."""
+    if "%" in address:
+        return None
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+
+
+def fast(spec: CheckSpec) -> bool:
+    """Can a `Probe` carry out this check (see the module doc)?"""
+    if spec.send_program is not None or _family(spec.address) is None:
+        return False
+    return spec.kind == "tcp" or (spec.kind == "http" and spec.expect is None)
+
+
+def _error(code: int) -> str:
+    if code == errno.ECONNREFUSED:
+        return "connection refused"
+    if code == errno.ECONNRESET:
+        return "connection reset"
+    return os.strerror(code)
+
+
+class Probe:
+    """One check of `fast(spec)`, from `start()` to `done(ok, detail)`."""
+
+    __slots__ = ("loop", "spec", "done", "sock", "fd", "state", "timer", "reply", "pending")
+
+    def __init__(self, spec: CheckSpec, done: Callable[[bool, str], None],
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self.spec, self.done = spec, done
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.state = _CONNECTING
+        self.timer: asyncio.TimerHandle | None = None
+        self.reply = b""  # what the server said so far
+        self.pending = b""  # what is still to be written
+
+    def start(self) -> None:
+        spec = self.spec
+        family = _family(spec.address)
+        assert family is not None, "not a fast check: see fast()"
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        except OSError as e:  # EMFILE and the like
+            self._end(False, e.strerror or str(e))
+            return
+        self.sock, self.fd = sock, sock.fileno()
+        self.timer = self.loop.call_later(max(spec.timeout_ms, 1) / 1000, self._timeout)
+        try:
+            code = sock.connect_ex((spec.address, spec.port))
+        except OSError as e:  # an address the kernel refuses outright
+            self._end(False, e.strerror or str(e))
+            return
+        if code not in (0, errno.EINPROGRESS):
+            self._end(False, _error(code))
+            return
+        self.loop.add_writer(self.fd, self._writable)
+
+    def abort(self) -> None:
+        """Stop now, without a verdict (`done` is not called)."""
+        self._close()
+
+    # ------------------------------------------------------------ the steps
+
+    def _writable(self) -> None:
+        assert self.sock is not None
+        if self.state == _CONNECTING:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self._end(False, _error(code))
+                return
+            self.state = _WRITING
+            spec = self.spec
+            self.pending = (spec.send or "").encode() if spec.kind == "tcp" else http_request(spec)
+        if self.pending:
+            try:
+                sent = self.sock.send(self.pending)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self._end(False, _error(e.errno) if e.errno else str(e))
+                return
+            self.pending = self.pending[sent:]
+            if self.pending:
+                return  # the rest when the socket can take it
+        self.loop.remove_writer(self.fd)
+        if self.spec.kind == "tcp" and self.spec.expect is None:
+            self._end(True, "connected")
+            return
+        self.state = _READING
+        self.loop.add_reader(self.fd, self._readable)
+
+    def _readable(self) -> None:
+        assert self.sock is not None
+        try:
+            chunk = self.sock.recv(READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._end(False, _error(e.errno) if e.errno else str(e))
+            return
+        self.reply += chunk
+        if self.spec.kind == "tcp":
+            self._judge_reply(chunk)
+        else:
+            self._judge_head(chunk)
+
+    def _judge_reply(self, chunk: bytes) -> None:
+        expect = self.spec.expect
+        assert expect is not None
+        verdict = _verdict(expect, self.spec.use_regex, self.reply)
+        if verdict is None and not chunk:  # end of stream: judge what came
+            verdict = matches(expect, self.spec.use_regex, self.reply)
+        if verdict is not None:
+            self._end(True, "reply matches expect") if verdict else self._end(False, _mismatch(self.reply))
+
+    def _judge_head(self, chunk: bytes) -> None:
+        end = self.reply.find(b"\r\n\r\n")
+        if end < 0:
+            if not chunk:
+                self._end(False, f"connection closed mid-response after {len(self.reply)} bytes")
+            elif len(self.reply) > HTTP_HEADER_LIMIT:
+                self._end(False, "response headers too long")
+            return
+        head = self.reply[:end + 4]
+        if len(head) > HTTP_HEADER_LIMIT:
+            self._end(False, "response headers too long")
+            return
+        status, _ = _parse_head(head)
+        if status is None:
+            self._end(False, f"not an HTTP response: {_shown(head)}")
+        elif status != self.spec.http_status:
+            self._end(False, f"status {status} (expected {self.spec.http_status})")
+        else:
+            self._end(True, f"status {status}")
+
+    def _timeout(self) -> None:
+        self.timer = None
+        if self.spec.kind == "tcp" and self.reply:
+            self._end(False, f"timeout, reply so far does not match expect: {_shown(self.reply)}")
+        else:
+            self._end(False, "timeout")
+
+    # ------------------------------------------------------------ the end
+
+    def _end(self, ok: bool, detail: str) -> None:
+        if self.state == _OVER:
+            return
+        self._close()
+        self.done(ok, detail)
+
+    def _close(self) -> None:
+        if self.state == _OVER:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.sock is not None:
+            if self.state == _READING:
+                self.loop.remove_reader(self.fd)
+            else:
+                self.loop.remove_writer(self.fd)
+            self.sock.close()  # no lingering close: the verdict is in
+            self.sock = None
+        self.state = _OVER
