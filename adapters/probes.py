@@ -24,6 +24,15 @@ host"), not by asyncio's "Connect call failed (address)".
 A probe never raises: `done(ok, detail)` is called once, unless `abort()`
 came first (the daemon shutting down, a cancelled `run_check`); however it
 ends, its socket is closed and its timer cancelled.
+
+The probes of one loop share a `_Poller`: an epoll set of their sockets
+(itself one reader of the loop: the loop's selector and its handles are
+not involved per socket) and the hard timeouts, a queue per timeout length
+(checks of one length time out in the order they started: one loop timer
+for all of them, not one each).  A closed socket leaves the epoll set by
+itself; an event is delivered by file descriptor, only to the probe that
+holds it (a descriptor closed and reused within one batch of events can
+only be reused by a probe started after its owner's event was handled).
 """
 
 from __future__ import annotations
@@ -33,7 +42,11 @@ import errno
 import functools
 import ipaddress
 import os
+import select
 import socket
+import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 
 from adapters.checks import HTTP_HEADER_LIMIT, _mismatch, _parse_head, _shown, _verdict, http_request, matches
@@ -74,16 +87,15 @@ def _error(code: int) -> str:
 class Probe:
     """One check of `fast(spec)`, from `start()` to `done(ok, detail)`."""
 
-    __slots__ = ("loop", "spec", "done", "sock", "fd", "state", "timer", "reply", "pending")
+    __slots__ = ("poller", "spec", "done", "sock", "fd", "state", "reply", "pending")
 
     def __init__(self, spec: CheckSpec, done: Callable[[bool, str], None],
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.loop = loop or asyncio.get_running_loop()
+        self.poller = _poller(loop or asyncio.get_running_loop())
         self.spec, self.done = spec, done
         self.sock: socket.socket | None = None
         self.fd = -1
         self.state = _CONNECTING
-        self.timer: asyncio.TimerHandle | None = None
         self.reply = b""  # what the server said so far
         self.pending = b""  # what is still to be written
 
@@ -97,7 +109,7 @@ class Probe:
             self._end(False, e.strerror or str(e))
             return
         self.sock, self.fd = sock, sock.fileno()
-        self.timer = self.loop.call_later(max(spec.timeout_ms, 1) / 1000, self._timeout)
+        self.poller.deadline(self, max(spec.timeout_ms, 1) / 1000)
         try:
             code = sock.connect_ex((spec.address, spec.port))
         except OSError as e:  # an address the kernel refuses outright
@@ -106,13 +118,20 @@ class Probe:
         if code not in (0, errno.EINPROGRESS):
             self._end(False, _error(code))
             return
-        self.loop.add_writer(self.fd, self._writable)
+        self.poller.watch(self, select.EPOLLOUT)
 
     def abort(self) -> None:
         """Stop now, without a verdict (`done` is not called)."""
         self._close()
 
     # ------------------------------------------------------------ the steps
+
+    def event(self, mask: int) -> None:
+        """The poller's news of this probe's socket."""
+        if self.state == _READING:
+            self._readable()
+        elif self.state != _OVER:
+            self._writable()
 
     def _writable(self) -> None:
         assert self.sock is not None
@@ -135,12 +154,11 @@ class Probe:
             self.pending = self.pending[sent:]
             if self.pending:
                 return  # the rest when the socket can take it
-        self.loop.remove_writer(self.fd)
         if self.spec.kind == "tcp" and self.spec.expect is None:
             self._end(True, "connected")
             return
         self.state = _READING
-        self.loop.add_reader(self.fd, self._readable)
+        self.poller.watch(self, select.EPOLLIN, again=True)
 
     def _readable(self) -> None:
         assert self.sock is not None
@@ -186,8 +204,10 @@ class Probe:
         else:
             self._end(True, f"status {status}")
 
-    def _timeout(self) -> None:
-        self.timer = None
+    def timeout(self) -> None:
+        """The poller's: the hard timeout struck."""
+        if self.state == _OVER:
+            return
         if self.spec.kind == "tcp" and self.reply:
             self._end(False, f"timeout, reply so far does not match expect: {_shown(self.reply)}")
         else:
@@ -204,14 +224,86 @@ class Probe:
     def _close(self) -> None:
         if self.state == _OVER:
             return
+        self.state = _OVER  # its entry in the timeout queue is now ignored
+        if self.sock is not None:
+            self.poller.forget(self)
+            self.sock.close()  # no lingering close (the verdict is in); the epoll set lets it go with it
+            self.sock = None
+
+
+class _Poller:
+    """The sockets and timeouts of one loop's probes (see the module doc)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # not a strong one: the loop is the key of _POLLERS
+        self.epoll = select.epoll()
+        self.probes: dict[int, Probe] = {}
+        self.queues: dict[float, deque[tuple[float, Probe]]] = {}  # timeout length -> (deadline, probe)
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = float("inf")
+        loop.add_reader(self.epoll.fileno(), self._events)
+        weakref.finalize(loop, self.epoll.close)
+
+    def watch(self, probe: Probe, mask: int, again: bool = False) -> None:
+        if again:
+            self.epoll.modify(probe.fd, mask)
+        else:
+            self.epoll.register(probe.fd, mask)
+            self.probes[probe.fd] = probe
+
+    def forget(self, probe: Probe) -> None:
+        if self.probes.get(probe.fd) is probe:
+            del self.probes[probe.fd]
+        if not self.probes and self.timer is not None:  # idle: no timer (nor loop) held
+            self.timer.cancel()
+            self.timer, self.timer_at = None, float("inf")
+            self.queues.clear()
+
+    def _events(self) -> None:
+        probes = self.probes
+        for fd, mask in self.epoll.poll(0, 1024):
+            probe = probes.get(fd)
+            if probe is not None:
+                probe.event(mask)
+
+    def deadline(self, probe: Probe, timeout_s: float) -> None:
+        at = time.monotonic() + timeout_s
+        queue = self.queues.get(timeout_s)
+        if queue is None:
+            queue = self.queues[timeout_s] = deque()
+        queue.append((at, probe))
+        if at < self.timer_at:
+            self._arm(at)
+
+    def _arm(self, at: float) -> None:
         if self.timer is not None:
             self.timer.cancel()
-            self.timer = None
-        if self.sock is not None:
-            if self.state == _READING:
-                self.loop.remove_reader(self.fd)
+        self.timer_at = at
+        loop = self._loop()
+        if loop is not None:
+            self.timer = loop.call_at(loop.time() + max(0.0, at - time.monotonic()), self._expire)
+
+    def _expire(self) -> None:
+        self.timer, self.timer_at = None, float("inf")
+        now = time.monotonic()
+        earliest = float("inf")
+        for timeout_s, queue in list(self.queues.items()):
+            while queue and (queue[0][1].state == _OVER or queue[0][0] <= now):
+                _, probe = queue.popleft()
+                probe.timeout()  # nothing when it is over
+            if queue:
+                earliest = min(earliest, queue[0][0])
             else:
-                self.loop.remove_writer(self.fd)
-            self.sock.close()  # no lingering close: the verdict is in
-            self.sock = None
-        self.state = _OVER
+                del self.queues[timeout_s]
+        if earliest < float("inf"):
+            self._arm(earliest)
+
+
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Poller] = weakref.WeakKeyDictionary()
+
+
+def _poller(loop: asyncio.AbstractEventLoop) -> _Poller:
+    poller = _POLLERS.get(loop)
+    if poller is None:
+        poller = _POLLERS[loop] = _Poller(loop)
+    return poller

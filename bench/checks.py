@@ -211,10 +211,13 @@ def keepalived_config(servers: int, kind: str) -> str:
 # ---------------------------------------------------------------- the world
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int, part: str = "both") -> float:
+    """A process's CPU seconds so far: utime + stime (`part`: "user", "system")."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    user, system = int(fields[11]), int(fields[12])
+    ticks = {"both": user + system, "user": user, "system": system}[part]
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def idle_s() -> float:
@@ -320,7 +323,7 @@ class Keepalived:
         self.log = tmp / "keepalived.log"
         pids = [tmp / n for n in ("keepalived.pid", "vrrp.pid", "checkers.pid")]
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", world.router, "keepalived", "-n", "-l", "-D", "-C",
+            self.proc = subprocess.Popen(["ip", "netns", "exec", world.router, "keepalived", "-n", "-l", "-C",
                                           "-f", str(config), "-p", str(pids[0]), "-r", str(pids[1]), "-c", str(pids[2])],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
@@ -352,8 +355,10 @@ def measure(checker: Any, world: World, warmup_s: float, seconds: float) -> dict
     done0, _, _ = checker.counted()
     world.reset()
     cpu0, wall0, idle0, served0 = cpu_s(checker.pid), time.monotonic(), idle_s(), cpu_s(world.listener.pid)
+    system0 = cpu_s(checker.pid, "system")
     time.sleep(seconds)
     cpu1, wall1, idle1, served1 = cpu_s(checker.pid), time.monotonic(), idle_s(), cpu_s(world.listener.pid)
+    system1 = cpu_s(checker.pid, "system")
     stats = world.read()
     done1, up, extra = checker.counted()
     wall = wall1 - wall0
@@ -366,6 +371,7 @@ def measure(checker: Any, world: World, warmup_s: float, seconds: float) -> dict
         "lateness_ms": percentiles([(int(b), int(n)) for b, n in stats["late_ms"]]),
         "cpu_share": round((cpu1 - cpu0) / wall, 3),
         "cpu_us_per_check": round((cpu1 - cpu0) / max(accepted, 1) * 1e6, 1),
+        "system_us_per_check": round((system1 - system0) / max(accepted, 1) * 1e6, 1),
         "listener_cpu_share": round((served1 - served0) / wall, 3),
         "idle_cpus": round((idle1 - idle0) / wall, 2),
         "load": load(), "extra": extra,
@@ -381,7 +387,8 @@ def show(row: dict[str, Any], label: str) -> None:
     checker = row["extra"].get("checker")
     print(f"{label:22} {row['servers']:>6} {row['kind']:4}: {row['accepted_per_s']:8.0f} checks/s{results}{up}, "
           f"{row['addresses_seen']} addresses; lateness p50 {lat['p50']} ms p99 {lat['p99']} ms max {lat['max']} ms; "
-          f"CPU {row['cpu_share'] * 100:.0f}% of a core, {row['cpu_us_per_check']:.1f} us/check; "
+          f"CPU {row['cpu_share'] * 100:.0f}% of a core, {row['cpu_us_per_check']:.1f} us/check "
+          f"({row['system_us_per_check']:.1f} system); "
           f"(listener {row['listener_cpu_share'] * 100:.0f}%, idle {row['idle_cpus']:.2f} CPUs); load {row['load']}",
           flush=True)
     if loop:
