@@ -333,6 +333,10 @@ class Keepalived:
                 raise RuntimeError(f"keepalived did not start its checker:\n{self.log.read_text()[-2000:]}")
             time.sleep(0.1)
         self.pid = int(pids[2].read_text().split()[0])  # the checker child: what does the checking
+        time.sleep(1)
+        if not Path(f"/proc/{self.pid}").exists():  # e.g. no IPVS in this kernel: it gives up
+            self.close()
+            raise RuntimeError(f"keepalived's checker exited:\n{self.log.read_text()[-1500:]}")
 
     def counted(self) -> tuple[int, int, dict[str, Any]]:
         return 0, 0, {}
@@ -437,8 +441,12 @@ def main() -> int:
                     if "keepalived" in impls:
                         runs.append(("keepalived", None))
                     for label, what in runs:
-                        checker: Any = (Keepalived(world, "k") if what is None else
-                                        Shoal(world, what[1], args.dataplane, what[0], args.profile))
+                        try:
+                            checker: Any = (Keepalived(world, "k") if what is None else
+                                            Shoal(world, what[1], args.dataplane, what[0], args.profile))
+                        except Exception as e:
+                            print(f"{label}: did not start: {e}", flush=True)
+                            continue
                         try:
                             row = measure(checker, world, args.warmup, args.seconds)
                         finally:
