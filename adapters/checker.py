@@ -24,9 +24,10 @@ open thousands of sockets at once.  The rules here:
   result is never lost: `done` is called once per `start`, unless `close`
   came first; a checker bug fails the check, said in the log.
 - `summary()` (in `shoal status`, `checker`): checks started, completed,
-  in flight (and the peak), waiting, and the start delay (p50, p99, max
-  over the last `DELAY_WINDOW` checks): from the step that asked for a
-  check to its first packet, pacing included.
+  in flight (and the peak), waiting, and, over the last `DELAY_WINDOW`
+  checks (p50, p99, max), the start delay (from the step that asked for a
+  check to its first packet, its place in the spread included) and how
+  far behind its place in the spread it started (the loop too busy).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Checker:
         self._wake: asyncio.TimerHandle | asyncio.Handle | None = None
         self._wake_at = float("inf")
         self.delays_ms: deque[float] = deque(maxlen=DELAY_WINDOW)
+        self.behind_ms: deque[float] = deque(maxlen=DELAY_WINDOW)  # started after its place in the spread
         self.counts = {"started": 0, "completed": 0, "in_flight_peak": 0}
         self.closed = False
         self._starting = False  # in _run: a check that ends at once does not start others from inside it
@@ -128,7 +130,8 @@ class Checker:
                 self._wake = loop.call_soon(self._run)
                 self._wake_at = now
                 return
-            _, _, check_id, spec, asked = heapq.heappop(waiting)
+            at, _, check_id, spec, asked = heapq.heappop(waiting)
+            self.behind_ms.append((now - at) * 1000)
             self._launch(check_id, spec, asked, now)
             started += 1
         if waiting and len(self._running) < self.max_in_flight:
@@ -181,11 +184,8 @@ class Checker:
     # ------------------------------------------------------------ status, end
 
     def summary(self) -> dict[str, Any]:
-        s = sorted(self.delays_ms) or [0.0]
         return {**self.counts, "in_flight": len(self._running), "waiting": len(self._waiting) + len(self._burst),
-                "start_delay_ms": {"p50": round(s[len(s) // 2], 2),
-                                   "p99": round(s[min(len(s) - 1, len(s) * 99 // 100)], 2),
-                                   "max": round(s[-1], 2), "samples": len(self.delays_ms)}}
+                "start_delay_ms": _percentiles(self.delays_ms), "behind_spread_ms": _percentiles(self.behind_ms)}
 
     def close(self) -> None:
         """Stop every check; no `done` is called after this."""
@@ -200,3 +200,9 @@ class Checker:
                 run.abort()
             else:
                 run.cancel()
+
+
+def _percentiles(samples: deque[float]) -> dict[str, float | int]:
+    s = sorted(samples) or [0.0]
+    return {"p50": round(s[len(s) // 2], 2), "p99": round(s[min(len(s) - 1, len(s) * 99 // 100)], 2),
+            "max": round(s[-1], 2), "samples": len(samples)}
