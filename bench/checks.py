@@ -296,7 +296,7 @@ class Shoal:
                                     env=env, start_new_session=True)
         self.daemon = Daemon(f"shoal {tag}", proc, tmp / "state", log)
         self.pid = proc.pid
-        self.daemon.wait_ready(timeout_s=300)
+        self.ready_s = self.daemon.wait_ready(timeout_s=300)
 
     def counted(self) -> tuple[int, int, dict[str, Any]]:
         """(checks done, servers up, the status's loop/checker parts)."""
@@ -306,7 +306,8 @@ class Shoal:
             for s in service["servers"]:
                 done += s["checks_ok"] + s["checks_failed"]
                 up += s["health"] == "up"
-        return done, up, {"loop": status.get("loop", {}), "checker": status.get("checker")}
+        return done, up, {"loop": status.get("loop", {}), "checker": status.get("checker"),
+                          "ready_s": round(self.ready_s, 1)}
 
     def close(self) -> None:
         self.daemon.stop()
@@ -396,7 +397,8 @@ def show(row: dict[str, Any], label: str) -> None:
           f"(listener {row['listener_cpu_share'] * 100:.0f}%, idle {row['idle_cpus']:.2f} CPUs); load {row['load']}",
           flush=True)
     if loop:
-        print(f"{'':22}   loop lateness {loop.get('lateness_ms')}, drops "
+        print(f"{'':22}   control socket ready {row['extra']['ready_s']} s after exec; loop lateness "
+              f"{loop.get('lateness_ms')}, drops "
               f"{ {k: v for k, v in loop.get('drops', {}).items() if v} }"
               + (f", checker {checker}" if checker else ""), flush=True)
 

@@ -196,3 +196,38 @@ def test_a_check_result_is_never_dropped_by_the_daemon() -> None:
     daemon._check_done(7, False, "timeout")
     assert list(daemon.inputs.others)[-1] == CheckCompleted(7, False, "timeout")
     assert daemon.inputs.drops["input-queue-full"] == 0
+
+
+def test_probe_timeouts_of_different_lengths_each_strike_on_time() -> None:
+    """One timer queue per timeout length (adapters/probes.py): a short timeout started after
+    a long one still strikes first, and each near its own length."""
+    from adapters.checks import run_check
+
+    async def go() -> None:
+        server = Listener(hold_s=5)
+        async with server as port:
+            t0 = time.monotonic()
+
+            async def timed(timeout_ms: int) -> tuple[str, float]:
+                ok, detail = await run_check(spec(port, expect="*", timeout_ms=timeout_ms))
+                assert not ok
+                return detail, time.monotonic() - t0
+            long, short, mid = await asyncio.gather(timed(900), timed(150), timed(400))
+        assert [d for d, _ in (long, short, mid)] == ["timeout"] * 3
+        assert 0.1 < short[1] < 0.45 and 0.35 < mid[1] < 0.75 and 0.85 < long[1] < 1.6
+    asyncio.run(go())
+
+
+def test_no_poller_outlives_its_loop() -> None:
+    import gc
+
+    from adapters.checks import run_check
+    from adapters.probes import _POLLERS
+
+    gc.collect()
+    before = len(_POLLERS)
+    for _ in range(3):
+        refused = CheckSpec(address="127.0.0.1", port=1, kind="tcp", timeout_ms=1000)
+        assert asyncio.run(run_check(refused)) == (False, "connection refused")
+    gc.collect()
+    assert len(_POLLERS) == before  # an idle poller holds no timer, so nothing holds its loop
