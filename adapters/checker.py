@@ -18,7 +18,10 @@ open thousands of sockets at once.  The rules here:
 - At most `CHUNK` checks start in one turn of the loop; the rest in the
   next turns, so a heartbeat waits for at most one chunk.
 - At most `max_in_flight` checks are in flight (sockets open, programs
-  running); the others wait their turn in order.
+  running); the others wait their turn in order.  By default 4,096, or
+  fewer when the process may not open that many descriptors (`fd_budget`:
+  the soft RLIMIT_NOFILE is raised towards the hard one first, as far as
+  65,536): a check must never fail for want of a socket.
 - Each check runs as `adapters.probes.Probe` (tcp, http: callbacks, no
   task) or as `adapters.checks.run_check`'s coroutine (the rest).  A
   result is never lost: `done` is called once per `start`, unless `close`
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import resource
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,17 +54,19 @@ from engine.registry import check_spec
 RATE_PER_S = 20_000.0  # checks a second a burst is spread at (a burst larger than an interval can take is squeezed)
 SPREAD_SHARE = 0.5  # a burst spreads over at most this share of its shortest interval
 CHUNK = 64  # checks started in one turn of the loop (and the largest burst started at once)
-MAX_IN_FLIGHT = 4096  # checks open at once (sockets, programs)
+MAX_IN_FLIGHT = 4096  # checks open at once (sockets, programs), within the descriptors the process may open
+FD_RESERVE = 256  # descriptors kept for everything else (heartbeats, control, journal, netlink)
 DELAY_WINDOW = 4096  # start delays the percentiles cover
 
 Done = Callable[[int, bool, str], None]
 
 
 class Checker:
-    def __init__(self, done: Done, rate_per_s: float = RATE_PER_S, max_in_flight: int = MAX_IN_FLIGHT,
+    def __init__(self, done: Done, rate_per_s: float = RATE_PER_S, max_in_flight: int | None = None,
                  chunk: int = CHUNK) -> None:
         self.done = done
-        self.rate_per_s, self.max_in_flight, self.chunk = rate_per_s, max_in_flight, chunk
+        self.rate_per_s, self.chunk = rate_per_s, chunk
+        self.max_in_flight = max_in_flight if max_in_flight is not None else fd_budget()
         self.intervals_s: dict[CheckSpec, float] = {}
         self._burst: list[tuple[int, CheckSpec, float]] = []  # asked in this turn of the loop
         self._waiting: list[tuple[float, int, int, CheckSpec, float]] = []  # (start at, order, id, spec, asked)
@@ -206,3 +212,20 @@ def _percentiles(samples: deque[float]) -> dict[str, float | int]:
     s = sorted(samples) or [0.0]
     return {"p50": round(s[len(s) // 2], 2), "p99": round(s[min(len(s) - 1, len(s) * 99 // 100)], 2),
             "max": round(s[-1], 2), "samples": len(samples)}
+
+
+def fd_budget(limit: int = MAX_IN_FLIGHT, reserve: int = FD_RESERVE) -> int:
+    """How many checks may be in flight: `limit`, within the descriptors this
+    process may open (its soft limit raised towards the hard one, up to
+    65,536) less `reserve`; at least 16."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return limit
+    return max(16, min(limit, soft - reserve))

@@ -231,3 +231,26 @@ def test_no_poller_outlives_its_loop() -> None:
         assert asyncio.run(run_check(refused)) == (False, "connection refused")
     gc.collect()
     assert len(_POLLERS) == before  # an idle poller holds no timer, so nothing holds its loop
+
+
+def test_checks_in_flight_fit_in_the_descriptors_the_process_may_open() -> None:
+    """In a child process: a hard limit lowered cannot be raised again."""
+    import subprocess
+    import sys
+
+    code = """
+import resource
+from adapters.checker import fd_budget
+resource.setrlimit(resource.RLIMIT_NOFILE, (300, 1024))
+print(fd_budget(4096, 256), fd_budget(100, 256), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+print(fd_budget(4096, 256))
+"""
+    import os
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's adapters, whatever is installed
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
+                         cwd=root).stdout.split()
+    assert out == ["768", "100", "1024", "16"]  # raised to the hard limit first; at least 16
