@@ -21,7 +21,7 @@ open thousands of sockets at once.  The rules here:
   running); the others wait their turn in order.  By default 4,096, or
   fewer when the process may not open that many descriptors (`fd_budget`:
   the soft RLIMIT_NOFILE is raised towards the hard one first, as far as
-  65,536): a check must never fail for want of a socket.
+  65,536), so that checks do not fail for want of a socket.
 - Each check runs as `adapters.probes.Probe` (tcp, http: callbacks, no
   task) or as `adapters.checks.run_check`'s coroutine (the rest).  A
   result is never lost: `done` is called once per `start`, unless `close`
@@ -160,7 +160,10 @@ class Checker:
         if fast(spec):
             probe = Probe(spec, lambda ok, detail: self._finished(check_id, ok, detail))
             self._running[check_id] = probe
-            probe.start()  # may finish at once (no socket to be had): _finished has run then
+            try:
+                probe.start()  # may finish at once (no socket to be had): _finished has run then
+            except Exception as e:  # a bug: the check fails, and the others go on
+                probe.failed(e)
         else:
             task = asyncio.ensure_future(run_check(spec))
             self._running[check_id] = task

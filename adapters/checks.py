@@ -1,9 +1,11 @@
 r"""Health checkers: nanny's checks, all on one asyncio loop.
 
-The daemon turns `StartCheck(check_id, spec)` into `await run_check(spec)`
-and `ReadLoad(...)` into `await read_load(cmd)`, and feeds the answers back
-as `CheckCompleted` / `LoadRead`.  Neither function ever raises (except
-`CancelledError`, which is the caller's own doing).
+The daemon hands `StartCheck(check_id, spec)` to its `adapters.checker.Checker`,
+which paces them and runs each as `run_check(spec)` or, for the common tcp
+and http checks, as the same check in callbacks (`adapters.probes`); it
+turns `ReadLoad(...)` into `await read_load(cmd)`, and feeds the answers
+back as `CheckCompleted` / `LoadRead`.  Neither function ever raises
+(except `CancelledError`, which is the caller's own doing).
 
 Hard timeout: `spec.timeout_ms` bounds the whole check (connect, send,
 read, or the whole program), so a hung server costs one timeout and never a

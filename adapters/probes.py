@@ -215,6 +215,10 @@ class Probe:
 
     # ------------------------------------------------------------ the end
 
+    def failed(self, e: Exception) -> None:
+        """A bug of this module struck while carrying out the check: it fails, saying so."""
+        self._end(False, f"check error: {type(e).__name__}: {e}")
+
     def _end(self, ok: bool, detail: str) -> None:
         if self.state == _OVER:
             return
@@ -264,7 +268,10 @@ class _Poller:
         for fd, mask in self.epoll.poll(0, 1024):
             probe = probes.get(fd)
             if probe is not None:
-                probe.event(mask)
+                try:
+                    probe.event(mask)
+                except Exception as e:  # a bug here costs one failed check, never the loop
+                    probe.failed(e)
 
     def deadline(self, probe: Probe, timeout_s: float) -> None:
         at = time.monotonic() + timeout_s
@@ -290,7 +297,10 @@ class _Poller:
         for timeout_s, queue in list(self.queues.items()):
             while queue and (queue[0][1].state == _OVER or queue[0][0] <= now):
                 _, probe = queue.popleft()
-                probe.timeout()  # nothing when it is over
+                try:
+                    probe.timeout()  # nothing when it is over
+                except Exception as e:
+                    probe.failed(e)
             if queue:
                 earliest = min(earliest, queue[0][0])
             else:

@@ -254,3 +254,26 @@ print(fd_budget(4096, 256))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
                          cwd=root).stdout.split()
     assert out == ["768", "100", "1024", "16"]  # raised to the hard limit first; at least 16
+
+
+def test_a_bug_in_a_probe_fails_that_check_and_no_other(monkeypatch: Any) -> None:
+    from adapters import probes
+
+    async def go() -> None:
+        server = Listener()
+        async with server as port:
+            results, done = collector()
+            checker = Checker(done)
+            real = probes.Probe._writable
+
+            def broken(self: probes.Probe) -> None:
+                if self.spec.port == port and self.spec.send == "boom":
+                    raise RuntimeError("a bug")
+                real(self)
+            monkeypatch.setattr(probes.Probe, "_writable", broken)
+            specs = [spec(port, send="boom")] + [spec(port)] * 5
+            await burst(checker, specs, results)
+            checker.close()
+        assert results[0] == (False, "check error: RuntimeError: a bug")
+        assert all(results[i] == (True, "connected") for i in range(1, 6))
+    asyncio.run(go())
