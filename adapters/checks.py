@@ -107,7 +107,8 @@ UDP_SILENCE_MARGIN_S = 0.1  # the "no ICMP error" verdict comes this much (at mo
 DETAIL_BYTES = 40  # how much of a reply a failure detail shows
 OUTPUT_CAP = 64 * 1024  # bytes of a program's stdout (and of its stderr) read; more fails the check
 
-__all__ = ["run_check", "read_load", "matches", "substitute"]
+__all__ = ["run_check", "read_load", "matches", "substitute", "reply_verdict", "mismatch", "shown", "parse_head",
+           "http_request"]
 
 
 # ------------------------------------------------------------ matching
@@ -157,7 +158,7 @@ def _regex(expect: str) -> Any:
         return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
 
 
-def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
+def reply_verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
     """True/False once `reply` (what has arrived so far) decides; None: read more."""
     if expect == "*":
         return True
@@ -171,12 +172,12 @@ def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
     return True if len(reply) >= len(want) else None
 
 
-def _shown(reply: bytes) -> str:
+def shown(reply: bytes) -> str:
     return quoted(reply, DETAIL_BYTES)  # as lvs.cf quotes send/expect: "HTTP/1.0 500\\r\\n"...
 
 
-def _mismatch(reply: bytes) -> str:
-    return f"reply does not match expect: {_shown(reply)}"
+def mismatch(reply: bytes) -> str:
+    return f"reply does not match expect: {shown(reply)}"
 
 
 def substitute(template: str, address: str, port: str) -> str:
@@ -212,7 +213,7 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
             return False, f"unknown check kind {quoted(spec.kind)}"
     except TimeoutError:
         if partial:
-            return False, f"timeout, reply so far does not match expect: {_shown(bytes(partial))}"
+            return False, f"timeout, reply so far does not match expect: {shown(bytes(partial))}"
         if exited:
             return False, (f"timeout: the program exited {exited[0]} "
                            "but a process it started still holds its output open")
@@ -285,7 +286,7 @@ async def _tcp_check(spec: CheckSpec, partial: bytearray) -> tuple[bool, str]:
 async def _read_expect(
     reader: asyncio.StreamReader, expect: str, use_regex: bool, partial: bytearray,
 ) -> tuple[bool, str]:
-    """Read until the reply decides (see `_verdict`) or the stream ends.  A
+    """Read until the reply decides (see `reply_verdict`) or the stream ends.  A
     reply that is still undecided when the timeout strikes (a regex not yet
     matched, a prefix not yet complete) fails as a timeout."""
     reply = b""
@@ -293,11 +294,11 @@ async def _read_expect(
         chunk = await reader.read(REGEX_WINDOW)
         reply += chunk
         partial[:] = reply
-        verdict = _verdict(expect, use_regex, reply)
+        verdict = reply_verdict(expect, use_regex, reply)
         if verdict is None and not chunk:  # end of stream: judge what came
             verdict = matches(expect, use_regex, reply)
         if verdict is not None:
-            return (True, "reply matches expect") if verdict else (False, _mismatch(reply))
+            return (True, "reply matches expect") if verdict else (False, mismatch(reply))
 
 
 # ------------------------------------------------------------ udp
@@ -337,7 +338,7 @@ async def _udp_check(spec: CheckSpec, timeout_s: float) -> tuple[bool, str]:
         if spec.expect is not None:
             reply = await proto.answer  # the hard timeout bounds the wait
             ok = matches(spec.expect, spec.use_regex, reply)
-            return (True, "reply matches expect") if ok else (False, _mismatch(reply))
+            return (True, "reply matches expect") if ok else (False, mismatch(reply))
         quiet_s = timeout_s - min(UDP_SILENCE_MARGIN_S, timeout_s / 10)
         try:
             await asyncio.wait_for(asyncio.shield(proto.answer), quiet_s)
@@ -388,9 +389,9 @@ async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
         head = await reader.readuntil(b"\r\n\r\n")
         if len(head) > HTTP_HEADER_LIMIT:
             return False, "response headers too long"
-        status, headers = _parse_head(head)
+        status, headers = parse_head(head)
         if status is None:
-            return False, f"not an HTTP response: {_shown(head)}"
+            return False, f"not an HTTP response: {shown(head)}"
         if status != spec.http_status:
             return False, f"status {status} (expected {spec.http_status})"
         if spec.expect is None:
@@ -399,7 +400,7 @@ async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
         body = await _read_body(reader, headers, want)
         if matches(spec.expect, spec.use_regex, body):
             return True, f"status {status}, body matches expect"
-        return False, f"status {status}, body does not match expect: {_shown(body)}"
+        return False, f"status {status}, body does not match expect: {shown(body)}"
     except asyncio.IncompleteReadError as e:
         return False, f"connection closed mid-response after {len(e.partial)} bytes"
     except asyncio.LimitOverrunError:
@@ -408,7 +409,7 @@ async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
         _close(writer)
 
 
-def _parse_head(head: bytes) -> tuple[int | None, dict[str, str]]:
+def parse_head(head: bytes) -> tuple[int | None, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
@@ -530,11 +531,11 @@ async def _program_check(spec: CheckSpec, exited: list[int]) -> tuple[bool, str]
     if spec.expect is not None:
         if matches(spec.expect, spec.use_regex, out):
             return True, "program output matches expect"
-        return False, "program output does not match expect: " + _shown(out)
+        return False, "program output does not match expect: " + shown(out)
     if status == 0:
         return True, "program exited 0"
     said = err.strip()
-    return False, f"program exited {status}" + (f": {_shown(said)}" if said else "")
+    return False, f"program exited {status}" + (f": {shown(said)}" if said else "")
 
 
 # ------------------------------------------------------------ load

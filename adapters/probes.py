@@ -6,7 +6,7 @@ second is made of, on the loop's selector instead of in a coroutine over
 asyncio's streams, at a fraction of the CPU (docs/PERFORMANCE.md, issue 13):
 
 - tcp: connect; `send`, if set, written; `expect`, if set, read and judged
-  as `checks._verdict` judges it (a reply read so far shown in a timeout's
+  as `checks.reply_verdict` judges it (a reply read so far shown in a timeout's
   detail);
 - http without `expect`: connect, the request `checks._http_check` sends,
   the status line judged; a head longer than `checks.HTTP_HEADER_LIMIT`
@@ -49,7 +49,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 
-from adapters.checks import HTTP_HEADER_LIMIT, _mismatch, _parse_head, _shown, _verdict, http_request, matches
+from adapters.checks import HTTP_HEADER_LIMIT, http_request, matches, mismatch, parse_head, reply_verdict, shown
 from engine.events import CheckSpec
 
 __all__ = ["Probe", "fast"]
@@ -178,11 +178,11 @@ class Probe:
     def _judge_reply(self, chunk: bytes) -> None:
         expect = self.spec.expect
         assert expect is not None
-        verdict = _verdict(expect, self.spec.use_regex, self.reply)
+        verdict = reply_verdict(expect, self.spec.use_regex, self.reply)
         if verdict is None and not chunk:  # end of stream: judge what came
             verdict = matches(expect, self.spec.use_regex, self.reply)
         if verdict is not None:
-            self._end(True, "reply matches expect") if verdict else self._end(False, _mismatch(self.reply))
+            self._end(True, "reply matches expect") if verdict else self._end(False, mismatch(self.reply))
 
     def _judge_head(self, chunk: bytes) -> None:
         end = self.reply.find(b"\r\n\r\n")
@@ -196,9 +196,9 @@ class Probe:
         if len(head) > HTTP_HEADER_LIMIT:
             self._end(False, "response headers too long")
             return
-        status, _ = _parse_head(head)
+        status, _ = parse_head(head)
         if status is None:
-            self._end(False, f"not an HTTP response: {_shown(head)}")
+            self._end(False, f"not an HTTP response: {shown(head)}")
         elif status != self.spec.http_status:
             self._end(False, f"status {status} (expected {self.spec.http_status})")
         else:
@@ -209,7 +209,7 @@ class Probe:
         if self.state == _OVER:
             return
         if self.spec.kind == "tcp" and self.reply:
-            self._end(False, f"timeout, reply so far does not match expect: {_shown(self.reply)}")
+            self._end(False, f"timeout, reply so far does not match expect: {shown(self.reply)}")
         else:
             self._end(False, "timeout")
 
