@@ -80,9 +80,9 @@ def test_a_burst_is_spread_over_n_over_rate() -> None:
         assert len(results) == 200 and all(r == (True, "connected") for r in results.values())
         first, last = min(server.arrivals) - t0, max(server.arrivals) - t0
         assert first < 0.1
-        assert 0.15 < last < 1.0, last  # spread, not all at once; and not beyond the window by much
+        assert 0.15 < last < 2.0, last  # spread over 0.2 s, not all at once (a loaded machine runs late)
         delays = checker.summary()["start_delay_ms"]
-        assert 150 < delays["max"] < 1000
+        assert 150 < delays["max"] < 2000
     asyncio.run(go())
 
 
@@ -96,7 +96,7 @@ def test_a_small_burst_starts_at_once() -> None:
             await burst(checker, [spec(port) for _ in range(CHUNK)], results)
             checker.close()
         assert len(results) == CHUNK
-        assert max(server.arrivals) - t0 < 0.5
+        assert max(server.arrivals) - t0 < 2.0  # paced, the last would come 6.3 s after the first
     asyncio.run(go())
 
 
@@ -116,7 +116,7 @@ def test_the_spread_never_exceeds_half_the_shortest_interval() -> None:
             await burst(checker, specs, results)
             checker.close()
         assert len(results) == 100
-        assert 0.1 < max(server.arrivals) - t0 < 0.6  # over 0.2 s (half of 0.4 s), not 10 s
+        assert 0.1 < max(server.arrivals) - t0 < 3.0  # over 0.2 s (half of 0.4 s), not 10 s
     asyncio.run(go())
 
 
