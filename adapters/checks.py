@@ -1,9 +1,11 @@
 r"""Health checkers: nanny's checks, all on one asyncio loop.
 
-The daemon turns `StartCheck(check_id, spec)` into `await run_check(spec)`
-and `ReadLoad(...)` into `await read_load(cmd)`, and feeds the answers back
-as `CheckCompleted` / `LoadRead`.  Neither function ever raises (except
-`CancelledError`, which is the caller's own doing).
+The daemon hands `StartCheck(check_id, spec)` to its `adapters.checker.Checker`,
+which paces them and runs each as `run_check(spec)` or, for the common tcp
+and http checks, as the same check in callbacks (`adapters.probes`); it
+turns `ReadLoad(...)` into `await read_load(cmd)`, and feeds the answers
+back as `CheckCompleted` / `LoadRead`.  Neither function ever raises
+(except `CancelledError`, which is the caller's own doing).
 
 Hard timeout: `spec.timeout_ms` bounds the whole check (connect, send,
 read, or the whole program), so a hung server costs one timeout and never a
@@ -63,7 +65,12 @@ Capacity: measured on 2 cores, 1,000 concurrent checks (tcp send/expect,
 http over ::1, udp send/expect) against local servers finish in about
 250 ms.  A UDP server that gets hundreds of datagrams at the same instant
 may drop some (its receive buffer), which then fail as timeouts: that is
-the server's limit, not the checker's.
+the server's limit, not the checker's.  The common checks (tcp, http
+without a body to match, to an IP literal) run as `adapters.probes.Probe`s,
+callbacks on one shared epoll set, not as this module's coroutines: the
+daemon, engine and journal included, about 45 us of CPU a tcp check and
+60 us an http one (bench/checks.py, docs/PERFORMANCE.md); the daemon paces
+and bounds them (`adapters.checker`).
 
 `read_load` reads a real server's 1-minute load average for load_monitor:
 method `command` runs `cmd.command` (`%h` substituted, `%p` -> "") and
@@ -100,7 +107,8 @@ UDP_SILENCE_MARGIN_S = 0.1  # the "no ICMP error" verdict comes this much (at mo
 DETAIL_BYTES = 40  # how much of a reply a failure detail shows
 OUTPUT_CAP = 64 * 1024  # bytes of a program's stdout (and of its stderr) read; more fails the check
 
-__all__ = ["run_check", "read_load", "matches", "substitute"]
+__all__ = ["run_check", "read_load", "matches", "substitute", "reply_verdict", "mismatch", "shown", "parse_head",
+           "http_request"]
 
 
 # ------------------------------------------------------------ matching
@@ -150,7 +158,7 @@ def _regex(expect: str) -> Any:
         return reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
 
 
-def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
+def reply_verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
     """True/False once `reply` (what has arrived so far) decides; None: read more."""
     if expect == "*":
         return True
@@ -164,12 +172,12 @@ def _verdict(expect: str, use_regex: bool, reply: bytes) -> bool | None:
     return True if len(reply) >= len(want) else None
 
 
-def _shown(reply: bytes) -> str:
+def shown(reply: bytes) -> str:
     return quoted(reply, DETAIL_BYTES)  # as lvs.cf quotes send/expect: "HTTP/1.0 500\\r\\n"...
 
 
-def _mismatch(reply: bytes) -> str:
-    return f"reply does not match expect: {_shown(reply)}"
+def mismatch(reply: bytes) -> str:
+    return f"reply does not match expect: {shown(reply)}"
 
 
 def substitute(template: str, address: str, port: str) -> str:
@@ -188,6 +196,10 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
     exited: list[int] = []  # a check program's exit status, once it has exited
     if spec.use_regex and spec.expect is not None and (problem := regex_problem(spec.expect)):
         return False, problem  # no reply can ever match: no need to ask the server
+    from adapters.probes import fast
+
+    if fast(spec):  # the common tcp and http checks: callbacks, no stream (adapters/probes.py)
+        return await _probed(spec)
     try:
         async with asyncio.timeout(timeout_s):
             if spec.send_program is not None:
@@ -201,7 +213,7 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
             return False, f"unknown check kind {quoted(spec.kind)}"
     except TimeoutError:
         if partial:
-            return False, f"timeout, reply so far does not match expect: {_shown(bytes(partial))}"
+            return False, f"timeout, reply so far does not match expect: {shown(bytes(partial))}"
         if exited:
             return False, (f"timeout: the program exited {exited[0]} "
                            "but a process it started still holds its output open")
@@ -218,6 +230,28 @@ async def run_check(spec: CheckSpec) -> tuple[bool, str]:
         return False, e.strerror or str(e) or type(e).__name__
     except Exception as e:  # a bug here must cost one failed check, never the daemon
         return False, f"check error: {type(e).__name__}: {e}"
+
+
+async def _probed(spec: CheckSpec) -> tuple[bool, str]:
+    """`run_check` of a check `adapters.probes` can carry out; cancelled: the probe stops."""
+    from adapters.probes import Probe
+
+    answer: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+
+    def done(ok: bool, detail: str) -> None:
+        if not answer.done():
+            answer.set_result((ok, detail))
+
+    probe = Probe(spec, done)
+    try:
+        probe.start()
+        return await answer
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:  # a bug here must cost one failed check, never the daemon
+        return False, f"check error: {type(e).__name__}: {e}"
+    finally:
+        probe.abort()
 
 
 # ------------------------------------------------------------ tcp
@@ -252,7 +286,7 @@ async def _tcp_check(spec: CheckSpec, partial: bytearray) -> tuple[bool, str]:
 async def _read_expect(
     reader: asyncio.StreamReader, expect: str, use_regex: bool, partial: bytearray,
 ) -> tuple[bool, str]:
-    """Read until the reply decides (see `_verdict`) or the stream ends.  A
+    """Read until the reply decides (see `reply_verdict`) or the stream ends.  A
     reply that is still undecided when the timeout strikes (a regex not yet
     matched, a prefix not yet complete) fails as a timeout."""
     reply = b""
@@ -260,11 +294,11 @@ async def _read_expect(
         chunk = await reader.read(REGEX_WINDOW)
         reply += chunk
         partial[:] = reply
-        verdict = _verdict(expect, use_regex, reply)
+        verdict = reply_verdict(expect, use_regex, reply)
         if verdict is None and not chunk:  # end of stream: judge what came
             verdict = matches(expect, use_regex, reply)
         if verdict is not None:
-            return (True, "reply matches expect") if verdict else (False, _mismatch(reply))
+            return (True, "reply matches expect") if verdict else (False, mismatch(reply))
 
 
 # ------------------------------------------------------------ udp
@@ -304,7 +338,7 @@ async def _udp_check(spec: CheckSpec, timeout_s: float) -> tuple[bool, str]:
         if spec.expect is not None:
             reply = await proto.answer  # the hard timeout bounds the wait
             ok = matches(spec.expect, spec.use_regex, reply)
-            return (True, "reply matches expect") if ok else (False, _mismatch(reply))
+            return (True, "reply matches expect") if ok else (False, mismatch(reply))
         quiet_s = timeout_s - min(UDP_SILENCE_MARGIN_S, timeout_s / 10)
         try:
             await asyncio.wait_for(asyncio.shield(proto.answer), quiet_s)
@@ -340,19 +374,24 @@ def _host_header(spec: CheckSpec) -> str:
     return host if spec.port == default else f"{host}:{spec.port}"
 
 
+@functools.lru_cache(maxsize=65536)
+def http_request(spec: CheckSpec) -> bytes:
+    """The request an http(s) check sends (made once per check)."""
+    return (f"GET {spec.http_path} HTTP/1.1\r\nHost: {_host_header(spec)}\r\n"
+            "User-Agent: shoal-nanny\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode("latin-1")
+
+
 async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
     reader, writer = await _open(spec, tls=spec.kind == "https")
     try:
-        request = (f"GET {spec.http_path} HTTP/1.1\r\nHost: {_host_header(spec)}\r\n"
-                   "User-Agent: shoal-nanny\r\nAccept: */*\r\nConnection: close\r\n\r\n")
-        writer.write(request.encode("latin-1"))
+        writer.write(http_request(spec))
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         if len(head) > HTTP_HEADER_LIMIT:
             return False, "response headers too long"
-        status, headers = _parse_head(head)
+        status, headers = parse_head(head)
         if status is None:
-            return False, f"not an HTTP response: {_shown(head)}"
+            return False, f"not an HTTP response: {shown(head)}"
         if status != spec.http_status:
             return False, f"status {status} (expected {spec.http_status})"
         if spec.expect is None:
@@ -361,7 +400,7 @@ async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
         body = await _read_body(reader, headers, want)
         if matches(spec.expect, spec.use_regex, body):
             return True, f"status {status}, body matches expect"
-        return False, f"status {status}, body does not match expect: {_shown(body)}"
+        return False, f"status {status}, body does not match expect: {shown(body)}"
     except asyncio.IncompleteReadError as e:
         return False, f"connection closed mid-response after {len(e.partial)} bytes"
     except asyncio.LimitOverrunError:
@@ -370,7 +409,7 @@ async def _http_check(spec: CheckSpec) -> tuple[bool, str]:
         _close(writer)
 
 
-def _parse_head(head: bytes) -> tuple[int | None, dict[str, str]]:
+def parse_head(head: bytes) -> tuple[int | None, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
@@ -492,11 +531,11 @@ async def _program_check(spec: CheckSpec, exited: list[int]) -> tuple[bool, str]
     if spec.expect is not None:
         if matches(spec.expect, spec.use_regex, out):
             return True, "program output matches expect"
-        return False, "program output does not match expect: " + _shown(out)
+        return False, "program output does not match expect: " + shown(out)
     if status == 0:
         return True, "program exited 0"
     said = err.strip()
-    return False, f"program exited {status}" + (f": {_shown(said)}" if said else "")
+    return False, f"program exited {status}" + (f": {shown(said)}" if said else "")
 
 
 # ------------------------------------------------------------ load

@@ -44,7 +44,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from adapters.arp import send_gratuitous
-from adapters.describe import Said, describe as describe_command, failed, host_port, quoted
+from adapters.describe import Said, describe as describe_command, failed, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.journal import DEFAULT_MB, Journal, open_journal
 from adapters.links import LinkWatch
@@ -103,6 +103,9 @@ class Daemon:
         self.overrides = Keeper(state_dir)
         self.admin_waiters: list[tuple[AdminRequested, asyncio.Future[str | None]]] = []
         self.admin_answer_s = ADMIN_ANSWER_S
+        from adapters.checker import Checker
+
+        self.checker = Checker(self._check_done)  # StartCheck: paced, bounded, never a lost result
         from adapters.connections import ConnectionReader
 
         self.connections = ConnectionReader(lambda: getattr(self.dataplane, "connections", lambda: None)())
@@ -114,20 +117,21 @@ class Daemon:
 
     async def start(self) -> TableRead:
         """Everything opened, the engine made; returns the first input (the kernel table)."""
-        from adapters.checks import read_load, run_check
+        from adapters.checks import read_load
         from adapters.control import ControlServer
         from adapters.dataplane import make
         from adapters.heartbeat import HeartbeatSockets
         from adapters.notify import CommandRunner, NotifyWriter
         from adapters.vips import Vips
 
-        self.run_check, self.read_load = run_check, read_load
+        self.read_load = read_load
         prepare_state_dir(self.state_dir)
         try:
             self.config, self.key = await read_config(self.config_path, START_TIMEOUT_S)
         except Refused as e:
             raise StartError("\n".join([str(e), *e.errors])) from None
         self.node = find_node(self.config)
+        self.checker.configure(self.config)
         log_level(self.config)
         problem = _unrunnable(self.config)
         if problem:
@@ -351,6 +355,9 @@ class Daemon:
             if isinstance(cmd, TABLE_OPS):
                 batch.append(cmd)
                 continue
+            if type(cmd) is StartCheck:  # thousands in one step at scale: straight to the checker (never raises)
+                self.checker.start(cmd.check_id, cmd.spec)
+                continue
             self._apply_table(batch)
             batch = []
             if isinstance(cmd, (AddVip, SendGratuitousArp)):
@@ -456,7 +463,7 @@ class Daemon:
             case ReadTable():
                 self.feed(TableRead(self.dataplane.read()))
             case StartCheck(check_id, spec):
-                self._task(self._check(check_id, spec))
+                self.checker.start(check_id, spec)
             case ReadLoad():
                 self._task(self._load(cmd))
             case RunCommand():
@@ -498,14 +505,9 @@ class Daemon:
             log.error("a task failed: %s", task.exception(), exc_info=task.exception(),
                       extra=fields_of(kind="task_error", error=type(task.exception()).__name__))
 
-    async def _check(self, check_id: int, spec: Any) -> None:
-        try:
-            ok, detail = await self.run_check(spec)
-        except Exception as e:  # the checker's bug: the check fails, said
-            log.exception("check of %s raised", host_port(spec.address, spec.port),
-                          extra=fields_of(kind="check", address=spec.address, port=spec.port, error=type(e).__name__))
-            ok, detail = False, f"the check itself failed: {type(e).__name__}: {e}"
-        self.feed(CheckCompleted(check_id, ok, detail))
+    def _check_done(self, check_id: int, ok: bool, detail: str) -> None:
+        # never dropped: one result per check at most waits here, and a lost one would stop its check for good
+        self.inputs.put(CheckCompleted(check_id, ok, detail), always=True)
 
     async def _load(self, cmd: ReadLoad) -> None:
         try:
@@ -581,6 +583,7 @@ class Daemon:
         pending.sockets.commit()
         previous, self.config, self.key = self.config, pending.config, pending.key
         self.links.configure(self.config, self.node)
+        self.checker.configure(self.config)
         log_level(self.config)
         if self.config.heartbeat_port != previous.heartbeat_port:
             log.info("heartbeat: sockets now on port %d", self.config.heartbeat_port,
@@ -667,12 +670,14 @@ class Daemon:
             "reloads": {**self.reloads.counts, "in_flight": self.reloads.task is not None},
             "events": self.events.summary(),
         }
+        data["checker"] = self.checker.summary()
         return data
 
     def close(self) -> None:
         if self.reloads.task is not None:
             self.reloads.task.cancel()
-        for name in ("links", "sockets", "vrrp", "control", "dataplane", "vips", "notify", "runner", "journal"):
+        for name in ("checker", "links", "sockets", "vrrp", "control", "dataplane", "vips", "notify", "runner",
+                     "journal"):
             part = getattr(self, name, None)
             try:
                 if part is not None:

@@ -28,6 +28,7 @@ The rules that keep it honest:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -177,12 +178,20 @@ def _virtual_of(key: ServiceKey, config: Config | None) -> str:
             if v.fwmark == key.fwmark:
                 return v.name
         elif v.fwmark is None and v.address is not None and v.port == key.port and v.protocol == key.protocol:
-            try:
-                if ipaddress.ip_address(v.address) == ipaddress.ip_address(key.address):
-                    return v.name
-            except ValueError:
-                continue
+            if _same_address(v.address, key.address):
+                return v.name
     return ""
+
+
+@functools.lru_cache(maxsize=65536)
+def _same_address(a: str, b: str) -> bool:
+    """Do two spellings name one address? (cached: every table operation asks, for every virtual)"""
+    if a == b:
+        return True
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------- the other commands
