@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+import gc
 import json
 import logging
 import signal
@@ -44,6 +45,7 @@ from typing import Any
 from adapters.describe import Said, describe as describe_command, failed, host_port, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.journal import DEFAULT_MB, Journal, open_journal
+from adapters.lateness import CallbackProfile, LoopTiming, profiling_requested, step_kind
 from adapters.links import LinkWatch
 from adapters.logs import JsonFormatter, fields_of, log, log_level, warn
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
@@ -76,6 +78,7 @@ class Daemon:
         self.netns = netns
         self.inputs = Inputs()
         self.lateness = Lateness()
+        self.timing = LoopTiming()  # since the start, for benchmarks: adapters/lateness.py
         self.reloads = Reloads(self._reload_once)
         self.step_errors = Throttle()
         self.started = time.monotonic()
@@ -199,6 +202,7 @@ class Daemon:
         await self._step(first)
         await self._restore_overrides()
         self.links.configure(self.config, self.node)  # monitor_links: LinksChanged from here on
+        self._steady()
         self.serving = True
         if self.hup_while_starting:
             self.reloads.request()
@@ -210,12 +214,33 @@ class Daemon:
         log.info("stopped", extra=fields_of(kind="stop"))
         return 0
 
+    def _steady(self) -> None:
+        """Start-up done: what it allocated is moved out of the collector's sight (`gc.freeze`:
+        a full collection no longer walks it, its pause stays short), collections are timed,
+        and callbacks too when SHOAL_LOOP_PROFILE=1 (adapters/lateness.py)."""
+        gc.freeze()
+        self.timing.watch_gc()
+        if profiling_requested():
+            self.timing.profile = CallbackProfile()
+            self.timing.profile.install()
+
     def _timeout_s(self) -> float | None:
         if self.deadline is None:
             return None
         return max(0.0, self.deadline / 1000 - (time.monotonic() - self.started))
 
     async def _step(self, event: Input | PendingReload) -> None:
+        started, cpu = time.perf_counter(), time.thread_time()
+        ready = None
+        try:
+            ready = self._decide(event)
+            if ready is not None:
+                await self.carry_out(ready.commands)
+        finally:  # timed whole: a step holds back the next one, and so the next heartbeat
+            self.timing.stepped((time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000,
+                                lambda: step_kind(event, ready))
+
+    def _decide(self, event: Input | PendingReload) -> Ready | None:
         if isinstance(event, PendingReload):
             ready = self._commit_reload(event)
             if ready is not None:
@@ -227,8 +252,7 @@ class Daemon:
                 self._admin_done(event, ready)
             elif ready is not None and any(isinstance(c, Notify) and c.kind == "overrides" for c in ready.commands):
                 self._keep_overrides()  # the partner's set, taken (engine.sync)
-        if ready is not None:
-            await self.carry_out(ready.commands)
+        return ready
 
     # ------------------------------------------------------------ overrides
 
@@ -285,6 +309,7 @@ class Daemon:
         now_ms = (time.monotonic() - self.started) * 1000
         if self.deadline is not None and now_ms >= self.deadline:  # this step serves a deadline: how late?
             self.lateness.note(now_ms - self.deadline)
+        self.timing.wake(now_ms, self.deadline)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("input: %s", describe(event), extra=fields_of(kind="input", input=describe(event)))
         now = self.now_ms()
@@ -369,6 +394,7 @@ class Daemon:
         match cmd:
             case SendHeartbeat():
                 self.sockets.send(cmd)
+                self.timing.sent((time.monotonic() - self.started) * 1000)
             case AddVip():
                 await loop.run_in_executor(None, self.vips.add, cmd)
                 self._say(describe_command(cmd))
@@ -585,6 +611,7 @@ class Daemon:
         drops.update({f"heartbeat-{k}": v for k, v in self.sockets.drops.items()})
         data["loop"] = {
             "lateness_ms": self.lateness.summary(),
+            "timing": self.timing.summary(),
             "queues": {"heartbeats": len(self.inputs.heartbeats), "inputs": len(self.inputs.others)},
             "drops": drops,
             "heartbeat_errors": dict(self.sockets.errors),
@@ -596,6 +623,9 @@ class Daemon:
         return data
 
     def close(self) -> None:
+        self.timing.unwatch_gc()
+        if self.timing.profile is not None:
+            self.timing.profile.uninstall()
         if self.reloads.task is not None:
             self.reloads.task.cancel()
         for name in ("links", "sockets", "control", "dataplane", "vips", "notify", "runner", "journal"):
