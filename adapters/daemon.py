@@ -4,7 +4,9 @@ The loop is short (STYLE.md): take the next input (or wake at the engine's
 deadline), step the engine, carry out its commands in order, feed results
 back as inputs.  Commands that take time (checks, load reads, operator
 commands) run as tasks and come back as inputs; the others are carried out
-at once, in order.  The rules that keep it alive:
+at once, in order.  Table writes and reads run in the dataplane's thread
+(`adapters.offloop`), in order; any command but a heartbeat waits for them
+first, so only heartbeats overtake them.  The rules that keep it alive:
 
 - The first input is the kernel's table (`TableRead`), before any
   heartbeat: a restarted daemon adopts what its previous life left.
@@ -47,6 +49,7 @@ from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.journal import DEFAULT_MB, Journal, open_journal
 from adapters.lateness import CallbackProfile, LoopTiming, profiling_requested, step_kind
 from adapters.links import LinkWatch
+from adapters.offloop import DataplaneWorker
 from adapters.logs import JsonFormatter, fields_of, log, log_level, warn
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
 from adapters.startup import StartError, find_node, prepare_state_dir
@@ -79,6 +82,7 @@ class Daemon:
         self.inputs = Inputs()
         self.lateness = Lateness()
         self.timing = LoopTiming()  # since the start, for benchmarks: adapters/lateness.py
+        self.worker = DataplaneWorker()  # table writes and reads, off the loop, in order
         self.reloads = Reloads(self._reload_once)
         self.step_errors = Throttle()
         self.started = time.monotonic()
@@ -209,6 +213,7 @@ class Daemon:
         while not self.stopping:
             event = await self.inputs.get(self._timeout_s())
             await self._step(Tick() if event is None else event)
+        await self.worker.idle()
         await self.runner.drain()
         self.close()
         log.info("stopped", extra=fields_of(kind="stop"))
@@ -356,6 +361,8 @@ class Daemon:
                 continue
             self._apply_table(batch)
             batch = []
+            if not isinstance(cmd, (SendHeartbeat, ReadTable)):  # the engine's order (adapters/offloop.py):
+                await self.worker.idle()  # a heartbeat may overtake the dataplane's work; a read queues behind it
             try:
                 await self._one(cmd, loop)
             except Exception as e:  # an adapter failed: the engine hears of it
@@ -365,14 +372,16 @@ class Daemon:
         self._apply_table(batch)
 
     def _apply_table(self, batch: list[TableOp]) -> None:
-        if not batch:
-            return
+        """The batch written in the dataplane's thread (adapters/offloop.py), said when done."""
+        if batch:
+            self.worker.submit(self.dataplane.apply, batch).add_done_callback(
+                lambda done: self._table_done(batch, done.exception()))
+
+    def _table_done(self, batch: list[TableOp], e: BaseException | None) -> None:
         from adapters.dataplane import DataplaneError
 
         config = getattr(self, "config", None)
-        try:
-            self.dataplane.apply(batch)
-        except Exception as e:  # DataplaneError, or a bug: the engine reconciles either way
+        if e is not None:  # DataplaneError, or a bug: the engine reconciles either way
             op = getattr(e, "op", None)
             at = batch.index(op) if op in batch else 0
             for done in batch[:at]:
@@ -383,8 +392,8 @@ class Daemon:
                             "the kernel's table is read back", len(batch) - at - 1,
                             extra=fields_of(kind="table", op="unknown", ops=len(batch) - at - 1))
             if not isinstance(e, DataplaneError):
-                log.exception("the %s dataplane raised", self.dataplane_name,
-                              extra=fields_of(kind="table", op="bug", dataplane=self.dataplane_name))
+                log.error("the %s dataplane raised", self.dataplane_name, exc_info=e,
+                          extra=fields_of(kind="table", op="bug", dataplane=self.dataplane_name))
             self.feed(CommandFailed(batch[at], str(e)))
             return
         for op in batch:
@@ -413,7 +422,7 @@ class Daemon:
                 self.dataplane.sync_daemon(cmd)
                 self._say(describe_command(cmd))
             case ReadTable():
-                self.feed(TableRead(self.dataplane.read()))
+                self.worker.submit(self.dataplane.read).add_done_callback(lambda done: self._table_read(cmd, done))
             case StartCheck(check_id, spec):
                 self._task(self._check(check_id, spec))
             case ReadLoad():
@@ -429,6 +438,15 @@ class Daemon:
                 self.notify.write(cmd, time.time())  # never raises: a failing FIFO is counted
             case _:
                 raise EngineMisuse(f"no adapter carries out a {type(cmd).__name__}")
+
+    def _table_read(self, cmd: ReadTable, done: asyncio.Future[Any]) -> None:
+        """A `ReadTable` carried out in the dataplane's thread: its table, or its failure, fed back."""
+        e = done.exception()
+        if e is None:
+            self.feed(TableRead(done.result()))
+        else:
+            self._say(failed(cmd, str(e), getattr(self, "config", None)))
+            self.feed(CommandFailed(cmd, str(e)))
 
     async def _vip_cleanup(self, addresses: list[str], loop: asyncio.AbstractEventLoop) -> None:
         """The engine starts without a table to adopt and removes the configured
@@ -561,7 +579,7 @@ class Daemon:
             await self.connections.fresh(self.now_ms())  # in a thread, at most every 2 s
             return self.status()
         if cmd == "table":
-            table = self.dataplane.read()
+            table = await self.worker.run(self.dataplane.read)
             return {"table": table_of(table), "text": _ipvsadm_text(table)}
         if cmd == "reload":
             answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -628,7 +646,7 @@ class Daemon:
             self.timing.profile.uninstall()
         if self.reloads.task is not None:
             self.reloads.task.cancel()
-        for name in ("links", "sockets", "control", "dataplane", "vips", "notify", "runner", "journal"):
+        for name in ("links", "sockets", "control", "worker", "dataplane", "vips", "notify", "runner", "journal"):
             part = getattr(self, name, None)
             try:
                 if part is not None:
