@@ -1,7 +1,8 @@
 """No false failover at 20 ms heartbeats with loss on a path, under load (issue 13).
 
     PYTHONPATH=. .venv/bin/python bench/heartbeat_loss.py [--minutes 10] [--loss 0.1]
-        [--keepalive 0.02] [--deadtime 0.1] [--paths 2] [--load 1] [--pin CPU] [--profile] [--json]
+        [--keepalive 0.02] [--deadtime 0.1] [--paths 2] [--load 1] [--pin CPU] [--nice N] [--profile]
+        [--keep-logs DIR] [--json]
 
 Root.  The lab's network (`adapters/lab`: namespaces client, primary,
 backup, two real servers; bridges), a shoal pair (`shoal run --dataplane
@@ -203,6 +204,9 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
             for r in ROUTERS:
                 world.start_daemon(r)
             world.wait_daemons()
+            if args.nice is not None:  # the loop's thread (its tid is the pid); threads it starts later inherit it
+                for r in ROUTERS:
+                    os.setpriority(os.PRIO_PROCESS, world.routers[r].daemon.pid, args.nice)  # type: ignore[union-attr]
             active = settle(world)
             echo(f"# settled: {active} active; loss {args.loss:g} on the public path, {args.load} loader(s)"
                  + (f" pinned to CPU {args.pin}" if args.pin is not None else ""))
@@ -233,10 +237,15 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
             hb = counted(world)
             status = {r: world.status(r) for r in ROUTERS}
             changes = {r: roles_logged(world, r)[before[r]:] for r in ROUTERS}
+            if args.keep_logs:
+                keep = Path(args.keep_logs)
+                keep.mkdir(parents=True, exist_ok=True)
+                for r in ROUTERS:
+                    shutil.copy(world.routers[r].log_path, keep / f"{r}.log")
         finally:
             stop(load)
     return {
-        "minutes": round(elapsed_s / 60, 2), "keepalive_s": args.keepalive, "deadtime_s": args.deadtime,
+        "minutes": round(elapsed_s / 60, 2), "nice": args.nice, "keepalive_s": args.keepalive, "deadtime_s": args.deadtime,
         "paths": args.paths, "loss": args.loss, "loaders": args.load, "pin": args.pin, "settled_active": active,
         "load_before": load_before, "load_after": load_after, "load_each_minute": load_samples,
         "role_changes": {r: [c.get("msg") for c in changes[r]] for r in ROUTERS},
@@ -255,6 +264,7 @@ def report(r: dict[str, Any]) -> str:
     lines = [f"heartbeat loss: keepalive {r['keepalive_s']:g} s, deadtime {r['deadtime_s']:g} s, "
              f"{r['paths']} path(s), {r['loss'] * 100:g}% dropped on the public path, "
              f"{r['loaders']} loader(s){'' if r['pin'] is None else ' on CPU ' + r['pin']}, "
+             f"{'' if r['nice'] is None else 'daemons at nice %d, ' % r['nice']}"
              f"{r['minutes']:g} min",
              f"load average: before {r['load_before']}, after {r['load_after']}; "
              f"each minute {' | '.join(r['load_each_minute'])}",
@@ -297,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=int, default=1, help="busy-loop processes (default 1: a core)")
     parser.add_argument("--pin", help="taskset CPU list for the loaders (default: not pinned)")
     parser.add_argument("--profile", action="store_true", help="SHOAL_LOOP_PROFILE=1: time every loop callback")
+    parser.add_argument("--nice", type=int, help="the daemons' nice value, set once they run (default: unchanged)")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy both daemons' JSON logs there at the end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.pin is not None and shutil.which("taskset") is None:
