@@ -4,9 +4,11 @@ The loop is short (STYLE.md): take the next input (or wake at the engine's
 deadline), step the engine, carry out its commands in order, feed results
 back as inputs.  Commands that take time (checks, load reads, operator
 commands) run as tasks and come back as inputs; the others are carried out
-at once, in order.  Table writes and reads run in the dataplane's thread
-(`adapters.offloop`), in order; any command but a heartbeat waits for them
-first, so only heartbeats overtake them.  The rules that keep it alive:
+in order.  No step waits for its commands (`adapters.offloop`): the
+heartbeats leading them are sent in the step, the rest carried out behind
+the steps, in order, table writes and reads in the dataplane's own thread;
+so a slow `nft` run or a thread hop under load never holds back the next
+heartbeat.  The rules that keep it alive:
 
 - The first input is the kernel's table (`TableRead`), before any
   heartbeat: a restarted daemon adopts what its previous life left.
@@ -49,7 +51,7 @@ from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.journal import DEFAULT_MB, Journal, open_journal
 from adapters.lateness import CallbackProfile, LoopTiming, profiling_requested, step_kind
 from adapters.links import LinkWatch
-from adapters.offloop import DataplaneWorker
+from adapters.offloop import DataplaneWorker, Effects
 from adapters.logs import JsonFormatter, fields_of, log, log_level, warn
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
 from adapters.startup import StartError, find_node, prepare_state_dir
@@ -83,6 +85,7 @@ class Daemon:
         self.lateness = Lateness()
         self.timing = LoopTiming()  # since the start, for benchmarks: adapters/lateness.py
         self.worker = DataplaneWorker()  # table writes and reads, off the loop, in order
+        self.effects = Effects(self.timing.effects.note)  # a step's commands, carried out behind it, in order
         self.reloads = Reloads(self._reload_once)
         self.step_errors = Throttle()
         self.started = time.monotonic()
@@ -213,6 +216,7 @@ class Daemon:
         while not self.stopping:
             event = await self.inputs.get(self._timeout_s())
             await self._step(Tick() if event is None else event)
+        await self.effects.idle()
         await self.worker.idle()
         await self.runner.drain()
         self.close()
@@ -240,7 +244,7 @@ class Daemon:
         try:
             ready = self._decide(event)
             if ready is not None:
-                await self.carry_out(ready.commands)
+                self._carry_out_soon(ready.commands)
         finally:  # timed whole: a step holds back the next one, and so the next heartbeat
             self.timing.stepped((time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000,
                                 lambda: step_kind(event, ready))
@@ -302,7 +306,7 @@ class Daemon:
             ready = self._engine_step(request)
             if ready is not None:
                 restored += 1
-                await self.carry_out(ready.commands)
+                self._carry_out_soon(ready.commands)
         self.overrides.restored(restored)
         self._keep_overrides()
 
@@ -351,6 +355,24 @@ class Daemon:
 
     def feed(self, event: Input) -> None:
         self.inputs.put(event)
+
+    def _carry_out_soon(self, commands: tuple[Command, ...]) -> None:
+        """A step's commands, without holding the loop's next step (adapters/offloop.py, `Effects`):
+        the heartbeats leading them are sent now, unless an earlier step's heartbeat still waits
+        (heartbeats never overtake one another); the rest is carried out in order once every
+        earlier step's commands are."""
+        lead = 0
+        if not self.effects.heartbeats_waiting:
+            while lead < len(commands) and isinstance(commands[lead], SendHeartbeat):
+                self._heartbeat(commands[lead])  # type: ignore[arg-type]
+                lead += 1
+        rest = commands[lead:]
+        if rest:
+            self.effects.queue(rest, self.carry_out, any(isinstance(c, SendHeartbeat) for c in rest))
+
+    def _heartbeat(self, cmd: SendHeartbeat) -> None:
+        self.sockets.send(cmd)  # never raises on the network's behalf: errors counted
+        self.timing.sent((time.monotonic() - self.started) * 1000)
 
     async def carry_out(self, commands: tuple[Command, ...]) -> None:
         loop = asyncio.get_running_loop()
@@ -402,8 +424,7 @@ class Daemon:
     async def _one(self, cmd: Command, loop: asyncio.AbstractEventLoop) -> None:
         match cmd:
             case SendHeartbeat():
-                self.sockets.send(cmd)
-                self.timing.sent((time.monotonic() - self.started) * 1000)
+                self._heartbeat(cmd)
             case AddVip():
                 await loop.run_in_executor(None, self.vips.add, cmd)
                 self._say(describe_command(cmd))

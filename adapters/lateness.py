@@ -17,10 +17,11 @@ max of all of it.
   |------------|------------------------------------------------------------|
   | `deadline` | a step serving the engine's deadline: start minus deadline |
   | `send`     | a heartbeat sent in such a step: send minus deadline       |
-  | `step`     | one step's time in the loop: the engine, the journal, the  |
-  |            | commands carried out (awaited ones included: a step holds  |
-  |            | back the next, and so the next heartbeat)                  |
+  | `step`     | one step's time in the loop: the engine, the journal, its  |
+  |            | leading heartbeats sent, the rest queued                   |
   | `gc`       | a garbage collection's pause (`gc.callbacks`), any gen     |
+  | `effects`  | a step's commands, from queued to carried out (they run    |
+  |            | behind the steps: adapters/offloop.py, `Effects`)          |
 
   and `slow_steps`: the steps longer than `SLOW_MS`, by what they were
   (the input's type and the commands' types), each with its count, its
@@ -115,6 +116,7 @@ class LoopTiming:
         self.send = Histogram()
         self.step = Histogram()
         self.gc = Histogram()
+        self.effects = Histogram()
         self.serving_ms: float | None = None  # the deadline the current step serves, if it serves one
         self._gc_started = 0.0
         self.profile: CallbackProfile | None = None
@@ -166,7 +168,7 @@ class LoopTiming:
     # ------------------------------------------------------------ report
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name).summary() for name in ("deadline", "send", "step", "gc")}
+        out: dict[str, Any] = {name: getattr(self, name).summary() for name in ("deadline", "send", "step", "gc", "effects")}
         ranked = sorted(self.slow_steps.items(), key=lambda kv: (-kv[1][1], kv[0]))[:SLOW_KEPT]
         out["slow_steps"] = [{"what": what, "count": int(n), "max_ms": round(m, 2), "cpu_ms": round(c, 2)}
                              for what, (n, m, c) in ranked]

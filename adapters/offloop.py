@@ -1,30 +1,34 @@
-"""The dataplane's work off the daemon loop, in the engine's order (issue 13).
+"""The daemon's commands off the loop's path, in the engine's order (issue 13).
 
-With 20 ms heartbeats nothing the loop waits for may take longer than a
-fraction of that: a heartbeat is sent in a step, and a step waits for its
-commands.  The nft dataplane runs the `nft` program for every table write
-and read (10-25 ms each on this machine, idle; more under load), which the
-loop used to wait for: the next heartbeat left that much later.
+With 20 ms heartbeats nothing a step waits for may take longer than a
+fraction of that: a heartbeat is sent in a step, and a step used to wait
+for all its commands.  Measured under load (bench/heartbeat_loss.py, load
+average 3-9 on 2 cores): an `nft` run of the nft dataplane (10-25 ms idle)
+took up to 0.2-0.8 s, and an awaited thread hop (a VIP, a gratuitous ARP)
+up to 0.45 s; the partner heard nothing for that long and took over.
 
-`DataplaneWorker` runs such calls in one thread of its own, one after the
-other, in the order they were submitted; each call's result comes back to
-the loop as a future (its done-callbacks run in the loop, in submission
-order).  The daemon keeps the engine's order of effects with one rule
-(`adapters/daemon.py`, `carry_out`): before any command other than a
-heartbeat (or a table read, which queues behind the writes in the worker
-anyway) is carried out, `idle()` waits until every call submitted before
-it is done.  So a table write may still be under way while a
-heartbeat leaves (the partner does not depend on our table), and never
-while a VIP is added, an ARP sent or a notice given after it.
-
-One thread: a dataplane object is never used by two calls at once, and
-what a read returns reflects every write submitted before it.
+- `Effects`: a step's commands are queued, batch after batch, and carried
+  out by a chain of tasks in the engine's order; the step returns at once.
+  The daemon sends the heartbeats that lead a step's commands in the step
+  itself, unless an earlier step's heartbeat still waits in the chain
+  (heartbeats never overtake one another).  So only a heartbeat overtakes
+  earlier steps' VIPs, ARPs, table writes and notices (the partner does
+  not depend on them), never a command its own step put before it.
+- `DataplaneWorker`: table writes and reads run in one thread of their
+  own, one after the other, in submission order; results come back to the
+  loop as futures (done-callbacks run in the loop, in order).  In the
+  chain, before any command other than a heartbeat or a table read (which
+  queues behind the writes anyway) is carried out, `idle()` waits until
+  every call submitted before it is done.  One thread: a dataplane object
+  is never used by two calls at once, and a read reflects every write
+  submitted before it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -65,3 +69,49 @@ class DataplaneWorker:
     def close(self) -> None:
         """Wait for the calls under way, then stop the thread."""
         self._executor.shutdown(wait=True)
+
+
+class Effects:
+    """A step's commands carried out by a chain of tasks, one batch after the other, so that
+    the step (and the next step's heartbeat) never waits for them.
+
+    `queue(batch, carry_out)` runs `await carry_out(batch)` once every batch queued before it is
+    done; `idle()` waits for all of them; `heartbeats_waiting` counts the queued batches that hold
+    a heartbeat (the daemon sends a step's leading heartbeats at once only when none is waiting:
+    heartbeats never overtake one another)."""
+
+    def __init__(self, on_done: Callable[[float], None] | None = None) -> None:
+        self._last: asyncio.Future[None] | None = None
+        self.heartbeats_waiting = 0
+        self.on_done = on_done  # told each batch's time from queued to done (ms)
+
+    def queue(self, batch: Any, carry_out: Callable[[Any], Awaitable[None]], holds_heartbeat: bool) -> None:
+        previous = self._last
+        loop = asyncio.get_running_loop()
+        queued = loop.time()
+        if holds_heartbeat:
+            self.heartbeats_waiting += 1
+
+        async def run() -> None:
+            try:
+                if previous is not None and not previous.done():
+                    await asyncio.wait([previous])
+                await carry_out(batch)
+            except Exception:  # a bug: said, and the batches after it still run
+                logging.getLogger("shoal").exception("carrying out a step's commands raised")
+            finally:
+                if holds_heartbeat:
+                    self.heartbeats_waiting -= 1
+                if self.on_done is not None:
+                    self.on_done((loop.time() - queued) * 1000)
+
+        self._last = asyncio.ensure_future(run())
+
+    @property
+    def last(self) -> asyncio.Future[None] | None:
+        return self._last
+
+    async def idle(self) -> None:
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])

@@ -72,3 +72,44 @@ def test_only_a_heartbeat_overtakes_a_table_write_under_way() -> None:
     asyncio.run(daemon.carry_out(commands))
     daemon.worker.close()
     assert order == ["heartbeat", "table", "timeouts"]
+
+
+def test_a_step_does_not_wait_for_its_commands_and_heartbeats_keep_their_order() -> None:
+    """Step 1 adds a VIP (held up in its thread) then sends a heartbeat; step 2 leads with a
+    heartbeat: step 2 returns before the VIP is added, and its heartbeat waits for step 1's
+    (never overtakes it); step 3's leading heartbeat, with nothing waiting, leaves at once."""
+    from adapters.daemon import Daemon
+    from engine.events import AddVip, SendHeartbeat
+
+    order: list[str] = []
+    gate = threading.Event()
+
+    class Vips:
+        def add(self, cmd: Any) -> None:
+            gate.wait(10)
+            order.append("vip")
+
+    class Sockets:
+        def send(self, cmd: Any) -> None:
+            order.append(cmd.payload.decode())
+
+    daemon = Daemon("lvs.cf", "dry-run", "/nonexistent")
+    daemon.vips, daemon.sockets = Vips(), Sockets()  # type: ignore[assignment]
+    daemon._say = lambda said: None  # type: ignore[method-assign]
+
+    def hb(name: str) -> SendHeartbeat:
+        return SendHeartbeat("public", "10.50.0.2", 539, name.encode())
+
+    async def main() -> None:
+        daemon._carry_out_soon((AddVip("10.50.0.100", 24, "eth0", "eth0:1"), hb("hb1")))
+        daemon._carry_out_soon((hb("hb2"), AddVip("10.50.0.101", 24, "eth0", "eth0:1")))
+        order.append("steps done")
+        assert daemon.effects.heartbeats_waiting == 2
+        gate.set()
+        await daemon.effects.idle()
+        daemon._carry_out_soon((hb("hb3"),))
+        order.append("step 3 done")
+
+    asyncio.run(main())
+    daemon.worker.close()
+    assert order == ["steps done", "vip", "hb1", "hb2", "vip", "hb3", "step 3 done"]
