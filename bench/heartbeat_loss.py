@@ -1,7 +1,7 @@
 """No false failover at 20 ms heartbeats with loss on a path, under load (issue 13).
 
     PYTHONPATH=. .venv/bin/python bench/heartbeat_loss.py [--minutes 10] [--loss 0.1]
-        [--keepalive 0.02] [--deadtime 0.1] [--paths 2] [--load 1] [--pin CPU] [--nice N] [--profile]
+        [--keepalive 0.02] [--deadtime 0.1] [--paths 2] [--load 1] [--pin CPU] [--nice N] [--rt N] [--profile]
         [--keep-logs DIR] [--json]
 
 Root.  The lab's network (`adapters/lab`: namespaces client, primary,
@@ -23,7 +23,8 @@ pinned to CPU `--pin` with taskset when given).  Then it waits
   (`loop.timing`, adapters/lateness.py, since each daemon started):
   deadline lateness (a step serving the engine's deadline, its start
   against the deadline), send lateness (a heartbeat sent in such a step),
-  step duration, gc pauses: p50, p99, max; with `--profile`
+  step duration, a step's commands from queued to done, gc pauses: p50,
+  p99, max, and the steps over 5 ms by kind; with `--profile`
   (SHOAL_LOOP_PROFILE=1 in the daemons' environment) every asyncio
   callback timed and the slowest kinds named;
 - the load average before and after.
@@ -204,9 +205,13 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
             for r in ROUTERS:
                 world.start_daemon(r)
             world.wait_daemons()
-            if args.nice is not None:  # the loop's thread (its tid is the pid); threads it starts later inherit it
-                for r in ROUTERS:
-                    os.setpriority(os.PRIO_PROCESS, world.routers[r].daemon.pid, args.nice)  # type: ignore[union-attr]
+            for r in ROUTERS:  # the loop's thread (its tid is the pid); threads it starts later inherit it
+                pid = world.routers[r].daemon.pid  # type: ignore[union-attr]
+                if args.nice is not None:  # with autogroups (a session each), the group's nice is what counts
+                    os.setpriority(os.PRIO_PROCESS, pid, args.nice)
+                    Path(f"/proc/{pid}/autogroup").write_text(str(args.nice))
+                if args.rt is not None:  # as `chrt -r -p N PID`
+                    os.sched_setscheduler(pid, os.SCHED_RR, os.sched_param(args.rt))
             active = settle(world)
             echo(f"# settled: {active} active; loss {args.loss:g} on the public path, {args.load} loader(s)"
                  + (f" pinned to CPU {args.pin}" if args.pin is not None else ""))
@@ -245,7 +250,7 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
         finally:
             stop(load)
     return {
-        "minutes": round(elapsed_s / 60, 2), "nice": args.nice, "keepalive_s": args.keepalive, "deadtime_s": args.deadtime,
+        "minutes": round(elapsed_s / 60, 2), "nice": args.nice, "rt": args.rt, "keepalive_s": args.keepalive, "deadtime_s": args.deadtime,
         "paths": args.paths, "loss": args.loss, "loaders": args.load, "pin": args.pin, "settled_active": active,
         "load_before": load_before, "load_after": load_after, "load_each_minute": load_samples,
         "role_changes": {r: [c.get("msg") for c in changes[r]] for r in ROUTERS},
@@ -265,6 +270,7 @@ def report(r: dict[str, Any]) -> str:
              f"{r['paths']} path(s), {r['loss'] * 100:g}% dropped on the public path, "
              f"{r['loaders']} loader(s){'' if r['pin'] is None else ' on CPU ' + r['pin']}, "
              f"{'' if r['nice'] is None else 'daemons at nice %d, ' % r['nice']}"
+             f"{'' if r['rt'] is None else 'daemons at SCHED_RR %d, ' % r['rt']}"
              f"{r['minutes']:g} min",
              f"load average: before {r['load_before']}, after {r['load_after']}; "
              f"each minute {' | '.join(r['load_each_minute'])}",
@@ -282,7 +288,8 @@ def report(r: dict[str, Any]) -> str:
     for router in ROUTERS:
         t = r["timing"][router] or {}
         for name, what in (("deadline", "deadline lateness"), ("send", "heartbeat send lateness"),
-                           ("step", "step duration"), ("gc", "gc pause"), ("callbacks", "callback duration")):
+                           ("step", "step duration"), ("effects", "a step's commands, queued to done"),
+                           ("gc", "gc pause"), ("callbacks", "callback duration")):
             h = t.get(name)
             if h:
                 lines.append(f"  {router:<8} {what:<38} {h['p50']:>7} {h['p99']:>7} {h['max']:>8} {h['count']:>8}")
@@ -308,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", help="taskset CPU list for the loaders (default: not pinned)")
     parser.add_argument("--profile", action="store_true", help="SHOAL_LOOP_PROFILE=1: time every loop callback")
     parser.add_argument("--nice", type=int, help="the daemons' nice value, set once they run (default: unchanged)")
+    parser.add_argument("--rt", type=int, metavar="N",
+                        help="the daemons' loop thread at SCHED_RR priority N, set once they run (as chrt -r -p N)")
     parser.add_argument("--keep-logs", metavar="DIR", help="copy both daemons' JSON logs there at the end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
