@@ -213,7 +213,7 @@ class CallbackProfile:
                 ms = (clock() - t0) * 1000
                 noted(_where(handle) if ms >= self.slow_ms else "", ms)
 
-        asyncio.Handle._run = _run  # type: ignore[method-assign]
+        asyncio.Handle._run = _run  # type: ignore[method-assign,assignment]
 
     def uninstall(self) -> None:
         if self._original is not None:

@@ -143,7 +143,7 @@ def counted(world: LabWorld) -> dict[str, tuple[int, int]]:
 
 def roles_logged(world: LabWorld, name: str) -> list[dict[str, Any]]:
     """The daemon's JSON log lines of kind `role`, in order."""
-    out = []
+    out: list[dict[str, Any]] = []
     try:
         text = world.routers[name].log_path.read_text(errors="replace")
     except OSError:
@@ -233,8 +233,8 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
                 if time.monotonic() >= next_report:
                     next_report += 60
                     load_samples.append(loadavg())
-                    changes = sum(len(roles_logged(world, r)) - before[r] for r in ROUTERS)
-                    echo(f"  {(time.monotonic() - started) / 60:4.1f} min: role changes {changes}, "
+                    so_far = sum(len(roles_logged(world, r)) - before[r] for r in ROUTERS)
+                    echo(f"  {(time.monotonic() - started) / 60:4.1f} min: role changes {so_far}, "
                          f"load {load_samples[-1]}")
             elapsed_s = time.monotonic() - started
             load_after = loadavg()
