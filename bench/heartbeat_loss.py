@@ -15,8 +15,8 @@ no netem), and `--load` processes spin (`python3 -c 'while 1: pass'`,
 pinned to CPU `--pin` with taskset when given).  Then it waits
 `--minutes`, polling both daemons' status every second, and prints:
 
-- failovers: role changes in either daemon's JSON log (kind `role`) after
-  the pair settled, and any poll that saw both active or neither;
+- failovers: role changes in either daemon's JSON log (kind `role`) from
+  the moment the loss starts, and any poll that saw both active or neither;
 - heartbeats: counted on the bridge (nft counters in the lab's rules):
   per path and direction, how many were seen and how many dropped;
 - the loop's timing of both daemons, from their status
@@ -141,8 +141,8 @@ def counted(world: LabWorld) -> dict[str, tuple[int, int]]:
 # ------------------------------------------------------------------ the run
 
 
-def roles_logged(world: LabWorld, name: str) -> list[dict[str, Any]]:
-    """The daemon's JSON log lines of kind `role`, in order."""
+def roles_logged(world: LabWorld, name: str, since: float = 0.0) -> list[dict[str, Any]]:
+    """The daemon's JSON log lines of kind `role` written at or after `since` (wall time), in order."""
     out: list[dict[str, Any]] = []
     try:
         text = world.routers[name].log_path.read_text(errors="replace")
@@ -153,7 +153,7 @@ def roles_logged(world: LabWorld, name: str) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("kind") == "role":
+        if isinstance(record, dict) and record.get("kind") == "role" and float(record.get("t", 0)) >= since:
             out.append(record)
     return out
 
@@ -215,7 +215,9 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
             active = settle(world)
             echo(f"# settled: {active} active; loss {args.loss:g} on the public path, {args.load} loader(s)"
                  + (f" pinned to CPU {args.pin}" if args.pin is not None else ""))
-            before = {r: len(roles_logged(world, r)) for r in ROUTERS}
+            # counted from here: a start's own role line may be written after the status said active
+            # (its notice is carried out behind the step), so not "every line after the settle"
+            since = time.time()
             world.topo.set_heartbeat_rules(rules(config, args.loss))
             load_before = loadavg()
             load = loaders(args.load, args.pin)
@@ -233,7 +235,7 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
                 if time.monotonic() >= next_report:
                     next_report += 60
                     load_samples.append(loadavg())
-                    so_far = sum(len(roles_logged(world, r)) - before[r] for r in ROUTERS)
+                    so_far = sum(len(roles_logged(world, r, since)) for r in ROUTERS)
                     echo(f"  {(time.monotonic() - started) / 60:4.1f} min: role changes {so_far}, "
                          f"load {load_samples[-1]}")
             elapsed_s = time.monotonic() - started
@@ -241,7 +243,7 @@ def run(args: argparse.Namespace, echo: Any) -> dict[str, Any]:
             stop(load)
             hb = counted(world)
             status = {r: world.status(r) for r in ROUTERS}
-            changes = {r: roles_logged(world, r)[before[r]:] for r in ROUTERS}
+            changes = {r: roles_logged(world, r, since) for r in ROUTERS}
             if args.keep_logs:
                 keep = Path(args.keep_logs)
                 keep.mkdir(parents=True, exist_ok=True)
@@ -274,7 +276,7 @@ def report(r: dict[str, Any]) -> str:
              f"{r['minutes']:g} min",
              f"load average: before {r['load_before']}, after {r['load_after']}; "
              f"each minute {' | '.join(r['load_each_minute'])}",
-             f"failovers (role changes after the pair settled, {r['settled_active']} active): {failovers}"]
+             f"failovers (role changes once the loss started; {r['settled_active']} active before): {failovers}"]
     for router, msgs in r["role_changes"].items():
         lines.extend(f"  {router}: {m}" for m in msgs)
     if r["odd_polls"]:
