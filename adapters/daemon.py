@@ -245,7 +245,7 @@ class Daemon:
             ready = self._decide(event)
             if ready is not None:
                 self._carry_out_soon(ready.commands)
-        finally:  # timed whole: a step holds back the next one, and so the next heartbeat
+        finally:  # the step itself; its queued commands are timed apart (timing.effects)
             self.timing.stepped((time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000,
                                 lambda: step_kind(event, ready))
 
