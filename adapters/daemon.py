@@ -4,7 +4,11 @@ The loop is short (STYLE.md): take the next input (or wake at the engine's
 deadline), step the engine, carry out its commands in order, feed results
 back as inputs.  Commands that take time (checks, load reads, operator
 commands) run as tasks and come back as inputs; the others are carried out
-at once, in order.  The rules that keep it alive:
+in order.  No step waits for its commands (`adapters.offloop`): the
+heartbeats leading them are sent in the step, the rest carried out behind
+the steps, in order, table writes and reads in the dataplane's own thread;
+so a slow `nft` run or a thread hop under load never holds back the next
+heartbeat.  The rules that keep it alive:
 
 - The first input is the kernel's table (`TableRead`), before any
   heartbeat: a restarted daemon adopts what its previous life left.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+import gc
 import ipaddress
 import json
 import logging
@@ -47,7 +52,9 @@ from adapters.arp import send_gratuitous
 from adapters.describe import Said, describe as describe_command, failed, quoted
 from adapters.inputs import Inputs, Lateness, PendingReload, Throttle, describe
 from adapters.journal import DEFAULT_MB, Journal, open_journal
+from adapters.lateness import CallbackProfile, LoopTiming, profiling_requested, step_kind
 from adapters.links import LinkWatch
+from adapters.offloop import DataplaneWorker, Effects
 from adapters.logs import JsonFormatter, fields_of, log, log_level, warn
 from adapters.reload import Refused, Reloads, changes, config_warnings, read_config
 from adapters.startup import StartError, find_node, prepare_state_dir
@@ -83,6 +90,9 @@ class Daemon:
         self.netns = netns
         self.inputs = Inputs()
         self.lateness = Lateness()
+        self.timing = LoopTiming()  # since the start, for benchmarks: adapters/lateness.py
+        self.worker = DataplaneWorker()  # table writes and reads, off the loop, in order
+        self.effects = Effects(self.timing.effects.note)  # a step's commands, carried out behind it, in order
         self.reloads = Reloads(self._reload_once)
         self.step_errors = Throttle()
         self.started = time.monotonic()
@@ -224,16 +234,29 @@ class Daemon:
         await self._step(first)
         await self._restore_overrides()
         self.links.configure(self.config, self.node)  # monitor_links: LinksChanged from here on
+        self._steady()
         self.serving = True
         if self.hup_while_starting:
             self.reloads.request()
         while not self.stopping:
             event = await self.inputs.get(self._timeout_s())
             await self._step(Tick() if event is None else event)
+        await self.effects.idle()
+        await self.worker.idle()
         await self.runner.drain()
         self.close()
         log.info("stopped", extra=fields_of(kind="stop"))
         return 0
+
+    def _steady(self) -> None:
+        """Start-up done: what it allocated is moved out of the collector's sight (`gc.freeze`:
+        a full collection no longer walks it, its pause stays short), collections are timed,
+        and callbacks too when SHOAL_LOOP_PROFILE=1 (adapters/lateness.py)."""
+        gc.freeze()
+        self.timing.watch_gc()
+        if profiling_requested():
+            self.timing.profile = CallbackProfile()
+            self.timing.profile.install()
 
     def _timeout_s(self) -> float | None:
         if self.deadline is None:
@@ -241,6 +264,17 @@ class Daemon:
         return max(0.0, self.deadline / 1000 - (time.monotonic() - self.started))
 
     async def _step(self, event: Input | PendingReload) -> None:
+        started, cpu = time.perf_counter(), time.thread_time()
+        ready = None
+        try:
+            ready = self._decide(event)
+            if ready is not None:
+                self._carry_out_soon(ready.commands)
+        finally:  # the step itself; its queued commands are timed apart (timing.effects)
+            self.timing.stepped((time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000,
+                                lambda: step_kind(event, ready))
+
+    def _decide(self, event: Input | PendingReload) -> Ready | None:
         if isinstance(event, PendingReload):
             ready = self._commit_reload(event)
             if ready is not None:
@@ -252,8 +286,7 @@ class Daemon:
                 self._admin_done(event, ready)
             elif ready is not None and any(isinstance(c, Notify) and c.kind == "overrides" for c in ready.commands):
                 self._keep_overrides()  # the partner's set, taken (engine.sync)
-        if ready is not None:
-            await self.carry_out(ready.commands)
+        return ready
 
     # ------------------------------------------------------------ overrides
 
@@ -298,7 +331,7 @@ class Daemon:
             ready = self._engine_step(request)
             if ready is not None:
                 restored += 1
-                await self.carry_out(ready.commands)
+                self._carry_out_soon(ready.commands)
         self.overrides.restored(restored)
         self._keep_overrides()
 
@@ -310,6 +343,7 @@ class Daemon:
         now_ms = (time.monotonic() - self.started) * 1000
         if self.deadline is not None and now_ms >= self.deadline:  # this step serves a deadline: how late?
             self.lateness.note(now_ms - self.deadline)
+        self.timing.wake(now_ms, self.deadline)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("input: %s", describe(event), extra=fields_of(kind="input", input=describe(event)))
         now = self.now_ms()
@@ -347,6 +381,29 @@ class Daemon:
     def feed(self, event: Input) -> None:
         self.inputs.put(event)
 
+    def _carry_out_soon(self, commands: tuple[Command, ...]) -> None:
+        """A step's commands, without holding the loop's next step (adapters/offloop.py, `Effects`):
+        the heartbeats leading them are sent now, unless an earlier step's heartbeat still waits
+        (heartbeats never overtake one another); the rest is carried out in order once every
+        earlier step's commands are."""
+        lead = 0
+        if not self.effects.heartbeats_waiting:
+            while lead < len(commands) and isinstance(commands[lead], (SendHeartbeat, SendAdvert)):
+                self._heartbeat(commands[lead])  # type: ignore[arg-type]
+                lead += 1
+        rest = commands[lead:]
+        if rest:
+            self.effects.queue(rest, self.carry_out, any(isinstance(c, (SendHeartbeat, SendAdvert)) for c in rest))
+
+    def _heartbeat(self, cmd: SendHeartbeat | SendAdvert) -> None:
+        """A heartbeat, or a VRRP advert (`heartbeat_protocol = vrrp`)."""
+        if isinstance(cmd, SendAdvert):
+            if self.vrrp is not None:
+                self.vrrp.send(cmd.payload)  # never raises: errors counted
+        else:
+            self.sockets.send(cmd)  # never raises on the network's behalf: errors counted
+        self.timing.sent((time.monotonic() - self.started) * 1000)
+
     async def carry_out(self, commands: tuple[Command, ...]) -> None:
         loop = asyncio.get_running_loop()
         batch: list[TableOp] = []
@@ -360,6 +417,8 @@ class Daemon:
                 continue
             self._apply_table(batch)
             batch = []
+            if not isinstance(cmd, (SendHeartbeat, SendAdvert, ReadTable)):  # the engine's order (offloop.py):
+                await self.worker.idle()  # a heartbeat may overtake the dataplane's work; a read queues behind it
             if isinstance(cmd, (AddVip, SendGratuitousArp)):
                 # A takeover's clients wait on these: carried out here, in the loop's thread (a
                 # netlink request, a frame on a raw socket), their log lines after the last of them.
@@ -392,14 +451,16 @@ class Daemon:
         announced.clear()
 
     def _apply_table(self, batch: list[TableOp]) -> None:
-        if not batch:
-            return
+        """The batch written in the dataplane's thread (adapters/offloop.py), said when done."""
+        if batch:
+            self.worker.submit(self.dataplane.apply, batch).add_done_callback(
+                lambda done: self._table_done(batch, done.exception()))
+
+    def _table_done(self, batch: list[TableOp], e: BaseException | None) -> None:
         from adapters.dataplane import DataplaneError
 
         config = getattr(self, "config", None)
-        try:
-            self.dataplane.apply(batch)
-        except Exception as e:  # DataplaneError, or a bug: the engine reconciles either way
+        if e is not None:  # DataplaneError, or a bug: the engine reconciles either way
             op = getattr(e, "op", None)
             at = batch.index(op) if op in batch else 0
             for done in batch[:at]:
@@ -410,8 +471,8 @@ class Daemon:
                             "the kernel's table is read back", len(batch) - at - 1,
                             extra=fields_of(kind="table", op="unknown", ops=len(batch) - at - 1))
             if not isinstance(e, DataplaneError):
-                log.exception("the %s dataplane raised", self.dataplane_name,
-                              extra=fields_of(kind="table", op="bug", dataplane=self.dataplane_name))
+                log.error("the %s dataplane raised", self.dataplane_name, exc_info=e,
+                          extra=fields_of(kind="table", op="bug", dataplane=self.dataplane_name))
             self.feed(CommandFailed(batch[at], str(e)))
             return
         for op in batch:
@@ -447,10 +508,9 @@ class Daemon:
     async def _one(self, cmd: Command, loop: asyncio.AbstractEventLoop) -> None:
         match cmd:
             case SendHeartbeat():
-                self.sockets.send(cmd)
-            case SendAdvert(payload):
-                if self.vrrp is not None:
-                    self.vrrp.send(payload)
+                self._heartbeat(cmd)
+            case SendAdvert():
+                self._heartbeat(cmd)
             case DelVip():
                 if self.vips.delete(cmd):  # said only when it was there
                     self._say(describe_command(cmd))
@@ -461,7 +521,7 @@ class Daemon:
                 self.dataplane.sync_daemon(cmd)
                 self._say(describe_command(cmd))
             case ReadTable():
-                self.feed(TableRead(self.dataplane.read()))
+                self.worker.submit(self.dataplane.read).add_done_callback(lambda done: self._table_read(cmd, done))
             case StartCheck(check_id, spec):
                 self.checker.start(check_id, spec)
             case ReadLoad():
@@ -477,6 +537,15 @@ class Daemon:
                 self.notify.write(cmd, time.time())  # never raises: a failing FIFO is counted
             case _:
                 raise EngineMisuse(f"no adapter carries out a {type(cmd).__name__}")
+
+    def _table_read(self, cmd: ReadTable, done: asyncio.Future[Any]) -> None:
+        """A `ReadTable` carried out in the dataplane's thread: its table, or its failure, fed back."""
+        e = done.exception()
+        if e is None:
+            self.feed(TableRead(done.result()))
+        else:
+            self._say(failed(cmd, str(e), getattr(self, "config", None)))
+            self.feed(CommandFailed(cmd, str(e)))
 
     async def _vip_cleanup(self, addresses: list[str], loop: asyncio.AbstractEventLoop) -> None:
         """The engine starts without a table to adopt and removes the configured
@@ -610,7 +679,7 @@ class Daemon:
             await self.connections.fresh(self.now_ms())  # in a thread, at most every 2 s
             return self.status()
         if cmd == "table":
-            table = self.dataplane.read()
+            table = await self.worker.run(self.dataplane.read)
             return {"table": table_of(table), "text": _ipvsadm_text(table)}
         if cmd == "reload":
             answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -662,6 +731,7 @@ class Daemon:
             drops.update({f"vrrp-{k}": v for k, v in self.vrrp.drops.items()})
         data["loop"] = {
             "lateness_ms": self.lateness.summary(),
+            "timing": self.timing.summary(),
             "queues": {"heartbeats": len(self.inputs.heartbeats), "inputs": len(self.inputs.others)},
             "drops": drops,
             "heartbeat_errors": dict(self.sockets.errors),
@@ -674,10 +744,13 @@ class Daemon:
         return data
 
     def close(self) -> None:
+        self.timing.unwatch_gc()
+        if self.timing.profile is not None:
+            self.timing.profile.uninstall()
         if self.reloads.task is not None:
             self.reloads.task.cancel()
-        for name in ("checker", "links", "sockets", "vrrp", "control", "dataplane", "vips", "notify", "runner",
-                     "journal"):
+        for name in ("checker", "links", "sockets", "vrrp", "control", "worker", "dataplane", "vips", "notify",
+                     "runner", "journal"):
             part = getattr(self, name, None)
             try:
                 if part is not None:

@@ -1,10 +1,10 @@
 """Failover time for real (issue 4): shoal's pair against a keepalived pair.
 
-    .venv/bin/python bench/failover.py [--runs N] [--timers 1/3,0.1/0.3] [--json]
+    .venv/bin/python bench/failover.py [--runs N] [--timers 1/3,0.1/0.3,0.02/0.1] [--json]
 
 Root; the shoal daemons are started with this python (use the venv's).
 
-For each timer setting (keepalive/deadtime 1/3 s and 0.1/0.3 s) the bench
+For each timer setting (keepalive/deadtime 1/3 s, 0.1/0.3 s, 0.02/0.1 s) the bench
 builds the lab's network (`adapters/lab`: namespaces client, primary,
 backup, two real servers; bridges for the public and server networks; the
 client's neighbour `locktime` 0 and `arp_accept` 1, so a gratuitous ARP
@@ -28,6 +28,16 @@ time it was opened), then measures, N times:
   polled every 10 ms or so until it holds: what detection took, the rest
   being the takeover's own work (adding the addresses, gratuitous ARP,
   for shoal writing its table).
+- for shoal, the split of that figure (`split_of`), each part from a
+  record of its own, all on the monotonic clock: detection, the crash's
+  signal to the survivor's deciding step (the first step of its journal
+  after the crash that adds a VIP or says `role: ... -> active`, at the
+  engine time the step began); decision to VIP, that step to the JSON log
+  line `vip add` of the virtual's address (written once the address is on
+  the interface; its wall time, to the millisecond, taken to the
+  monotonic clock with the journal's start record); VIP to first client
+  served, that line to the opening of the first request served again
+  (the client's 10 ms period is its resolution).
 - restore, the lab's `restart` fault: the dead router's addresses and
   nftables flushed (a boot), links up, its daemon started again.  Before
   the next crash the pair must be stable twice, `max(0.5 s, 2 x keepalive)`
@@ -107,7 +117,7 @@ VRID = 51
 PRIORITY = {"primary": 150, "backup": 100}
 ROUTERS = ("primary", "backup")
 OTHER = {"primary": "backup", "backup": "primary"}
-DEFAULT_TIMERS = ((1.0, 3.0, 10), (0.1, 0.3, 20))  # keepalive s, deadtime s, default runs
+DEFAULT_TIMERS = ((1.0, 3.0, 10), (0.1, 0.3, 20), (0.02, 0.1, 20))  # keepalive s, deadtime s, default runs
 
 CONFIG = """serial_no = 1
 primary = 10.0.0.1
@@ -229,6 +239,7 @@ class Runs:
     seconds: list[float | None] = field(default_factory=list)  # crash -> first client success
     takeover: list[float | None] = field(default_factory=list)  # crash -> the survivor says it took over
     crashed: list[str] = field(default_factory=list)
+    split: list[Split | None] = field(default_factory=list)  # shoal only: from the survivor's journal and log
     unsettled: int = 0  # a pair found stable before a crash, and not `settle_s` later
 
     def record(self, who: str, i: int, n: int, crashed: str, t_crash: float, served: float | None,
@@ -298,8 +309,73 @@ def shoal_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
             served, marked = client.first_success(t_down, limit_s,
                                                   lambda: world.status(survivor).get("role") == "active")
             out.record("shoal", i, n, active, t_crash, served, marked, echo)
+            out.split.append(split_of(world, survivor, t_crash, served))
+            if out.split[-1] is not None:
+                echo(f"{'':17}{out.split[-1].text()}")
             world.apply(Fault(0, "restart", active))
     return out
+
+
+@dataclass
+class Split:
+    """One takeover of shoal's, in seconds: crash -> decision -> VIP added -> first client served."""
+
+    detection_s: float  # the crash's signal to the survivor's deciding step (its journal: the step's engine time)
+    to_vip_s: float | None  # that step to its `vip add` of the virtual's address (its JSON log line's time)
+    to_served_s: float | None  # the VIP added to the opening of the first request served again
+
+    def text(self) -> str:
+        return (f"split: detection {self.detection_s:.3f}, decision to VIP {_s(self.to_vip_s)}, "
+                f"VIP to first client served {_s(self.to_served_s)}")
+
+
+def split_of(world: LabWorld, survivor: str, t_crash: float, served: float | None) -> Split | None:
+    """The survivor's takeover, timed from its own records (all on the monotonic clock):
+
+    - the decision: the first step of its journal (this life's) at or after the crash whose
+      commands add a VIP or say `role: ... -> active`; its time is the engine time the step
+      began at (`origin + t / 1000`, docs/JOURNAL.md);
+    - the VIP: its JSON log line `vip add` for the virtual's address (written once the address
+      is on the interface), its wall time (ms) taken to the monotonic clock with the journal's
+      start record (`wall` and `monotonic` read together).
+    None when the journal says nothing (a takeover before the crash, a journal lost)."""
+    from adapters.journal import JournalError, read as read_journal
+
+    try:
+        records = read_journal([world.router(survivor).state_dir]).records
+    except JournalError:
+        return None
+    start: dict[str, Any] | None = None
+    decided: float | None = None
+    for record in records:
+        data = record.data
+        if "start" in data:
+            start, decided = data, None
+            continue
+        if start is None or "o" not in data or decided is not None:
+            continue
+        at = float(start["origin"]) + data["t"] / 1000
+        if at >= t_crash and any(c[0] == "AddVip" or (c[0] == "Notify" and c[1] == "role"
+                                                     and c[2].get("to") == "active") for c in data["o"]):
+            decided = at
+    if start is None or decided is None:
+        return None
+    vip = next(v.address for v in world.config.virtuals if v.address)
+    added: float | None = None
+    for line in world.router(survivor).log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not (isinstance(entry, dict) and entry.get("kind") == "vip" and entry.get("op") == "add"
+                and entry.get("address") == vip):
+            continue
+        at = float(entry["t"]) - float(start["wall"]) + float(start["monotonic"])
+        if at >= decided - 0.002:  # the log's time is rounded to the millisecond
+            added = at
+            break
+    return Split(decided - t_crash, None if added is None else added - decided,
+                 None if added is None or served is None else served - added)
 
 
 # ------------------------------------------------------------------ keepalived
@@ -475,10 +551,23 @@ def world_vips(config: Config) -> list[str]:
 # ------------------------------------------------------------------ report
 
 
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
+
+
 def summary(runs: Runs) -> dict[str, Any]:
     done = runs.done()
     over = [s for s in runs.takeover if s is not None]
-    return {"runs": len(runs.seconds), "failed": len(runs.seconds) - len(done),
+    splits = [s for s in runs.split if s is not None]
+    split = None if not splits else {
+        "runs": len(splits), "detection_median_s": _median([s.detection_s for s in splits]),
+        "to_vip_median_s": _median([s.to_vip_s for s in splits]),
+        "to_served_median_s": _median([s.to_served_s for s in splits]),
+        "detection_s": [round(s.detection_s, 3) for s in splits],
+        "to_vip_s": [None if s.to_vip_s is None else round(s.to_vip_s, 3) for s in splits],
+        "to_served_s": [None if s.to_served_s is None else round(s.to_served_s, 3) for s in splits]}
+    return {"split": split, "runs": len(runs.seconds), "failed": len(runs.seconds) - len(done),
             "median_s": round(statistics.median(done), 3) if done else None,
             "worst_s": round(max(done), 3) if done else None,
             "takeover_median_s": round(statistics.median(over), 3) if over else None,
@@ -506,6 +595,11 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{_ratio(s['median_s'], k['median_s']):>12} {_ratio(s['worst_s'], k['worst_s']):>6}")
         lines.append(f"{'':<19} {'':>3}  survivor active (median): shoal {_s(s['takeover_median_s'])}, "
                      f"keepalived {_s(k['takeover_median_s'])}")
+        if s.get("split"):
+            sp = s["split"]
+            lines.append(f"{'':<19} {'':>3}  shoal split (medians of {sp['runs']}): detection "
+                         f"{_s(sp['detection_median_s'])}, decision to VIP {_s(sp['to_vip_median_s'])}, "
+                         f"VIP to first client served {_s(sp['to_served_median_s'])}")
         for who, x in (("shoal", s), ("keepalived", k)):
             if x["unsettled"]:
                 lines.append(f"  {who}: {x['unsettled']} look(s) before a crash found the pair not yet settled")
@@ -527,8 +621,10 @@ def parse_timers(text: str, runs: int | None) -> list[tuple[float, float, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/failover.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, help="crashes per setting and per pair (default 10 at 1/3 s, 20 at 0.1/0.3 s)")
-    parser.add_argument("--timers", default="1/3,0.1/0.3", help="keepalive/deadtime settings, comma separated")
+    parser.add_argument("--runs", type=int,
+                        help="crashes per setting and per pair (default 10 at 1/3 s, 20 at 0.1/0.3 and 0.02/0.1 s)")
+    parser.add_argument("--timers", default="1/3,0.1/0.3,0.02/0.1",
+                        help="keepalive/deadtime settings, comma separated")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     if shutil.which("keepalived") is None:

@@ -10,6 +10,7 @@ every line's JSON fields against its text; `shoal status` too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -277,9 +278,14 @@ def test_a_failed_table_batch_says_what_was_done_what_failed_and_what_is_unknown
     daemon = Daemon("lvs.cf", "dry-run", "/nonexistent")
     daemon.dataplane = DryRun(io.StringIO())
     bad = AddDest(web, Dest(rs1, 5, name="rs1"))
-    with caplog.at_level(logging.INFO, logger="shoal"):
+    async def write() -> None:  # in the dataplane's thread (adapters/offloop.py), said when done
         daemon._apply_table([AddService(Service(web, name="web")), AddDest(web, Dest(rs1, 1, name="rs1")), bad,
                              DelService(web, "web")])
+        await daemon.worker.idle()
+
+    with caplog.at_level(logging.INFO, logger="shoal"):
+        asyncio.run(write())
+    daemon.worker.close()
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("INFO", "table: -A -t 10.50.0.100:80 -s wlc (web)"),
         ("INFO", "table: -a -t 10.50.0.100:80 -r 10.50.0.11:80 -m -w 1 (rs1)"),
