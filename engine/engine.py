@@ -53,9 +53,9 @@ from typing import Iterable, Mapping
 
 from engine import overrides_wire
 from engine.events import (
-    AdminRequested, AdvertReceived, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived, Input,
-    LinksChanged, LoadRead, Notify, RunCommand, SendAdvert, SendHeartbeat, SetTimeouts, ShutdownRequested, TableRead,
-    Tick,
+    AddVip, AdminRequested, AdvertReceived, CheckCompleted, Command, CommandFailed, ConfigLoaded, HeartbeatReceived,
+    Input, LinksChanged, LoadRead, Notify, RunCommand, SendAdvert, SendGratuitousArp, SendHeartbeat, SetTimeouts,
+    ShutdownRequested, TableRead, Tick,
 )
 from engine.failover import Failover, Verdict
 from engine.vrrp_failover import VrrpFailover
@@ -186,11 +186,17 @@ class Engine(OperatorRules):
 
     @staticmethod
     def _ordered(out: list[Command]) -> list[Command]:
-        # Heartbeats (adverts) first: a change of role is announced before it is carried out.
-        first = [c for c in out if isinstance(c, (SendHeartbeat, SendAdvert))]
-        if not first:
+        # Heartbeats (adverts) first: a change of role is announced before it is carried out; but a
+        # step that adds or announces VIPs sends them after that (a partner handing over gives its
+        # VIPs up when it hears us active: by then ours are announced, whatever delays the driver).
+        beats = [c for c in out if isinstance(c, (SendHeartbeat, SendAdvert))]
+        if not beats:
             return out
-        return first + [c for c in out if not isinstance(c, (SendHeartbeat, SendAdvert))]
+        rest = [c for c in out if not isinstance(c, (SendHeartbeat, SendAdvert))]
+        last = max((i for i, c in enumerate(rest) if isinstance(c, (AddVip, SendGratuitousArp))), default=None)
+        if last is None:
+            return beats + rest
+        return rest[:last + 1] + beats + rest[last + 1:]
 
     def _next_deadline(self) -> int | None:
         times = [t for t in (self.timers.next(), self.failover.next_deadline()) if t is not None]

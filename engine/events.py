@@ -7,8 +7,12 @@ gets a `Ready`:
 - `commands` must be carried out **in the order given**.  The engine emits
   them so that order is always safe:
 
-  1. `SendHeartbeat` announcing a change of role comes first, so that a
-     dual-active pair settles within one link latency;
+  1. `SendHeartbeat` (`SendAdvert`) announcing a change of role comes
+     first, so that a dual-active pair settles within one link latency;
+     but in a step that adds or announces VIPs it comes right after the
+     last `AddVip` / `SendGratuitousArp`: a partner handing over gives its
+     VIPs up when it hears this router active, and by then they are
+     announced here (make before break, whatever delays the driver);
   2. both roles keep the table that health and config call for (a
      standby's table is in step, as keepalived keeps its IPVS table on both
      routers; a router without the VIPs receives no traffic for them), and
