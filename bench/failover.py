@@ -1,6 +1,11 @@
-"""Failover time for real (issue 4): shoal's pair against a keepalived pair.
+"""Failover time for real (issue 4): shoal's pair against a keepalived pair, and a mixed pair.
 
-    .venv/bin/python bench/failover.py [--runs N] [--timers 1/3,0.1/0.3,0.02/0.1] [--json]
+    .venv/bin/python bench/failover.py [--runs N] [--timers 1/3,0.1/0.3,0.02/0.1] [--json] [--no-mixed]
+
+The mixed pair (issue 14): shoal on the primary speaking VRRP (`heartbeat_protocol = vrrp`,
+priority 150), keepalived on the backup (priority 100, adapters/lab/keepalived.py, with the
+same nft table installed at its every boot), neither preempting, so the crashes alternate
+between the two implementations; measured as the pure pairs are.
 
 Root; the shoal daemons are started with this python (use the venv's).
 
@@ -92,7 +97,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -102,6 +107,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters import netns  # noqa: E402
 from adapters.dataplane.nft import service_text, skeleton  # noqa: E402
+from adapters.lab.keepalived import Keepalived as LabKeepalived  # noqa: E402
 from adapters.lab.plan import LabError  # noqa: E402
 from adapters.lab.topology import PREFIX, lab_namespaces, preflight  # noqa: E402
 from adapters.lab.world import LabWorld, open_world  # noqa: E402
@@ -544,6 +550,65 @@ def keepalived_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs
     return out
 
 
+def mixed_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
+    """A mixed pair (issue 14): shoal on the primary (VRRP, priority 150), keepalived on the backup
+    (priority 100, adapters/lab/keepalived.py, its nft table installed at every boot), neither
+    preempting; the same crash, restore and figure as the pure pairs."""
+    vrrp = replace(config, heartbeat_protocol="vrrp", virtual_router_id=VRID, preempt=False)
+    advert_s = vrrp.keepalive_ms / 1000
+    limit_s = 10 * config.deadtime_ms / 1000 + 10
+    settle_s = max(0.5, 2 * advert_s)
+    vips = frozenset(world_vips(vrrp))
+    table_text = nft_script(vrrp)
+    out = Runs()
+    with lab(vrrp, "m") as (world, client):
+        ka = LabKeepalived(world, "backup")
+
+        def boot_keepalived() -> None:
+            netns.run_in(world.topo.ns("backup"), ["nft", "-f", "-"], input=table_text, timeout_s=None)
+            ka.start()
+
+        try:
+            world.wait_daemon(world.start_daemon("primary"))
+            boot_keepalived()
+
+            def running(r: str) -> bool:
+                return world.daemon_running(r) if r == "primary" else ka.proc is not None and ka.proc.poll() is None
+
+            def find() -> str | None:
+                held = {r: world.vips(r) for r in ROUTERS}
+                master = [r for r in ROUTERS if held[r] == vips and not held[OTHER[r]]]
+                if not master or not all(running(r) for r in ROUTERS):
+                    return None
+                return master[0] if client.serving(time.monotonic() - 0.5) else None
+
+            def logs() -> str:
+                return f"--- primary (shoal)\n{world.log_tail('primary')}\n--- backup (keepalived)\n{ka.log()[-3000:]}"
+
+            for i in range(n):
+                master = settled(find, settle_s, 30 + 10 * config.deadtime_ms / 1000, logs, out)
+                survivor = OTHER[master]
+                before = ka.entered("MASTER")
+                t_crash = time.monotonic()
+                if master == "backup":
+                    ka.kill()
+                world.apply(Fault(0, "crash", master))  # shoal's daemon killed (if there), the links down
+                t_down = time.monotonic()
+                took_over: Callable[[], bool] = (lambda: world.status("primary").get("role") == "active") \
+                    if survivor == "primary" else (lambda: ka.entered("MASTER") > before)
+                served, marked = client.first_success(t_down, limit_s, took_over)
+                out.record(f"mixed ({'keepalived' if survivor == 'backup' else 'shoal'} takes over)", i, n, master,
+                           t_crash, served, marked, echo)
+                if master == "primary":
+                    world.apply(Fault(0, "restart", "primary"))
+                else:
+                    world.boot_host("backup")
+                    boot_keepalived()
+        finally:
+            ka.kill()
+    return out
+
+
 def world_vips(config: Config) -> list[str]:
     return [v.address for v in config.virtuals if v.address] + [config.nat_router or ""]
 
@@ -600,7 +665,13 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(f"{'':<19} {'':>3}  shoal split (medians of {sp['runs']}): detection "
                          f"{_s(sp['detection_median_s'])}, decision to VIP {_s(sp['to_vip_median_s'])}, "
                          f"VIP to first client served {_s(sp['to_served_median_s'])}")
-        for who, x in (("shoal", s), ("keepalived", k)):
+        if r.get("mixed"):
+            m = r["mixed"]
+            lines.append(f"{'':<19} {m['runs']:>3}  mixed pair (shoal + keepalived, VRRP): median {_s(m['median_s'])}, "
+                         f"worst {_s(m['worst_s'])}; survivor active (median) {_s(m['takeover_median_s'])}")
+        for who, x in (("shoal", s), ("keepalived", k), ("mixed", r.get("mixed"))):
+            if x is None:
+                continue
             if x["unsettled"]:
                 lines.append(f"  {who}: {x['unsettled']} look(s) before a crash found the pair not yet settled")
             if x["failed"]:
@@ -626,6 +697,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timers", default="1/3,0.1/0.3,0.02/0.1",
                         help="keepalive/deadtime settings, comma separated")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--no-mixed", dest="mixed", action="store_false",
+                        help="leave out the mixed pair (shoal on the primary, keepalived on the backup, over VRRP)")
     args = parser.parse_args(argv)
     if shutil.which("keepalived") is None:
         print("bench/failover.py: keepalived not found (apt-get install keepalived)", file=sys.stderr)
@@ -641,8 +714,10 @@ def main(argv: list[str] | None = None) -> int:
             echo(f"# keepalive {keepalive:g} s, deadtime {deadtime:g} s: {n} crashes each")
             shoal = shoal_runs(config, n, echo)
             keepalived = keepalived_runs(config, n, echo)
+            mixed = mixed_runs(config, n, echo) if args.mixed else None
             results.append({"timers": f"{keepalive:g}/{deadtime:g} s", "keepalive_s": keepalive, "deadtime_s": deadtime,
-                            "shoal": summary(shoal), "keepalived": summary(keepalived)})
+                            "shoal": summary(shoal), "keepalived": summary(keepalived),
+                            **({"mixed": summary(mixed)} if mixed is not None else {})})
     except (LabError, BenchError) as e:
         print(f"bench/failover.py: {e}", file=sys.stderr)
         return 2

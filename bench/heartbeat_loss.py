@@ -57,36 +57,15 @@ from adapters.lab.world import LabWorld, open_world  # noqa: E402
 from engine.config import parse  # noqa: E402
 from engine.model import Config  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from failover import CONFIG as FAILOVER_CONFIG  # noqa: E402
+
 ROUTERS = ("primary", "backup")
 OTHER = {"primary": "backup", "backup": "primary"}
 POLL_S = 1.0
 
-CONFIG = """serial_no = 1
-primary = 10.0.0.1
-backup = 10.0.0.2
-{private}backup_active = 1
-keepalive = {keepalive:g}
-deadtime = {deadtime:g}
-network = nat
-nat_router = 10.1.0.254 eth1:1
-nat_nmask = 255.255.255.0
-virtual web {{
-    address = 10.0.0.100 eth0:1
-    vip_nmask = 255.255.255.0
-    port = 80
-    scheduler = rr
-    send = "GET / HTTP/1.0\\r\\n\\r\\n"
-    expect = "HTTP/1.0 200"
-    timeout = 1
-    reentry = 2
-    server web1 {{
-        address = 10.1.0.11
-    }}
-    server web2 {{
-        address = 10.1.0.12
-    }}
-}}
-"""
+# bench/failover.py's pair, with the private path when asked for.
+CONFIG = FAILOVER_CONFIG.replace("backup_active = 1\n", "{private}backup_active = 1\n")
 PRIVATE = "primary_private = 10.11.12.1\nbackup_private = 10.11.12.2\n"
 
 
