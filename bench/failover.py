@@ -590,8 +590,8 @@ def mixed_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
                 survivor = OTHER[master]
                 before = ka.entered("MASTER")
                 t_crash = time.monotonic()
-                if master == "backup":
-                    ka.kill()
+                if master == "backup" and ka.child is not None:  # as the pure keepalived pair: its VRRP child
+                    os.kill(ka.child, signal.SIGSTOP)                # stopped at once (a kill waits for the reaping)
                 world.apply(Fault(0, "crash", master))  # shoal's daemon killed (if there), the links down
                 t_down = time.monotonic()
                 took_over: Callable[[], bool] = (lambda: world.status("primary").get("role") == "active") \
@@ -602,6 +602,7 @@ def mixed_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
                 if master == "primary":
                     world.apply(Fault(0, "restart", "primary"))
                 else:
+                    ka.kill()
                     world.boot_host("backup")
                     boot_keepalived()
         finally:
