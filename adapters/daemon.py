@@ -43,7 +43,6 @@ import ipaddress
 import json
 import logging
 import signal
-import socket
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -485,12 +484,10 @@ class Daemon:
         own = config.primary if self.node == "primary" else config.backup
         partner = config.backup if self.node == "primary" else config.primary
         assert own is not None
-        norm = str(ipaddress.ip_address(own))
-        index = next((i for i, local, _ in self.vips._call(lambda ipr: ipr.addresses()) if local == norm), None)
-        if index is None:
+        device = self.vips.device_of(own)
+        if device is None:
             raise StartError(f"VRRP: no interface of this host holds {own} (this router's address in lvs.cf)")
-        sock = VrrpSocket(socket.if_indextoname(index), ipaddress.ip_address(own).version, own,
-                          partner if config.vrrp_unicast else None)
+        sock = VrrpSocket(device, ipaddress.ip_address(own).version, own, partner if config.vrrp_unicast else None)
         try:
             sock.open()
         except VrrpSocketError as e:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -115,6 +116,12 @@ class Vips:
 
     def _prefixes(self, ipr: Rtnl, index: int, address: str) -> list[int]:
         return sorted({prefix for _, local, prefix in ipr.addresses(index) if local == address})
+
+    def device_of(self, address: str) -> str | None:
+        """The interface that holds `address` here, None when none does."""
+        norm = _norm(address)
+        index = next((i for i, local, _ in self._call(lambda ipr: ipr.addresses()) if local == norm), None)
+        return None if index is None else socket.if_indextoname(index)
 
     def held(self, addresses: Iterable[str]) -> set[str]:
         """Those of `addresses` that are on any interface here (as given)."""

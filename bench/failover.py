@@ -56,12 +56,14 @@ time it was opened), then measures, N times:
   primary and the backup dying.
 
 shoal: two `shoal run --dataplane nft` daemons, the lab's own (`LabWorld`).
-On takeover the backup adds the VIP and `nat_router`, sends gratuitous ARP
-(scapy; its defaults: 5, 1 s apart) and writes its nft table (a standby
-holds none).
+On takeover the backup adds the VIP and `nat_router` and sends gratuitous
+ARP (its defaults: 5, 1 s apart); its table is already there (a standby
+keeps it, docs/STANDBY.md).
 
 keepalived (Debian's 2.2.7, the yardstick): `keepalived -n -l -D -P` in
-each router's namespace, VRRPv3, one instance on the public interface,
+each router's namespace (adapters/lab/keepalived.py: its keepalived.conf
+written from the same lvs.cf over VRRP), VRRPv3, one instance on the
+public interface,
 `advert_int` = keepalive, priority 150 on the primary and 100 on the
 backup, both `state BACKUP` with `nopreempt`; its virtual addresses are
 the VIP on the public interface and `nat_router` (the real servers'
@@ -92,7 +94,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -120,7 +121,6 @@ from scenario.model import Fault  # noqa: E402
 CLIENT_RATE = 100  # connections per second
 CLIENT_TIMEOUT_S = 0.3
 VRID = 51
-PRIORITY = {"primary": 150, "backup": 100}
 ROUTERS = ("primary", "backup")
 OTHER = {"primary": "backup", "backup": "primary"}
 DEFAULT_TIMERS = ((1.0, 3.0, 10), (0.1, 0.3, 20), (0.02, 0.1, 20))  # keepalive s, deadtime s, default runs
@@ -151,25 +151,6 @@ virtual web {{
     }}
 }}
 """
-
-KEEPALIVED = """global_defs {{
-    router_id {name}
-    vrrp_version 3
-}}
-vrrp_instance VI_1 {{
-    state BACKUP
-    nopreempt
-    interface {public_dev}
-    virtual_router_id {vrid}
-    priority {priority}
-    advert_int {advert:g}
-    virtual_ipaddress {{
-        {vip}/24 dev {public_dev}
-        {nat_router}/24 dev {server_dev}
-    }}
-}}
-"""
-
 
 class BenchError(Exception):
     pass
@@ -401,152 +382,64 @@ def nft_script(config: Config) -> str:
     return text
 
 
-def _alive(pid: int) -> bool:
+def install_table(world: LabWorld, name: str, text: str) -> None:
+    """shoal's nft text installed in router `name`'s namespace (keepalived writes no table of its own here)."""
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == "keepalived"
-    except OSError:
-        return False
+        netns.run_in(world.topo.ns(name), ["nft", "-f", "-"], input=text, timeout_s=None)
+    except netns.NetnsCommandFailed as e:
+        raise LabError(str(e)) from None
 
 
-class Keepalived:
-    """One keepalived per router, started, stopped and killed by PID."""
-
-    def __init__(self, world: LabWorld, advert_s: float) -> None:
-        self.world, self.advert_s = world, advert_s
-        self.parents: dict[str, subprocess.Popen[bytes]] = {}
-        self.children: dict[str, int] = {}
-        self.logs: dict[str, Path] = {}
-        self.starts = 0
-        self.table = nft_script(world.config)
-
-    def conf(self, name: str) -> Path:
-        node = self.world.plan.node(name)
-        public_dev = next(i.name for i in node.ifaces if i.net == "public")
-        server_dev = next(i.name for i in node.ifaces if i.net == "server")
-        vip = next(v.address for v in self.world.config.virtuals if v.address)
-        path = self.world.workdir / f"keepalived-{name}.conf"
-        path.write_text(KEEPALIVED.format(name=name, public_dev=public_dev, server_dev=server_dev, vrid=VRID,
-                                          priority=PRIORITY[name], advert=self.advert_s, vip=vip,
-                                          nat_router=self.world.config.nat_router))
-        return path
-
-    def install_table(self, name: str) -> None:
-        try:
-            netns.run_in(self.world.topo.ns(name), ["nft", "-f", "-"], input=self.table, timeout_s=None)
-        except netns.NetnsCommandFailed as e:
-            raise LabError(str(e)) from None
-
-    def start(self, name: str) -> None:
-        self.starts += 1
-        work = self.world.workdir
-        pid_file, vrrp_file = work / f"keepalived-{name}.pid", work / f"keepalived-{name}-vrrp.pid"
-        for f in (pid_file, vrrp_file):
-            f.unlink(missing_ok=True)
-        self.logs[name] = work / f"keepalived-{name}-{self.starts}.log"
-        with open(self.logs[name], "ab") as log:
-            self.parents[name] = subprocess.Popen(
-                ["ip", "netns", "exec", self.world.topo.ns(name), "keepalived", "-n", "-l", "-D", "-P",
-                 "-f", str(self.conf(name)), "-p", str(pid_file), "-r", str(vrrp_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                pid = int(vrrp_file.read_text().strip())
-                if _alive(pid):
-                    self.children[name] = pid
-                    return
-            except (OSError, ValueError):
-                pass
-            if self.parents[name].poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"keepalived on {name} did not start its VRRP child:\n{self.log(name)}")
-            time.sleep(0.02)
-
-    def log(self, name: str) -> str:
-        try:
-            return self.logs[name].read_text(errors="replace")[-3000:]
-        except (KeyError, OSError):
-            return "(no log)"
-
-    def masters(self, name: str) -> int:
-        """How often it entered MASTER since its start (its log is written as it goes)."""
-        try:
-            return self.logs[name].read_text(errors="replace").count("Entering MASTER STATE")
-        except (KeyError, OSError):
-            return 0
-
-    def running(self, name: str) -> bool:
-        parent = self.parents.get(name)
-        return parent is not None and parent.poll() is None and _alive(self.children.get(name, 0))
-
-    def stop(self, name: str) -> None:
-        """The VRRP child stopped (SIGSTOP): the crash."""
-        os.kill(self.children[name], signal.SIGSTOP)
-
-    def kill(self, name: str) -> None:
-        parent = self.parents.pop(name, None)
-        if parent is not None and parent.poll() is None:
-            parent.send_signal(signal.SIGKILL)
-            parent.wait(5)
-        child = self.children.pop(name, None)
-        if child is None:  # interrupted between its start and reading its pid file
-            try:
-                child = int((self.world.workdir / f"keepalived-{name}-vrrp.pid").read_text().strip())
-            except (OSError, ValueError):
-                pass
-        if child is not None and _alive(child):
-            os.kill(child, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-            while _alive(child) and time.monotonic() < deadline:
-                time.sleep(0.01)
-
-    def close(self) -> None:
-        for name in dict.fromkeys([*self.parents, *self.children]):
-            self.kill(name)
+def vrrp_of(config: Config) -> Config:
+    """The bench's pair over VRRP (keepalived's side, and shoal's in the mixed pair): VRID 51,
+    the default priorities (150 on the primary, 100 on the backup), no preemption."""
+    return replace(config, heartbeat_protocol="vrrp", virtual_router_id=VRID, preempt=False)
 
 
 def keepalived_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
     advert_s, deadtime_s = config.keepalive_ms / 1000, config.deadtime_ms / 1000
     limit_s = 10 * deadtime_s + 10
     settle_s = max(0.5, 2 * advert_s)
+    vrrp = vrrp_of(config)
     vips = frozenset(world_vips(config))
+    table_text = nft_script(config)
     out = Runs()
-    with lab(config, "k") as (world, client):
-        ka = Keepalived(world, advert_s)
+    with lab(vrrp, "k") as (world, client):
+        ka = {r: LabKeepalived(world, r) for r in ROUTERS}
         try:
             for r in ROUTERS:
-                ka.install_table(r)
-                ka.start(r)
+                install_table(world, r, table_text)
+                ka[r].start()
 
             def find() -> str | None:
                 held = {r: world.vips(r) for r in ROUTERS}
                 master = [r for r in ROUTERS if held[r] == vips and not held[OTHER[r]]]
-                if not master or not all(ka.running(r) for r in ROUTERS):
+                if not master or not all(ka[r].running() for r in ROUTERS):
                     return None
                 return master[0] if client.serving(time.monotonic() - 0.5) else None
 
             def logs() -> str:
-                return "\n".join(f"--- {r}\n{ka.log(r)}" for r in ROUTERS)
+                return "\n".join(f"--- {r}\n{ka[r].log()[-3000:]}" for r in ROUTERS)
 
             for i in range(n):
                 master = settled(find, settle_s, 30 + 10 * deadtime_s, logs, out)
                 survivor = OTHER[master]
-                before = ka.masters(survivor)
+                before = ka[survivor].entered("MASTER")
                 t_crash = time.monotonic()
-                ka.stop(master)
+                ka[master].freeze()
                 world.topo.links(master, up=False)
                 t_down = time.monotonic()
-                served, marked = client.first_success(t_down, limit_s, lambda: ka.masters(survivor) > before)
+                served, marked = client.first_success(t_down, limit_s,
+                                                      lambda: ka[survivor].entered("MASTER") > before)
                 out.record("keepalived", i, n, master, t_crash, served, marked, echo)
-                # restore: the lab's `restart`, with keepalived's table installed at boot
-                ka.kill(master)
-                own = {a.split("/")[0] for iface in world.plan.node(master).ifaces for a in iface.addresses}
-                world.topo.flush_router(master, own | {"127.0.0.1", "::1"})
-                ka.install_table(master)
-                world.topo.links(master, up=True)
-                ka.start(master)
+                # restore: the host boots, keepalived's table installed at boot
+                ka[master].kill()
+                world.boot_host(master)
+                install_table(world, master, table_text)
+                ka[master].start()
         finally:
-            ka.close()
+            for r in ROUTERS:
+                ka[r].kill()
     return out
 
 
@@ -554,7 +447,7 @@ def mixed_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
     """A mixed pair (issue 14): shoal on the primary (VRRP, priority 150), keepalived on the backup
     (priority 100, adapters/lab/keepalived.py, its nft table installed at every boot), neither
     preempting; the same crash, restore and figure as the pure pairs."""
-    vrrp = replace(config, heartbeat_protocol="vrrp", virtual_router_id=VRID, preempt=False)
+    vrrp = vrrp_of(config)
     advert_s = vrrp.keepalive_ms / 1000
     limit_s = 10 * config.deadtime_ms / 1000 + 10
     settle_s = max(0.5, 2 * advert_s)
@@ -565,7 +458,7 @@ def mixed_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
         ka = LabKeepalived(world, "backup")
 
         def boot_keepalived() -> None:
-            netns.run_in(world.topo.ns("backup"), ["nft", "-f", "-"], input=table_text, timeout_s=None)
+            install_table(world, "backup", table_text)
             ka.start()
 
         try:
@@ -573,7 +466,7 @@ def mixed_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
             boot_keepalived()
 
             def running(r: str) -> bool:
-                return world.daemon_running(r) if r == "primary" else ka.proc is not None and ka.proc.poll() is None
+                return world.daemon_running(r) if r == "primary" else ka.running()
 
             def find() -> str | None:
                 held = {r: world.vips(r) for r in ROUTERS}
@@ -590,8 +483,8 @@ def mixed_runs(config: Config, n: int, echo: Callable[[str], None]) -> Runs:
                 survivor = OTHER[master]
                 before = ka.entered("MASTER")
                 t_crash = time.monotonic()
-                if master == "backup" and ka.child is not None:  # as the pure keepalived pair: its VRRP child
-                    os.kill(ka.child, signal.SIGSTOP)                # stopped at once (a kill waits for the reaping)
+                if master == "backup":
+                    ka.freeze()  # as the pure keepalived pair
                 world.apply(Fault(0, "crash", master))  # shoal's daemon killed (if there), the links down
                 t_down = time.monotonic()
                 took_over: Callable[[], bool] = (lambda: world.status("primary").get("role") == "active") \

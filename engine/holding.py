@@ -59,6 +59,20 @@ class Vip:
         return DelVip(self.address, self.prefix, self.device, self.label)
 
 
+def wanted_vips(config: Config) -> tuple[Vip, ...]:
+    """What an active router holds under `config`: each active virtual's address once, in config
+    order, then the `nat_router` address."""
+    wanted: list[Vip] = []
+    seen: set[str] = set()
+    for virtual in config.virtuals:
+        if virtual.active and virtual.address and virtual.address not in seen:
+            seen.add(virtual.address)
+            wanted.append(Vip.of(virtual.address, virtual.vip_nmask, virtual.device))
+    if config.nat_router and config.nat_router not in seen:
+        wanted.append(Vip.of(config.nat_router, config.nat_nmask, config.nat_router_device))
+    return tuple(wanted)
+
+
 class Holding:
     """The VIPs, ARP rounds and sync daemon state of one router.  Mutable, owned by one `Engine`."""
 
@@ -74,15 +88,7 @@ class Holding:
     def wanted(self, config: Config) -> tuple[Vip, ...]:
         """The addresses an active router holds under `config` (cached per config)."""
         if self._wanted_for is not config:
-            wanted: list[Vip] = []
-            seen: set[str] = set()
-            for virtual in config.virtuals:
-                if virtual.active and virtual.address and virtual.address not in seen:
-                    seen.add(virtual.address)
-                    wanted.append(Vip.of(virtual.address, virtual.vip_nmask, virtual.device))
-            if config.nat_router and config.nat_router not in seen:
-                wanted.append(Vip.of(config.nat_router, config.nat_nmask, config.nat_router_device))
-            self._wanted, self._wanted_for = tuple(wanted), config
+            self._wanted, self._wanted_for = wanted_vips(config), config
         return self._wanted
 
     def leftovers(self, config: Config) -> list[Command]:

@@ -144,13 +144,18 @@ class Election:
         return [], False
 
     def _become_master(self, now_ms: int, reason: str) -> list[Verdict]:
+        self.assume_master(now_ms)
+        self.counters["became_master"] += 1
+        return [Verdict("go_active", reason)]
+
+    def assume_master(self, now_ms: int) -> None:
+        """Master from now, its next advert an interval away (also when the engine decided alone:
+        no failover, an adopted table, a hand-over not taken)."""
         self.state = "master"
         self.down_at_ms = None
         self.preempt_until_ms = None
         self.handed_over = False
         self.advert_at_ms = now_ms + self.settings.interval_ms
-        self.counters["became_master"] += 1
-        return [Verdict("go_active", reason)]
 
     # ------------------------------------------------------------ adverts
 

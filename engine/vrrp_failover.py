@@ -47,6 +47,7 @@ import ipaddress
 from typing import get_args
 
 from engine.events import SendAdvert
+from engine.holding import wanted_vips
 from engine.liveness import Noticed
 from engine.model import Config, Node, vrrp_priority
 from engine.status import PartnerStatus
@@ -99,20 +100,10 @@ class VrrpFailover:
         self.family = ipaddress.ip_address(own).version
         partner = config.backup if self.node == "primary" else config.primary
         self.destination = partner if config.vrrp_unicast and partner else (GROUP_V4 if self.family == 4 else GROUP_V6)
-        self.addresses = tuple(a for a in self._vrrp_addresses(config)
-                               if ipaddress.ip_address(a).version == self.family)
+        self.addresses = tuple(v.address for v in wanted_vips(config)
+                               if ipaddress.ip_address(v.address).version == self.family)
         if self.election.settings != self.settings:
             self.election.reconfigure(self.settings, self._now_ms)
-
-    @staticmethod
-    def _vrrp_addresses(config: Config) -> list[str]:
-        seen: list[str] = []
-        for v in config.virtuals:
-            if v.active and v.address and v.address not in seen:
-                seen.append(v.address)
-        if config.nat_router and config.nat_router not in seen:
-            seen.append(config.nat_router)
-        return seen
 
     @property
     def _refresh_ms(self) -> int:
@@ -140,11 +131,12 @@ class VrrpFailover:
     def next_deadline(self) -> int | None:
         if not self.enabled or self.leaving:
             return None
-        times = [t for t in (self.election.next_deadline(), self._handing_until_ms, self._release_at_ms,
-                             self._refresh_at_ms if self.role == "active" else None) if t is not None]
-        if self._handing_until_ms is not None:  # sending nothing meanwhile: not the advert timer
-            times = [t for t in (self._handing_until_ms, self._release_at_ms) if t is not None]
-        return min(times) if times else None
+        candidates: tuple[int | None, ...]
+        if self._handing_until_ms is not None:  # sending nothing meanwhile: not the election's timers
+            candidates = (self._handing_until_ms, self._release_at_ms)
+        else:
+            candidates = (self.election.next_deadline(), self._refresh_at_ms if self.role == "active" else None)
+        return min((t for t in candidates if t is not None), default=None)
 
     def tick(self, now_ms: int) -> tuple[list[Verdict], list[Noticed]]:
         self._now_ms = now_ms
@@ -176,8 +168,7 @@ class VrrpFailover:
     def _handover_failed(self) -> None:
         self._handing_until_ms = self._release_at_ms = None
         self.handed_over = False
-        self.election.state = "master"
-        self.election.advert_at_ms = self._now_ms + self.settings.interval_ms
+        self.election.assume_master(self._now_ms)
         self._advert(self.settings.priority)
         self.notes.append(Noticed("handover_failed"))
 
@@ -210,9 +201,7 @@ class VrrpFailover:
                 self._refresh_at_ms = now_ms + self._refresh_ms
             self.handed_over = False
             if self.election.state != "master":  # the engine's own decision: the election follows
-                self.election.state = "master"
-                self.election.down_at_ms = None
-                self.election.advert_at_ms = now_ms + self.settings.interval_ms
+                self.election.assume_master(now_ms)
                 if self.enabled:
                     self._advert(self.settings.priority)
         elif self.election.state == "master":

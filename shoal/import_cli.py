@@ -19,8 +19,8 @@ import argparse
 import ipaddress
 import os
 import sys
-import tempfile
 
+from adapters.files import replace_file
 from adapters.keepalived.convert import Options, Result, convert
 from adapters.keepalived.syntax import KeepalivedError, Tree, load
 from engine.config import ConfigError, parse, render
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         return 1
     if args.output:
         try:
-            _write(args.output, text)
+            replace_file(args.output, text, prefix=".lvs.cf.")
         except OSError as e:
             print(f"shoal import: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
             return 2
@@ -123,18 +123,3 @@ def tree_notes(tree: Tree, config_id: str | None) -> list[object]:
         notes.insert(0, Note(Where(tree.files[0], 1), "conditional lines",
                              f"the file has {ids}; read with {said} (--config-id ID reads it as keepalived -i ID)"))
     return notes
-
-
-def _write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lvs.cf.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

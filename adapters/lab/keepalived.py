@@ -10,7 +10,8 @@ given), `advert_int` = keepalive, `version`, preemption as `preempt` says
 same list shoal advertises (the VIPs of that family, then `nat_router`),
 each on the interface its label names.  What keepalived says is read from
 its log; what it holds, from the namespace.  Started, stopped (SIGTERM: a
-clean stop, priority 0) and killed by PID.
+clean stop, priority 0), frozen (SIGSTOP of its VRRP child: a crash) and
+killed by PID.
 """
 
 from __future__ import annotations
@@ -104,6 +105,15 @@ class Keepalived:
     def entered(self, state: str) -> int:
         """How often its log says it entered `state` (MASTER, BACKUP) since the lab began."""
         return self.log().count(f"Entering {state} STATE")
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self.child is not None and _alive(self.child)
+
+    def freeze(self) -> None:
+        """Its VRRP child stopped (SIGSTOP) at once: a crash as the advertising side sees it (a kill
+        would wait for the child to be reaped).  `kill` ends it."""
+        if self.child is not None and _alive(self.child):
+            os.kill(self.child, signal.SIGSTOP)
 
     def stop(self) -> None:
         """A clean stop (SIGTERM): a master says priority 0 and removes its addresses."""
